@@ -1,0 +1,48 @@
+//! `gemma-graph convert DIR -o OUT.gguf --type q8_0|f16|f32`
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use gg_loader::convert::{convert, OutType};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// sentence-transformers checkpoint directory (model.safetensors, tokenizer.model, ...)
+    dir: PathBuf,
+    /// Output GGUF path.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Element type of the 2-D weights.
+    #[arg(long = "type", default_value = "q8_0")]
+    ty: OutType,
+    /// Overwrite the output if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if !args.dir.is_dir() {
+        bail!("{} is not a directory", args.dir.display());
+    }
+    if args.output.exists() && !args.force {
+        bail!("{} exists (pass --force to overwrite)", args.output.display());
+    }
+    let start = Instant::now();
+    // Written under a temporary name and renamed, so an interrupted run leaves no file that
+    // looks complete.
+    let mut tmp = args.output.clone().into_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let report = convert(&args.dir, &tmp, args.ty).context("conversion failed")?;
+    std::fs::rename(&tmp, &args.output).with_context(|| format!("renaming {} to {}", tmp.display(), args.output.display()))?;
+    eprintln!(
+        "wrote {} ({} tensors, {} metadata keys, {} bytes) in {:.1} s",
+        args.output.display(),
+        report.n_tensors,
+        report.n_keys,
+        report.bytes,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

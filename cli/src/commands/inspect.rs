@@ -1,0 +1,125 @@
+//! `gemma-graph inspect [--model PATH] [--json]`
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use gg_loader::gemma::GemmaConfig;
+use gg_loader::gguf::{Gguf, MetaValue};
+use serde_json::{json, Value as Json};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// GGUF file (default: $GEMMA_GRAPH_MODEL, else the fetched model in the cache).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Show this many elements of long arrays.
+    #[arg(long, default_value_t = 8)]
+    array_head: usize,
+}
+
+/// Arrays longer than this are summarized.
+const SHORT_ARRAY: usize = 16;
+
+fn value_json(g: &Gguf, v: &MetaValue, head: usize) -> Json {
+    match v {
+        MetaValue::Array(a) if a.len > SHORT_ARRAY => {
+            let all = g.array_to_json(a);
+            let first: Vec<Json> = all.as_array().map(|x| x.iter().take(head).cloned().collect()).unwrap_or_default();
+            json!({ "len": a.len, "head": first })
+        }
+        v => g.value_to_json(v),
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let path = crate::model_path(args.model);
+    let g = Gguf::open(&path)?;
+    let config = GemmaConfig::from_gguf(&g);
+
+    let mut totals: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    for t in g.tensors() {
+        let e = totals.entry(t.ty.to_string()).or_default();
+        e.0 += 1;
+        e.1 += t.n_bytes;
+    }
+
+    if args.json {
+        let out = json!({
+            "file": path.display().to_string(),
+            "version": g.version(),
+            "alignment": g.alignment(),
+            "file_bytes": g.file_len(),
+            "data_offset": g.data_start(),
+            "metadata": g.metadata().iter().map(|e| json!({
+                "key": e.key, "type": e.value.type_name(), "value": value_json(&g, &e.value, args.array_head)
+            })).collect::<Vec<_>>(),
+            "tensors": g.tensors().iter().map(|t| json!({
+                "name": t.name, "type": t.ty.to_string(), "dims": t.dims, "bytes": t.n_bytes,
+                "offset": g.data_start() + t.offset, "supported": t.ty.to_dtype().is_some(),
+            })).collect::<Vec<_>>(),
+            "totals": totals.iter().map(|(k, (n, b))| (k.clone(), json!({"tensors": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
+            "model": match &config { Ok(c) => serde_json::to_value(c)?, Err(e) => json!({ "error": e.to_string() }) },
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+
+    println!("file       {}", path.display());
+    println!("format     GGUF v{}, alignment {}, {} bytes, tensor data at offset {}", g.version(), g.alignment(), g.file_len(), g.data_start());
+    println!("\nmetadata ({} keys)", g.metadata().len());
+    for e in g.metadata() {
+        let v = value_json(&g, &e.value, args.array_head);
+        let shown = match (&e.value, &v) {
+            (MetaValue::Array(a), Json::Object(o)) if a.len > SHORT_ARRAY => {
+                format!("[{} items] {} ...", a.len, o["head"])
+            }
+            _ => v.to_string(),
+        };
+        println!("  {:<50} {:<16} {}", e.key, e.value.type_name(), shown);
+    }
+    println!("\ntensors ({})", g.tensors().len());
+    println!("  {:<36} {:<6} {:<22} {:>12} {:>12}", "name", "type", "dims (innermost first)", "bytes", "offset");
+    for t in g.tensors() {
+        let note = if t.ty.to_dtype().is_none() { "  (unsupported type)" } else { "" };
+        println!(
+            "  {:<36} {:<6} {:<22} {:>12} {:>12}{note}",
+            t.name,
+            t.ty.to_string(),
+            format!("{:?}", t.dims),
+            t.n_bytes,
+            g.data_start() + t.offset
+        );
+    }
+    println!("\ntotals by type");
+    for (ty, (n, bytes)) in &totals {
+        println!("  {ty:<6} {n:>5} tensors {bytes:>14} bytes");
+    }
+    println!("\nmodel as loaded");
+    match config {
+        Ok(c) => {
+            println!("  architecture      gemma-embedding, {} layers, d_model {}, d_ff {}", c.n_layers, c.d_model, c.d_ff);
+            println!("  attention         {} query heads, {} kv heads, head dim {}", c.n_heads, c.n_kv_heads, c.head_dim);
+            let globals: Vec<usize> = (0..c.n_layers).filter(|&l| c.global_layers[l]).collect();
+            println!("  global layers     {globals:?} (rope base {})", c.rope_base_global);
+            match c.local_reach() {
+                Some(r) => println!("  sliding layers    window {} (|i-j| <= {r}), rope base {}", c.sliding_window.unwrap_or(0), c.rope_base_local),
+                None => println!("  sliding layers    none"),
+            }
+            println!("  context           {} tokens, rms eps {:e}, vocab {}", c.context_length, c.rms_eps, c.vocab_size);
+            println!("  pooling           {:?}", c.pooling);
+            if c.dense.is_empty() {
+                println!("  dense heads       none (vectors differ from the sentence-transformers pipeline)");
+            }
+            for d in &c.dense {
+                println!("  dense head        {} {} -> {}", d.tensor, d.in_features, d.out_features);
+            }
+            println!("  embedding dim     {}", c.embedding_dim());
+        }
+        Err(e) => println!("  not loadable as EmbeddingGemma: {e}"),
+    }
+    Ok(())
+}

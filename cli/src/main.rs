@@ -1,0 +1,44 @@
+//! The `gemma-graph` command line. Thin: clap parses, each command validates its settings,
+//! one `match` dispatches.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "gemma-graph", version, about = "EmbeddingGemma text embeddings from GGUF, via a graph compiler")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a GGUF file: metadata, tensors, totals, and the model as the loader understands it.
+    Inspect(commands::inspect::Args),
+    /// Convert a sentence-transformers EmbeddingGemma checkpoint to GGUF.
+    Convert(commands::convert::Args),
+}
+
+/// `--model` default: `$GEMMA_GRAPH_MODEL`, else the fetched model in the cache.
+pub fn model_path(arg: Option<PathBuf>) -> PathBuf {
+    arg.unwrap_or_else(gemma_graph::default_model_path)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Convert(args) => commands::convert::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! GGUF (versions 2 and 3): a bounds-checked, memory-mapped reader and a writer.
+
+mod error;
+mod file;
+mod parse;
+mod types;
+mod writer;
+
+pub use error::GgufError;
+pub use file::{gguf_dims, Gguf, MetaArray, MetaEntry, MetaValue, Span, TensorData, TensorInfo};
+pub use types::{GgmlType, ValueType};
+pub use writer::{GgufWriter, Value};

@@ -1,0 +1,6 @@
+//! Everything that turns files into a runnable model: the GGUF reader and writer, the
+//! SentencePiece tokenizer, the Gemma graph builder and the checkpoint converter.
+
+pub mod convert;
+pub mod gemma;
+pub mod gguf;
