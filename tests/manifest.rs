@@ -96,3 +96,14 @@ fn converter_q8_0_output_matches_llama_cpp_manifest() {
     let g = Gguf::from_bytes(&bytes).unwrap();
     assert_no_diffs(diff_against_manifest(&g, "manifest-Q8_0.json"), "Q8_0 conversion");
 }
+
+#[test]
+fn py_float_matches_python_repr() {
+    assert_eq!(py_float(-1000.0), "-1000.0");
+    assert_eq!(py_float(0.949999988079071), "0.949999988079071");
+    assert_eq!(py_float(9.999999974752427e-07), "9.999999974752427e-07");
+    assert_eq!(py_float(1e16), "1e+16");
+    assert_eq!(py_float(123456789012345.0), "123456789012345.0");
+    assert_eq!(py_float(0.0001), "0.0001");
+    assert_eq!(py_float(-2.5e-5), "-2.5e-05");
+}

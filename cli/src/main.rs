@@ -2,6 +2,7 @@
 //! one `match` dispatches.
 
 mod commands;
+mod input;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +22,8 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// Convert a sentence-transformers EmbeddingGemma checkpoint to GGUF.
     Convert(commands::convert::Args),
+    /// Show the token ids and pieces of texts, exactly as embedding sees them.
+    Tokenize(commands::tokenize::Args),
 }
 
 /// `--model` default: `$GEMMA_GRAPH_MODEL`, else the fetched model in the cache.
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Convert(args) => commands::convert::run(args),
+        Command::Tokenize(args) => commands::tokenize::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,3 +4,4 @@
 pub mod convert;
 pub mod gemma;
 pub mod gguf;
+pub mod tokenizer;

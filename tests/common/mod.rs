@@ -115,14 +115,3 @@ pub fn manifest_entry(g: &Gguf, v: &MetaValue) -> Json {
         v => serde_json::json!({"type": ty, "value": g.value_to_json(v)}),
     }
 }
-
-#[test]
-fn py_float_matches_python_repr() {
-    assert_eq!(py_float(-1000.0), "-1000.0");
-    assert_eq!(py_float(0.949999988079071), "0.949999988079071");
-    assert_eq!(py_float(9.999999974752427e-07), "9.999999974752427e-07");
-    assert_eq!(py_float(1e16), "1e+16");
-    assert_eq!(py_float(123456789012345.0), "123456789012345.0");
-    assert_eq!(py_float(0.0001), "0.0001");
-    assert_eq!(py_float(-2.5e-5), "-2.5e-05");
-}

@@ -1,0 +1,99 @@
+//! `gemma-graph tokenize [--model PATH] [TEXT ...] [--input FILE] [--format text|json|jsonl]`
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use gg_loader::gguf::Gguf;
+use gg_loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization, Tokenizer};
+use serde_json::json;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Normalize {
+    None,
+    Nfc,
+    Nfkc,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Texts to tokenize.
+    texts: Vec<String>,
+    /// GGUF file (default: $GEMMA_GRAPH_MODEL, else the fetched model in the cache).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// JSONL input, one object with a "text" field per line ("-" for stdin).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Show the full length instead of truncating to the context as embedding does.
+    #[arg(long)]
+    no_truncate: bool,
+    /// Tokenize control-token text such as "<bos>" as plain text (changes ids relative to the
+    /// reference tokenizer; for untrusted input).
+    #[arg(long)]
+    plain_control: bool,
+    /// Normalize the text first (changes ids relative to the reference tokenizer).
+    #[arg(long, value_enum, default_value = "none")]
+    normalize: Normalize,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let texts = crate::input::read_texts(args.texts, args.input.as_deref())?;
+    let g = Gguf::open(crate::model_path(args.model))?;
+    let tok = Tokenizer::from_gguf(&g)?;
+    let context = gg_loader::gemma::GemmaConfig::from_gguf(&g).map(|c| c.context_length).unwrap_or(2048);
+    let opts = EncodeOptions {
+        control_literals: if args.plain_control { ControlLiterals::PlainText } else { ControlLiterals::Special },
+        normalization: match args.normalize {
+            Normalize::None => Normalization::Identity,
+            Normalize::Nfc => Normalization::Nfc,
+            Normalize::Nfkc => Normalization::Nfkc,
+        },
+        add_special: true,
+        max_tokens: (!args.no_truncate).then_some(context),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let pieces = |ids: &[u32]| ids.iter().map(|&i| tok.piece(i).unwrap_or("")).collect::<Vec<_>>();
+    match args.format {
+        Format::Jsonl => {
+            for text in &texts {
+                let enc = tok.encode(text, &opts);
+                serde_json::to_writer(&mut out, &json!({ "ids": enc.ids }))?;
+                out.write_all(b"\n")?;
+            }
+        }
+        Format::Json => {
+            let all: Vec<_> = texts
+                .iter()
+                .map(|text| {
+                    let enc = tok.encode(text, &opts);
+                    json!({ "ids": enc.ids, "pieces": pieces(&enc.ids), "dropped": enc.dropped })
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut out, &all)?;
+            out.write_all(b"\n")?;
+        }
+        Format::Text => {
+            for (i, text) in texts.iter().enumerate() {
+                let enc = tok.encode(text, &opts);
+                let dropped = if enc.dropped > 0 { format!(", {} dropped by truncation", enc.dropped) } else { String::new() };
+                writeln!(out, "text {i}: {} tokens{dropped}", enc.ids.len())?;
+                for &id in &enc.ids {
+                    writeln!(out, "  {id:>7}  {:?}", tok.piece(id).unwrap_or(""))?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

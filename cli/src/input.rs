@@ -1,0 +1,36 @@
+//! Reading texts: positional arguments or a JSONL file with a `text` field per line.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+/// Texts from the command line, or from `input` (one JSON object per line, field `text`;
+/// `-` reads standard input). Blank lines are errors: every line is one text, so output
+/// lines stay aligned with input lines.
+pub fn read_texts(args: Vec<String>, input: Option<&Path>) -> Result<Vec<String>> {
+    match input {
+        None if args.is_empty() => bail!("no input: give TEXT arguments or --input FILE.jsonl"),
+        None => Ok(args),
+        Some(_) if !args.is_empty() => bail!("give either TEXT arguments or --input, not both"),
+        Some(path) => {
+            let reader: Box<dyn BufRead> = if path == Path::new("-") {
+                Box::new(std::io::stdin().lock())
+            } else {
+                let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+                Box::new(std::io::BufReader::new(f))
+            };
+            let mut texts = Vec::new();
+            for (i, line) in reader.lines().enumerate() {
+                let line = line.with_context(|| format!("{}: reading line {}", path.display(), i + 1))?;
+                let value: serde_json::Value = serde_json::from_str(&line)
+                    .with_context(|| format!("{} line {}: not valid JSON", path.display(), i + 1))?;
+                let Some(text) = value.get("text").and_then(|t| t.as_str()) else {
+                    bail!("{} line {}: expected an object with a string field \"text\"", path.display(), i + 1);
+                };
+                texts.push(text.to_string());
+            }
+            Ok(texts)
+        }
+    }
+}
