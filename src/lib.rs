@@ -1,7 +1,37 @@
-//! gemma-graph: text embeddings from EmbeddingGemma GGUF files.
+//! gemma-graph: text embeddings from EmbeddingGemma GGUF files, computed by a small graph
+//! compiler (operator graph → passes → static buffer plan → scalar/SIMD kernels).
+//!
+//! ```no_run
+//! use gemma_graph::{EmbedOptions, Model, Prompt};
+//! let model = Model::load(gemma_graph::default_model_path())?;
+//! let opts = EmbedOptions { prompt: Some(Prompt::Name("query".into())), ..Default::default() };
+//! let out = model.embed(&["How do I bake bread?"], &opts)?;
+//! assert_eq!(out.vector(0).len(), 768);
+//! # Ok::<(), gemma_graph::Error>(())
+//! ```
 
+mod embed;
+mod error;
+pub mod head;
+mod model;
 pub mod paths;
 
+pub use embed::{CancelToken, EmbedOptions, Embeddings, Prompt, TextEmbedding, PROMPTS};
+pub use error::Error;
+pub use gg_backends::Backend;
+pub use gg_loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization};
+pub use head::{HeadBuilder, PoolKind, PoolingHead, SentenceTransformersHead, Value};
+pub use model::{BackendChoice, Model, ModelOptions};
+pub use paths::{cache_dir, default_checkpoint_dir, default_model_path};
+
+/// The crates behind the facade, for users who want the compiler's pieces.
+pub use gg_backends as backends;
+pub use gg_graph as graph;
 pub use gg_loader as loader;
 pub use gg_ops as ops;
-pub use paths::{cache_dir, default_checkpoint_dir, default_model_path};
+
+// The model is shared across threads.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Model>();
+};

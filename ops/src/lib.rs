@@ -2,10 +2,12 @@
 //!
 //! This crate knows nothing about models or files: it defines the element types values and
 //! weights can have ([`DType`]), the Q8_0 block layout ([`BlockQ8_0`]) with its reference
-//! quantizer, and (see [`op`]) the `Op` enum that every pass matches exhaustively.
+//! quantizer, and the [`Op`] enum with shape/dtype inference and in-place rules.
 
 pub mod dtype;
+pub mod op;
 pub mod quant;
 
 pub use dtype::DType;
+pub use op::{InputKind, Op, PoolKind, Rows, Shape, ShapeError, WeightId};
 pub use quant::{BlockQ8_0, QK8_0};

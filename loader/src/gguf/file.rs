@@ -242,6 +242,11 @@ impl Gguf {
         self.data_len
     }
 
+    /// The whole file's bytes (memory-mapped for opened files).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.as_slice()
+    }
+
     pub fn file_len(&self) -> u64 {
         self.bytes.as_slice().len() as u64
     }

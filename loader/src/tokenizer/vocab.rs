@@ -15,7 +15,8 @@ pub mod token_type {
     pub const BYTE: i32 = 6;
 }
 
-/// Multiplicative hashing for the u64 pair keys (SipHash is needlessly slow here).
+/// Multiplicative hashing for pair keys and short piece strings (SipHash is needlessly slow
+/// for the millions of lookups made while building the tables).
 #[derive(Default)]
 pub(crate) struct PairHasher(u64);
 
@@ -141,7 +142,8 @@ impl Vocab {
     pub fn new(pieces: Vec<String>, scores: Vec<f32>, types: Vec<i32>, unk: u32) -> Vocab {
         let n = pieces.len();
         let mut char_piece: HashMap<char, u32> = HashMap::new();
-        let mut normal: HashMap<&str, u32> = HashMap::with_capacity(n);
+        let mut normal: HashMap<&str, u32, BuildHasherDefault<PairHasher>> =
+            HashMap::with_capacity_and_hasher(n, Default::default());
         let mut byte_piece = [unk; 256];
         let mut whole = WholeTrie::new();
         for (id, (p, &t)) in pieces.iter().zip(&types).enumerate() {

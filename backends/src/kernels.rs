@@ -1,0 +1,67 @@
+//! The kernel table: one function per op, one table per backend. The scalar table is the
+//! specification every SIMD table is tested against.
+
+use gg_ops::PoolKind;
+
+use crate::weights::WeightView;
+use crate::Backend;
+
+/// Where the sequences of a batch are: rows `start..start + len` of every per-token value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqSpan {
+    pub start: usize,
+    pub len: usize,
+}
+
+/// Threads a kernel may use (rayon, inside the caller's pool).
+#[derive(Clone, Copy, Debug)]
+pub struct Par {
+    pub threads: usize,
+}
+
+impl Par {
+    pub const SERIAL: Par = Par { threads: 1 };
+
+    pub fn is_serial(&self) -> bool {
+        self.threads <= 1
+    }
+}
+
+/// `out (rows, n) = x (rows, k) · W (n, k)ᵀ`
+pub type MatMulFn = fn(x: &[f32], w: WeightView<'_>, out: &mut [f32], rows: usize, k: usize, n: usize, par: Par);
+
+/// Attention over the packed batch; see `gg_ops::Op::Attention`.
+pub struct AttentionArgs<'a> {
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub out: &'a mut [f32],
+    pub seqs: &'a [SeqSpan],
+    /// For every token row, the index of its sequence in `seqs`.
+    pub row_seq: &'a [u32],
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+    pub window: Option<usize>,
+}
+
+pub struct KernelTable {
+    pub backend: Backend,
+    pub matmul: MatMulFn,
+    /// In place: every `group` columns of each row normalized, times `w`.
+    pub rms_norm: fn(x: &mut [f32], w: &[f32], group: usize, eps: f32, par: Par),
+    /// In place NEOX rotation; `cos`/`sin` are `(positions, head_dim / 2)` tables.
+    pub rope: fn(x: &mut [f32], cols: usize, pos: &[i32], head_dim: usize, cos: &[f32], sin: &[f32]),
+    pub attention: fn(args: AttentionArgs<'_>, par: Par),
+    pub gelu: fn(x: &mut [f32]),
+    pub add: fn(x: &mut [f32], y: &[f32]),
+    pub mul: fn(x: &mut [f32], y: &[f32]),
+    pub scale: fn(x: &mut [f32], factor: f32),
+    /// In place, per row of `cols`.
+    pub l2_norm: fn(x: &mut [f32], cols: usize),
+    /// `out (T, cols) = table[ids] · scale` (ids are checked by the executor).
+    pub embed: fn(ids: &[i32], table: WeightView<'_>, cols: usize, scale: f32, out: &mut [f32]),
+    /// `out (S, cols)` from `x (T, cols)`.
+    pub pool: fn(x: &[f32], cols: usize, seqs: &[SeqSpan], kind: PoolKind, out: &mut [f32]),
+}

@@ -1,0 +1,90 @@
+//! Kernels and the executor. The scalar table is the specification; SIMD tables (AVX2 on
+//! x86_64, NEON on aarch64) are chosen at run time. All `cfg(target_arch)`, `target_feature`
+//! and SIMD `unsafe` of the project live in this crate.
+
+pub mod exec;
+pub mod kernels;
+pub mod scalar;
+pub mod weights;
+
+use std::sync::OnceLock;
+
+pub use exec::{Arena, Batch, ExecError, OutputSlot, Program};
+pub use kernels::{KernelTable, Par, SeqSpan};
+pub use weights::{ByteSource, Weight, WeightBytes, WeightTable, WeightView};
+
+/// A kernel table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Scalar,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Scalar => "scalar",
+        }
+    }
+
+    /// Whether this CPU can run the backend.
+    pub fn is_available(self) -> bool {
+        match self {
+            Backend::Scalar => true,
+        }
+    }
+
+    pub fn kernels(self) -> &'static KernelTable {
+        match self {
+            Backend::Scalar => &scalar::KERNELS,
+        }
+    }
+
+    pub fn all() -> &'static [Backend] {
+        &[Backend::Scalar]
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The best backend this CPU supports, detected once. `GEMMA_GRAPH_BACKEND` (a backend name)
+/// overrides it when that backend is available.
+pub fn best_backend() -> Backend {
+    static BEST: OnceLock<Backend> = OnceLock::new();
+    *BEST.get_or_init(|| {
+        if let Ok(name) = std::env::var("GEMMA_GRAPH_BACKEND") {
+            if let Some(b) = Backend::all().iter().find(|b| b.name() == name && b.is_available()) {
+                return *b;
+            }
+        }
+        Backend::all().iter().rev().copied().find(|b| b.is_available()).unwrap_or(Backend::Scalar)
+    })
+}
+
+/// CPU features relevant to the backends, for `--verbose` and `dump`.
+pub fn cpu_features() -> Vec<&'static str> {
+    let mut f = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            f.push("avx2");
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            f.push("fma");
+        }
+        if std::arch::is_x86_feature_detected!("f16c") {
+            f.push("f16c");
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        f.push("neon");
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            f.push("dotprod");
+        }
+    }
+    f
+}

@@ -1,0 +1,133 @@
+//! Scalar row-wise and element-wise kernels: RMSNorm, RoPE, GELU, add, mul, scale, L2 norm,
+//! embedding gather and pooling.
+
+use gg_ops::PoolKind;
+use rayon::prelude::*;
+
+use crate::kernels::{Par, SeqSpan};
+use crate::weights::WeightView;
+
+/// `x = x / sqrt(mean(x²) + eps) ⊙ w` over every `group` columns, in place.
+pub fn rms_norm(x: &mut [f32], w: &[f32], group: usize, eps: f32, par: Par) {
+    let norm = |g: &mut [f32]| {
+        let mut acc = [0f32; 8];
+        let (c, t) = g.split_at(g.len() / 8 * 8);
+        for ch in c.chunks_exact(8) {
+            for l in 0..8 {
+                acc[l] += ch[l] * ch[l];
+            }
+        }
+        let tail: f32 = t.iter().map(|v| v * v).sum();
+        let ss = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+        let r = 1.0 / (ss / group as f32 + eps).sqrt();
+        for (v, &s) in g.iter_mut().zip(w) {
+            *v = *v * r * s;
+        }
+    };
+    // Parallel only when there is enough work to pay for the fork.
+    if par.is_serial() || x.len() < 1 << 16 {
+        x.chunks_exact_mut(group).for_each(norm);
+    } else {
+        x.par_chunks_mut(group * 64).for_each(|c| c.chunks_exact_mut(group).for_each(norm));
+    }
+}
+
+/// NEOX rotary embedding in place: in each head, element `i` rotates with `i + hd/2`.
+pub fn rope(x: &mut [f32], cols: usize, pos: &[i32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+    let half = head_dim / 2;
+    for (row, &p) in x.chunks_exact_mut(cols).zip(pos) {
+        let c = &cos[p as usize * half..][..half];
+        let s = &sin[p as usize * half..][..half];
+        for head in row.chunks_exact_mut(head_dim) {
+            let (a, b) = head.split_at_mut(half);
+            for i in 0..half {
+                let (x0, x1) = (a[i], b[i]);
+                a[i] = x0 * c[i] - x1 * s[i];
+                b[i] = x0 * s[i] + x1 * c[i];
+            }
+        }
+    }
+}
+
+/// GELU, tanh approximation (`gelu_pytorch_tanh`).
+#[inline]
+pub fn gelu_one(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+pub fn gelu(x: &mut [f32]) {
+    for v in x {
+        *v = gelu_one(*v);
+    }
+}
+
+pub fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+pub fn mul(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a *= b;
+    }
+}
+
+pub fn scale(x: &mut [f32], factor: f32) {
+    for a in x {
+        *a *= factor;
+    }
+}
+
+/// Each row divided by max(‖row‖₂, 1e-12) (torch's `F.normalize`).
+pub fn l2_norm(x: &mut [f32], cols: usize) {
+    for row in x.chunks_exact_mut(cols) {
+        let ss: f32 = row.iter().map(|v| v * v).sum();
+        let inv = 1.0 / ss.sqrt().max(1e-12);
+        for v in row {
+            *v *= inv;
+        }
+    }
+}
+
+/// `out[t] = table[ids[t]] · scale`
+pub fn embed(ids: &[i32], table: WeightView<'_>, cols: usize, scale: f32, out: &mut [f32]) {
+    for (&id, row) in ids.iter().zip(out.chunks_exact_mut(cols)) {
+        table.row_to_f32(id as usize, row);
+        for v in row {
+            *v *= scale;
+        }
+    }
+}
+
+/// One row per sequence.
+pub fn pool(x: &[f32], cols: usize, seqs: &[SeqSpan], kind: PoolKind, out: &mut [f32]) {
+    for (s, o) in seqs.iter().zip(out.chunks_exact_mut(cols)) {
+        let rows = &x[s.start * cols..(s.start + s.len) * cols];
+        match kind {
+            PoolKind::Mean => {
+                o.fill(0.0);
+                for r in rows.chunks_exact(cols) {
+                    for (a, b) in o.iter_mut().zip(r) {
+                        *a += b;
+                    }
+                }
+                let inv = 1.0 / s.len as f32;
+                for a in o.iter_mut() {
+                    *a *= inv;
+                }
+            }
+            PoolKind::First => o.copy_from_slice(&rows[..cols]),
+            PoolKind::Last => o.copy_from_slice(&rows[rows.len() - cols..]),
+            PoolKind::Max => {
+                o.fill(f32::NEG_INFINITY);
+                for r in rows.chunks_exact(cols) {
+                    for (a, &b) in o.iter_mut().zip(r) {
+                        *a = a.max(b);
+                    }
+                }
+            }
+        }
+    }
+}

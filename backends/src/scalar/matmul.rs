@@ -1,0 +1,82 @@
+//! Scalar matmul against any weight type: each weight row is converted to f32 once per tile
+//! of tokens, then dotted with every token of the tile. Threads split the weight rows.
+
+use rayon::prelude::*;
+
+use crate::kernels::Par;
+use crate::weights::WeightView;
+
+/// Tokens whose activations stay in cache while the weight rows stream past.
+const TOKEN_TILE: usize = 64;
+/// Longest stretch of a weight row converted at once (a multiple of the Q8_0 block).
+const K_SEGMENT: usize = 4096;
+
+/// The reference dot product: eight interleaved partial sums, combined pairwise. Every
+/// SIMD kernel sums in this order (8 lanes), so results agree to rounding.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0f32; 8];
+    let (ac, at) = a.split_at(a.len() / 8 * 8);
+    let (bc, bt) = b.split_at(ac.len());
+    for (x, y) in ac.chunks_exact(8).zip(bc.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in at.iter().zip(bt) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Output pointer shared by threads that write disjoint columns.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: threads write disjoint elements (distinct weight rows j → distinct columns).
+unsafe impl Send for OutPtr {}
+// SAFETY: as above; the pointer is only used for disjoint writes.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// A method, so closures capture the whole (Sync) wrapper, not the raw field.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `out (rows, n) = x (rows, k) · W (n, k)ᵀ`
+pub fn matmul(x: &[f32], w: WeightView<'_>, out: &mut [f32], rows: usize, k: usize, n: usize, par: Par) {
+    assert!(x.len() >= rows * k && out.len() >= rows * n, "matmul operands too short");
+    let ptr = OutPtr(out.as_mut_ptr());
+    let work = |j0: usize, j1: usize| {
+        let mut wrow = [0f32; K_SEGMENT];
+        for t0 in (0..rows).step_by(TOKEN_TILE) {
+            let t1 = (t0 + TOKEN_TILE).min(rows);
+            for j in j0..j1 {
+                for k0 in (0..k).step_by(K_SEGMENT) {
+                    let len = (k - k0).min(K_SEGMENT);
+                    let seg = &mut wrow[..len];
+                    w.row_segment_to_f32(j, k, k0, seg);
+                    for t in t0..t1 {
+                        let d = dot(&x[t * k + k0..t * k + k0 + len], seg);
+                        // SAFETY: t < rows and j < n, so t * n + j is inside `out`; only the
+                        // thread that owns row j writes column j.
+                        unsafe {
+                            let o = ptr.get().add(t * n + j);
+                            *o = if k0 == 0 { d } else { *o + d };
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if par.is_serial() || n < 16 {
+        work(0, n);
+    } else {
+        let chunks = (par.threads * 4).min(n);
+        let per = n.div_ceil(chunks);
+        (0..chunks).into_par_iter().for_each(|c| work(c * per, ((c + 1) * per).min(n)));
+    }
+}

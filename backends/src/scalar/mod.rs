@@ -1,0 +1,23 @@
+//! The scalar kernel table: plain Rust, the specification of every op.
+
+pub mod attention;
+pub mod elementwise;
+pub mod matmul;
+
+use crate::kernels::KernelTable;
+use crate::Backend;
+
+pub static KERNELS: KernelTable = KernelTable {
+    backend: Backend::Scalar,
+    matmul: matmul::matmul,
+    rms_norm: elementwise::rms_norm,
+    rope: elementwise::rope,
+    attention: attention::attention,
+    gelu: elementwise::gelu,
+    add: elementwise::add,
+    mul: elementwise::mul,
+    scale: elementwise::scale,
+    l2_norm: elementwise::l2_norm,
+    embed: elementwise::embed,
+    pool: elementwise::pool,
+};

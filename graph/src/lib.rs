@@ -1,0 +1,8 @@
+//! The gemma-graph IR: the operator graph, its validation, the compiler passes, the static
+//! buffer planner, and dumps. Knows ops, not models.
+
+pub mod ir;
+pub mod plan;
+
+pub use ir::{Graph, GraphError, Node, NodeId, WeightDesc, WeightSource};
+pub use plan::{check_plan, plan, Plan, PlannedValue, Slot};

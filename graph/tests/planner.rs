@@ -1,0 +1,108 @@
+//! The planner on random graphs: live values never overlap, the arena never exceeds the sum
+//! of all values, in-place reuse happens, and plans are deterministic.
+
+use gg_graph::{check_plan, plan, Graph, NodeId, WeightDesc, WeightSource};
+use gg_ops::{DType, InputKind, Op, PoolKind, Shape};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// A random DAG of f32 activations `[T, d]` with d ∈ {32, 64, 96}.
+fn random_graph(rng: &mut Rng, n_ops: usize) -> Graph {
+    let mut g = Graph::new();
+    let ids = g.input(InputKind::TokenIds);
+    let dims = [32usize, 64, 96];
+    let table = g.weight(
+        WeightDesc { source: WeightSource::Tensor("emb".into()), dtype: DType::F32, shape: Shape::fixed(100, 32) },
+        None,
+    );
+    let mut acts: Vec<NodeId> = vec![g.add(Op::Embed { scale: 1.0 }, &[ids, table], "embed", None).unwrap()];
+    for i in 0..n_ops {
+        let x = acts[rng.below(acts.len())];
+        let d = g.node(x).shape.cols;
+        let same: Vec<NodeId> = acts.iter().copied().filter(|&a| g.node(a).shape.cols == d).collect();
+        let y = same[rng.below(same.len())];
+        let node = match rng.below(6) {
+            0 => g.add(Op::Add, &[x, y], format!("add{i}"), None),
+            1 => g.add(Op::Mul, &[x, y], format!("mul{i}"), None),
+            2 => g.add(Op::Gelu, &[x], format!("gelu{i}"), None),
+            3 => {
+                let w = g.weight(
+                    WeightDesc { source: WeightSource::Tensor(format!("n{i}")), dtype: DType::F32, shape: Shape::fixed(1, d) },
+                    None,
+                );
+                g.add(Op::RmsNorm { eps: 1e-6, group: d }, &[x, w], format!("norm{i}"), None)
+            }
+            _ => {
+                let n = dims[rng.below(dims.len())];
+                let w = g.weight(
+                    WeightDesc { source: WeightSource::Tensor(format!("w{i}")), dtype: DType::Q8_0, shape: Shape::fixed(n, d) },
+                    None,
+                );
+                g.add(Op::MatMul, &[x, w], format!("mm{i}"), None)
+            }
+        };
+        acts.push(node.unwrap());
+    }
+    let last = *acts.last().unwrap();
+    let pooled = g.add(Op::Pool(PoolKind::Mean), &[last], "pool", None).unwrap();
+    let mut outputs = vec![pooled];
+    for _ in 0..rng.below(3) {
+        outputs.push(acts[rng.below(acts.len())]);
+    }
+    outputs.dedup();
+    g.set_outputs(outputs);
+    g
+}
+
+#[test]
+fn random_graphs_plan_without_overlap() {
+    let mut rng = Rng(0xdead_beef_1234_5678);
+    let mut in_place = 0;
+    for case in 0..300 {
+        let g = random_graph(&mut rng, 5 + rng.below(60));
+        g.validate().unwrap();
+        let max_tokens = 1 + rng.below(300);
+        let p = plan(&g, max_tokens, 1 + rng.below(max_tokens)).unwrap();
+        if let Err(e) = check_plan(&p) {
+            panic!("case {case}: {e}");
+        }
+        assert!(p.arena_bytes <= p.total_value_bytes, "case {case}: arena {} > sum {}", p.arena_bytes, p.total_value_bytes);
+        assert!(p.peak_live_bytes <= p.arena_bytes);
+        in_place += p.values.iter().filter(|v| v.in_place).count();
+        let again = plan(&g, max_tokens, p.max_seqs).unwrap();
+        assert_eq!(again.values, p.values, "plans must be deterministic");
+    }
+    assert!(in_place > 100, "in-place reuse almost never happened ({in_place})");
+}
+
+#[test]
+fn a_chain_runs_in_two_buffers() {
+    // x -> gelu -> gelu -> ... : every step can reuse its input's buffer.
+    let mut g = Graph::new();
+    let ids = g.input(InputKind::TokenIds);
+    let table = g.weight(
+        WeightDesc { source: WeightSource::Tensor("emb".into()), dtype: DType::F32, shape: Shape::fixed(10, 64) },
+        None,
+    );
+    let mut x = g.add(Op::Embed { scale: 1.0 }, &[ids, table], "embed", None).unwrap();
+    for i in 0..10 {
+        x = g.add(Op::Gelu, &[x], format!("g{i}"), None).unwrap();
+    }
+    g.set_outputs(vec![x]);
+    let p = plan(&g, 16, 1).unwrap();
+    check_plan(&p).unwrap();
+    // ids (64-byte aligned) + one activation buffer.
+    assert_eq!(p.arena_bytes, 64 + 16 * 64 * 4);
+    assert_eq!(p.values.iter().filter(|v| v.in_place).count(), 10);
+}

@@ -1,0 +1,297 @@
+//! The closed operator set. Passes and kernels `match` on [`Op`] exhaustively; there is no
+//! `dyn Op`.
+//!
+//! Every value is a matrix whose row count is either the batch's token count `T`, its
+//! sequence count `S`, or fixed, and whose column count is fixed: that is all EmbeddingGemma
+//! needs, and it keeps shape inference and planning exact.
+
+use serde::{Deserialize, Serialize};
+
+use crate::DType;
+
+/// The row count of a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Rows {
+    /// One row per token of the batch (symbolic `T`).
+    Tokens,
+    /// One row per sequence of the batch (symbolic `S`).
+    Seqs,
+    Fixed(usize),
+}
+
+/// Shape `[rows, cols]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Shape {
+    pub rows: Rows,
+    pub cols: usize,
+}
+
+impl Shape {
+    pub const fn tokens(cols: usize) -> Shape {
+        Shape { rows: Rows::Tokens, cols }
+    }
+    pub const fn seqs(cols: usize) -> Shape {
+        Shape { rows: Rows::Seqs, cols }
+    }
+    pub const fn fixed(rows: usize, cols: usize) -> Shape {
+        Shape {
+            rows: Rows::Fixed(rows),
+            cols,
+        }
+    }
+
+    /// Concrete row count for a batch of `tokens` tokens in `seqs` sequences.
+    pub fn rows_for(&self, tokens: usize, seqs: usize) -> usize {
+        match self.rows {
+            Rows::Tokens => tokens,
+            Rows::Seqs => seqs,
+            Rows::Fixed(n) => n,
+        }
+    }
+
+    /// Element count for a batch.
+    pub fn elements_for(&self, tokens: usize, seqs: usize) -> usize {
+        self.rows_for(tokens, seqs) * self.cols
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.rows {
+            Rows::Tokens => write!(f, "[T, {}]", self.cols),
+            Rows::Seqs => write!(f, "[S, {}]", self.cols),
+            Rows::Fixed(n) => write!(f, "[{n}, {}]", self.cols),
+        }
+    }
+}
+
+/// Values the executor writes at the start of each batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InputKind {
+    /// Token ids, `[T, 1]` i32.
+    TokenIds,
+    /// Position of each token inside its sequence (restarting at 0), `[T, 1]` i32.
+    Positions,
+}
+
+/// How per-token rows become one row per sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PoolKind {
+    Mean,
+    /// The first token of each sequence (CLS-style).
+    First,
+    /// The last token of each sequence.
+    Last,
+    /// Element-wise maximum over the sequence.
+    Max,
+}
+
+/// Index of a weight in the graph's weight table.
+pub type WeightId = usize;
+
+/// One operator. Inputs are listed with their shapes; `R` is any row count.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// A per-batch input.
+    Input(InputKind),
+    /// A weight from the weight table.
+    Weight(WeightId),
+    /// `(ids [T,1] i32, table [V, D]) -> [T, D]`: gather rows, times `scale`.
+    Embed { scale: f32 },
+    /// `(x [R, C], w [1, group]) -> [R, C]`: every `group` consecutive columns are one RMS
+    /// group (`group == C` for a plain norm, the head size for per-head norms).
+    RmsNorm { eps: f32, group: usize },
+    /// `(x [R, K], W [N, K]) -> [R, N]`: `x · Wᵀ`.
+    MatMul,
+    /// `(x [T, H·hd], pos [T,1]) -> [T, H·hd]`: NEOX rotary embedding (element `i` pairs
+    /// with `i + hd/2`), angle `pos · base^(−2i/hd)`.
+    Rope { base: f32, head_dim: usize },
+    /// `(q [T, H·hd], k [T, KV·hd], v [T, KV·hd]) -> [T, H·hd]`: softmax(q·kᵀ·scale)·v per
+    /// head, query head `h` reading kv head `h / (H/KV)`; never across sequences; with
+    /// `window = Some(w)`, only keys with |i − j| ≤ w.
+    Attention {
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        scale: f32,
+        window: Option<usize>,
+    },
+    /// `x -> gelu_tanh(x)`.
+    Gelu,
+    /// `(a, b) -> a + b`, same shapes.
+    Add,
+    /// `(a, b) -> a ⊙ b`, same shapes.
+    Mul,
+    /// `x -> x · factor`.
+    Scale(f32),
+    /// `[T, D] -> [S, D]`.
+    Pool(PoolKind),
+    /// Each row divided by its L2 norm.
+    L2Norm,
+}
+
+/// Why an op cannot take the inputs it was given.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{op}: {what}")]
+pub struct ShapeError {
+    pub op: &'static str,
+    pub what: String,
+}
+
+type Typed = (DType, Shape);
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input(InputKind::TokenIds) => "input.token_ids",
+            Op::Input(InputKind::Positions) => "input.positions",
+            Op::Weight(_) => "weight",
+            Op::Embed { .. } => "embed",
+            Op::RmsNorm { .. } => "rms_norm",
+            Op::MatMul => "matmul",
+            Op::Rope { .. } => "rope",
+            Op::Attention { .. } => "attention",
+            Op::Gelu => "gelu",
+            Op::Add => "add",
+            Op::Mul => "mul",
+            Op::Scale(_) => "scale",
+            Op::Pool(PoolKind::Mean) => "pool.mean",
+            Op::Pool(PoolKind::First) => "pool.first",
+            Op::Pool(PoolKind::Last) => "pool.last",
+            Op::Pool(PoolKind::Max) => "pool.max",
+            Op::L2Norm => "l2_norm",
+        }
+    }
+
+    /// Number of inputs the op takes.
+    pub fn arity(&self) -> usize {
+        match self {
+            Op::Input(_) | Op::Weight(_) => 0,
+            Op::Gelu | Op::Scale(_) | Op::Pool(_) | Op::L2Norm => 1,
+            Op::Embed { .. } | Op::RmsNorm { .. } | Op::MatMul | Op::Rope { .. } | Op::Add | Op::Mul => 2,
+            Op::Attention { .. } => 3,
+        }
+    }
+
+    /// The input whose buffer the output may reuse (when nothing else reads it later).
+    pub fn in_place_input(&self) -> Option<usize> {
+        match self {
+            Op::RmsNorm { .. } | Op::Rope { .. } | Op::Gelu | Op::Add | Op::Mul | Op::Scale(_) | Op::L2Norm => Some(0),
+            Op::Input(_) | Op::Weight(_) | Op::Embed { .. } | Op::MatMul | Op::Attention { .. } | Op::Pool(_) => None,
+        }
+    }
+
+    /// Output dtype and shape from the inputs'. Weight and input nodes carry their own type,
+    /// so they are not inferred here.
+    pub fn infer(&self, inputs: &[Typed]) -> Result<Typed, ShapeError> {
+        let err = |what: String| ShapeError { op: self.name(), what };
+        if inputs.len() != self.arity() {
+            return Err(err(format!("takes {} inputs, got {}", self.arity(), inputs.len())));
+        }
+        let f32_act = |i: usize| -> Result<Shape, ShapeError> {
+            let (d, s) = inputs[i];
+            if d != DType::F32 {
+                return Err(err(format!("input {i} must be f32, is {d}")));
+            }
+            Ok(s)
+        };
+        let weight_dtype = |i: usize| -> Result<(), ShapeError> {
+            match inputs[i].0 {
+                DType::F32 | DType::F16 | DType::BF16 | DType::Q8_0 => Ok(()),
+                d => Err(err(format!("input {i} must be a float or Q8_0 weight, is {d}"))),
+            }
+        };
+        match self {
+            Op::Input(_) | Op::Weight(_) => Err(err("inputs and weights are typed by their node".into())),
+            Op::Embed { .. } => {
+                let (d, ids) = inputs[0];
+                if d != DType::I32 || ids != Shape::tokens(1) {
+                    return Err(err(format!("ids must be i32 [T, 1], are {d} {ids}")));
+                }
+                weight_dtype(1)?;
+                Ok((DType::F32, Shape::tokens(inputs[1].1.cols)))
+            }
+            Op::RmsNorm { group, .. } => {
+                let x = f32_act(0)?;
+                let w = f32_act(1)?;
+                if *group == 0 || x.cols % group != 0 || w != Shape::fixed(1, *group) {
+                    return Err(err(format!("x {x} with weight {w} and group {group}")));
+                }
+                Ok((DType::F32, x))
+            }
+            Op::MatMul => {
+                let x = f32_act(0)?;
+                weight_dtype(1)?;
+                let w = inputs[1].1;
+                let Rows::Fixed(n) = w.rows else {
+                    return Err(err(format!("weight must have fixed rows, has {w}")));
+                };
+                if w.cols != x.cols {
+                    return Err(err(format!("x {x} · Wᵀ with W {w}: inner sizes differ")));
+                }
+                Ok((DType::F32, Shape { rows: x.rows, cols: n }))
+            }
+            Op::Rope { head_dim, .. } => {
+                let x = f32_act(0)?;
+                let (d, pos) = inputs[1];
+                if x.rows != Rows::Tokens || *head_dim == 0 || head_dim % 2 != 0 || x.cols % head_dim != 0 {
+                    return Err(err(format!("x {x} with head dim {head_dim}")));
+                }
+                if d != DType::I32 || pos != Shape::tokens(1) {
+                    return Err(err(format!("positions must be i32 [T, 1], are {d} {pos}")));
+                }
+                Ok((DType::F32, x))
+            }
+            Op::Attention {
+                n_heads,
+                n_kv_heads,
+                head_dim,
+                ..
+            } => {
+                let (q, k, v) = (f32_act(0)?, f32_act(1)?, f32_act(2)?);
+                if *n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
+                    return Err(err(format!("{n_heads} query heads cannot share {n_kv_heads} kv heads")));
+                }
+                let want_q = Shape::tokens(n_heads * head_dim);
+                let want_kv = Shape::tokens(n_kv_heads * head_dim);
+                if q != want_q || k != want_kv || v != want_kv {
+                    return Err(err(format!("q {q}, k {k}, v {v}; expected {want_q}, {want_kv}, {want_kv}")));
+                }
+                Ok((DType::F32, q))
+            }
+            Op::Gelu | Op::Scale(_) | Op::L2Norm => Ok((DType::F32, f32_act(0)?)),
+            Op::Add | Op::Mul => {
+                let (a, b) = (f32_act(0)?, f32_act(1)?);
+                if a != b {
+                    return Err(err(format!("shapes differ: {a} and {b}")));
+                }
+                Ok((DType::F32, a))
+            }
+            Op::Pool(_) => {
+                let x = f32_act(0)?;
+                if x.rows != Rows::Tokens {
+                    return Err(err(format!("pools per-token rows, got {x}")));
+                }
+                Ok((DType::F32, Shape::seqs(x.cols)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inference() {
+        let x = (DType::F32, Shape::tokens(768));
+        let w = (DType::Q8_0, Shape::fixed(256, 768));
+        assert_eq!(Op::MatMul.infer(&[x, w]).unwrap(), (DType::F32, Shape::tokens(256)));
+        assert!(Op::MatMul.infer(&[x, (DType::Q8_0, Shape::fixed(256, 512))]).is_err());
+        let norm = Op::RmsNorm { eps: 1e-6, group: 256 };
+        assert!(norm.infer(&[x, (DType::F32, Shape::fixed(1, 256))]).is_ok());
+        assert!(norm.infer(&[x, (DType::F32, Shape::fixed(1, 768))]).is_err());
+        assert_eq!(Op::Pool(PoolKind::Mean).infer(&[x]).unwrap().1, Shape::seqs(768));
+        assert!(Op::Add.infer(&[x]).is_err());
+    }
+}

@@ -1,0 +1,268 @@
+//! Embedding texts: prompts, tokenization, packing into token batches, running the plan,
+//! Matryoshka truncation, cancellation and deadlines.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use gg_backends::{Batch, Par, SeqSpan};
+use gg_loader::tokenizer::EncodeOptions;
+
+use crate::{Error, Model};
+
+/// The task prompts EmbeddingGemma was trained with (its sentence-transformers config).
+pub const PROMPTS: &[(&str, &str)] = &[
+    ("query", "task: search result | query: "),
+    ("document", "title: none | text: "),
+    ("BitextMining", "task: search result | query: "),
+    ("Clustering", "task: clustering | query: "),
+    ("Classification", "task: classification | query: "),
+    ("InstructionRetrieval", "task: code retrieval | query: "),
+    ("MultilabelClassification", "task: classification | query: "),
+    ("PairClassification", "task: sentence similarity | query: "),
+    ("Reranking", "task: search result | query: "),
+    ("Retrieval", "task: search result | query: "),
+    ("Retrieval-query", "task: search result | query: "),
+    ("Retrieval-document", "title: none | text: "),
+    ("STS", "task: sentence similarity | query: "),
+    ("Summarization", "task: summarization | query: "),
+];
+
+/// Text put in front of every input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prompt {
+    /// One of [`PROMPTS`] by name (case-insensitive), e.g. `query` or `document`.
+    Name(String),
+    /// Literal text.
+    Text(String),
+}
+
+impl Prompt {
+    /// The prompt's text, or an error listing the known names.
+    pub fn text(&self) -> Result<&str, Error> {
+        match self {
+            Prompt::Text(t) => Ok(t),
+            Prompt::Name(n) => PROMPTS
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(n))
+                .map(|(_, t)| *t)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = PROMPTS.iter().map(|p| p.0).collect();
+                    Error::InvalidOption(format!("unknown prompt {n:?}; known: {}", names.join(", ")))
+                }),
+        }
+    }
+}
+
+/// Cancels a running [`Model::embed`] call from another thread (checked between batches).
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> CancelToken {
+        CancelToken::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Options of one [`Model::embed`] call. The default reproduces sentence-transformers'
+/// `model.encode(texts)` (no prompt, full dimension).
+#[derive(Clone, Debug, Default)]
+pub struct EmbedOptions {
+    pub prompt: Option<Prompt>,
+    /// Matryoshka: keep the first `dim` values of each vector and re-normalize
+    /// (EmbeddingGemma is trained for 768, 512, 256 and 128).
+    pub dim: Option<usize>,
+    /// Tokens per batch (default and maximum: the model's `max_batch_tokens`).
+    pub batch_tokens: Option<usize>,
+    /// Tokenizer options (control literals, Unicode normalization). Truncation to the
+    /// context length always applies.
+    pub encode: EncodeOptions,
+    pub cancel: Option<CancelToken>,
+    pub deadline: Option<Instant>,
+}
+
+/// The result for one text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextEmbedding {
+    /// `rows × dim` values, row-major: one row for per-text heads, one per token for
+    /// per-token heads.
+    pub values: Vec<f32>,
+    pub rows: usize,
+    pub dim: usize,
+    /// Tokens the model saw (BOS and EOS included).
+    pub tokens: usize,
+    /// Tokens dropped by truncation to the context length.
+    pub dropped_tokens: usize,
+}
+
+/// Results in input order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Embeddings {
+    pub items: Vec<TextEmbedding>,
+}
+
+impl Embeddings {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The vector of text `i` (its first row, for per-token heads).
+    pub fn vector(&self, i: usize) -> &[f32] {
+        let it = &self.items[i];
+        &it.values[..it.dim]
+    }
+}
+
+fn renormalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    for x in v {
+        *x /= n;
+    }
+}
+
+impl Model {
+    /// Embed texts. Results come back in input order; a text's vector does not depend on
+    /// the other texts of the call.
+    pub fn embed<S: AsRef<str>>(&self, texts: &[S], options: &EmbedOptions) -> Result<Embeddings, Error> {
+        let max = self.plan.max_tokens;
+        let budget = options.batch_tokens.unwrap_or(max);
+        if budget == 0 || budget > max {
+            return Err(Error::InvalidOption(format!("batch_tokens {budget} must be between 1 and {max}")));
+        }
+        let dim = options.dim.unwrap_or(self.out_dim);
+        if dim == 0 || dim > self.out_dim {
+            return Err(Error::InvalidOption(format!("dim {dim} must be between 1 and {}", self.out_dim)));
+        }
+        let prompt = match &options.prompt {
+            Some(p) => p.text()?,
+            None => "",
+        };
+
+        // Tokenize everything first: errors about lengths come before any compute.
+        let encode = EncodeOptions {
+            max_tokens: Some(self.config.context_length),
+            ..options.encode
+        };
+        let mut ids: Vec<Vec<u32>> = Vec::with_capacity(texts.len());
+        let mut dropped = Vec::with_capacity(texts.len());
+        let mut joined = String::new();
+        for (index, text) in texts.iter().enumerate() {
+            joined.clear();
+            joined.push_str(prompt);
+            joined.push_str(text.as_ref());
+            let enc = self.tokenizer.encode(&joined, &encode);
+            if enc.ids.is_empty() {
+                return Err(Error::EmptyText { index });
+            }
+            if enc.ids.len() > budget {
+                return Err(Error::TextTooLong {
+                    index,
+                    tokens: enc.ids.len(),
+                    max: budget,
+                });
+            }
+            dropped.push(enc.dropped);
+            ids.push(enc.ids);
+        }
+
+        let mut arena = self.arenas.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut arena = arena.take().unwrap_or_else(|| self.program.new_arena());
+        let result = self.run_batches(&ids, &dropped, budget, dim, options, &mut arena);
+        self.arenas.lock().unwrap_or_else(|e| e.into_inner()).push(arena);
+        result
+    }
+
+    fn run_batches(
+        &self,
+        ids: &[Vec<u32>],
+        dropped: &[usize],
+        budget: usize,
+        dim: usize,
+        options: &EmbedOptions,
+        arena: &mut gg_backends::Arena,
+    ) -> Result<Embeddings, Error> {
+        let mut out = Embeddings {
+            items: Vec::with_capacity(ids.len()),
+        };
+        let (mut b_ids, mut b_pos, mut b_seqs, mut b_rows) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let kernels = self.backend.kernels();
+        let par = Par { threads: self.threads };
+        let mut next = 0;
+        while next < ids.len() {
+            if options.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+                return Err(Error::Cancelled {
+                    done: Box::new(out),
+                    total: ids.len(),
+                });
+            }
+            if options.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::DeadlineExceeded {
+                    done: Box::new(out),
+                    total: ids.len(),
+                });
+            }
+            // Pack texts in input order until the token budget is full.
+            b_ids.clear();
+            b_pos.clear();
+            b_seqs.clear();
+            b_rows.clear();
+            let first = next;
+            while next < ids.len() && b_ids.len() + ids[next].len() <= budget && b_seqs.len() < self.plan.max_seqs {
+                let seq = &ids[next];
+                b_seqs.push(SeqSpan {
+                    start: b_ids.len(),
+                    len: seq.len(),
+                });
+                for (p, &id) in seq.iter().enumerate() {
+                    b_ids.push(id as i32);
+                    b_pos.push(p as i32);
+                    b_rows.push((b_seqs.len() - 1) as u32);
+                }
+                next += 1;
+            }
+            let batch = Batch {
+                ids: &b_ids,
+                positions: &b_pos,
+                seqs: &b_seqs,
+                row_seq: &b_rows,
+            };
+            self.pool
+                .install(|| self.program.run(kernels, &self.weights, &batch, arena, par))?;
+            let result = self.program.output(arena, 0, b_ids.len(), b_seqs.len());
+            for (s, span) in b_seqs.iter().enumerate() {
+                let index = first + s;
+                let (rows, src) = if self.per_token {
+                    (span.len, &result[span.start * self.out_dim..(span.start + span.len) * self.out_dim])
+                } else {
+                    (1, &result[s * self.out_dim..(s + 1) * self.out_dim])
+                };
+                let mut values = Vec::with_capacity(rows * dim);
+                for row in src.chunks_exact(self.out_dim) {
+                    let start = values.len();
+                    values.extend_from_slice(&row[..dim]);
+                    if dim < self.out_dim {
+                        renormalize(&mut values[start..]);
+                    }
+                }
+                out.items.push(crate::TextEmbedding {
+                    values,
+                    rows,
+                    dim,
+                    tokens: span.len,
+                    dropped_tokens: dropped[index],
+                });
+            }
+        }
+        Ok(out)
+    }
+}

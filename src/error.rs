@@ -1,0 +1,33 @@
+//! The library's error type.
+
+use crate::embed::Embeddings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Gguf(#[from] gg_loader::gguf::GgufError),
+    #[error(transparent)]
+    Tokenizer(#[from] gg_loader::tokenizer::TokenizerError),
+    #[error(transparent)]
+    Build(#[from] gg_loader::gemma::BuildError),
+    #[error(transparent)]
+    Graph(#[from] gg_graph::GraphError),
+    #[error(transparent)]
+    Exec(#[from] gg_backends::ExecError),
+    #[error(transparent)]
+    Weights(#[from] gg_backends::weights::WeightError),
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    #[error("pooling head {head:?}: {what}")]
+    Head { head: String, what: String },
+    #[error("text {index} has {tokens} tokens, more than the {max}-token batch this model was loaded for (raise max_batch_tokens)")]
+    TextTooLong { index: usize, tokens: usize, max: usize },
+    #[error("text {index} has no tokens (the model's tokenizer adds no BOS/EOS and the text is empty)")]
+    EmptyText { index: usize },
+    #[error("cancelled after {} of {total} texts", done.len())]
+    Cancelled { done: Box<Embeddings>, total: usize },
+    #[error("deadline passed after {} of {total} texts", done.len())]
+    DeadlineExceeded { done: Box<Embeddings>, total: usize },
+    #[error("thread pool: {0}")]
+    ThreadPool(String),
+}

@@ -1,0 +1,231 @@
+//! Loading a model: GGUF → graph (+ head) → plan → program, weights bound zero-copy.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use gg_backends::{Arena, Backend, ByteSource, Program, Weight, WeightBytes, WeightTable};
+use gg_graph::{Graph, Plan, WeightSource};
+use gg_loader::gemma::{build_encoder, GemmaConfig};
+use gg_loader::gguf::Gguf;
+use gg_loader::tokenizer::Tokenizer;
+use gg_ops::Rows;
+
+use crate::head::{HeadBuilder, PoolingHead, SentenceTransformersHead};
+use crate::Error;
+
+/// Which kernel table to run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// The best one this CPU supports (detected once).
+    #[default]
+    Auto,
+    /// This one (an error if the CPU cannot run it).
+    Force(Backend),
+}
+
+/// How to load a model.
+#[derive(Clone, Debug)]
+pub struct ModelOptions {
+    pub backend: BackendChoice,
+    /// Worker threads; 0 uses every core.
+    pub threads: usize,
+    /// Largest batch, in tokens, the memory plan is made for (and so the longest text);
+    /// 0 uses the model's context length.
+    pub max_batch_tokens: usize,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions {
+            backend: BackendChoice::Auto,
+            threads: 0,
+            max_batch_tokens: 0,
+        }
+    }
+}
+
+struct SharedGguf(Arc<Gguf>);
+
+impl ByteSource for SharedGguf {
+    fn bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// A loaded, compiled model. `Send + Sync`: share it across threads; each call takes its
+/// own scratch arena.
+pub struct Model {
+    pub(crate) gguf: Arc<Gguf>,
+    pub(crate) tokenizer: Tokenizer,
+    pub(crate) config: GemmaConfig,
+    pub(crate) graph: Graph,
+    pub(crate) plan: Plan,
+    pub(crate) program: Program,
+    pub(crate) weights: WeightTable,
+    pub(crate) backend: Backend,
+    pub(crate) threads: usize,
+    pub(crate) pool: rayon::ThreadPool,
+    pub(crate) arenas: Mutex<Vec<Arena>>,
+    pub(crate) per_token: bool,
+    pub(crate) out_dim: usize,
+    pub(crate) head_name: String,
+    warnings: Vec<String>,
+}
+
+impl Model {
+    /// Load with default options and the sentence-transformers head.
+    ///
+    /// The file is memory-mapped: it must not be modified or truncated while the model lives.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model, Error> {
+        Self::load_with(path, &ModelOptions::default(), &SentenceTransformersHead)
+    }
+
+    /// Load with options and a pooling head of your choice.
+    pub fn load_with(path: impl AsRef<Path>, options: &ModelOptions, head: &dyn PoolingHead) -> Result<Model, Error> {
+        let gguf = Arc::new(Gguf::open(path.as_ref())?);
+        let config = GemmaConfig::from_gguf(&gguf)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let mut warnings = Vec::new();
+        if config.dense.is_empty() {
+            warnings.push(
+                "the file has no dense_2/dense_3 heads: its vectors differ from the sentence-transformers pipeline".into(),
+            );
+        }
+
+        let (mut graph, hidden) = build_encoder(&gguf, &config)?;
+        let out = head.build(&mut HeadBuilder::new(&mut graph, &gguf, &config, hidden, head.name().to_string()))?;
+        let out = HeadBuilder::node(out);
+        graph.set_outputs(vec![out]);
+        graph.validate()?;
+        let per_token = graph.node(out).shape.rows == Rows::Tokens;
+        let out_dim = graph.node(out).shape.cols;
+
+        let backend = match options.backend {
+            BackendChoice::Auto => gg_backends::best_backend(),
+            BackendChoice::Force(b) if b.is_available() => b,
+            BackendChoice::Force(b) => return Err(Error::InvalidOption(format!("this CPU cannot run the {b} backend"))),
+        };
+        let threads = if options.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            options.threads
+        };
+        let max_tokens = if options.max_batch_tokens == 0 {
+            config.context_length
+        } else {
+            options.max_batch_tokens
+        };
+        let plan = gg_graph::plan(&graph, max_tokens, max_tokens)?;
+        let program = Program::compile(&graph, &plan)?;
+        let weights = bind_weights(&graph, &gguf)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("gemma-graph-{i}"))
+            .build()
+            .map_err(|e| Error::ThreadPool(e.to_string()))?;
+        let arena = program.new_arena();
+        Ok(Model {
+            gguf,
+            tokenizer,
+            config,
+            graph,
+            plan,
+            program,
+            weights,
+            backend,
+            threads,
+            pool,
+            arenas: Mutex::new(vec![arena]),
+            per_token,
+            out_dim,
+            head_name: head.name().to_string(),
+            warnings,
+        })
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn config(&self) -> &GemmaConfig {
+        &self.config
+    }
+
+    /// The compiled graph (encoder + head).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The static buffer plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Largest batch in tokens (and longest text) the plan allows.
+    pub fn max_batch_tokens(&self) -> usize {
+        self.plan.max_tokens
+    }
+
+    /// Width of each output row.
+    pub fn output_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    /// Whether the head returns a row per token (else one vector per text).
+    pub fn is_per_token(&self) -> bool {
+        self.per_token
+    }
+
+    pub fn head_name(&self) -> &str {
+        &self.head_name
+    }
+
+    /// Things the caller may want to show the user (e.g. a file without dense heads).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The underlying GGUF file.
+    pub fn gguf(&self) -> &Gguf {
+        &self.gguf
+    }
+}
+
+/// Weights for the graph's table: file tensors zero-copy, concatenations built once.
+fn bind_weights(graph: &Graph, gguf: &Arc<Gguf>) -> Result<WeightTable, Error> {
+    let source: Arc<dyn ByteSource> = Arc::new(SharedGguf(gguf.clone()));
+    let mut weights = Vec::with_capacity(graph.weights().len());
+    for desc in graph.weights() {
+        let bytes = match &desc.source {
+            WeightSource::Tensor(name) => {
+                let t = gguf.tensor(name)?;
+                WeightBytes::Shared {
+                    source: source.clone(),
+                    start: (gguf.data_start() + t.offset) as usize,
+                    len: t.n_bytes as usize,
+                }
+            }
+            WeightSource::ConcatRows(names) => {
+                let mut all = Vec::new();
+                for name in names {
+                    all.extend_from_slice(gguf.tensor_bytes(gguf.tensor(name)?));
+                }
+                WeightBytes::owned(&all)
+            }
+        };
+        weights.push(Weight {
+            dtype: desc.dtype,
+            shape: desc.shape,
+            bytes,
+        });
+    }
+    Ok(WeightTable::new(weights)?)
+}

@@ -1,0 +1,69 @@
+//! Exactness on ../shared/golden/embeddings.jsonl with the scalar backend (f32 activations):
+//! cosine with `st_q8w` (the exact answer for this Q8_0 file, up to summation order)
+//! ≥ 0.99999 for every text; hence cosine with `st_f32` ≥ cos(st_q8w, st_f32) − 1e-5.
+//! `llama_q8_0` is reported for comparison, not required.
+
+mod common;
+
+use common::*;
+use gemma_graph::{Backend, BackendChoice, EmbedOptions, Model, ModelOptions, SentenceTransformersHead};
+
+fn cosine(a: &[f32], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * y).sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+fn vec_of(v: &serde_json::Value) -> Option<Vec<f64>> {
+    v.as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap()).collect())
+}
+
+#[test]
+fn scalar_backend_matches_references() {
+    let opts = ModelOptions {
+        backend: BackendChoice::Force(Backend::Scalar),
+        ..Default::default()
+    };
+    let model = Model::load_with(model_path(), &opts, &SentenceTransformersHead).unwrap();
+    let lines = read_jsonl(&golden_file("embeddings.jsonl"));
+    let texts: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
+    let out = model.embed(&texts, &EmbedOptions::default()).unwrap();
+
+    let (mut min_q8w, mut sum_q8w) = (f64::INFINITY, 0.0);
+    let (mut min_f32, mut sum_f32) = (f64::INFINITY, 0.0);
+    let (mut min_llama, mut sum_llama, mut n_llama) = (f64::INFINITY, 0.0, 0);
+    let mut failures = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let ours = out.vector(i);
+        let want_ids: Vec<u64> = line["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        assert_eq!(out.items[i].tokens, want_ids.len(), "{}: token count", line["id"]);
+        let q8w = vec_of(&line["st_q8w"]).unwrap();
+        let f32v = vec_of(&line["st_f32"]).unwrap();
+        let c_q8w = cosine(ours, &q8w);
+        let c_f32 = cosine(ours, &f32v);
+        let ref_gap: f64 = {
+            let q: Vec<f32> = q8w.iter().map(|&x| x as f32).collect();
+            cosine(&q, &f32v)
+        };
+        min_q8w = min_q8w.min(c_q8w);
+        sum_q8w += c_q8w;
+        min_f32 = min_f32.min(c_f32);
+        sum_f32 += c_f32;
+        if let Some(l) = vec_of(&line["llama_q8_0"]) {
+            let c = cosine(ours, &l);
+            min_llama = min_llama.min(c);
+            sum_llama += c;
+            n_llama += 1;
+        }
+        if c_q8w < 0.99999 || c_f32 < ref_gap - 0.00001 {
+            failures.push(format!("{}: cos(st_q8w) {c_q8w:.6}, cos(st_f32) {c_f32:.6} (reference gap {ref_gap:.6})", line["id"]));
+        }
+    }
+    let n = lines.len() as f64;
+    println!("texts: {}", lines.len());
+    println!("cos vs st_q8w:     min {min_q8w:.6} mean {:.6}", sum_q8w / n);
+    println!("cos vs st_f32:     min {min_f32:.6} mean {:.6}", sum_f32 / n);
+    println!("cos vs llama_q8_0: min {min_llama:.6} mean {:.6} ({n_llama} texts)", sum_llama / n_llama as f64);
+    assert!(failures.is_empty(), "{} texts off:\n{}", failures.len(), failures.join("\n"));
+}
