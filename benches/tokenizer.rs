@@ -34,7 +34,12 @@ fn bench(c: &mut Criterion) {
     let pathological = [
         ("one_char_100KB", "a".repeat(100_000)),
         ("ab_x50000", "ab".repeat(50_000)),
-        ("1MB_no_spaces", (0..1_000_000u32).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect()),
+        (
+            "1MB_no_spaces",
+            (0..1_000_000u32)
+                .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+                .collect(),
+        ),
         ("spaces_100KB", " ".repeat(100_000)),
     ];
     for (name, text) in &pathological {
@@ -45,7 +50,9 @@ fn bench(c: &mut Criterion) {
 
     let mut load = c.benchmark_group("tokenizer_load");
     load.sample_size(10);
-    load.bench_function("vocab_262144_from_gguf", |b| b.iter(|| Tokenizer::from_gguf(&g).unwrap()));
+    load.bench_function("vocab_262144_from_gguf", |b| {
+        b.iter(|| Tokenizer::from_gguf(&g).unwrap())
+    });
     load.finish();
 }
 

@@ -56,12 +56,23 @@ fn main() {
         best = best.min(t0.elapsed().as_secs_f64());
     }
     let ours = bytes as f64 / best / 1e6;
-    println!("texts: {} ({:.2} MB), best of {rounds} rounds", texts.len(), bytes as f64 / 1e6);
-    println!("gemma-graph tokenizer: {ours:8.2} MB/s   (vocabulary load {:.0} ms)", load.as_secs_f64() * 1e3);
+    println!(
+        "texts: {} ({:.2} MB), best of {rounds} rounds",
+        texts.len(),
+        bytes as f64 / 1e6
+    );
+    println!(
+        "gemma-graph tokenizer: {ours:8.2} MB/s   (vocabulary load {:.0} ms)",
+        load.as_secs_f64() * 1e3
+    );
 
     let python = std::env::var("GEMMA_GRAPH_PYTHON").unwrap_or_else(|_| {
         let venv = gemma_graph::cache_dir().join("venv/bin/python");
-        if venv.is_file() { venv.display().to_string() } else { "python3".into() }
+        if venv.is_file() {
+            venv.display().to_string()
+        } else {
+            "python3".into()
+        }
     });
     let tokenizer_json = gemma_graph::default_checkpoint_dir().join("tokenizer.json");
     let out = Command::new(&python)
@@ -73,11 +84,17 @@ fn main() {
         .output();
     match out {
         Ok(o) if o.status.success() => {
-            let hf: f64 = String::from_utf8_lossy(&o.stdout).trim().parse().expect("MB/s from the HF script");
+            let hf: f64 = String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse()
+                .expect("MB/s from the HF script");
             println!("HF tokenizers (py):    {hf:8.2} MB/s");
             println!("ratio ours / HF:       {:8.2}x", ours / hf);
         }
-        Ok(o) => println!("HF tokenizers not measured ({python}): {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")),
+        Ok(o) => println!(
+            "HF tokenizers not measured ({python}): {}",
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+        ),
         Err(e) => println!("HF tokenizers not measured: cannot run {python}: {e}"),
     }
 }

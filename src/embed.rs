@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use gg_backends::{Batch, Par, SeqSpan};
+use gg_backends::{Arena, Batch, Par, SeqSpan};
 use gg_loader::tokenizer::EncodeOptions;
 
 use crate::{Error, Model};
@@ -78,7 +78,8 @@ pub struct EmbedOptions {
     /// Matryoshka: keep the first `dim` values of each vector and re-normalize
     /// (EmbeddingGemma is trained for 768, 512, 256 and 128).
     pub dim: Option<usize>,
-    /// Tokens per batch (default and maximum: the model's `max_batch_tokens`).
+    /// Tokens per batch (default and maximum: the model's `max_batch_tokens`). A text
+    /// longer than this runs in a batch of its own.
     pub batch_tokens: Option<usize>,
     /// Tokenizer options (control literals, Unicode normalization). Truncation to the
     /// context length always applies.
@@ -131,17 +132,42 @@ fn renormalize(v: &mut [f32]) {
 }
 
 impl Model {
+    /// A scratch arena for [`Model::forward`] (the only allocation of a run).
+    pub fn new_arena(&self) -> Arena {
+        self.program.new_arena()
+    }
+
+    /// Run one prepared batch in `arena`, on the model's threads. Allocates nothing.
+    pub fn forward(&self, batch: &Batch<'_>, arena: &mut Arena) -> Result<(), Error> {
+        let kernels = self.backend.kernels();
+        let par = Par { threads: self.threads };
+        self.pool
+            .install(|| self.program.run(kernels, &self.weights, batch, arena, par))?;
+        Ok(())
+    }
+
+    /// The head's output for the batch last run in `arena`: one row per sequence (or per
+    /// token, for per-token heads) of `output_dim` values.
+    pub fn output<'a>(&self, arena: &'a Arena, batch: &Batch<'_>) -> &'a [f32] {
+        self.program.output(arena, 0, batch.tokens(), batch.seqs.len())
+    }
+
     /// Embed texts. Results come back in input order; a text's vector does not depend on
     /// the other texts of the call.
     pub fn embed<S: AsRef<str>>(&self, texts: &[S], options: &EmbedOptions) -> Result<Embeddings, Error> {
         let max = self.plan.max_tokens;
         let budget = options.batch_tokens.unwrap_or(max);
         if budget == 0 || budget > max {
-            return Err(Error::InvalidOption(format!("batch_tokens {budget} must be between 1 and {max}")));
+            return Err(Error::InvalidOption(format!(
+                "batch_tokens {budget} must be between 1 and {max}"
+            )));
         }
         let dim = options.dim.unwrap_or(self.out_dim);
         if dim == 0 || dim > self.out_dim {
-            return Err(Error::InvalidOption(format!("dim {dim} must be between 1 and {}", self.out_dim)));
+            return Err(Error::InvalidOption(format!(
+                "dim {dim} must be between 1 and {}",
+                self.out_dim
+            )));
         }
         let prompt = match &options.prompt {
             Some(p) => p.text()?,
@@ -164,11 +190,11 @@ impl Model {
             if enc.ids.is_empty() {
                 return Err(Error::EmptyText { index });
             }
-            if enc.ids.len() > budget {
+            if enc.ids.len() > max {
                 return Err(Error::TextTooLong {
                     index,
                     tokens: enc.ids.len(),
-                    max: budget,
+                    max,
                 });
             }
             dropped.push(enc.dropped);
@@ -189,14 +215,12 @@ impl Model {
         budget: usize,
         dim: usize,
         options: &EmbedOptions,
-        arena: &mut gg_backends::Arena,
+        arena: &mut Arena,
     ) -> Result<Embeddings, Error> {
         let mut out = Embeddings {
             items: Vec::with_capacity(ids.len()),
         };
         let (mut b_ids, mut b_pos, mut b_seqs, mut b_rows) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let kernels = self.backend.kernels();
-        let par = Par { threads: self.threads };
         let mut next = 0;
         while next < ids.len() {
             if options.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
@@ -211,13 +235,17 @@ impl Model {
                     total: ids.len(),
                 });
             }
-            // Pack texts in input order until the token budget is full.
+            // Pack texts in input order until the token budget is full; a text longer than
+            // the budget (but within the plan) runs alone.
             b_ids.clear();
             b_pos.clear();
             b_seqs.clear();
             b_rows.clear();
             let first = next;
-            while next < ids.len() && b_ids.len() + ids[next].len() <= budget && b_seqs.len() < self.plan.max_seqs {
+            while next < ids.len()
+                && (b_seqs.is_empty() || b_ids.len() + ids[next].len() <= budget)
+                && b_seqs.len() < self.plan.max_seqs
+            {
                 let seq = &ids[next];
                 b_seqs.push(SeqSpan {
                     start: b_ids.len(),
@@ -236,13 +264,15 @@ impl Model {
                 seqs: &b_seqs,
                 row_seq: &b_rows,
             };
-            self.pool
-                .install(|| self.program.run(kernels, &self.weights, &batch, arena, par))?;
-            let result = self.program.output(arena, 0, b_ids.len(), b_seqs.len());
+            self.forward(&batch, arena)?;
+            let result = self.output(arena, &batch);
             for (s, span) in b_seqs.iter().enumerate() {
                 let index = first + s;
                 let (rows, src) = if self.per_token {
-                    (span.len, &result[span.start * self.out_dim..(span.start + span.len) * self.out_dim])
+                    (
+                        span.len,
+                        &result[span.start * self.out_dim..(span.start + span.len) * self.out_dim],
+                    )
                 } else {
                     (1, &result[s * self.out_dim..(s + 1) * self.out_dim])
                 };

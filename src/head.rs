@@ -28,7 +28,13 @@ pub struct HeadBuilder<'a> {
 }
 
 impl<'a> HeadBuilder<'a> {
-    pub(crate) fn new(graph: &'a mut Graph, gguf: &'a Gguf, config: &'a GemmaConfig, hidden: NodeId, head: String) -> Self {
+    pub(crate) fn new(
+        graph: &'a mut Graph,
+        gguf: &'a Gguf,
+        config: &'a GemmaConfig,
+        hidden: NodeId,
+        head: String,
+    ) -> Self {
         HeadBuilder {
             graph,
             gguf,

@@ -88,12 +88,19 @@ impl Model {
         let mut warnings = Vec::new();
         if config.dense.is_empty() {
             warnings.push(
-                "the file has no dense_2/dense_3 heads: its vectors differ from the sentence-transformers pipeline".into(),
+                "the file has no dense_2/dense_3 heads: its vectors differ from the sentence-transformers pipeline"
+                    .into(),
             );
         }
 
         let (mut graph, hidden) = build_encoder(&gguf, &config)?;
-        let out = head.build(&mut HeadBuilder::new(&mut graph, &gguf, &config, hidden, head.name().to_string()))?;
+        let out = head.build(&mut HeadBuilder::new(
+            &mut graph,
+            &gguf,
+            &config,
+            hidden,
+            head.name().to_string(),
+        ))?;
         let out = HeadBuilder::node(out);
         graph.set_outputs(vec![out]);
         graph.validate()?;
@@ -103,7 +110,9 @@ impl Model {
         let backend = match options.backend {
             BackendChoice::Auto => gg_backends::best_backend(),
             BackendChoice::Force(b) if b.is_available() => b,
-            BackendChoice::Force(b) => return Err(Error::InvalidOption(format!("this CPU cannot run the {b} backend"))),
+            BackendChoice::Force(b) => {
+                return Err(Error::InvalidOption(format!("this CPU cannot run the {b} backend")))
+            }
         };
         let threads = if options.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())

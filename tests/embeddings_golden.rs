@@ -36,7 +36,12 @@ fn scalar_backend_matches_references() {
     let mut failures = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let ours = out.vector(i);
-        let want_ids: Vec<u64> = line["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let want_ids: Vec<u64> = line["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
         assert_eq!(out.items[i].tokens, want_ids.len(), "{}: token count", line["id"]);
         let q8w = vec_of(&line["st_q8w"]).unwrap();
         let f32v = vec_of(&line["st_f32"]).unwrap();
@@ -57,13 +62,24 @@ fn scalar_backend_matches_references() {
             n_llama += 1;
         }
         if c_q8w < 0.99999 || c_f32 < ref_gap - 0.00001 {
-            failures.push(format!("{}: cos(st_q8w) {c_q8w:.6}, cos(st_f32) {c_f32:.6} (reference gap {ref_gap:.6})", line["id"]));
+            failures.push(format!(
+                "{}: cos(st_q8w) {c_q8w:.6}, cos(st_f32) {c_f32:.6} (reference gap {ref_gap:.6})",
+                line["id"]
+            ));
         }
     }
     let n = lines.len() as f64;
     println!("texts: {}", lines.len());
     println!("cos vs st_q8w:     min {min_q8w:.6} mean {:.6}", sum_q8w / n);
     println!("cos vs st_f32:     min {min_f32:.6} mean {:.6}", sum_f32 / n);
-    println!("cos vs llama_q8_0: min {min_llama:.6} mean {:.6} ({n_llama} texts)", sum_llama / n_llama as f64);
-    assert!(failures.is_empty(), "{} texts off:\n{}", failures.len(), failures.join("\n"));
+    println!(
+        "cos vs llama_q8_0: min {min_llama:.6} mean {:.6} ({n_llama} texts)",
+        sum_llama / n_llama as f64
+    );
+    assert!(
+        failures.is_empty(),
+        "{} texts off:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -29,7 +29,12 @@ fn diff_against_manifest(g: &Gguf, manifest_name: &str) -> Vec<String> {
         .collect();
     for (k, want) in want_meta.iter().filter(|(k, _)| compared_key(k)) {
         let want = match want.as_object() {
-            Some(o) => Json::Object(o.iter().filter(|(f, _)| *f != "head").map(|(f, v)| (f.clone(), v.clone())).collect()),
+            Some(o) => Json::Object(
+                o.iter()
+                    .filter(|(f, _)| *f != "head")
+                    .map(|(f, v)| (f.clone(), v.clone()))
+                    .collect(),
+            ),
             None => want.clone(),
         };
         match ours.get(k.as_str()) {

@@ -27,7 +27,12 @@ fn all_golden_texts_tokenize_exactly() {
     let mut failures = Vec::new();
     for line in &lines {
         let text = line["text"].as_str().unwrap();
-        let want: Vec<u32> = line["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = line["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         let got = tok.encode(text, &opts).ids;
         if got != want {
             failures.push((line["id"].clone(), text, want, got));
@@ -36,7 +41,11 @@ fn all_golden_texts_tokenize_exactly() {
     if !failures.is_empty() {
         let mut msg = format!("{} / {} texts differ; first ones:\n", failures.len(), lines.len());
         for (id, text, want, got) in failures.iter().take(8) {
-            let first = want.iter().zip(got).position(|(a, b)| a != b).unwrap_or(want.len().min(got.len()));
+            let first = want
+                .iter()
+                .zip(got)
+                .position(|(a, b)| a != b)
+                .unwrap_or(want.len().min(got.len()));
             let from = first.saturating_sub(3);
             let excerpt: String = text.chars().take(80).collect();
             msg += &format!(

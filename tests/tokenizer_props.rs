@@ -37,9 +37,25 @@ fn random_text(rng: &mut Rng) -> String {
         match rng.below(10) {
             0..=3 => s.push((b' ' + rng.below(95) as u8) as char),
             4 => s.push_str(["  ", "\n", "\n\n", "\t", "   ", "\r\n"][rng.below(6) as usize]),
-            5 => s.push_str(["<bos>", "<eos>", "<start_of_turn>", "<unused7>", "<0x41>", "[multimodal]"][rng.below(6) as usize]),
+            5 => s.push_str(
+                [
+                    "<bos>",
+                    "<eos>",
+                    "<start_of_turn>",
+                    "<unused7>",
+                    "<0x41>",
+                    "[multimodal]",
+                ][rng.below(6) as usize],
+            ),
             _ => {
-                let ranges: [(u32, u32); 6] = [(0xa0, 0x250), (0x300, 0x370), (0x4e00, 0x9fff), (0x1f300, 0x1faff), (0x10000, 0x10ffff), (0x0, 0x20)];
+                let ranges: [(u32, u32); 6] = [
+                    (0xa0, 0x250),
+                    (0x300, 0x370),
+                    (0x4e00, 0x9fff),
+                    (0x1f300, 0x1faff),
+                    (0x10000, 0x10ffff),
+                    (0x0, 0x20),
+                ];
                 let (lo, hi) = ranges[rng.below(ranges.len() as u64) as usize];
                 let c = char::from_u32(lo + rng.below(u64::from(hi - lo)) as u32).unwrap_or('?');
                 // U+2581 is how the vocabulary spells a space; it decodes to ' '.
@@ -82,7 +98,10 @@ fn control_literals_option() {
         )
         .ids;
     assert!(!plain.contains(&105));
-    assert!(plain[1..plain.len() - 1].iter().all(|&i| t.token_type(i) != Some(3)), "{plain:?}");
+    assert!(
+        plain[1..plain.len() - 1].iter().all(|&i| t.token_type(i) != Some(3)),
+        "{plain:?}"
+    );
 }
 
 #[test]
@@ -123,7 +142,13 @@ fn truncation_keeps_bos_head_eos_and_reports_dropped() {
     assert_eq!(cut.dropped, full.ids.len() - 2048);
     assert_eq!(cut.ids[..2047], full.ids[..2047]);
     assert_eq!(cut.ids[2047], t.eos());
-    let short = t.encode("hi", &EncodeOptions { max_tokens: Some(2048), ..Default::default() });
+    let short = t.encode(
+        "hi",
+        &EncodeOptions {
+            max_tokens: Some(2048),
+            ..Default::default()
+        },
+    );
     assert_eq!(short.dropped, 0);
 }
 
@@ -136,7 +161,9 @@ fn pathological_inputs_tokenize() {
     assert_eq!(t.decode(&ids), one_char);
     let ab = "ab".repeat(50_000);
     assert_eq!(t.decode(&t.encode(&ab, &o).ids), ab);
-    let no_spaces: String = (0..1_000_000u32).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect();
+    let no_spaces: String = (0..1_000_000u32)
+        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+        .collect();
     assert_eq!(t.decode(&t.encode(&no_spaces, &o).ids), no_spaces);
     let spaces = " ".repeat(100_000);
     assert_eq!(t.decode(&t.encode(&spaces, &o).ids), spaces);

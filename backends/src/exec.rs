@@ -53,11 +53,16 @@ impl Batch<'_> {
         let mut next = 0;
         for (s, span) in self.seqs.iter().enumerate() {
             if span.start != next || span.len == 0 {
-                return Err(ExecError::BadBatch(format!("sequence {s} spans rows {}..+{}", span.start, span.len)));
+                return Err(ExecError::BadBatch(format!(
+                    "sequence {s} spans rows {}..+{}",
+                    span.start, span.len
+                )));
             }
             for r in span.start..span.start + span.len {
                 if r >= t || self.row_seq[r] as usize != s || self.positions[r] as usize != r - span.start {
-                    return Err(ExecError::BadBatch(format!("row {r} does not belong to sequence {s} as laid out")));
+                    return Err(ExecError::BadBatch(format!(
+                        "row {r} does not belong to sequence {s} as laid out"
+                    )));
                 }
             }
             next += span.len;
@@ -83,7 +88,10 @@ impl Arena {
 #[derive(Clone, Copy, Debug)]
 enum Arg {
     /// An arena value: offset in f32 elements and shape.
-    Value { offset: usize, shape: Shape },
+    Value {
+        offset: usize,
+        shape: Shape,
+    },
     Weight(WeightId),
 }
 
@@ -110,7 +118,9 @@ impl RopeTable {
     fn new(base: f32, head_dim: usize, positions: usize) -> RopeTable {
         let half = head_dim / 2;
         // As the reference computes it, in f32: inv_freq = 1 / base^(2i/hd), angle = pos · inv_freq.
-        let inv: Vec<f32> = (0..half).map(|i| 1.0 / base.powf((2 * i) as f32 / head_dim as f32)).collect();
+        let inv: Vec<f32> = (0..half)
+            .map(|i| 1.0 / base.powf((2 * i) as f32 / head_dim as f32))
+            .collect();
         let mut cos = Vec::with_capacity(positions * half);
         let mut sin = Vec::with_capacity(positions * half);
         for p in 0..positions {
@@ -120,7 +130,12 @@ impl RopeTable {
                 sin.push(a.sin());
             }
         }
-        RopeTable { base, head_dim, cos, sin }
+        RopeTable {
+            base,
+            head_dim,
+            cos,
+            sin,
+        }
     }
 }
 
@@ -260,13 +275,26 @@ impl Program {
     }
 
     /// Run one batch. Allocates nothing.
-    pub fn run(&self, kernels: &KernelTable, weights: &WeightTable, batch: &Batch<'_>, arena: &mut Arena, par: Par) -> Result<(), ExecError> {
+    pub fn run(
+        &self,
+        kernels: &KernelTable,
+        weights: &WeightTable,
+        batch: &Batch<'_>,
+        arena: &mut Arena,
+        par: Par,
+    ) -> Result<(), ExecError> {
         let (t, s) = (batch.tokens(), batch.seqs.len());
         if t > self.max_tokens {
-            return Err(ExecError::TooManyTokens { tokens: t, max: self.max_tokens });
+            return Err(ExecError::TooManyTokens {
+                tokens: t,
+                max: self.max_tokens,
+            });
         }
         if s > self.max_seqs {
-            return Err(ExecError::TooManySeqs { seqs: s, max: self.max_seqs });
+            return Err(ExecError::TooManySeqs {
+                seqs: s,
+                max: self.max_seqs,
+            });
         }
         batch.validate()?;
         assert_eq!(arena.data.len(), self.arena_floats, "arena made for another program");
@@ -275,8 +303,11 @@ impl Program {
         // which fits every value inside the arena (length checked above) and never lets two
         // values that are live at the same step overlap; the only shared buffer is an in-place
         // output, whose input is then never borrowed separately.
-        let view = |offset: usize, len: usize| -> &[f32] { unsafe { std::slice::from_raw_parts(base.add(offset), len) } };
-        let view_mut = |offset: usize, len: usize| -> &mut [f32] { unsafe { std::slice::from_raw_parts_mut(base.add(offset), len) } };
+        let view =
+            |offset: usize, len: usize| -> &[f32] { unsafe { std::slice::from_raw_parts(base.add(offset), len) } };
+        let view_mut = |offset: usize, len: usize| -> &mut [f32] {
+            unsafe { std::slice::from_raw_parts_mut(base.add(offset), len) }
+        };
         let len_of = |shape: &Shape| shape.elements_for(t, s);
 
         for &(kind, offset) in &self.inputs {

@@ -30,6 +30,9 @@ impl Par {
 /// `out (rows, n) = x (rows, k) · W (n, k)ᵀ`
 pub type MatMulFn = fn(x: &[f32], w: WeightView<'_>, out: &mut [f32], rows: usize, k: usize, n: usize, par: Par);
 
+/// In place NEOX rotation of `x (T, cols)`; `cos`/`sin` are `(positions, head_dim / 2)`.
+pub type RopeFn = fn(x: &mut [f32], cols: usize, pos: &[i32], head_dim: usize, cos: &[f32], sin: &[f32]);
+
 /// Attention over the packed batch; see `gg_ops::Op::Attention`.
 pub struct AttentionArgs<'a> {
     pub q: &'a [f32],
@@ -51,8 +54,7 @@ pub struct KernelTable {
     pub matmul: MatMulFn,
     /// In place: every `group` columns of each row normalized, times `w`.
     pub rms_norm: fn(x: &mut [f32], w: &[f32], group: usize, eps: f32, par: Par),
-    /// In place NEOX rotation; `cos`/`sin` are `(positions, head_dim / 2)` tables.
-    pub rope: fn(x: &mut [f32], cols: usize, pos: &[i32], head_dim: usize, cos: &[f32], sin: &[f32]),
+    pub rope: RopeFn,
     pub attention: fn(args: AttentionArgs<'_>, par: Par),
     pub gelu: fn(x: &mut [f32]),
     pub add: fn(x: &mut [f32], y: &[f32]),

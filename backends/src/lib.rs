@@ -60,7 +60,12 @@ pub fn best_backend() -> Backend {
                 return *b;
             }
         }
-        Backend::all().iter().rev().copied().find(|b| b.is_available()).unwrap_or(Backend::Scalar)
+        Backend::all()
+            .iter()
+            .rev()
+            .copied()
+            .find(|b| b.is_available())
+            .unwrap_or(Backend::Scalar)
     })
 }
 

@@ -14,7 +14,11 @@ pub trait ByteSource: Send + Sync {
 /// Where a weight's bytes are.
 pub enum WeightBytes {
     /// `len` bytes at `start` of a shared source (zero copy).
-    Shared { source: Arc<dyn ByteSource>, start: usize, len: usize },
+    Shared {
+        source: Arc<dyn ByteSource>,
+        start: usize,
+        len: usize,
+    },
     /// Owned bytes in u64 words, so typed views are aligned.
     Owned { words: Vec<u64>, len: usize },
 }
@@ -23,7 +27,10 @@ impl WeightBytes {
     pub fn owned(bytes: &[u8]) -> WeightBytes {
         let mut words = vec![0u64; bytes.len().div_ceil(8)];
         bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
-        WeightBytes::Owned { words, len: bytes.len() }
+        WeightBytes::Owned {
+            words,
+            len: bytes.len(),
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -104,15 +111,23 @@ impl WeightTable {
             let gg_ops::Rows::Fixed(rows) = w.shape.rows else {
                 return Err(err(format!("shape {} has symbolic rows", w.shape)));
             };
-            let want = w.dtype.bytes_for(rows * w.shape.cols).ok_or_else(|| err(format!("{} x {} is not whole {} blocks", rows, w.shape.cols, w.dtype)))?;
+            let want = w
+                .dtype
+                .bytes_for(rows * w.shape.cols)
+                .ok_or_else(|| err(format!("{} x {} is not whole {} blocks", rows, w.shape.cols, w.dtype)))?;
             if w.bytes.as_bytes().len() != want {
-                return Err(err(format!("{} bytes for {} {}, expected {want}", w.bytes.as_bytes().len(), w.dtype, w.shape)));
+                return Err(err(format!(
+                    "{} bytes for {} {}, expected {want}",
+                    w.bytes.as_bytes().len(),
+                    w.dtype,
+                    w.shape
+                )));
             }
             let align = match w.dtype {
                 DType::F32 | DType::I32 => 4,
                 _ => 2,
             };
-            if w.bytes.as_bytes().as_ptr() as usize % align != 0 {
+            if !(w.bytes.as_bytes().as_ptr() as usize).is_multiple_of(align) {
                 return Err(err(format!("data is not {align}-byte aligned")));
             }
         }

@@ -26,7 +26,11 @@ pub fn read_texts(args: Vec<String>, input: Option<&Path>) -> Result<Vec<String>
                 let value: serde_json::Value = serde_json::from_str(&line)
                     .with_context(|| format!("{} line {}: not valid JSON", path.display(), i + 1))?;
                 let Some(text) = value.get("text").and_then(|t| t.as_str()) else {
-                    bail!("{} line {}: expected an object with a string field \"text\"", path.display(), i + 1);
+                    bail!(
+                        "{} line {}: expected an object with a string field \"text\"",
+                        path.display(),
+                        i + 1
+                    );
                 };
                 texts.push(text.to_string());
             }

@@ -1,7 +1,7 @@
 //! The graph IR: nodes with one output each, edges labelled with the input slot they feed.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use gg_ops::{DType, InputKind, Op, Shape, ShapeError};
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
@@ -111,7 +111,13 @@ impl Graph {
     }
 
     /// Add a compute node; its type is inferred from its inputs.
-    pub fn add(&mut self, op: Op, inputs: &[NodeId], label: impl Into<String>, layer: Option<usize>) -> Result<NodeId, GraphError> {
+    pub fn add(
+        &mut self,
+        op: Op,
+        inputs: &[NodeId],
+        label: impl Into<String>,
+        layer: Option<usize>,
+    ) -> Result<NodeId, GraphError> {
         let label = label.into();
         let typed: Vec<(DType, Shape)> = inputs.iter().map(|&i| (self.g[i].dtype, self.g[i].shape)).collect();
         let (dtype, shape) = op.infer(&typed).map_err(|source| GraphError::Shape {
@@ -239,8 +245,11 @@ impl Graph {
             .node_indices()
             .map(|n| (n, self.g.edges_directed(n, Direction::Incoming).count()))
             .collect();
-        let mut ready: BinaryHeap<Reverse<NodeId>> =
-            pending.iter().filter(|(_, &c)| c == 0).map(|(&n, _)| Reverse(n)).collect();
+        let mut ready: BinaryHeap<Reverse<NodeId>> = pending
+            .iter()
+            .filter(|(_, &c)| c == 0)
+            .map(|(&n, _)| Reverse(n))
+            .collect();
         let mut order = Vec::with_capacity(pending.len());
         while let Some(Reverse(n)) = ready.pop() {
             order.push(n);
@@ -273,10 +282,17 @@ impl Graph {
                 label: node.label.clone(),
                 what,
             };
-            let mut slots: Vec<usize> = self.g.edges_directed(id, Direction::Incoming).map(|e| *e.weight()).collect();
+            let mut slots: Vec<usize> = self
+                .g
+                .edges_directed(id, Direction::Incoming)
+                .map(|e| *e.weight())
+                .collect();
             slots.sort_unstable();
             if slots != (0..node.op.arity()).collect::<Vec<_>>() {
-                return Err(invalid(format!("input slots {slots:?} for an op of arity {}", node.op.arity())));
+                return Err(invalid(format!(
+                    "input slots {slots:?} for an op of arity {}",
+                    node.op.arity()
+                )));
             }
             match &node.op {
                 Op::Input(_) => {
@@ -285,14 +301,20 @@ impl Graph {
                     }
                 }
                 Op::Weight(w) => {
-                    let desc = self.weights.get(*w).ok_or_else(|| invalid(format!("weight {w} is not in the table")))?;
+                    let desc = self
+                        .weights
+                        .get(*w)
+                        .ok_or_else(|| invalid(format!("weight {w} is not in the table")))?;
                     if (desc.dtype, desc.shape) != (node.dtype, node.shape) {
                         return Err(invalid("weight node type differs from its table entry".into()));
                     }
                 }
                 op => {
-                    let typed: Vec<(DType, Shape)> =
-                        self.inputs(id).iter().map(|&i| (self.g[i].dtype, self.g[i].shape)).collect();
+                    let typed: Vec<(DType, Shape)> = self
+                        .inputs(id)
+                        .iter()
+                        .map(|&i| (self.g[i].dtype, self.g[i].shape))
+                        .collect();
                     let inferred = op.infer(&typed).map_err(|source| GraphError::Shape {
                         label: node.label.clone(),
                         source,

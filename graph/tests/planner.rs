@@ -23,7 +23,11 @@ fn random_graph(rng: &mut Rng, n_ops: usize) -> Graph {
     let ids = g.input(InputKind::TokenIds);
     let dims = [32usize, 64, 96];
     let table = g.weight(
-        WeightDesc { source: WeightSource::Tensor("emb".into()), dtype: DType::F32, shape: Shape::fixed(100, 32) },
+        WeightDesc {
+            source: WeightSource::Tensor("emb".into()),
+            dtype: DType::F32,
+            shape: Shape::fixed(100, 32),
+        },
         None,
     );
     let mut acts: Vec<NodeId> = vec![g.add(Op::Embed { scale: 1.0 }, &[ids, table], "embed", None).unwrap()];
@@ -38,7 +42,11 @@ fn random_graph(rng: &mut Rng, n_ops: usize) -> Graph {
             2 => g.add(Op::Gelu, &[x], format!("gelu{i}"), None),
             3 => {
                 let w = g.weight(
-                    WeightDesc { source: WeightSource::Tensor(format!("n{i}")), dtype: DType::F32, shape: Shape::fixed(1, d) },
+                    WeightDesc {
+                        source: WeightSource::Tensor(format!("n{i}")),
+                        dtype: DType::F32,
+                        shape: Shape::fixed(1, d),
+                    },
                     None,
                 );
                 g.add(Op::RmsNorm { eps: 1e-6, group: d }, &[x, w], format!("norm{i}"), None)
@@ -46,7 +54,11 @@ fn random_graph(rng: &mut Rng, n_ops: usize) -> Graph {
             _ => {
                 let n = dims[rng.below(dims.len())];
                 let w = g.weight(
-                    WeightDesc { source: WeightSource::Tensor(format!("w{i}")), dtype: DType::Q8_0, shape: Shape::fixed(n, d) },
+                    WeightDesc {
+                        source: WeightSource::Tensor(format!("w{i}")),
+                        dtype: DType::Q8_0,
+                        shape: Shape::fixed(n, d),
+                    },
                     None,
                 );
                 g.add(Op::MatMul, &[x, w], format!("mm{i}"), None)
@@ -70,14 +82,20 @@ fn random_graphs_plan_without_overlap() {
     let mut rng = Rng(0xdead_beef_1234_5678);
     let mut in_place = 0;
     for case in 0..300 {
-        let g = random_graph(&mut rng, 5 + rng.below(60));
+        let n_ops = 5 + rng.below(60);
+        let g = random_graph(&mut rng, n_ops);
         g.validate().unwrap();
         let max_tokens = 1 + rng.below(300);
         let p = plan(&g, max_tokens, 1 + rng.below(max_tokens)).unwrap();
         if let Err(e) = check_plan(&p) {
             panic!("case {case}: {e}");
         }
-        assert!(p.arena_bytes <= p.total_value_bytes, "case {case}: arena {} > sum {}", p.arena_bytes, p.total_value_bytes);
+        assert!(
+            p.arena_bytes <= p.total_value_bytes,
+            "case {case}: arena {} > sum {}",
+            p.arena_bytes,
+            p.total_value_bytes
+        );
         assert!(p.peak_live_bytes <= p.arena_bytes);
         in_place += p.values.iter().filter(|v| v.in_place).count();
         let again = plan(&g, max_tokens, p.max_seqs).unwrap();
@@ -92,7 +110,11 @@ fn a_chain_runs_in_two_buffers() {
     let mut g = Graph::new();
     let ids = g.input(InputKind::TokenIds);
     let table = g.weight(
-        WeightDesc { source: WeightSource::Tensor("emb".into()), dtype: DType::F32, shape: Shape::fixed(10, 64) },
+        WeightDesc {
+            source: WeightSource::Tensor("emb".into()),
+            dtype: DType::F32,
+            shape: Shape::fixed(10, 64),
+        },
         None,
     );
     let mut x = g.add(Op::Embed { scale: 1.0 }, &[ids, table], "embed", None).unwrap();

@@ -37,7 +37,9 @@ fn err(bytes: &[u8]) -> GgufError {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> usize {
-    hay.windows(needle.len()).position(|w| w == needle).expect("needle in fixture")
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+        .expect("needle in fixture")
 }
 
 /// Offset of the field after a tensor's name in the directory: n_dims.
@@ -71,7 +73,10 @@ fn fixture_is_valid_and_views_work() {
     assert_eq!(g.strings("test.strings").unwrap(), ["a", "bc", "▁déf"]);
     assert_eq!(g.f32s("test.floats").unwrap(), [1.5, -2.0]);
     assert_eq!(g.get("test.nested").unwrap().type_name(), "ARRAY[ARRAY[INT32]]");
-    assert_eq!(g.value_to_json(g.get("test.nested").unwrap()).to_string(), "[[1,2],[3]]");
+    assert_eq!(
+        g.value_to_json(g.get("test.nested").unwrap()).to_string(),
+        "[[1,2],[3]]"
+    );
     let t = g.tensor("t.f32").unwrap();
     assert_eq!(t.shape(), [4, 8]);
     assert_eq!(t.dims, [8, 4]);
@@ -120,11 +125,19 @@ fn truncated_at_section_boundaries_names_the_section() {
     // The counts are checked against what is left before anything is read.
     assert_eq!(what(24), "count of metadata key/value");
     let last_key = find(&good, b"test.floats");
-    assert!(what(last_key + 3).contains("key of metadata entry 7"), "{}", what(last_key + 3));
+    assert!(
+        what(last_key + 3).contains("key of metadata entry 7"),
+        "{}",
+        what(last_key + 3)
+    );
     assert!(what(last_key + 13).contains("value type of key \"test.floats\""));
     assert!(what(last_key + 17).contains("array element type of key \"test.floats\""));
     let first_tensor = tensor_info(&good, "t.f32") - 8 - 5;
-    assert!(what(first_tensor).contains("name of tensor 0"), "{}", what(first_tensor));
+    assert!(
+        what(first_tensor).contains("name of tensor 0"),
+        "{}",
+        what(first_tensor)
+    );
     let (_, _, _, off) = fields(&good, "t.f16");
     assert!(what(off).contains("data offset of tensor \"t.f16\""));
     // After the directory, before the aligned data section.
@@ -158,10 +171,23 @@ fn unknown_versions() {
 fn absurd_counts() {
     let mut b = fixture();
     put_u64(&mut b, 8, u64::MAX);
-    assert!(matches!(err(&b), GgufError::CountTooLarge { what: "tensor", count: u64::MAX, .. }));
+    assert!(matches!(
+        err(&b),
+        GgufError::CountTooLarge {
+            what: "tensor",
+            count: u64::MAX,
+            ..
+        }
+    ));
     let mut b = fixture();
     put_u64(&mut b, 16, 1 << 40);
-    assert!(matches!(err(&b), GgufError::CountTooLarge { what: "metadata key/value", .. }));
+    assert!(matches!(
+        err(&b),
+        GgufError::CountTooLarge {
+            what: "metadata key/value",
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -170,7 +196,9 @@ fn string_length_past_end() {
     // Length of the first key.
     put_u64(&mut b, 24, 1 << 50);
     match err(&b) {
-        GgufError::Truncated { what, offset, needed, .. } => {
+        GgufError::Truncated {
+            what, offset, needed, ..
+        } => {
             assert!(what.contains("key of metadata entry 0"), "{what}");
             assert_eq!((offset, needed), (32, 1 << 50));
         }
@@ -180,7 +208,9 @@ fn string_length_past_end() {
     let at = find(&b, b"gemma-embedding") - 8;
     put_u64(&mut b, at, u64::MAX);
     match err(&b) {
-        GgufError::Truncated { what, .. } => assert!(what.contains("general.architecture"), "{what}"),
+        GgufError::Truncated { what, .. } => {
+            assert!(what.contains("general.architecture"), "{what}")
+        }
         other => panic!("{other}"),
     }
 }
@@ -195,7 +225,13 @@ fn array_length_past_end() {
     let mut b = fixture();
     let key = find(&b, b"test.strings") + "test.strings".len();
     put_u64(&mut b, key + 8, 1 << 40);
-    assert!(matches!(err(&b), GgufError::CountTooLarge { what: "array element", .. }));
+    assert!(matches!(
+        err(&b),
+        GgufError::CountTooLarge {
+            what: "array element",
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -302,7 +338,14 @@ fn dims_overflow_too_many_dims_block_misfit() {
     let mut b = fixture();
     let (_, d0, _, _) = fields(&b, "t.q8");
     put_u64(&mut b, d0, 33);
-    assert!(matches!(err(&b), GgufError::BlockMisfit { dim0: 33, block: 32, .. }));
+    assert!(matches!(
+        err(&b),
+        GgufError::BlockMisfit {
+            dim0: 33,
+            block: 32,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -403,5 +446,8 @@ fn randomized_mutations_never_panic() {
         }
     }
     // Both outcomes must occur, or the mutations are not reaching the parser's checks.
-    assert!(accepted > 100 && rejected > 10_000, "accepted {accepted}, rejected {rejected}");
+    assert!(
+        accepted > 100 && rejected > 10_000,
+        "accepted {accepted}, rejected {rejected}"
+    );
 }

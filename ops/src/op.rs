@@ -28,7 +28,10 @@ pub struct Shape {
 
 impl Shape {
     pub const fn tokens(cols: usize) -> Shape {
-        Shape { rows: Rows::Tokens, cols }
+        Shape {
+            rows: Rows::Tokens,
+            cols,
+        }
     }
     pub const fn seqs(cols: usize) -> Shape {
         Shape { rows: Rows::Seqs, cols }
@@ -255,7 +258,9 @@ impl Op {
                 let want_q = Shape::tokens(n_heads * head_dim);
                 let want_kv = Shape::tokens(n_kv_heads * head_dim);
                 if q != want_q || k != want_kv || v != want_kv {
-                    return Err(err(format!("q {q}, k {k}, v {v}; expected {want_q}, {want_kv}, {want_kv}")));
+                    return Err(err(format!(
+                        "q {q}, k {k}, v {v}; expected {want_q}, {want_kv}, {want_kv}"
+                    )));
                 }
                 Ok((DType::F32, q))
             }

@@ -64,7 +64,12 @@ impl BlockQ8_0 {
 /// # Panics
 /// If `x.len()` is not a multiple of 32 or `out` has the wrong number of blocks.
 pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
-    assert_eq!(x.len() % QK8_0, 0, "row length {} is not a multiple of {QK8_0}", x.len());
+    assert_eq!(
+        x.len() % QK8_0,
+        0,
+        "row length {} is not a multiple of {QK8_0}",
+        x.len()
+    );
     assert_eq!(out.len(), x.len() / QK8_0);
     for (chunk, block) in x.chunks_exact(QK8_0).zip(out) {
         *block = BlockQ8_0::quantize(chunk.try_into().expect("chunk of 32"));

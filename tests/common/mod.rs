@@ -18,7 +18,11 @@ pub fn golden_dir() -> PathBuf {
 
 pub fn golden_file(name: &str) -> PathBuf {
     let p = golden_dir().join(name);
-    assert!(p.is_file(), "golden file {} is missing (set GEMMA_GRAPH_GOLDEN)", p.display());
+    assert!(
+        p.is_file(),
+        "golden file {} is missing (set GEMMA_GRAPH_GOLDEN)",
+        p.display()
+    );
     p
 }
 
@@ -115,3 +119,5 @@ pub fn manifest_entry(g: &Gguf, v: &MetaValue) -> Json {
         v => serde_json::json!({"type": ty, "value": g.value_to_json(v)}),
     }
 }
+
+pub mod tiny;

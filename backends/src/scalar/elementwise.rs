@@ -28,7 +28,8 @@ pub fn rms_norm(x: &mut [f32], w: &[f32], group: usize, eps: f32, par: Par) {
     if par.is_serial() || x.len() < 1 << 16 {
         x.chunks_exact_mut(group).for_each(norm);
     } else {
-        x.par_chunks_mut(group * 64).for_each(|c| c.chunks_exact_mut(group).for_each(norm));
+        x.par_chunks_mut(group * 64)
+            .for_each(|c| c.chunks_exact_mut(group).for_each(norm));
     }
 }
 

@@ -48,7 +48,10 @@ impl OutPtr {
 
 /// `out (rows, n) = x (rows, k) · W (n, k)ᵀ`
 pub fn matmul(x: &[f32], w: WeightView<'_>, out: &mut [f32], rows: usize, k: usize, n: usize, par: Par) {
-    assert!(x.len() >= rows * k && out.len() >= rows * n, "matmul operands too short");
+    assert!(
+        x.len() >= rows * k && out.len() >= rows * n,
+        "matmul operands too short"
+    );
     let ptr = OutPtr(out.as_mut_ptr());
     let work = |j0: usize, j1: usize| {
         let mut wrow = [0f32; K_SEGMENT];
@@ -77,6 +80,8 @@ pub fn matmul(x: &[f32], w: WeightView<'_>, out: &mut [f32], rows: usize, k: usi
     } else {
         let chunks = (par.threads * 4).min(n);
         let per = n.div_ceil(chunks);
-        (0..chunks).into_par_iter().for_each(|c| work(c * per, ((c + 1) * per).min(n)));
+        (0..chunks)
+            .into_par_iter()
+            .for_each(|c| work(c * per, ((c + 1) * per).min(n)));
     }
 }

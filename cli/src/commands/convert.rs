@@ -35,7 +35,8 @@ pub fn run(args: Args) -> Result<()> {
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let report = convert(&args.dir, &tmp, args.ty).context("conversion failed")?;
-    std::fs::rename(&tmp, &args.output).with_context(|| format!("renaming {} to {}", tmp.display(), args.output.display()))?;
+    std::fs::rename(&tmp, &args.output)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), args.output.display()))?;
     eprintln!(
         "wrote {} ({} tensors, {} metadata keys, {} bytes) in {:.1} s",
         args.output.display(),

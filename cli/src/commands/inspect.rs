@@ -28,7 +28,10 @@ fn value_json(g: &Gguf, v: &MetaValue, head: usize) -> Json {
     match v {
         MetaValue::Array(a) if a.len > SHORT_ARRAY => {
             let all = g.array_to_json(a);
-            let first: Vec<Json> = all.as_array().map(|x| x.iter().take(head).cloned().collect()).unwrap_or_default();
+            let first: Vec<Json> = all
+                .as_array()
+                .map(|x| x.iter().take(head).cloned().collect())
+                .unwrap_or_default();
             json!({ "len": a.len, "head": first })
         }
         v => g.value_to_json(v),
@@ -69,7 +72,13 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     println!("file       {}", path.display());
-    println!("format     GGUF v{}, alignment {}, {} bytes, tensor data at offset {}", g.version(), g.alignment(), g.file_len(), g.data_start());
+    println!(
+        "format     GGUF v{}, alignment {}, {} bytes, tensor data at offset {}",
+        g.version(),
+        g.alignment(),
+        g.file_len(),
+        g.data_start()
+    );
     println!("\nmetadata ({} keys)", g.metadata().len());
     for e in g.metadata() {
         let v = value_json(&g, &e.value, args.array_head);
@@ -82,9 +91,16 @@ pub fn run(args: Args) -> Result<()> {
         println!("  {:<50} {:<16} {}", e.key, e.value.type_name(), shown);
     }
     println!("\ntensors ({})", g.tensors().len());
-    println!("  {:<36} {:<6} {:<22} {:>12} {:>12}", "name", "type", "dims (innermost first)", "bytes", "offset");
+    println!(
+        "  {:<36} {:<6} {:<22} {:>12} {:>12}",
+        "name", "type", "dims (innermost first)", "bytes", "offset"
+    );
     for t in g.tensors() {
-        let note = if t.ty.to_dtype().is_none() { "  (unsupported type)" } else { "" };
+        let note = if t.ty.to_dtype().is_none() {
+            "  (unsupported type)"
+        } else {
+            ""
+        };
         println!(
             "  {:<36} {:<6} {:<22} {:>12} {:>12}{note}",
             t.name,
@@ -101,21 +117,37 @@ pub fn run(args: Args) -> Result<()> {
     println!("\nmodel as loaded");
     match config {
         Ok(c) => {
-            println!("  architecture      gemma-embedding, {} layers, d_model {}, d_ff {}", c.n_layers, c.d_model, c.d_ff);
-            println!("  attention         {} query heads, {} kv heads, head dim {}", c.n_heads, c.n_kv_heads, c.head_dim);
+            println!(
+                "  architecture      gemma-embedding, {} layers, d_model {}, d_ff {}",
+                c.n_layers, c.d_model, c.d_ff
+            );
+            println!(
+                "  attention         {} query heads, {} kv heads, head dim {}",
+                c.n_heads, c.n_kv_heads, c.head_dim
+            );
             let globals: Vec<usize> = (0..c.n_layers).filter(|&l| c.global_layers[l]).collect();
             println!("  global layers     {globals:?} (rope base {})", c.rope_base_global);
             match c.local_reach() {
-                Some(r) => println!("  sliding layers    window {} (|i-j| <= {r}), rope base {}", c.sliding_window.unwrap_or(0), c.rope_base_local),
+                Some(r) => println!(
+                    "  sliding layers    window {} (|i-j| <= {r}), rope base {}",
+                    c.sliding_window.unwrap_or(0),
+                    c.rope_base_local
+                ),
                 None => println!("  sliding layers    none"),
             }
-            println!("  context           {} tokens, rms eps {:e}, vocab {}", c.context_length, c.rms_eps, c.vocab_size);
+            println!(
+                "  context           {} tokens, rms eps {:e}, vocab {}",
+                c.context_length, c.rms_eps, c.vocab_size
+            );
             println!("  pooling           {:?}", c.pooling);
             if c.dense.is_empty() {
                 println!("  dense heads       none (vectors differ from the sentence-transformers pipeline)");
             }
             for d in &c.dense {
-                println!("  dense head        {} {} -> {}", d.tensor, d.in_features, d.out_features);
+                println!(
+                    "  dense head        {} {} -> {}",
+                    d.tensor, d.in_features, d.out_features
+                );
             }
             println!("  embedding dim     {}", c.embedding_dim());
         }

@@ -50,9 +50,15 @@ pub fn run(args: Args) -> Result<()> {
     let texts = crate::input::read_texts(args.texts, args.input.as_deref())?;
     let g = Gguf::open(crate::model_path(args.model))?;
     let tok = Tokenizer::from_gguf(&g)?;
-    let context = gg_loader::gemma::GemmaConfig::from_gguf(&g).map(|c| c.context_length).unwrap_or(2048);
+    let context = gg_loader::gemma::GemmaConfig::from_gguf(&g)
+        .map(|c| c.context_length)
+        .unwrap_or(2048);
     let opts = EncodeOptions {
-        control_literals: if args.plain_control { ControlLiterals::PlainText } else { ControlLiterals::Special },
+        control_literals: if args.plain_control {
+            ControlLiterals::PlainText
+        } else {
+            ControlLiterals::Special
+        },
         normalization: match args.normalize {
             Normalize::None => Normalization::Identity,
             Normalize::Nfc => Normalization::Nfc,
@@ -86,7 +92,11 @@ pub fn run(args: Args) -> Result<()> {
         Format::Text => {
             for (i, text) in texts.iter().enumerate() {
                 let enc = tok.encode(text, &opts);
-                let dropped = if enc.dropped > 0 { format!(", {} dropped by truncation", enc.dropped) } else { String::new() };
+                let dropped = if enc.dropped > 0 {
+                    format!(", {} dropped by truncation", enc.dropped)
+                } else {
+                    String::new()
+                };
                 writeln!(out, "text {i}: {} tokens{dropped}", enc.ids.len())?;
                 for &id in &enc.ids {
                     writeln!(out, "  {id:>7}  {:?}", tok.piece(id).unwrap_or(""))?;

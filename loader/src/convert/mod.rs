@@ -155,19 +155,43 @@ pub fn build_gguf(dir: &Path, ty: OutType) -> Result<GgufWriter, ConvertError> {
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("model");
     w.add("general.name", Value::String(name.into()));
     w.add(format!("{a}.block_count"), Value::U32(uint("num_hidden_layers")?));
-    w.add(format!("{a}.context_length"), Value::U32(uint("max_position_embeddings")?));
+    w.add(
+        format!("{a}.context_length"),
+        Value::U32(uint("max_position_embeddings")?),
+    );
     w.add(format!("{a}.embedding_length"), Value::U32(uint("hidden_size")?));
-    w.add(format!("{a}.feed_forward_length"), Value::U32(uint("intermediate_size")?));
-    w.add(format!("{a}.attention.head_count"), Value::U32(uint("num_attention_heads")?));
-    w.add(format!("{a}.attention.head_count_kv"), Value::U32(uint("num_key_value_heads")?));
-    w.add(format!("{a}.rope.freq_base"), Value::F32(float("rope_theta", 1_000_000.0)));
-    w.add(format!("{a}.rope.freq_base_swa"), Value::F32(float("rope_local_base_freq", 10_000.0)));
-    w.add(format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(float("rms_norm_eps", 1e-6)));
+    w.add(
+        format!("{a}.feed_forward_length"),
+        Value::U32(uint("intermediate_size")?),
+    );
+    w.add(
+        format!("{a}.attention.head_count"),
+        Value::U32(uint("num_attention_heads")?),
+    );
+    w.add(
+        format!("{a}.attention.head_count_kv"),
+        Value::U32(uint("num_key_value_heads")?),
+    );
+    w.add(
+        format!("{a}.rope.freq_base"),
+        Value::F32(float("rope_theta", 1_000_000.0)),
+    );
+    w.add(
+        format!("{a}.rope.freq_base_swa"),
+        Value::F32(float("rope_local_base_freq", 10_000.0)),
+    );
+    w.add(
+        format!("{a}.attention.layer_norm_rms_epsilon"),
+        Value::F32(float("rms_norm_eps", 1e-6)),
+    );
     let head_dim = config.get("head_dim").and_then(Json::as_u64).unwrap_or(256) as u32;
     w.add(format!("{a}.attention.key_length"), Value::U32(head_dim));
     w.add(format!("{a}.attention.value_length"), Value::U32(head_dim));
     w.add("general.file_type", Value::U32(ty.file_type()));
-    w.add(format!("{a}.attention.sliding_window"), Value::U32(uint("sliding_window")?));
+    w.add(
+        format!("{a}.attention.sliding_window"),
+        Value::U32(uint("sliding_window")?),
+    );
 
     let modules = read_modules(dir)?;
     for dense in &modules.dense {

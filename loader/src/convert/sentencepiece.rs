@@ -164,6 +164,9 @@ mod tests {
         assert_eq!(pieces[1].piece, "▁the");
         assert_eq!(pieces[1].score, -3.5);
         assert_eq!(pieces[0].kind, 2);
-        assert!(matches!(read_pieces(&model[..model.len() - 1]), Err(ConvertError::Protobuf { .. })));
+        assert!(matches!(
+            read_pieces(&model[..model.len() - 1]),
+            Err(ConvertError::Protobuf { .. })
+        ));
     }
 }

@@ -73,7 +73,15 @@ pub(crate) fn add_tensors(
                 source,
             })?;
             let leaf = name.strip_prefix("linear.").unwrap_or(name);
-            add_one(w, &module.path, &format!("{}.{leaf}", module.prefix), &view, ty, false, None)?;
+            add_one(
+                w,
+                &module.path,
+                &format!("{}.{leaf}", module.prefix),
+                &view,
+                ty,
+                false,
+                None,
+            )?;
         }
     }
 
@@ -137,7 +145,10 @@ fn add_one(
 fn to_f32(path: &Path, name: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>, ConvertError> {
     let data = view.data();
     Ok(match view.dtype() {
-        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
         Dtype::F16 => data
             .chunks_exact(2)
             .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())

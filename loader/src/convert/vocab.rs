@@ -111,7 +111,13 @@ pub fn build_vocab(dir: &Path, vocab_size: Option<usize>) -> Result<Vocab, Conve
         }
     };
     let mut special_ids = Vec::new();
-    for (typ, key) in [("bos", "bos"), ("eos", "eos"), ("unk", "unknown"), ("sep", "seperator"), ("pad", "padding")] {
+    for (typ, key) in [
+        ("bos", "bos"),
+        ("eos", "eos"),
+        ("unk", "unknown"),
+        ("sep", "seperator"),
+        ("pad", "padding"),
+    ] {
         let by_text = special_text(typ).and_then(|t| tokens.iter().position(|x| *x == t));
         let by_config = hf_config
             .get(format!("{typ}_token_id"))
@@ -135,7 +141,12 @@ pub fn build_vocab(dir: &Path, vocab_size: Option<usize>) -> Result<Vocab, Conve
 /// `add_bos_token` / `add_eos_token` / `add_sep_token` as gguf-py's SpecialVocab derives
 /// them: from the TemplateProcessing post-processor of `tokenizer.json`, overridden by
 /// explicit booleans in `tokenizer_config.json`.
-fn add_special_flags(config: &Json, tokenizer: &Json, bos: Option<String>, eos: Option<String>) -> Vec<(&'static str, bool)> {
+fn add_special_flags(
+    config: &Json,
+    tokenizer: &Json,
+    bos: Option<String>,
+    eos: Option<String>,
+) -> Vec<(&'static str, bool)> {
     let mut flags: Vec<(&'static str, bool)> = Vec::new();
     let mut set = |name: &'static str, v: bool| match flags.iter_mut().find(|f| f.0 == name) {
         Some(f) => f.1 = v,
@@ -150,8 +161,14 @@ fn add_special_flags(config: &Json, tokenizer: &Json, bos: Option<String>, eos: 
     let pp = tokenizer.get("post_processor");
     if pp.and_then(|p| p.get("type")).and_then(Json::as_str) == Some("TemplateProcessing") {
         let empty = Vec::new();
-        let single = pp.and_then(|p| p.get("single")).and_then(Json::as_array).unwrap_or(&empty);
-        let pair = pp.and_then(|p| p.get("pair")).and_then(Json::as_array).unwrap_or(&empty);
+        let single = pp
+            .and_then(|p| p.get("single"))
+            .and_then(Json::as_array)
+            .unwrap_or(&empty);
+        let pair = pp
+            .and_then(|p| p.get("pair"))
+            .and_then(Json::as_array)
+            .unwrap_or(&empty);
         let (mut first, mut last) = (None, None);
         if single.len() > 1 {
             first = special_id(&single[0]);
@@ -171,8 +188,16 @@ fn add_special_flags(config: &Json, tokenizer: &Json, bos: Option<String>, eos: 
                 pair.len()
             };
             let inner = if start < stop { &pair[start..stop] } else { &[][..] };
-            let seq = |item: &Json| item.get("Sequence").and_then(|s| s.get("id")).and_then(Json::as_str).map(str::to_string);
-            if inner.len() > 2 && seq(&inner[0]).as_deref() == Some("A") && seq(&inner[inner.len() - 1]).as_deref() == Some("B") {
+            let seq = |item: &Json| {
+                item.get("Sequence")
+                    .and_then(|s| s.get("id"))
+                    .and_then(Json::as_str)
+                    .map(str::to_string)
+            };
+            if inner.len() > 2
+                && seq(&inner[0]).as_deref() == Some("A")
+                && seq(&inner[inner.len() - 1]).as_deref() == Some("B")
+            {
                 let middle = &inner[1..inner.len() - 1];
                 let is_sep = |item: &Json| special_id(item).is_some_and(|s| Some(&s) == eos.as_ref());
                 let mut add_sep = is_sep(&middle[0]) && last.is_none();

@@ -27,7 +27,13 @@ pub enum BuildError {
 
 /// Add a model tensor to the graph's weight table, checking its type and shape.
 /// `expected` is row-major; vectors are `[d]`.
-pub fn add_weight(graph: &mut Graph, g: &Gguf, name: &str, expected: &[usize], layer: Option<usize>) -> Result<NodeId, BuildError> {
+pub fn add_weight(
+    graph: &mut Graph,
+    g: &Gguf,
+    name: &str,
+    expected: &[usize],
+    layer: Option<usize>,
+) -> Result<NodeId, BuildError> {
     let t = g.tensor(name)?;
     let dtype = t.ty.to_dtype().ok_or_else(|| GgufError::UnsupportedTensorType {
         tensor: name.into(),
@@ -73,13 +79,28 @@ pub fn build_encoder(g: &Gguf, c: &GemmaConfig) -> Result<(Graph, NodeId), Build
     let pos = graph.input(InputKind::Positions);
     let table = add_weight(&mut graph, g, "token_embd.weight", &[c.vocab_size, d], None)?;
     // x = E[ids] · sqrt(d)
-    let mut x = graph.add(Op::Embed { scale: (d as f32).sqrt() }, &[ids, table], "embed", None)?;
+    let mut x = graph.add(
+        Op::Embed {
+            scale: (d as f32).sqrt(),
+        },
+        &[ids, table],
+        "embed",
+        None,
+    )?;
 
     for l in 0..c.n_layers {
-        let lw = |graph: &mut Graph, leaf: &str, shape: &[usize]| add_weight(graph, g, &format!("blk.{l}.{leaf}.weight"), shape, Some(l));
+        let lw = |graph: &mut Graph, leaf: &str, shape: &[usize]| {
+            add_weight(graph, g, &format!("blk.{l}.{leaf}.weight"), shape, Some(l))
+        };
         let name = |s: &str| format!("blk.{l}.{s}");
-        let norm = Op::RmsNorm { eps: c.rms_eps, group: d };
-        let head_norm = Op::RmsNorm { eps: c.rms_eps, group: hd };
+        let norm = Op::RmsNorm {
+            eps: c.rms_eps,
+            group: d,
+        };
+        let head_norm = Op::RmsNorm {
+            eps: c.rms_eps,
+            group: hd,
+        };
         let global = c.global_layers[l];
         let base = if global { c.rope_base_global } else { c.rope_base_local };
 
@@ -128,6 +149,14 @@ pub fn build_encoder(g: &Gguf, c: &GemmaConfig) -> Result<(Graph, NodeId), Build
         x = graph.add(Op::Add, &[x, f], name("ffn_residual"), Some(l))?;
     }
     let w = add_weight(&mut graph, g, "output_norm.weight", &[d], None)?;
-    let x = graph.add(Op::RmsNorm { eps: c.rms_eps, group: d }, &[x, w], "output_norm", None)?;
+    let x = graph.add(
+        Op::RmsNorm {
+            eps: c.rms_eps,
+            group: d,
+        },
+        &[x, w],
+        "output_norm",
+        None,
+    )?;
     Ok((graph, x))
 }

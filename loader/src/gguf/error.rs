@@ -8,15 +8,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
     #[error("cannot open {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
-    InFile {
-        path: PathBuf,
-        source: Box<GgufError>,
-    },
+    InFile { path: PathBuf, source: Box<GgufError> },
     #[error("file ends at byte {file_len} while reading {what} at offset {offset} ({needed} bytes needed)")]
     Truncated {
         what: String,
@@ -62,17 +56,9 @@ pub enum GgufError {
         expected: &'static str,
     },
     #[error("tensor {tensor:?} at offset {offset}: {n_dims} dimensions (at most 4 allowed)")]
-    TooManyDims {
-        tensor: String,
-        offset: u64,
-        n_dims: u32,
-    },
+    TooManyDims { tensor: String, offset: u64, n_dims: u32 },
     #[error("tensor {tensor:?} at offset {offset}: unknown tensor type {code}")]
-    UnknownTensorType {
-        tensor: String,
-        offset: u64,
-        code: u32,
-    },
+    UnknownTensorType { tensor: String, offset: u64, code: u32 },
     #[error("tensor {tensor:?}: dims {dims:?} overflow when multiplied out")]
     DimsOverflow { tensor: String, dims: Vec<u64> },
     #[error("tensor {tensor:?}: innermost dim {dim0} is not a multiple of the {ty} block length {block}")]
@@ -96,11 +82,7 @@ pub enum GgufError {
         data_len: u64,
     },
     #[error("tensors {first:?} and {second:?} overlap in the data section (at data offset {offset})")]
-    OverlappingTensors {
-        first: String,
-        second: String,
-        offset: u64,
-    },
+    OverlappingTensors { first: String, second: String, offset: u64 },
     #[error("tensor name {tensor:?} at offset {offset} is a duplicate")]
     DuplicateTensor { tensor: String, offset: u64 },
     #[error("tensor {name:?} is missing")]

@@ -55,7 +55,9 @@ pub struct MetaArray {
 #[derive(Clone, Debug)]
 pub(crate) enum ArrayItems {
     /// Fixed-size elements packed from this absolute offset.
-    Fixed { offset: usize },
+    Fixed {
+        offset: usize,
+    },
     Strings(Vec<Span>),
     Arrays(Vec<MetaArray>),
 }
@@ -160,7 +162,10 @@ pub enum TensorData<'a> {
 enum Bytes {
     Mapped(memmap2::Mmap),
     /// Owned bytes, stored in u64 words so typed views are aligned.
-    Owned { words: Vec<u64>, len: usize },
+    Owned {
+        words: Vec<u64>,
+        len: usize,
+    },
 }
 
 impl Bytes {
@@ -328,13 +333,19 @@ impl Gguf {
     /// A FLOAT32 array.
     pub fn f32s(&self, key: &str) -> Result<Vec<f32>, GgufError> {
         let a = self.array(key, ValueType::F32, "ARRAY[FLOAT32]")?;
-        Ok(self.fixed_items(a).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
+        Ok(self
+            .fixed_items(a)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect())
     }
 
     /// An INT32 array.
     pub fn i32s(&self, key: &str) -> Result<Vec<i32>, GgufError> {
         let a = self.array(key, ValueType::I32, "ARRAY[INT32]")?;
-        Ok(self.fixed_items(a).map(|b| i32::from_le_bytes(b.try_into().unwrap())).collect())
+        Ok(self
+            .fixed_items(a)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
+            .collect())
     }
 
     pub fn array_strs(&self, a: &MetaArray) -> Vec<&str> {
@@ -441,4 +452,6 @@ impl Gguf {
 }
 
 #[cfg(target_endian = "big")]
-compile_error!("gemma-graph reads little-endian GGUF files by reinterpreting bytes; big-endian hosts are not supported");
+compile_error!(
+    "gemma-graph reads little-endian GGUF files by reinterpreting bytes; big-endian hosts are not supported"
+);

@@ -120,9 +120,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, GgufError> {
     let version = c.u32(|| "version".into())?;
     match version {
         2 | 3 => {}
-        v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => {
-            return Err(GgufError::BigEndian { version: v })
-        }
+        v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => return Err(GgufError::BigEndian { version: v }),
         v => return Err(GgufError::UnsupportedVersion { version: v }),
     }
     let n_tensors = c.u64(|| "tensor count".into())?;

@@ -75,8 +75,8 @@ impl ValueType {
     /// Smallest number of bytes one value of this type can occupy in a file.
     pub fn min_encoded_size(self) -> usize {
         match self {
-            ValueType::String => 8,     // u64 length
-            ValueType::Array => 4 + 8,  // element type + u64 count
+            ValueType::String => 8,    // u64 length
+            ValueType::Array => 4 + 8, // element type + u64 count
             t => t.fixed_size().unwrap_or(1),
         }
     }

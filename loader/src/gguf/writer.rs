@@ -45,7 +45,10 @@ impl Value {
     }
 
     pub fn strings<S: Into<String>>(items: impl IntoIterator<Item = S>) -> Value {
-        Value::Array(ValueType::String, items.into_iter().map(|s| Value::String(s.into())).collect())
+        Value::Array(
+            ValueType::String,
+            items.into_iter().map(|s| Value::String(s.into())).collect(),
+        )
     }
 
     pub fn f32s(items: impl IntoIterator<Item = f32>) -> Value {

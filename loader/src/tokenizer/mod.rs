@@ -109,7 +109,11 @@ impl Tokenizer {
         if model != "llama" {
             return Err(TokenizerError::UnsupportedModel(model.to_string()));
         }
-        let tokens: Vec<String> = g.strings("tokenizer.ggml.tokens")?.into_iter().map(str::to_owned).collect();
+        let tokens: Vec<String> = g
+            .strings("tokenizer.ggml.tokens")?
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let n = tokens.len();
         let scores = match g.get("tokenizer.ggml.scores") {
             Some(_) => g.f32s("tokenizer.ggml.scores")?,
@@ -232,9 +236,17 @@ impl Tokenizer {
     }
 
     /// Split on whole-matched pieces, BPE the text between them.
-    fn encode_text(&self, text: &str, control: ControlLiterals, fragment: &mut String, bpe: &mut bpe::BpeScratch, out: &mut Vec<u32>) {
+    fn encode_text(
+        &self,
+        text: &str,
+        control: ControlLiterals,
+        fragment: &mut String,
+        bpe: &mut bpe::BpeScratch,
+        out: &mut Vec<u32>,
+    ) {
         let bytes = text.as_bytes();
-        let keep = |id: u32| control == ControlLiterals::Special || self.vocab.types[id as usize] != token_type::CONTROL;
+        let keep =
+            |id: u32| control == ControlLiterals::Special || self.vocab.types[id as usize] != token_type::CONTROL;
         let mut plain_start = 0;
         let mut i = 0;
         while i < bytes.len() {
@@ -270,7 +282,9 @@ impl Tokenizer {
         let ids = ids.strip_suffix(&[self.eos]).unwrap_or(ids);
         let mut bytes = Vec::new();
         for &id in ids {
-            let Some(piece) = self.piece(id) else { continue };
+            let Some(piece) = self.piece(id) else {
+                continue;
+            };
             if self.vocab.types[id as usize] == token_type::BYTE {
                 if let Some(b) = vocab::parse_byte_piece(piece) {
                     bytes.push(b);

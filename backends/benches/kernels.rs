@@ -1,0 +1,42 @@
+//! Kernel throughput per backend on the model's shapes (random data).
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use gg_backends::{Backend, Par, WeightView};
+use gg_ops::BlockQ8_0;
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let (k, n) = (768, 1152);
+    let w: Vec<BlockQ8_0> = random(k * n, 1)
+        .chunks_exact(32)
+        .map(|c| BlockQ8_0::quantize(c.try_into().unwrap()))
+        .collect();
+    for rows in [16usize, 512] {
+        let x = random(rows * k, 2);
+        let mut out = vec![0f32; rows * n];
+        let mut g = c.benchmark_group(format!("matmul_q8_0_{rows}x{k}x{n}"));
+        g.throughput(Throughput::Elements((rows * k * n) as u64));
+        g.sample_size(10);
+        for &b in Backend::all().iter().filter(|b| b.is_available()) {
+            let kern = b.kernels();
+            g.bench_function(b.name(), |bn| {
+                bn.iter(|| (kern.matmul)(&x, WeightView::Q8_0(&w), &mut out, rows, k, n, Par::SERIAL))
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,162 @@
+//! `gemma-graph run [TEXT ...] [--input F.jsonl] [--format text|json|jsonl] ...`
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use gemma_graph::{Backend, BackendChoice, EmbedOptions, Model, ModelOptions, Prompt, SentenceTransformersHead};
+use serde_json::json;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum BackendArg {
+    Auto,
+    Scalar,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Texts to embed.
+    texts: Vec<String>,
+    /// GGUF file (default: $GEMMA_GRAPH_MODEL, else the fetched model in the cache).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// JSONL input, one object with a "text" field per line ("-" for stdin).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// text: a short preview per text; json: one array; jsonl: one {"embedding": [...]} per line.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Kernel table ("auto": the best this CPU supports).
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
+    /// Worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Task prompt by name: query, document, Clustering, Classification, STS, ...
+    #[arg(long, conflicts_with = "prompt_text")]
+    prompt: Option<String>,
+    /// Literal prompt text put before every input.
+    #[arg(long)]
+    prompt_text: Option<String>,
+    /// Matryoshka dimension (768, 512, 256 or 128): truncate and re-normalize.
+    #[arg(long)]
+    dim: Option<usize>,
+    /// Tokens per batch (default: the model's context length).
+    #[arg(long)]
+    batch_tokens: Option<usize>,
+    /// Print the backend, plan and timings to stderr.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let texts = crate::input::read_texts(args.texts, args.input.as_deref())?;
+    if let Some(d) = args.dim {
+        if ![768, 512, 256, 128].contains(&d) {
+            bail!("--dim {d}: EmbeddingGemma is trained for 768, 512, 256 or 128");
+        }
+    }
+    let prompt = match (args.prompt, args.prompt_text) {
+        (Some(name), _) => Some(Prompt::Name(name)),
+        (None, Some(text)) => Some(Prompt::Text(text)),
+        (None, None) => None,
+    };
+    if let Some(p) = &prompt {
+        p.text()?;
+    }
+    let options = ModelOptions {
+        backend: match args.backend {
+            BackendArg::Auto => BackendChoice::Auto,
+            BackendArg::Scalar => BackendChoice::Force(Backend::Scalar),
+        },
+        threads: args.threads,
+        ..Default::default()
+    };
+    let path = crate::model_path(args.model);
+    let t0 = Instant::now();
+    let model = Model::load_with(&path, &options, &SentenceTransformersHead)?;
+    for w in model.warnings() {
+        eprintln!("warning: {w}");
+    }
+    if args.verbose {
+        eprintln!(
+            "model {} loaded in {:.0} ms: backend {} (cpu: {}), {} threads, arena {} bytes for {} tokens",
+            path.display(),
+            t0.elapsed().as_secs_f64() * 1e3,
+            model.backend(),
+            gemma_graph::backends::cpu_features().join(" "),
+            model.threads(),
+            model.plan().arena_bytes,
+            model.max_batch_tokens()
+        );
+    }
+    let embed = EmbedOptions {
+        prompt,
+        dim: args.dim,
+        batch_tokens: args.batch_tokens,
+        ..Default::default()
+    };
+    let t1 = Instant::now();
+    let out = model.embed(&texts, &embed)?;
+    if args.verbose {
+        let tokens: usize = out.items.iter().map(|i| i.tokens).sum();
+        let secs = t1.elapsed().as_secs_f64();
+        eprintln!(
+            "embedded {} texts ({tokens} tokens) in {:.3} s: {:.1} texts/s, {:.0} tokens/s",
+            out.len(),
+            secs,
+            out.len() as f64 / secs,
+            tokens as f64 / secs
+        );
+    }
+    for (i, item) in out.items.iter().enumerate() {
+        if item.dropped_tokens > 0 {
+            eprintln!(
+                "note: text {i} was truncated to {} tokens ({} dropped)",
+                item.tokens, item.dropped_tokens
+            );
+        }
+    }
+
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    match args.format {
+        Format::Jsonl => {
+            for i in 0..out.len() {
+                serde_json::to_writer(&mut w, &json!({ "embedding": out.vector(i) }))?;
+                w.write_all(b"\n")?;
+            }
+        }
+        Format::Json => {
+            let all: Vec<_> = (0..out.len())
+                .map(|i| json!({ "embedding": out.vector(i), "tokens": out.items[i].tokens }))
+                .collect();
+            serde_json::to_writer(&mut w, &all)?;
+            w.write_all(b"\n")?;
+        }
+        Format::Text => {
+            for (i, text) in texts.iter().enumerate() {
+                let v = out.vector(i);
+                let preview: Vec<String> = v.iter().take(6).map(|x| format!("{x:+.5}")).collect();
+                let excerpt: String = text.chars().take(40).collect();
+                writeln!(
+                    w,
+                    "{i}\t{excerpt:?}\t{} tokens\t[{} ...] ({} dims)",
+                    out.items[i].tokens,
+                    preview.join(", "),
+                    v.len()
+                )?;
+            }
+        }
+    }
+    w.flush()?;
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! The library API on a tiny random model: loading rules and errors, batching equivalence,
+//! input order, prompts, Matryoshka, cancellation, deadlines, sharing across threads.
+
+mod common;
+
+use std::time::Instant;
+
+use common::tiny::{tiny_model_file, TinySpec};
+use gemma_graph::{CancelToken, EmbedOptions, Error, Model, ModelOptions, Prompt, SentenceTransformersHead};
+
+fn tiny(tag: &str) -> Model {
+    Model::load(tiny_model_file(tag, &TinySpec::default())).unwrap()
+}
+
+const TEXTS: &[&str] = &[
+    "the world",
+    "hello there, this is a somewhat longer text that spans past the sliding window of the tiny model",
+    "",
+    "a",
+    "another world of words and worlds",
+    "  spaced   out  ",
+];
+
+#[test]
+fn loads_and_embeds_unit_vectors() {
+    let m = tiny("basic");
+    assert!(m.warnings().is_empty());
+    let out = m.embed(TEXTS, &EmbedOptions::default()).unwrap();
+    assert_eq!(out.len(), TEXTS.len());
+    for i in 0..out.len() {
+        let v = out.vector(i);
+        assert_eq!(v.len(), 64);
+        let n: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((n - 1.0).abs() < 1e-5, "text {i} norm {n}");
+        assert!(v.iter().all(|x| x.is_finite()));
+    }
+    assert_eq!(out.items[2].tokens, 2, "empty text is BOS + EOS");
+}
+
+#[test]
+fn text_alone_equals_text_in_any_batch() {
+    let m = tiny("batching");
+    let all = m.embed(TEXTS, &EmbedOptions::default()).unwrap();
+    for budget in [12, 40, 128] {
+        let opts = EmbedOptions {
+            batch_tokens: Some(budget),
+            ..Default::default()
+        };
+        let batched = m.embed(TEXTS, &opts).unwrap();
+        for (i, t) in TEXTS.iter().enumerate() {
+            let alone = m.embed(&[t], &opts).unwrap();
+            for (a, b) in [(alone.vector(0), all.vector(i)), (batched.vector(i), all.vector(i))] {
+                let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+                assert!(diff <= 1e-6, "text {i}, budget {budget}: max abs diff {diff}");
+            }
+        }
+    }
+    // Reversed input gives reversed output.
+    let rev: Vec<&str> = TEXTS.iter().rev().copied().collect();
+    let out = m.embed(&rev, &EmbedOptions::default()).unwrap();
+    for i in 0..TEXTS.len() {
+        assert_eq!(out.vector(i), all.vector(TEXTS.len() - 1 - i));
+    }
+}
+
+#[test]
+fn prompts_and_matryoshka() {
+    let m = tiny("prompts");
+    let plain = m
+        .embed(&["task: search result | query: the world"], &EmbedOptions::default())
+        .unwrap();
+    let named = m
+        .embed(
+            &["the world"],
+            &EmbedOptions {
+                prompt: Some(Prompt::Name("query".into())),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(plain.vector(0), named.vector(0));
+    let bad = m.embed(
+        &["x"],
+        &EmbedOptions {
+            prompt: Some(Prompt::Name("nope".into())),
+            ..Default::default()
+        },
+    );
+    assert!(matches!(bad, Err(Error::InvalidOption(ref s)) if s.contains("nope") && s.contains("document")));
+
+    let full = m.embed(&["the world"], &EmbedOptions::default()).unwrap();
+    let short = m
+        .embed(
+            &["the world"],
+            &EmbedOptions {
+                dim: Some(16),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let v = short.vector(0);
+    assert_eq!(v.len(), 16);
+    let n: f32 = full.vector(0)[..16].iter().map(|x| x * x).sum::<f32>().sqrt();
+    for (a, b) in v.iter().zip(&full.vector(0)[..16]) {
+        assert!((a - b / n).abs() < 1e-6);
+    }
+    assert!(m
+        .embed(
+            &["x"],
+            &EmbedOptions {
+                dim: Some(65),
+                ..Default::default()
+            }
+        )
+        .is_err());
+}
+
+#[test]
+fn long_texts_truncate_or_error() {
+    let m = tiny("long");
+    let long = "the world ".repeat(200);
+    let out = m.embed(&[long.as_str()], &EmbedOptions::default()).unwrap();
+    assert_eq!(out.items[0].tokens, 128, "truncated to the context");
+    assert!(out.items[0].dropped_tokens > 0);
+    let small = Model::load_with(
+        tiny_model_file("long-small", &TinySpec::default()),
+        &ModelOptions {
+            max_batch_tokens: 32,
+            ..Default::default()
+        },
+        &SentenceTransformersHead,
+    )
+    .unwrap();
+    match small.embed(&["ok", long.as_str()], &EmbedOptions::default()) {
+        Err(Error::TextTooLong {
+            index: 1,
+            tokens: 128,
+            max: 32,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn cancellation_and_deadline_return_partial_results() {
+    let m = tiny("cancel");
+    let texts: Vec<String> = (0..50).map(|i| format!("text number {i}")).collect();
+    let token = CancelToken::new();
+    token.cancel();
+    let opts = EmbedOptions {
+        cancel: Some(token),
+        ..Default::default()
+    };
+    match m.embed(&texts, &opts) {
+        Err(Error::Cancelled { done, total: 50 }) => assert_eq!(done.len(), 0),
+        other => panic!("{other:?}"),
+    }
+    let opts = EmbedOptions {
+        deadline: Some(Instant::now()),
+        batch_tokens: Some(16),
+        ..Default::default()
+    };
+    match m.embed(&texts, &opts) {
+        Err(e @ Error::DeadlineExceeded { .. }) => assert!(e.to_string().contains("of 50 texts")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn shared_across_threads() {
+    let m = tiny("threads");
+    let want = m.embed(TEXTS, &EmbedOptions::default()).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..5 {
+                    assert_eq!(m.embed(TEXTS, &EmbedOptions::default()).unwrap(), want);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn missing_dense_heads_load_with_a_warning() {
+    let path = tiny_model_file(
+        "nodense",
+        &TinySpec {
+            dense: false,
+            ..Default::default()
+        },
+    );
+    let m = Model::load(path).unwrap();
+    assert_eq!(m.warnings().len(), 1);
+    assert!(m.warnings()[0].contains("dense"));
+    assert_eq!(m.embed(&["x"], &EmbedOptions::default()).unwrap().vector(0).len(), 64);
+}
+
+#[test]
+fn unsupported_architecture_and_missing_tensor_are_named() {
+    let path = tiny_model_file(
+        "arch",
+        &TinySpec {
+            arch: "llama",
+            ..Default::default()
+        },
+    );
+    let e = Model::load(&path).err().unwrap().to_string();
+    assert!(e.contains("general.architecture") && e.contains("llama"), "{e}");
+    let path = tiny_model_file(
+        "missing",
+        &TinySpec {
+            skip: vec!["blk.3.ffn_up.weight".into()],
+            ..Default::default()
+        },
+    );
+    let e = Model::load(&path).err().unwrap().to_string();
+    assert!(e.contains("blk.3.ffn_up.weight") && e.contains("missing"), "{e}");
+}
