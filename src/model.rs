@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use gg_backends::{Arena, Backend, ByteSource, Program, Weight, WeightBytes, WeightTable};
-use gg_graph::{Graph, Plan, WeightSource};
+use gg_backends::{Arena, Backend, ByteSource, Program, WeightBytes, WeightTable};
+use gg_graph::{Graph, PassRecord, Pipeline, Plan};
 use gg_loader::gemma::{build_encoder, GemmaConfig};
 use gg_loader::gguf::Gguf;
 use gg_loader::tokenizer::Tokenizer;
@@ -32,6 +32,9 @@ pub struct ModelOptions {
     /// Largest batch, in tokens, the memory plan is made for (and so the longest text);
     /// 0 uses the model's context length.
     pub max_batch_tokens: usize,
+    /// Compiler passes run on the graph (default: all of them; `Pipeline::None` runs the
+    /// graph as built).
+    pub passes: Pipeline,
 }
 
 impl Default for ModelOptions {
@@ -40,9 +43,13 @@ impl Default for ModelOptions {
             backend: BackendChoice::Auto,
             threads: 0,
             max_batch_tokens: 0,
+            passes: Pipeline::Default,
         }
     }
 }
+
+/// Most texts packed into one batch (bounds the per-text part of the arena).
+pub const MAX_TEXTS_PER_BATCH: usize = 256;
 
 struct SharedGguf(Arc<Gguf>);
 
@@ -70,6 +77,8 @@ pub struct Model {
     pub(crate) out_dim: usize,
     pub(crate) head_name: String,
     warnings: Vec<String>,
+    built_nodes: usize,
+    pass_records: Vec<PassRecord>,
 }
 
 impl Model {
@@ -104,6 +113,10 @@ impl Model {
         let out = HeadBuilder::node(out);
         graph.set_outputs(vec![out]);
         graph.validate()?;
+        let built_nodes = graph.node_count();
+        let pass_records = gg_graph::run_pipeline(&mut graph, &options.passes)?;
+        // Passes may replace the output node.
+        let out = graph.outputs()[0];
         let per_token = graph.node(out).shape.rows == Rows::Tokens;
         let out_dim = graph.node(out).shape.cols;
 
@@ -124,7 +137,11 @@ impl Model {
         } else {
             options.max_batch_tokens
         };
-        let plan = gg_graph::plan(&graph, max_tokens, max_tokens)?;
+        // Every text brings its BOS/EOS, so a batch holds at most max_tokens / 2 texts; a cap
+        // keeps the per-text values (pooled rows, dense outputs) small.
+        let min_tokens_per_text = tokenizer.n_special(&Default::default()).max(1);
+        let max_seqs = (max_tokens / min_tokens_per_text).clamp(1, MAX_TEXTS_PER_BATCH);
+        let plan = gg_graph::plan(&graph, max_tokens, max_seqs)?;
         let program = Program::compile(&graph, &plan)?;
         let weights = bind_weights(&graph, &gguf)?;
         let pool = rayon::ThreadPoolBuilder::new()
@@ -149,6 +166,8 @@ impl Model {
             out_dim,
             head_name: head.name().to_string(),
             warnings,
+            built_nodes,
+            pass_records,
         })
     }
 
@@ -202,6 +221,16 @@ impl Model {
         &self.warnings
     }
 
+    /// What each compiler pass did.
+    pub fn pass_records(&self) -> &[PassRecord] {
+        &self.pass_records
+    }
+
+    /// Node count of the graph before the passes.
+    pub fn built_node_count(&self) -> usize {
+        self.built_nodes
+    }
+
     /// The underlying GGUF file.
     pub fn gguf(&self) -> &Gguf {
         &self.gguf
@@ -211,30 +240,13 @@ impl Model {
 /// Weights for the graph's table: file tensors zero-copy, concatenations built once.
 fn bind_weights(graph: &Graph, gguf: &Arc<Gguf>) -> Result<WeightTable, Error> {
     let source: Arc<dyn ByteSource> = Arc::new(SharedGguf(gguf.clone()));
-    let mut weights = Vec::with_capacity(graph.weights().len());
-    for desc in graph.weights() {
-        let bytes = match &desc.source {
-            WeightSource::Tensor(name) => {
-                let t = gguf.tensor(name)?;
-                WeightBytes::Shared {
-                    source: source.clone(),
-                    start: (gguf.data_start() + t.offset) as usize,
-                    len: t.n_bytes as usize,
-                }
-            }
-            WeightSource::ConcatRows(names) => {
-                let mut all = Vec::new();
-                for name in names {
-                    all.extend_from_slice(gguf.tensor_bytes(gguf.tensor(name)?));
-                }
-                WeightBytes::owned(&all)
-            }
-        };
-        weights.push(Weight {
-            dtype: desc.dtype,
-            shape: desc.shape,
-            bytes,
-        });
-    }
-    Ok(WeightTable::new(weights)?)
+    let table = WeightTable::bind(graph.weights(), |name| {
+        let t = gguf.tensor(name).map_err(|e| e.to_string())?;
+        Ok(WeightBytes::Shared {
+            source: source.clone(),
+            start: (gguf.data_start() + t.offset) as usize,
+            len: t.n_bytes as usize,
+        })
+    })?;
+    Ok(table)
 }

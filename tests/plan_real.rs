@@ -1,19 +1,30 @@
 //! The static plan of the real model: valid at every batch size, and its arena bytes at
-//! 16, 512 and 2048 tokens (printed; run with --nocapture).
+//! 16, 512 and 2048 tokens before and after fusion (printed; run with --nocapture).
 
 mod common;
 
 use common::*;
 use gemma_graph::graph::{check_plan, plan};
-use gemma_graph::Model;
+use gemma_graph::model::MAX_TEXTS_PER_BATCH;
+use gemma_graph::{Model, ModelOptions, Pipeline, SentenceTransformersHead};
 
 #[test]
 fn real_model_plans_are_valid_and_reported() {
     let model = Model::load(model_path()).unwrap();
+    let unfused = Model::load_with(
+        model_path(),
+        &ModelOptions { passes: Pipeline::None, ..Default::default() },
+        &SentenceTransformersHead,
+    )
+    .unwrap();
     let g = model.graph();
     let mut last = 0;
     for t in [16, 512, 2048] {
-        let p = plan(g, t, t).unwrap();
+        let seqs = (t / 2).min(MAX_TEXTS_PER_BATCH);
+        let before = plan(unfused.graph(), t, seqs).unwrap();
+        check_plan(&before).unwrap();
+        let p = plan(g, t, seqs).unwrap();
+        println!("T = {t:>4}: unfused graph arena {:>11} bytes", before.arena_bytes);
         check_plan(&p).unwrap();
         assert!(p.arena_bytes <= p.total_value_bytes);
         assert!(p.arena_bytes > last, "bigger batches need more arena");

@@ -104,6 +104,8 @@ struct Step {
     in_place: bool,
     /// Index into `Program::rope` for rope steps.
     rope: usize,
+    /// Offset (f32 elements) and shape of the op's scratch buffer.
+    scratch: Option<(usize, Shape)>,
 }
 
 /// cos/sin of `pos · base^(−2i/hd)` for every position the plan allows.
@@ -193,10 +195,12 @@ impl Program {
                     continue;
                 }
                 Op::Weight(_) => continue,
-                Op::MatMul | Op::Embed { .. } if !matches!(args[1], Arg::Weight(_)) => {
-                    return Err(unsupported("the matrix operand must be a weight"))
+                Op::MatMul | Op::Embed { .. } | Op::FusedMatMul { .. } | Op::PoolHead { .. }
+                    if !args[1..].iter().all(|a| matches!(a, Arg::Weight(_))) =>
+                {
+                    return Err(unsupported("the weight operands must be weights"))
                 }
-                Op::Rope { base, head_dim } => {
+                Op::Rope { base, head_dim } | Op::RmsNormRope { base, head_dim, .. } => {
                     rope_index = match rope.iter().position(|r| r.base == *base && r.head_dim == *head_dim) {
                         Some(i) => i,
                         None => {
@@ -217,6 +221,10 @@ impl Program {
                 args,
                 in_place: plan.value(n).is_some_and(|v| v.in_place),
                 rope: rope_index,
+                scratch: plan.scratch(n).map(|slot| {
+                    let typed: Vec<_> = graph.inputs(n).iter().map(|&i| (graph.node(i).dtype, graph.node(i).shape)).collect();
+                    (slot.offset / 4, node.op.scratch(&typed).expect("planned scratch"))
+                }),
             });
         }
         let outputs = graph
@@ -412,6 +420,71 @@ impl Program {
                     (kernels.l2_norm)(out, cols);
                 }
                 Op::Pool(kind) => (kernels.pool)(value(0), cols, batch.seqs, *kind, out),
+                Op::SliceCols { start, len } => {
+                    let Arg::Value { shape, .. } = step.args[0] else { unreachable!("checked at compile time") };
+                    for (o, x) in out.chunks_exact_mut(*len).zip(value(0).chunks_exact(shape.cols)) {
+                        o.copy_from_slice(&x[*start..start + len]);
+                    }
+                }
+                Op::RmsNormRope { eps, head_dim, .. } => {
+                    prime(out);
+                    let table = &self.rope[step.rope];
+                    (kernels.rms_norm)(out, value(1), *head_dim, *eps, par);
+                    (kernels.rope)(out, cols, ints(2), *head_dim, &table.cos, &table.sin);
+                }
+                Op::AddRmsNorm { eps } => {
+                    prime(out);
+                    (kernels.add_rms_norm)(out, value(1), value(2), *eps, par);
+                }
+                Op::FusedMatMul { norm_eps, geglu } => {
+                    let Arg::Value { shape: xs, .. } = step.args[0] else { unreachable!("checked at compile time") };
+                    let k = xs.cols;
+                    let x = match norm_eps {
+                        Some(eps) => {
+                            let (off, shape) = step.scratch.expect("norm matmul has scratch");
+                            let normed = view_mut(off, len_of(&shape));
+                            normed.copy_from_slice(value(0));
+                            (kernels.rms_norm)(normed, value(1), k, *eps, par);
+                            &*normed
+                        }
+                        None => value(0),
+                    };
+                    let w = weight(step.args.len() - 1);
+                    if *geglu {
+                        (kernels.matmul_geglu)(x, w, out, rows, k, cols, par);
+                    } else {
+                        (kernels.matmul)(x, w, out, rows, k, cols, par);
+                    }
+                }
+                Op::PoolHead { kind, n_dense, normalize } => {
+                    let Arg::Value { shape: xs, .. } = step.args[0] else { unreachable!("checked at compile time") };
+                    let (off, _) = step.scratch.expect("pool head has scratch");
+                    // Scratch holds the pooled rows, then each dense output but the last.
+                    let mut width = xs.cols;
+                    let mut cur_off = off;
+                    if *n_dense == 0 {
+                        (kernels.pool)(value(0), width, batch.seqs, *kind, out);
+                    } else {
+                        (kernels.pool)(value(0), width, batch.seqs, *kind, view_mut(cur_off, s * width));
+                    }
+                    for d in 0..*n_dense {
+                        let w = weight(1 + d);
+                        let Arg::Weight(wid) = step.args[1 + d] else { unreachable!() };
+                        let n_out = weights.get(wid).shape.rows_for(0, 0);
+                        let x = view(cur_off, s * width);
+                        if d + 1 == *n_dense {
+                            (kernels.matmul)(x, w, out, s, width, n_out, par);
+                        } else {
+                            let next_off = cur_off + s * width;
+                            (kernels.matmul)(x, w, view_mut(next_off, s * n_out), s, width, n_out, par);
+                            cur_off = next_off;
+                        }
+                        width = n_out;
+                    }
+                    if *normalize {
+                        (kernels.l2_norm)(out, cols);
+                    }
+                }
             }
         }
         Ok(())

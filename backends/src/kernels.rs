@@ -52,6 +52,10 @@ pub struct AttentionArgs<'a> {
 pub struct KernelTable {
     pub backend: Backend,
     pub matmul: MatMulFn,
+    /// `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)` where `W (2f, k)` stacks Wg over Wu.
+    pub matmul_geglu: MatMulFn,
+    /// In place: `x += rmsnorm(a) ⊙ w` per row of `w.len()` columns.
+    pub add_rms_norm: fn(x: &mut [f32], a: &[f32], w: &[f32], eps: f32, par: Par),
     /// In place: every `group` columns of each row normalized, times `w`.
     pub rms_norm: fn(x: &mut [f32], w: &[f32], group: usize, eps: f32, par: Par),
     pub rope: RopeFn,

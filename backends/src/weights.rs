@@ -134,6 +134,34 @@ impl WeightTable {
         Ok(WeightTable { weights })
     }
 
+    /// Bind a graph's weight table: `tensor` gives the bytes of a named tensor; rows of
+    /// concatenated weights are stacked here, once.
+    pub fn bind(
+        descs: &[gg_graph::WeightDesc],
+        tensor: impl Fn(&str) -> Result<WeightBytes, String>,
+    ) -> Result<WeightTable, WeightError> {
+        let mut weights = Vec::with_capacity(descs.len());
+        for (index, desc) in descs.iter().enumerate() {
+            let err = |what: String| WeightError { index, what };
+            let bytes = match &desc.source {
+                gg_graph::WeightSource::Tensor(name) => tensor(name).map_err(err)?,
+                gg_graph::WeightSource::ConcatRows(names) => {
+                    let mut all = Vec::new();
+                    for name in names {
+                        all.extend_from_slice(tensor(name).map_err(err)?.as_bytes());
+                    }
+                    WeightBytes::owned(&all)
+                }
+            };
+            weights.push(Weight {
+                dtype: desc.dtype,
+                shape: desc.shape,
+                bytes,
+            });
+        }
+        WeightTable::new(weights)
+    }
+
     pub fn len(&self) -> usize {
         self.weights.len()
     }

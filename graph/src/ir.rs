@@ -231,6 +231,41 @@ impl Graph {
         self.g.remove_node(id)
     }
 
+    /// Add a weight table entry without a node (passes create the node separately).
+    pub fn add_weight_desc(&mut self, desc: WeightDesc) -> usize {
+        self.weights.push(desc);
+        self.weights.len() - 1
+    }
+
+    /// Drop weight table entries no node reads, renumbering the rest.
+    pub fn compact_weights(&mut self) -> bool {
+        let mut used = vec![false; self.weights.len()];
+        for n in self.g.node_indices() {
+            if let Op::Weight(w) = self.g[n].op {
+                used[w] = true;
+            }
+        }
+        if used.iter().all(|&u| u) {
+            return false;
+        }
+        let mut new_id = vec![usize::MAX; self.weights.len()];
+        let mut kept = Vec::new();
+        for (i, desc) in std::mem::take(&mut self.weights).into_iter().enumerate() {
+            if used[i] {
+                new_id[i] = kept.len();
+                kept.push(desc);
+            }
+        }
+        self.weights = kept;
+        let nodes: Vec<NodeId> = self.g.node_indices().collect();
+        for n in nodes {
+            if let Op::Weight(w) = &mut self.g[n].op {
+                *w = new_id[*w];
+            }
+        }
+        true
+    }
+
     /// Compaction-free access for passes that need petgraph algorithms.
     pub fn petgraph(&self) -> &StableDiGraph<Node, usize> {
         &self.g

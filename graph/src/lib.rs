@@ -2,7 +2,9 @@
 //! buffer planner, and dumps. Knows ops, not models.
 
 pub mod ir;
+pub mod passes;
 pub mod plan;
 
 pub use ir::{Graph, GraphError, Node, NodeId, WeightDesc, WeightSource};
+pub use passes::{run_pipeline, PassRecord, Pipeline, PASSES};
 pub use plan::{check_plan, plan, Plan, PlannedValue, Slot};

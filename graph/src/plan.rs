@@ -34,6 +34,8 @@ pub struct PlannedValue {
     pub last: usize,
     /// It reuses the buffer of its input 0.
     pub in_place: bool,
+    /// Scratch memory of `node`'s op, live only while it runs (not the node's output).
+    pub scratch: bool,
 }
 
 /// The plan for a graph at a maximum batch size.
@@ -50,11 +52,17 @@ pub struct Plan {
     /// Bytes of every value added up (what allocating each value separately would take).
     pub total_value_bytes: usize,
     index: HashMap<NodeId, usize>,
+    scratch_index: HashMap<NodeId, usize>,
 }
 
 impl Plan {
     pub fn slot(&self, id: NodeId) -> Option<Slot> {
         self.index.get(&id).map(|&i| self.values[i].slot)
+    }
+
+    /// The scratch buffer of a node's op, if it needs one.
+    pub fn scratch(&self, id: NodeId) -> Option<Slot> {
+        self.scratch_index.get(&id).map(|&i| self.values[i].slot)
     }
 
     pub fn value(&self, id: NodeId) -> Option<&PlannedValue> {
@@ -120,82 +128,184 @@ impl FreeList {
     }
 }
 
+/// Storage shared by a value and the in-place values that take it over.
+struct Buffer {
+    bytes: usize,
+    first: usize,
+    last: usize,
+    offset: usize,
+}
+
 /// Plan `graph` for batches of up to `max_tokens` tokens in up to `max_seqs` sequences.
+///
+/// The walk decides lifetimes and in-place reuse; offsets are then assigned twice — online
+/// in execution order with a best-fit free list (ggml-alloc), and offline largest-first
+/// into the lowest gap that no overlapping lifetime occupies (TFLite's greedy-by-size) — and
+/// the smaller arena wins. Both are checked by [`check_plan`] in the tests.
 pub fn plan(graph: &Graph, max_tokens: usize, max_seqs: usize) -> Result<Plan, GraphError> {
     let order: Vec<NodeId> = graph
         .topo_order()?
         .into_iter()
         .filter(|&n| !matches!(graph.node(n).op, Op::Weight(_)))
         .collect();
-    let bytes_of = |n: NodeId| {
-        let node = graph.node(n);
-        align(node.shape.elements_for(max_tokens, max_seqs) * 4)
-    };
+    let bytes_of = |shape: &gg_ops::Shape| align(shape.elements_for(max_tokens, max_seqs) * 4);
     let mut remaining: HashMap<NodeId, usize> = order.iter().map(|&n| (n, graph.use_count(n))).collect();
-    let mut free = FreeList::default();
     let mut values: Vec<PlannedValue> = Vec::with_capacity(order.len());
+    // For each value, the buffer it lives in.
+    let mut buffer_of: Vec<usize> = Vec::with_capacity(order.len());
+    let mut buffers: Vec<Buffer> = Vec::new();
     let mut index: HashMap<NodeId, usize> = HashMap::with_capacity(order.len());
-    let (mut live, mut peak, mut total) = (0usize, 0usize, 0usize);
+    let mut scratch_index: HashMap<NodeId, usize> = HashMap::new();
+    let mut total = 0usize;
 
     for (step, &n) in order.iter().enumerate() {
         let node = graph.node(n);
         let inputs = graph.inputs(n);
-        let size = bytes_of(n);
+        let size = bytes_of(&node.shape);
         total += size;
+        let last = if graph.is_output(n) { usize::MAX } else { step };
         // In place: the designated input is an arena value read only here, of the same size.
         let reuse = node.op.in_place_input().and_then(|i| {
             let src = inputs[i];
-            let v = &values[*index.get(&src)?];
+            let vi = *index.get(&src)?;
             let only_reader_left = remaining[&src] == 1 && !graph.is_output(src);
-            (only_reader_left && v.slot.bytes == size).then_some(v.slot)
+            (only_reader_left && values[vi].slot.bytes == size).then_some(buffer_of[vi])
         });
-        let slot = match reuse {
-            Some(s) => s,
+        let buffer = match reuse {
+            Some(b) => b,
             None => {
-                live += size;
-                Slot {
-                    offset: free.alloc(size),
-                    bytes: size,
-                }
+                buffers.push(Buffer { bytes: size, first: step, last, offset: 0 });
+                buffers.len() - 1
             }
         };
-        peak = peak.max(live);
+        buffers[buffer].last = buffers[buffer].last.max(last);
         index.insert(n, values.len());
+        buffer_of.push(buffer);
         values.push(PlannedValue {
             node: n,
-            slot,
+            slot: Slot { offset: 0, bytes: size },
             first: step,
-            last: if graph.is_output(n) { usize::MAX } else { step },
+            last,
             in_place: reuse.is_some(),
+            scratch: false,
         });
-
-        for (i, &src) in inputs.iter().enumerate() {
+        let typed: Vec<_> = inputs.iter().map(|&i| (graph.node(i).dtype, graph.node(i).shape)).collect();
+        if let Some(shape) = node.op.scratch(&typed) {
+            let bytes = bytes_of(&shape);
+            total += bytes;
+            buffers.push(Buffer { bytes, first: step, last: step, offset: 0 });
+            scratch_index.insert(n, values.len());
+            buffer_of.push(buffers.len() - 1);
+            values.push(PlannedValue {
+                node: n,
+                slot: Slot { offset: 0, bytes },
+                first: step,
+                last: step,
+                in_place: false,
+                scratch: true,
+            });
+        }
+        for &src in &inputs {
             let Some(&vi) = index.get(&src) else { continue }; // weights
             values[vi].last = values[vi].last.max(step);
-            let r = remaining.get_mut(&src).expect("planned input");
-            *r -= 1;
-            let handed_over = reuse.is_some() && node.op.in_place_input() == Some(i);
-            if *r == 0 && !graph.is_output(src) && !handed_over {
-                free.free(values[vi].slot.offset, values[vi].slot.bytes);
-                live -= values[vi].slot.bytes;
-            }
+            let b = buffer_of[vi];
+            buffers[b].last = buffers[b].last.max(step);
+            *remaining.get_mut(&src).expect("planned input") -= 1;
         }
-        // A value nobody reads (dead code) is released at once.
-        if remaining[&n] == 0 && !graph.is_output(n) {
-            free.free(slot.offset, slot.bytes);
-            live -= slot.bytes;
+    }
+
+    let online = assign_online(&buffers, order.len());
+    let offline = assign_greedy_by_size(&buffers);
+    let (offsets, arena_bytes) = if offline.1 < online.1 { offline } else { online };
+    for (b, off) in buffers.iter_mut().zip(&offsets) {
+        b.offset = *off;
+    }
+    for (v, &b) in values.iter_mut().zip(&buffer_of) {
+        v.slot.offset = buffers[b].offset;
+    }
+    // Peak of the bytes live at any step.
+    let mut delta = vec![0isize; order.len() + 1];
+    for b in &buffers {
+        delta[b.first] += b.bytes as isize;
+        if b.last < order.len() {
+            delta[b.last + 1] -= b.bytes as isize;
         }
+    }
+    let (mut live, mut peak) = (0isize, 0isize);
+    for d in delta {
+        live += d;
+        peak = peak.max(live);
     }
     Ok(Plan {
         max_tokens,
         max_seqs,
         order,
         values,
-        arena_bytes: free.end,
-        peak_live_bytes: peak,
+        arena_bytes,
+        peak_live_bytes: peak as usize,
         total_value_bytes: total,
         index,
+        scratch_index,
     })
+}
+
+/// ggml-alloc's walk: at each step, release buffers whose last reader ran before it, then
+/// give the buffers born at this step the best-fitting free block.
+fn assign_online(buffers: &[Buffer], steps: usize) -> (Vec<usize>, usize) {
+    let mut free = FreeList::default();
+    let mut offsets = vec![0; buffers.len()];
+    let mut by_first: Vec<usize> = (0..buffers.len()).collect();
+    by_first.sort_by_key(|&b| (buffers[b].first, b));
+    let mut by_last: Vec<usize> = (0..buffers.len()).filter(|&b| buffers[b].last < steps).collect();
+    by_last.sort_by_key(|&b| (buffers[b].last, b));
+    let (mut born, mut dead) = (0, 0);
+    for step in 0..steps {
+        while dead < by_last.len() && buffers[by_last[dead]].last < step {
+            let b = by_last[dead];
+            free.free(offsets[b], buffers[b].bytes);
+            dead += 1;
+        }
+        while born < by_first.len() && buffers[by_first[born]].first == step {
+            let b = by_first[born];
+            offsets[b] = free.alloc(buffers[b].bytes);
+            born += 1;
+        }
+    }
+    (offsets, free.end)
+}
+
+/// Largest buffers first, each at the lowest-waste gap among the buffers already placed
+/// whose lifetimes overlap its own.
+fn assign_greedy_by_size(buffers: &[Buffer]) -> (Vec<usize>, usize) {
+    let mut order: Vec<usize> = (0..buffers.len()).collect();
+    order.sort_by_key(|&b| (std::cmp::Reverse(buffers[b].bytes), buffers[b].first, b));
+    let mut offsets = vec![0; buffers.len()];
+    let mut placed: Vec<usize> = Vec::with_capacity(buffers.len());
+    let mut end = 0;
+    for &b in &order {
+        let buf = &buffers[b];
+        let mut busy: Vec<(usize, usize)> = placed
+            .iter()
+            .filter(|&&p| buffers[p].first <= buf.last && buf.first <= buffers[p].last)
+            .map(|&p| (offsets[p], offsets[p] + buffers[p].bytes))
+            .collect();
+        busy.sort_unstable();
+        // Best fit among the gaps between busy intervals; else after the last one.
+        let (mut best, mut best_waste) = (None, usize::MAX);
+        let mut cursor = 0;
+        for &(lo, hi) in &busy {
+            if lo >= cursor + buf.bytes && lo - cursor - buf.bytes < best_waste {
+                best = Some(cursor);
+                best_waste = lo - cursor - buf.bytes;
+            }
+            cursor = cursor.max(hi);
+        }
+        let off = best.unwrap_or(cursor);
+        offsets[b] = off;
+        end = end.max(off + buf.bytes);
+        placed.push(b);
+    }
+    (offsets, end)
 }
 
 /// Check that no two values that are live at the same time share arena bytes (in-place

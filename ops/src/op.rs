@@ -131,6 +131,22 @@ pub enum Op {
     Pool(PoolKind),
     /// Each row divided by its L2 norm.
     L2Norm,
+
+    // ---- Fused ops (made by compiler passes, never by model builders) ----
+    /// `(x [R, C]) -> [R, len]`: columns `start..start + len`.
+    SliceCols { start: usize, len: usize },
+    /// `(x [T, H·hd], w [1, hd], pos [T,1]) -> [T, H·hd]`: per-head RMSNorm, then RoPE.
+    RmsNormRope { eps: f32, head_dim: usize, base: f32 },
+    /// `(x [R, C], a [R, C], w [1, C]) -> [R, C]`: `x + rmsnorm(a) ⊙ w` (Gemma's post-norm
+    /// and residual add in one pass).
+    AddRmsNorm { eps: f32 },
+    /// `(x [R, K], [w [1, K],] W [N, K]) -> [R, N]` (or `[R, N/2]` with GeGLU):
+    /// `rmsnorm(x) ⊙ w` when `norm_eps` is set, then `· Wᵀ`; with `geglu`, W stacks gate and
+    /// up rows and the output is `gelu_tanh(gate) ⊙ up`.
+    FusedMatMul { norm_eps: Option<f32>, geglu: bool },
+    /// `(x [T, D], W₁ [N₁, D], …, W_n) -> [S, N_n]`: pool, the dense layers, then L2
+    /// normalization if `normalize`.
+    PoolHead { kind: PoolKind, n_dense: usize, normalize: bool },
 }
 
 /// Why an op cannot take the inputs it was given.
@@ -163,6 +179,14 @@ impl Op {
             Op::Pool(PoolKind::Last) => "pool.last",
             Op::Pool(PoolKind::Max) => "pool.max",
             Op::L2Norm => "l2_norm",
+            Op::SliceCols { .. } => "slice_cols",
+            Op::RmsNormRope { .. } => "rms_norm_rope",
+            Op::AddRmsNorm { .. } => "add_rms_norm",
+            Op::FusedMatMul { norm_eps: None, geglu: false } => "matmul",
+            Op::FusedMatMul { norm_eps: Some(_), geglu: false } => "norm_matmul",
+            Op::FusedMatMul { norm_eps: None, geglu: true } => "matmul_geglu",
+            Op::FusedMatMul { norm_eps: Some(_), geglu: true } => "norm_matmul_geglu",
+            Op::PoolHead { .. } => "pool_head",
         }
     }
 
@@ -170,17 +194,55 @@ impl Op {
     pub fn arity(&self) -> usize {
         match self {
             Op::Input(_) | Op::Weight(_) => 0,
-            Op::Gelu | Op::Scale(_) | Op::Pool(_) | Op::L2Norm => 1,
+            Op::Gelu | Op::Scale(_) | Op::Pool(_) | Op::L2Norm | Op::SliceCols { .. } => 1,
             Op::Embed { .. } | Op::RmsNorm { .. } | Op::MatMul | Op::Rope { .. } | Op::Add | Op::Mul => 2,
-            Op::Attention { .. } => 3,
+            Op::Attention { .. } | Op::RmsNormRope { .. } | Op::AddRmsNorm { .. } => 3,
+            Op::FusedMatMul { norm_eps, .. } => 2 + usize::from(norm_eps.is_some()),
+            Op::PoolHead { n_dense, .. } => 1 + n_dense,
         }
     }
 
     /// The input whose buffer the output may reuse (when nothing else reads it later).
     pub fn in_place_input(&self) -> Option<usize> {
         match self {
-            Op::RmsNorm { .. } | Op::Rope { .. } | Op::Gelu | Op::Add | Op::Mul | Op::Scale(_) | Op::L2Norm => Some(0),
-            Op::Input(_) | Op::Weight(_) | Op::Embed { .. } | Op::MatMul | Op::Attention { .. } | Op::Pool(_) => None,
+            Op::RmsNorm { .. }
+            | Op::Rope { .. }
+            | Op::Gelu
+            | Op::Add
+            | Op::Mul
+            | Op::Scale(_)
+            | Op::L2Norm
+            | Op::RmsNormRope { .. }
+            | Op::AddRmsNorm { .. } => Some(0),
+            Op::Input(_)
+            | Op::Weight(_)
+            | Op::Embed { .. }
+            | Op::MatMul
+            | Op::Attention { .. }
+            | Op::Pool(_)
+            | Op::SliceCols { .. }
+            | Op::FusedMatMul { .. }
+            | Op::PoolHead { .. } => None,
+        }
+    }
+
+    /// Temporary memory the op needs while it runs, as a shape over the batch (planned like
+    /// a value that lives for one step). `inputs` as for [`Op::infer`].
+    pub fn scratch(&self, inputs: &[Typed]) -> Option<Shape> {
+        match self {
+            // The normalized activations.
+            Op::FusedMatMul { norm_eps: Some(_), .. } => Some(inputs[0].1),
+            // The pooled rows and every dense output but the last.
+            Op::PoolHead { n_dense, .. } => {
+                let mut cols = inputs[0].1.cols;
+                for w in inputs.iter().skip(1).take(n_dense.saturating_sub(1)) {
+                    if let Rows::Fixed(n) = w.1.rows {
+                        cols += n;
+                    }
+                }
+                Some(Shape::seqs(cols))
+            }
+            _ => None,
         }
     }
 
@@ -278,6 +340,42 @@ impl Op {
                     return Err(err(format!("pools per-token rows, got {x}")));
                 }
                 Ok((DType::F32, Shape::seqs(x.cols)))
+            }
+            Op::SliceCols { start, len } => {
+                let x = f32_act(0)?;
+                if *len == 0 || start + len > x.cols {
+                    return Err(err(format!("columns {start}..{} of {x}", start + len)));
+                }
+                Ok((DType::F32, Shape { rows: x.rows, cols: *len }))
+            }
+            Op::RmsNormRope { eps, head_dim, base } => {
+                let norm = Op::RmsNorm { eps: *eps, group: *head_dim }.infer(&inputs[..2])?;
+                Op::Rope { base: *base, head_dim: *head_dim }.infer(&[norm, inputs[2]])
+            }
+            Op::AddRmsNorm { eps } => {
+                let sum = Op::Add.infer(&inputs[..2])?;
+                Op::RmsNorm { eps: *eps, group: sum.1.cols }.infer(&[sum, inputs[2]])
+            }
+            Op::FusedMatMul { norm_eps, geglu } => {
+                let x = match norm_eps {
+                    Some(eps) => Op::RmsNorm { eps: *eps, group: inputs[0].1.cols }.infer(&inputs[..2])?,
+                    None => inputs[0],
+                };
+                let (d, s) = Op::MatMul.infer(&[x, inputs[inputs.len() - 1]])?;
+                if *geglu {
+                    if s.cols % 2 != 0 {
+                        return Err(err(format!("GeGLU needs stacked gate and up rows, W has {} rows", s.cols)));
+                    }
+                    return Ok((d, Shape { rows: s.rows, cols: s.cols / 2 }));
+                }
+                Ok((d, s))
+            }
+            Op::PoolHead { kind, n_dense, .. } => {
+                let mut t = Op::Pool(*kind).infer(&inputs[..1])?;
+                for w in &inputs[1..1 + n_dense] {
+                    t = Op::MatMul.infer(&[t, *w])?;
+                }
+                Ok(t)
             }
         }
     }

@@ -7,19 +7,36 @@ use rayon::prelude::*;
 use crate::kernels::{Par, SeqSpan};
 use crate::weights::WeightView;
 
+/// `1 / sqrt(mean(x²) + eps)`, summing squares in the reference order (8 lanes).
+#[inline]
+pub fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let (c, t) = x.split_at(x.len() / 8 * 8);
+    for ch in c.chunks_exact(8) {
+        for l in 0..8 {
+            acc[l] += ch[l] * ch[l];
+        }
+    }
+    let tail: f32 = t.iter().map(|v| v * v).sum();
+    let ss = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+    1.0 / (ss / x.len() as f32 + eps).sqrt()
+}
+
+/// `x += rmsnorm(a) ⊙ w`, per row, in place.
+pub fn add_rms_norm(x: &mut [f32], a: &[f32], w: &[f32], eps: f32, _par: Par) {
+    let cols = w.len();
+    for (xr, ar) in x.chunks_exact_mut(cols).zip(a.chunks_exact(cols)) {
+        let r = rms_scale(ar, eps);
+        for ((xv, &av), &wv) in xr.iter_mut().zip(ar).zip(w) {
+            *xv += av * r * wv;
+        }
+    }
+}
+
 /// `x = x / sqrt(mean(x²) + eps) ⊙ w` over every `group` columns, in place.
 pub fn rms_norm(x: &mut [f32], w: &[f32], group: usize, eps: f32, par: Par) {
     let norm = |g: &mut [f32]| {
-        let mut acc = [0f32; 8];
-        let (c, t) = g.split_at(g.len() / 8 * 8);
-        for ch in c.chunks_exact(8) {
-            for l in 0..8 {
-                acc[l] += ch[l] * ch[l];
-            }
-        }
-        let tail: f32 = t.iter().map(|v| v * v).sum();
-        let ss = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
-        let r = 1.0 / (ss / group as f32 + eps).sqrt();
+        let r = rms_scale(g, eps);
         for (v, &s) in g.iter_mut().zip(w) {
             *v = *v * r * s;
         }

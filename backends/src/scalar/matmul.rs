@@ -46,6 +46,37 @@ impl OutPtr {
     }
 }
 
+/// `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, `W (2f, k)` = Wg stacked over Wu.
+pub fn matmul_geglu(x: &[f32], w: WeightView<'_>, out: &mut [f32], rows: usize, k: usize, f: usize, par: Par) {
+    assert!(x.len() >= rows * k && out.len() >= rows * f, "matmul_geglu operands too short");
+    assert!(k <= K_SEGMENT, "matmul_geglu supports k up to {K_SEGMENT}");
+    let ptr = OutPtr(out.as_mut_ptr());
+    let work = |j0: usize, j1: usize| {
+        let mut gate = [0f32; K_SEGMENT];
+        let mut up = [0f32; K_SEGMENT];
+        for t0 in (0..rows).step_by(TOKEN_TILE) {
+            let t1 = (t0 + TOKEN_TILE).min(rows);
+            for j in j0..j1 {
+                w.row_to_f32(j, &mut gate[..k]);
+                w.row_to_f32(f + j, &mut up[..k]);
+                for t in t0..t1 {
+                    let xt = &x[t * k..(t + 1) * k];
+                    let v = super::elementwise::gelu_one(dot(xt, &gate[..k])) * dot(xt, &up[..k]);
+                    // SAFETY: t < rows, j < f: inside `out`; column j belongs to this thread.
+                    unsafe { *ptr.get().add(t * f + j) = v };
+                }
+            }
+        }
+    };
+    if par.is_serial() || f < 16 {
+        work(0, f);
+    } else {
+        let chunks = (par.threads * 4).min(f);
+        let per = f.div_ceil(chunks);
+        (0..chunks).into_par_iter().for_each(|c| work(c * per, ((c + 1) * per).min(f)));
+    }
+}
+
 /// `out (rows, n) = x (rows, k) · W (n, k)ᵀ`
 pub fn matmul(x: &[f32], w: WeightView<'_>, out: &mut [f32], rows: usize, k: usize, n: usize, par: Par) {
     assert!(

@@ -10,6 +10,8 @@ use crate::Backend;
 pub static KERNELS: KernelTable = KernelTable {
     backend: Backend::Scalar,
     matmul: matmul::matmul,
+    matmul_geglu: matmul::matmul_geglu,
+    add_rms_norm: elementwise::add_rms_norm,
     rms_norm: elementwise::rms_norm,
     rope: elementwise::rope,
     attention: attention::attention,

@@ -1,0 +1,54 @@
+use gg_ops::{Op, Rows, Shape};
+
+use super::fuse_qkv::{joined_label, tensor_weight};
+use super::{describe, sole_consumer};
+use crate::ir::{Graph, GraphError, NodeId, WeightDesc, WeightSource};
+
+/// Search pattern: Mul(Gelu(MatMul(x, Wg)), MatMul(x, Wu)) → FusedMatMul{geglu}(x, [Wg; Wu]).
+pub fn fuse_geglu(g: &mut Graph) -> Result<bool, GraphError> {
+    let muls: Vec<NodeId> = g.node_ids().filter(|&n| g.node(n).op == Op::Mul).collect();
+    let mut changed = false;
+    for m in muls {
+        let ins = g.inputs(m);
+        let (gelu, up) = match (&g.node(ins[0]).op, &g.node(ins[1]).op) {
+            (Op::Gelu, _) => (ins[0], ins[1]),
+            (_, Op::Gelu) => (ins[1], ins[0]),
+            _ => continue,
+        };
+        let gate = g.inputs(gelu)[0];
+        if g.node(gate).op != Op::MatMul || g.node(up).op != Op::MatMul || gate == up {
+            continue;
+        }
+        let (gi, ui) = (g.inputs(gate), g.inputs(up));
+        let single_use = sole_consumer(g, gelu) == Some(m) && sole_consumer(g, gate) == Some(gelu) && sole_consumer(g, up) == Some(m);
+        if gi[0] != ui[0] || !single_use {
+            continue;
+        }
+        let (Some((gname, gdesc)), Some((uname, udesc))) = (tensor_weight(g, gi[1]), tensor_weight(g, ui[1])) else {
+            continue;
+        };
+        if gdesc.dtype != udesc.dtype || gdesc.shape != udesc.shape {
+            continue;
+        }
+        let Rows::Fixed(f) = gdesc.shape.rows else { continue };
+        let layer = g.node(m).layer;
+        let w = g.weight(
+            WeightDesc {
+                source: WeightSource::ConcatRows(vec![gname, uname]),
+                dtype: gdesc.dtype,
+                shape: Shape::fixed(2 * f, gdesc.shape.cols),
+            },
+            layer,
+        );
+        let label = joined_label(&[&g.node(gate).label, &g.node(up).label]);
+        let fused_from = vec![describe(g, gate), describe(g, up), describe(g, gelu), describe(g, m)];
+        let fused = g.add(Op::FusedMatMul { norm_eps: None, geglu: true }, &[gi[0], w], label, layer)?;
+        g.node_mut(fused).fused_from = fused_from;
+        g.replace_uses(m, fused);
+        for n in [m, gelu, gate, up] {
+            g.remove(n);
+        }
+        changed = true;
+    }
+    Ok(changed)
+}

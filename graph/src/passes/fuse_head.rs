@@ -1,0 +1,51 @@
+use gg_ops::Op;
+
+use super::{describe, sole_consumer};
+use crate::ir::{Graph, GraphError, NodeId};
+
+/// Search pattern: L2Norm(MatMul(…MatMul(Pool(x), W₁)…, W_n)) → PoolHead(x, W₁…W_n) — the
+/// whole pooling head as one region (the dense layers and the L2 norm optional).
+pub fn fuse_pool_head(g: &mut Graph) -> Result<bool, GraphError> {
+    let pools: Vec<NodeId> = g.node_ids().filter(|&n| matches!(g.node(n).op, Op::Pool(_))).collect();
+    let mut changed = false;
+    for pool in pools {
+        let Op::Pool(kind) = g.node(pool).op else { continue };
+        let x = g.inputs(pool)[0];
+        let mut chain = vec![pool];
+        let mut weights = Vec::new();
+        let mut last = pool;
+        while let Some(c) = sole_consumer(g, last) {
+            let ci = g.inputs(c);
+            if g.node(c).op == Op::MatMul && ci[0] == last && matches!(g.node(ci[1]).op, Op::Weight(_)) {
+                weights.push(ci[1]);
+                chain.push(c);
+                last = c;
+            } else {
+                break;
+            }
+        }
+        let mut normalize = false;
+        if let Some(c) = sole_consumer(g, last) {
+            if g.node(c).op == Op::L2Norm {
+                normalize = true;
+                chain.push(c);
+                last = c;
+            }
+        }
+        if chain.len() < 2 {
+            continue;
+        }
+        let mut inputs = vec![x];
+        inputs.extend(&weights);
+        let fused_from = chain.iter().map(|&n| describe(g, n)).collect();
+        let op = Op::PoolHead { kind, n_dense: weights.len(), normalize };
+        let fused = g.add(op, &inputs, "head.pool_head", None)?;
+        g.node_mut(fused).fused_from = fused_from;
+        g.replace_uses(last, fused);
+        for n in chain {
+            g.remove(n);
+        }
+        changed = true;
+    }
+    Ok(changed)
+}

@@ -1,0 +1,132 @@
+//! Compiler passes. Each is a small function over the graph that returns whether it changed
+//! anything; the driver runs a pipeline, validating the graph after every pass and recording
+//! what each did. Fusions document their pattern in one `/// Search pattern:` line.
+
+mod dce;
+mod fuse_geglu;
+mod fuse_head;
+mod fuse_norm_matmul;
+mod fuse_norm_rope;
+mod fuse_qkv;
+mod fuse_residual;
+mod noop;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ir::{Graph, GraphError, NodeId};
+
+pub use dce::eliminate_dead;
+pub use fuse_geglu::fuse_geglu;
+pub use fuse_head::fuse_pool_head;
+pub use fuse_norm_matmul::fold_norm_into_matmul;
+pub use fuse_norm_rope::fuse_norm_rope;
+pub use fuse_qkv::fuse_qkv;
+pub use fuse_residual::fuse_post_norm_residual;
+pub use noop::remove_noops;
+
+/// A pass: rewrites the graph, returns whether anything changed.
+pub type PassFn = fn(&mut Graph) -> Result<bool, GraphError>;
+
+/// Every pass, in the default pipeline's order.
+pub const PASSES: &[(&str, PassFn)] = &[
+    ("remove-noops", remove_noops),
+    // GeGLU first: gate and up are sibling matmuls too, but they get the GeGLU epilogue.
+    ("fuse-geglu", fuse_geglu),
+    ("fuse-qkv", fuse_qkv),
+    ("fuse-norm-rope", fuse_norm_rope),
+    ("fuse-post-norm-residual", fuse_post_norm_residual),
+    ("fold-norm-into-matmul", fold_norm_into_matmul),
+    ("fuse-pool-head", fuse_pool_head),
+    ("dce", eliminate_dead),
+];
+
+/// Which passes to run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pipeline {
+    /// The unfused graph, as the model builder made it.
+    None,
+    /// Every pass in [`PASSES`] order.
+    #[default]
+    Default,
+    /// These passes, in this order.
+    Custom(Vec<String>),
+}
+
+impl std::str::FromStr for Pipeline {
+    type Err = String;
+    /// `none`, `default`, or a comma-separated list of pass names.
+    fn from_str(s: &str) -> Result<Pipeline, String> {
+        match s {
+            "none" => Ok(Pipeline::None),
+            "default" => Ok(Pipeline::Default),
+            list => {
+                let names: Vec<String> = list.split(',').map(|n| n.trim().to_string()).collect();
+                for n in &names {
+                    if !PASSES.iter().any(|(p, _)| p == n) {
+                        let known: Vec<&str> = PASSES.iter().map(|p| p.0).collect();
+                        return Err(format!("unknown pass {n:?}; known: none, default, {}", known.join(", ")));
+                    }
+                }
+                Ok(Pipeline::Custom(names))
+            }
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassRecord {
+    pub pass: String,
+    pub changed: bool,
+    pub nodes_before: usize,
+    pub nodes_after: usize,
+}
+
+/// Run a pipeline, validating after every pass.
+pub fn run_pipeline(graph: &mut Graph, pipeline: &Pipeline) -> Result<Vec<PassRecord>, GraphError> {
+    let passes: Vec<(&str, PassFn)> = match pipeline {
+        Pipeline::None => Vec::new(),
+        Pipeline::Default => PASSES.to_vec(),
+        Pipeline::Custom(names) => names
+            .iter()
+            .map(|n| {
+                PASSES.iter().find(|(p, _)| p == n).copied().ok_or_else(|| GraphError::Invalid {
+                    label: n.clone(),
+                    what: "no such pass".into(),
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let mut records = Vec::new();
+    for (name, pass) in passes {
+        let before = graph.node_count();
+        let changed = pass(graph)?;
+        graph.validate().map_err(|e| GraphError::Invalid {
+            label: name.to_string(),
+            what: format!("graph invalid after the pass: {e}"),
+        })?;
+        records.push(PassRecord {
+            pass: name.to_string(),
+            changed,
+            nodes_before: before,
+            nodes_after: graph.node_count(),
+        });
+    }
+    Ok(records)
+}
+
+/// `what` of a node for provenance lists: `op label`.
+pub(crate) fn describe(g: &Graph, n: NodeId) -> String {
+    let node = g.node(n);
+    if node.fused_from.is_empty() {
+        format!("{} {}", node.op.name(), node.label)
+    } else {
+        node.fused_from.join(" + ")
+    }
+}
+
+/// The only consumer of `n`, if it has exactly one (and `n` is not an output).
+pub(crate) fn sole_consumer(g: &Graph, n: NodeId) -> Option<NodeId> {
+    let c = g.consumers(n);
+    (c.len() == 1 && g.use_count(n) == 1 && !g.is_output(n)).then(|| c[0])
+}
