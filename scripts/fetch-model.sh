@@ -89,7 +89,7 @@ if [[ -f "$gguf" ]]; then
 else
   log "converting to GGUF Q8_0"
   (cd "$repo_root" && cargo build --release --quiet -p gemma-graph-cli)
-  "$repo_root/target/release/gemma-graph" convert "$ckpt" -o "$gguf.tmp" --type q8_0
-  mv "$gguf.tmp" "$gguf"
+  # The converter writes to a temporary name and renames when complete.
+  "$repo_root/target/release/gemma-graph" convert "$ckpt" -o "$gguf" --type q8_0
   log "GGUF written: $gguf"
 fi

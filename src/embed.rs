@@ -86,6 +86,9 @@ pub struct EmbedOptions {
     pub encode: EncodeOptions,
     pub cancel: Option<CancelToken>,
     pub deadline: Option<Instant>,
+    /// Threads for this call (default: the model's pool, `ModelOptions::threads`). A
+    /// different count builds a pool for the call.
+    pub threads: Option<usize>,
 }
 
 /// The result for one text.
@@ -124,6 +127,15 @@ impl Embeddings {
     }
 }
 
+/// The settled parameters of one `embed` call.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    budget: usize,
+    dim: usize,
+    options: &'a EmbedOptions,
+    pool: (&'a rayon::ThreadPool, usize),
+}
+
 fn renormalize(v: &mut [f32]) {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     for x in v {
@@ -139,10 +151,17 @@ impl Model {
 
     /// Run one prepared batch in `arena`, on the model's threads. Allocates nothing.
     pub fn forward(&self, batch: &Batch<'_>, arena: &mut Arena) -> Result<(), Error> {
+        self.forward_on((&self.pool, self.threads), batch, arena)
+    }
+
+    fn forward_on(
+        &self,
+        (pool, threads): (&rayon::ThreadPool, usize),
+        batch: &Batch<'_>,
+        arena: &mut Arena,
+    ) -> Result<(), Error> {
         let kernels = self.backend.kernels();
-        let par = Par { threads: self.threads };
-        self.pool
-            .install(|| self.program.run(kernels, &self.weights, batch, arena, par))?;
+        pool.install(|| self.program.run(kernels, &self.weights, batch, arena, Par { threads }))?;
         Ok(())
     }
 
@@ -201,9 +220,27 @@ impl Model {
             ids.push(enc.ids);
         }
 
+        let call_pool = match options.threads {
+            Some(0) => return Err(Error::InvalidOption("threads must be at least 1".into())),
+            Some(n) if n != self.threads => Some((
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .map_err(|e| Error::ThreadPool(e.to_string()))?,
+                n,
+            )),
+            _ => None,
+        };
+        let pool = call_pool.as_ref().map_or((&self.pool, self.threads), |(p, n)| (p, *n));
         let mut arena = self.arenas.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut arena = arena.take().unwrap_or_else(|| self.program.new_arena());
-        let result = self.run_batches(&ids, &dropped, budget, dim, options, &mut arena);
+        let call = Call {
+            budget,
+            dim,
+            options,
+            pool,
+        };
+        let result = self.run_batches(&ids, &dropped, &call, &mut arena);
         self.arenas.lock().unwrap_or_else(|e| e.into_inner()).push(arena);
         result
     }
@@ -212,11 +249,15 @@ impl Model {
         &self,
         ids: &[Vec<u32>],
         dropped: &[usize],
-        budget: usize,
-        dim: usize,
-        options: &EmbedOptions,
+        call: &Call<'_>,
         arena: &mut Arena,
     ) -> Result<Embeddings, Error> {
+        let Call {
+            budget,
+            dim,
+            options,
+            pool,
+        } = *call;
         let mut out = Embeddings {
             items: Vec::with_capacity(ids.len()),
         };
@@ -264,7 +305,7 @@ impl Model {
                 seqs: &b_seqs,
                 row_seq: &b_rows,
             };
-            self.forward(&batch, arena)?;
+            self.forward_on(pool, &batch, arena)?;
             let result = self.output(arena, &batch);
             for (s, span) in b_seqs.iter().enumerate() {
                 let index = first + s;

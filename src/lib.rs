@@ -19,7 +19,7 @@ pub mod paths;
 pub use embed::{CancelToken, EmbedOptions, Embeddings, Prompt, TextEmbedding, PROMPTS};
 pub use error::Error;
 pub use gg_backends::{Arena, Backend, Batch, SeqSpan};
-pub use gg_graph::Pipeline;
+pub use gg_graph::{CompiledGraph, Pipeline};
 pub use gg_loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization};
 pub use head::{HeadBuilder, PoolKind, PoolingHead, SentenceTransformersHead, Value};
 pub use model::{BackendChoice, Model, ModelOptions};

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use gg_backends::{Arena, Backend, ByteSource, Program, WeightBytes, WeightTable};
-use gg_graph::{Graph, PassRecord, Pipeline, Plan};
+use gg_graph::{CompiledGraph, Graph, PassRecord, Pipeline, Plan};
 use gg_loader::gemma::{build_encoder, GemmaConfig};
 use gg_loader::gguf::Gguf;
 use gg_loader::tokenizer::Tokenizer;
@@ -77,21 +77,21 @@ pub struct Model {
     pub(crate) out_dim: usize,
     pub(crate) head_name: String,
     warnings: Vec<String>,
-    built_nodes: usize,
+    built: Option<Graph>,
     pass_records: Vec<PassRecord>,
 }
 
-impl Model {
-    /// Load with default options and the sentence-transformers head.
-    ///
-    /// The file is memory-mapped: it must not be modified or truncated while the model lives.
-    pub fn load(path: impl AsRef<Path>) -> Result<Model, Error> {
-        Self::load_with(path, &ModelOptions::default(), &SentenceTransformersHead)
-    }
+/// What every way of loading needs before it has a graph.
+struct Parts {
+    gguf: Arc<Gguf>,
+    config: GemmaConfig,
+    tokenizer: Tokenizer,
+    warnings: Vec<String>,
+}
 
-    /// Load with options and a pooling head of your choice.
-    pub fn load_with(path: impl AsRef<Path>, options: &ModelOptions, head: &dyn PoolingHead) -> Result<Model, Error> {
-        let gguf = Arc::new(Gguf::open(path.as_ref())?);
+impl Parts {
+    fn open(path: &Path) -> Result<Parts, Error> {
+        let gguf = Arc::new(Gguf::open(path)?);
         let config = GemmaConfig::from_gguf(&gguf)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let mut warnings = Vec::new();
@@ -101,25 +101,32 @@ impl Model {
                     .into(),
             );
         }
+        Ok(Parts {
+            gguf,
+            config,
+            tokenizer,
+            warnings,
+        })
+    }
 
-        let (mut graph, hidden) = build_encoder(&gguf, &config)?;
-        let out = head.build(&mut HeadBuilder::new(
-            &mut graph,
-            &gguf,
-            &config,
-            hidden,
-            head.name().to_string(),
-        ))?;
-        let out = HeadBuilder::node(out);
-        graph.set_outputs(vec![out]);
-        graph.validate()?;
-        let built_nodes = graph.node_count();
-        let pass_records = gg_graph::run_pipeline(&mut graph, &options.passes)?;
-        // Passes may replace the output node.
+    /// Plan, compile and bind a final graph.
+    fn assemble(
+        self,
+        graph: Graph,
+        built: Option<Graph>,
+        pass_records: Vec<PassRecord>,
+        options: &ModelOptions,
+        head_name: String,
+    ) -> Result<Model, Error> {
+        let Parts {
+            gguf,
+            config,
+            tokenizer,
+            warnings,
+        } = self;
         let out = graph.outputs()[0];
         let per_token = graph.node(out).shape.rows == Rows::Tokens;
         let out_dim = graph.node(out).shape.cols;
-
         let backend = match options.backend {
             BackendChoice::Auto => gg_backends::best_backend(),
             BackendChoice::Force(b) if b.is_available() => b,
@@ -164,11 +171,65 @@ impl Model {
             arenas: Mutex::new(vec![arena]),
             per_token,
             out_dim,
-            head_name: head.name().to_string(),
+            head_name,
             warnings,
-            built_nodes,
+            built,
             pass_records,
         })
+    }
+}
+
+impl Model {
+    /// Load with default options and the sentence-transformers head.
+    ///
+    /// The file is memory-mapped: it must not be modified or truncated while the model lives.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model, Error> {
+        Self::load_with(path, &ModelOptions::default(), &SentenceTransformersHead)
+    }
+
+    /// Load with options and a pooling head of your choice.
+    pub fn load_with(path: impl AsRef<Path>, options: &ModelOptions, head: &dyn PoolingHead) -> Result<Model, Error> {
+        let parts = Parts::open(path.as_ref())?;
+        let (mut graph, hidden) = build_encoder(&parts.gguf, &parts.config)?;
+        let name = head.name().to_string();
+        let out = head.build(&mut HeadBuilder::new(
+            &mut graph,
+            &parts.gguf,
+            &parts.config,
+            hidden,
+            name.clone(),
+        ))?;
+        graph.set_outputs(vec![HeadBuilder::node(out)]);
+        graph.validate()?;
+        let built = graph.clone();
+        let pass_records = gg_graph::run_pipeline(&mut graph, &options.passes)?;
+        parts.assemble(graph, Some(built), pass_records, options, name)
+    }
+
+    /// Load a graph compiled earlier (`gemma-graph dump --format ron`) over the weights of
+    /// the GGUF at `path`. The graph is validated and planned again for `options`.
+    pub fn load_compiled(
+        path: impl AsRef<Path>,
+        compiled: &CompiledGraph,
+        options: &ModelOptions,
+    ) -> Result<Model, Error> {
+        let parts = Parts::open(path.as_ref())?;
+        let graph = compiled.graph.clone();
+        graph.validate()?;
+        parts.assemble(graph, None, Vec::new(), options, "compiled".into())
+    }
+
+    /// The graph as built, before the passes (not kept for compiled graphs).
+    pub fn built_graph(&self) -> Option<&Graph> {
+        self.built.as_ref()
+    }
+
+    /// The compiled graph and its plan, serializable with `CompiledGraph::to_ron`.
+    pub fn compiled(&self) -> CompiledGraph {
+        CompiledGraph {
+            graph: self.graph.clone(),
+            plan: Some(self.plan.clone()),
+        }
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -224,11 +285,6 @@ impl Model {
     /// What each compiler pass did.
     pub fn pass_records(&self) -> &[PassRecord] {
         &self.pass_records
-    }
-
-    /// Node count of the graph before the passes.
-    pub fn built_node_count(&self) -> usize {
-        self.built_nodes
     }
 
     /// The underlying GGUF file.

@@ -170,6 +170,16 @@ fn cancellation_and_deadline_return_partial_results() {
 fn shared_across_threads() {
     let m = tiny("threads");
     let want = m.embed(TEXTS, &EmbedOptions::default()).unwrap();
+    let one = m
+        .embed(
+            TEXTS,
+            &EmbedOptions {
+                threads: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(one, want, "thread count does not change results");
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {

@@ -6,16 +6,30 @@ mod common;
 
 use common::tiny::{tiny_model_file, TinySpec};
 use gemma_graph::graph::{Pipeline, PASSES};
-use gemma_graph::{EmbedOptions, Error, HeadBuilder, Model, ModelOptions, PoolKind, PoolingHead, SentenceTransformersHead, Value};
+use gemma_graph::{
+    EmbedOptions, Error, HeadBuilder, Model, ModelOptions, PoolKind, PoolingHead, SentenceTransformersHead, Value,
+};
 
-const TEXTS: &[&str] = &["the world", "another world of words, longer than the sliding window of eight", "a"];
+const TEXTS: &[&str] = &[
+    "the world",
+    "another world of words, longer than the sliding window of eight",
+    "a",
+];
 
 fn load(path: &std::path::Path, passes: Pipeline) -> Model {
     load_head(path, passes, &NoopHead)
 }
 
 fn load_head(path: &std::path::Path, passes: Pipeline, head: &dyn PoolingHead) -> Model {
-    Model::load_with(path, &ModelOptions { passes, ..Default::default() }, head).unwrap()
+    Model::load_with(
+        path,
+        &ModelOptions {
+            passes,
+            ..Default::default()
+        },
+        head,
+    )
+    .unwrap()
 }
 
 /// The default head with a no-op scale in front and a dead branch, so `remove-noops` and
@@ -36,9 +50,18 @@ impl PoolingHead for NoopHead {
 }
 
 fn max_diff(a: &Model, b: &Model, texts: &[&str]) -> f32 {
-    let (x, y) = (a.embed(texts, &EmbedOptions::default()).unwrap(), b.embed(texts, &EmbedOptions::default()).unwrap());
+    let (x, y) = (
+        a.embed(texts, &EmbedOptions::default()).unwrap(),
+        b.embed(texts, &EmbedOptions::default()).unwrap(),
+    );
     (0..texts.len())
-        .flat_map(|i| x.vector(i).iter().zip(y.vector(i)).map(|(p, q)| (p - q).abs()).collect::<Vec<_>>())
+        .flat_map(|i| {
+            x.vector(i)
+                .iter()
+                .zip(y.vector(i))
+                .map(|(p, q)| (p - q).abs())
+                .collect::<Vec<_>>()
+        })
         .fold(0.0, f32::max)
 }
 
@@ -75,12 +98,24 @@ fn real_model_fused_equals_unfused() {
     let fused = load_head(&path, Pipeline::Default, &SentenceTransformersHead);
     let lines = common::read_jsonl(&common::golden_file("embeddings.jsonl"));
     // Short texts plus one of ~600 tokens (past the 256-token sliding reach).
-    let mut texts: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).filter(|t| t.len() < 200).take(8).collect();
-    let long = lines.iter().map(|l| l["text"].as_str().unwrap()).find(|t| (2000..4000).contains(&t.len())).unwrap();
+    let mut texts: Vec<&str> = lines
+        .iter()
+        .map(|l| l["text"].as_str().unwrap())
+        .filter(|t| t.len() < 200)
+        .take(8)
+        .collect();
+    let long = lines
+        .iter()
+        .map(|l| l["text"].as_str().unwrap())
+        .find(|t| (2000..4000).contains(&t.len()))
+        .unwrap();
     texts.push(long);
     let d = max_diff(&unfused, &fused, &texts);
     assert!(d <= 1e-5, "max abs diff {d}");
-    assert!(fused.plan().arena_bytes < unfused.plan().arena_bytes, "fusion must shrink the arena");
+    assert!(
+        fused.plan().arena_bytes < unfused.plan().arena_bytes,
+        "fusion must shrink the arena"
+    );
     println!(
         "nodes: {} built, {} fused; arena at {} tokens: {} unfused, {} fused",
         unfused.graph().node_count(),

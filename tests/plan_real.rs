@@ -13,7 +13,10 @@ fn real_model_plans_are_valid_and_reported() {
     let model = Model::load(model_path()).unwrap();
     let unfused = Model::load_with(
         model_path(),
-        &ModelOptions { passes: Pipeline::None, ..Default::default() },
+        &ModelOptions {
+            passes: Pipeline::None,
+            ..Default::default()
+        },
         &SentenceTransformersHead,
     )
     .unwrap();

@@ -222,7 +222,11 @@ impl Program {
                 in_place: plan.value(n).is_some_and(|v| v.in_place),
                 rope: rope_index,
                 scratch: plan.scratch(n).map(|slot| {
-                    let typed: Vec<_> = graph.inputs(n).iter().map(|&i| (graph.node(i).dtype, graph.node(i).shape)).collect();
+                    let typed: Vec<_> = graph
+                        .inputs(n)
+                        .iter()
+                        .map(|&i| (graph.node(i).dtype, graph.node(i).shape))
+                        .collect();
                     (slot.offset / 4, node.op.scratch(&typed).expect("planned scratch"))
                 }),
             });
@@ -421,7 +425,9 @@ impl Program {
                 }
                 Op::Pool(kind) => (kernels.pool)(value(0), cols, batch.seqs, *kind, out),
                 Op::SliceCols { start, len } => {
-                    let Arg::Value { shape, .. } = step.args[0] else { unreachable!("checked at compile time") };
+                    let Arg::Value { shape, .. } = step.args[0] else {
+                        unreachable!("checked at compile time")
+                    };
                     for (o, x) in out.chunks_exact_mut(*len).zip(value(0).chunks_exact(shape.cols)) {
                         o.copy_from_slice(&x[*start..start + len]);
                     }
@@ -437,7 +443,9 @@ impl Program {
                     (kernels.add_rms_norm)(out, value(1), value(2), *eps, par);
                 }
                 Op::FusedMatMul { norm_eps, geglu } => {
-                    let Arg::Value { shape: xs, .. } = step.args[0] else { unreachable!("checked at compile time") };
+                    let Arg::Value { shape: xs, .. } = step.args[0] else {
+                        unreachable!("checked at compile time")
+                    };
                     let k = xs.cols;
                     let x = match norm_eps {
                         Some(eps) => {
@@ -456,8 +464,14 @@ impl Program {
                         (kernels.matmul)(x, w, out, rows, k, cols, par);
                     }
                 }
-                Op::PoolHead { kind, n_dense, normalize } => {
-                    let Arg::Value { shape: xs, .. } = step.args[0] else { unreachable!("checked at compile time") };
+                Op::PoolHead {
+                    kind,
+                    n_dense,
+                    normalize,
+                } => {
+                    let Arg::Value { shape: xs, .. } = step.args[0] else {
+                        unreachable!("checked at compile time")
+                    };
                     let (off, _) = step.scratch.expect("pool head has scratch");
                     // Scratch holds the pooled rows, then each dense output but the last.
                     let mut width = xs.cols;
@@ -469,7 +483,9 @@ impl Program {
                     }
                     for d in 0..*n_dense {
                         let w = weight(1 + d);
-                        let Arg::Weight(wid) = step.args[1 + d] else { unreachable!() };
+                        let Arg::Weight(wid) = step.args[1 + d] else {
+                            unreachable!()
+                        };
                         let n_out = weights.get(wid).shape.rows_for(0, 0);
                         let x = view(cur_off, s * width);
                         if d + 1 == *n_dense {

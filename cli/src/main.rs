@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Embed texts with the model.
     Run(commands::run::Args),
+    /// Show the compiled graph and its memory plan (text, Graphviz DOT, RON, SVG).
+    Dump(commands::dump::Args),
     /// Show a GGUF file: metadata, tensors, totals, and the model as the loader understands it.
     Inspect(commands::inspect::Args),
     /// Convert a sentence-transformers EmbeddingGemma checkpoint to GGUF.
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => commands::run::run(args),
+        Command::Dump(args) => commands::dump::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Convert(args) => commands::convert::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),

@@ -174,7 +174,12 @@ pub fn plan(graph: &Graph, max_tokens: usize, max_seqs: usize) -> Result<Plan, G
         let buffer = match reuse {
             Some(b) => b,
             None => {
-                buffers.push(Buffer { bytes: size, first: step, last, offset: 0 });
+                buffers.push(Buffer {
+                    bytes: size,
+                    first: step,
+                    last,
+                    offset: 0,
+                });
                 buffers.len() - 1
             }
         };
@@ -189,11 +194,19 @@ pub fn plan(graph: &Graph, max_tokens: usize, max_seqs: usize) -> Result<Plan, G
             in_place: reuse.is_some(),
             scratch: false,
         });
-        let typed: Vec<_> = inputs.iter().map(|&i| (graph.node(i).dtype, graph.node(i).shape)).collect();
+        let typed: Vec<_> = inputs
+            .iter()
+            .map(|&i| (graph.node(i).dtype, graph.node(i).shape))
+            .collect();
         if let Some(shape) = node.op.scratch(&typed) {
             let bytes = bytes_of(&shape);
             total += bytes;
-            buffers.push(Buffer { bytes, first: step, last: step, offset: 0 });
+            buffers.push(Buffer {
+                bytes,
+                first: step,
+                last: step,
+                offset: 0,
+            });
             scratch_index.insert(n, values.len());
             buffer_of.push(buffers.len() - 1);
             values.push(PlannedValue {

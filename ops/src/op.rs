@@ -146,7 +146,11 @@ pub enum Op {
     FusedMatMul { norm_eps: Option<f32>, geglu: bool },
     /// `(x [T, D], W₁ [N₁, D], …, W_n) -> [S, N_n]`: pool, the dense layers, then L2
     /// normalization if `normalize`.
-    PoolHead { kind: PoolKind, n_dense: usize, normalize: bool },
+    PoolHead {
+        kind: PoolKind,
+        n_dense: usize,
+        normalize: bool,
+    },
 }
 
 /// Why an op cannot take the inputs it was given.
@@ -182,10 +186,22 @@ impl Op {
             Op::SliceCols { .. } => "slice_cols",
             Op::RmsNormRope { .. } => "rms_norm_rope",
             Op::AddRmsNorm { .. } => "add_rms_norm",
-            Op::FusedMatMul { norm_eps: None, geglu: false } => "matmul",
-            Op::FusedMatMul { norm_eps: Some(_), geglu: false } => "norm_matmul",
-            Op::FusedMatMul { norm_eps: None, geglu: true } => "matmul_geglu",
-            Op::FusedMatMul { norm_eps: Some(_), geglu: true } => "norm_matmul_geglu",
+            Op::FusedMatMul {
+                norm_eps: None,
+                geglu: false,
+            } => "matmul",
+            Op::FusedMatMul {
+                norm_eps: Some(_),
+                geglu: false,
+            } => "norm_matmul",
+            Op::FusedMatMul {
+                norm_eps: None,
+                geglu: true,
+            } => "matmul_geglu",
+            Op::FusedMatMul {
+                norm_eps: Some(_),
+                geglu: true,
+            } => "norm_matmul_geglu",
             Op::PoolHead { .. } => "pool_head",
         }
     }
@@ -346,27 +362,58 @@ impl Op {
                 if *len == 0 || start + len > x.cols {
                     return Err(err(format!("columns {start}..{} of {x}", start + len)));
                 }
-                Ok((DType::F32, Shape { rows: x.rows, cols: *len }))
+                Ok((
+                    DType::F32,
+                    Shape {
+                        rows: x.rows,
+                        cols: *len,
+                    },
+                ))
             }
             Op::RmsNormRope { eps, head_dim, base } => {
-                let norm = Op::RmsNorm { eps: *eps, group: *head_dim }.infer(&inputs[..2])?;
-                Op::Rope { base: *base, head_dim: *head_dim }.infer(&[norm, inputs[2]])
+                let norm = Op::RmsNorm {
+                    eps: *eps,
+                    group: *head_dim,
+                }
+                .infer(&inputs[..2])?;
+                Op::Rope {
+                    base: *base,
+                    head_dim: *head_dim,
+                }
+                .infer(&[norm, inputs[2]])
             }
             Op::AddRmsNorm { eps } => {
                 let sum = Op::Add.infer(&inputs[..2])?;
-                Op::RmsNorm { eps: *eps, group: sum.1.cols }.infer(&[sum, inputs[2]])
+                Op::RmsNorm {
+                    eps: *eps,
+                    group: sum.1.cols,
+                }
+                .infer(&[sum, inputs[2]])
             }
             Op::FusedMatMul { norm_eps, geglu } => {
                 let x = match norm_eps {
-                    Some(eps) => Op::RmsNorm { eps: *eps, group: inputs[0].1.cols }.infer(&inputs[..2])?,
+                    Some(eps) => Op::RmsNorm {
+                        eps: *eps,
+                        group: inputs[0].1.cols,
+                    }
+                    .infer(&inputs[..2])?,
                     None => inputs[0],
                 };
                 let (d, s) = Op::MatMul.infer(&[x, inputs[inputs.len() - 1]])?;
                 if *geglu {
                     if s.cols % 2 != 0 {
-                        return Err(err(format!("GeGLU needs stacked gate and up rows, W has {} rows", s.cols)));
+                        return Err(err(format!(
+                            "GeGLU needs stacked gate and up rows, W has {} rows",
+                            s.cols
+                        )));
                     }
-                    return Ok((d, Shape { rows: s.rows, cols: s.cols / 2 }));
+                    return Ok((
+                        d,
+                        Shape {
+                            rows: s.rows,
+                            cols: s.cols / 2,
+                        },
+                    ));
                 }
                 Ok((d, s))
             }

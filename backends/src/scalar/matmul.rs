@@ -48,7 +48,10 @@ impl OutPtr {
 
 /// `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, `W (2f, k)` = Wg stacked over Wu.
 pub fn matmul_geglu(x: &[f32], w: WeightView<'_>, out: &mut [f32], rows: usize, k: usize, f: usize, par: Par) {
-    assert!(x.len() >= rows * k && out.len() >= rows * f, "matmul_geglu operands too short");
+    assert!(
+        x.len() >= rows * k && out.len() >= rows * f,
+        "matmul_geglu operands too short"
+    );
     assert!(k <= K_SEGMENT, "matmul_geglu supports k up to {K_SEGMENT}");
     let ptr = OutPtr(out.as_mut_ptr());
     let work = |j0: usize, j1: usize| {
@@ -73,7 +76,9 @@ pub fn matmul_geglu(x: &[f32], w: WeightView<'_>, out: &mut [f32], rows: usize, 
     } else {
         let chunks = (par.threads * 4).min(f);
         let per = f.div_ceil(chunks);
-        (0..chunks).into_par_iter().for_each(|c| work(c * per, ((c + 1) * per).min(f)));
+        (0..chunks)
+            .into_par_iter()
+            .for_each(|c| work(c * per, ((c + 1) * per).min(f)));
     }
 }
 

@@ -1,4 +1,5 @@
 pub mod convert;
+pub mod dump;
 pub mod inspect;
 pub mod run;
 pub mod tokenize;

@@ -4,8 +4,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
-use gemma_graph::{Backend, BackendChoice, EmbedOptions, Model, ModelOptions, Prompt, SentenceTransformersHead};
+use anyhow::{bail, Context, Result};
+use gemma_graph::{
+    Backend, BackendChoice, CompiledGraph, EmbedOptions, Model, ModelOptions, Pipeline, Prompt,
+    SentenceTransformersHead,
+};
 use serde_json::json;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -52,6 +55,12 @@ pub struct Args {
     /// Tokens per batch (default: the model's context length).
     #[arg(long)]
     batch_tokens: Option<usize>,
+    /// Compiler passes: none, default, or a comma-separated list of pass names.
+    #[arg(long, default_value = "default")]
+    passes: Pipeline,
+    /// Run a graph saved by `dump --format ron` (over this model's weights).
+    #[arg(long)]
+    graph: Option<PathBuf>,
     /// Print the backend, plan and timings to stderr.
     #[arg(long, short)]
     verbose: bool,
@@ -78,11 +87,20 @@ pub fn run(args: Args) -> Result<()> {
             BackendArg::Scalar => BackendChoice::Force(Backend::Scalar),
         },
         threads: args.threads,
+        passes: args.passes,
         ..Default::default()
     };
     let path = crate::model_path(args.model);
     let t0 = Instant::now();
-    let model = Model::load_with(&path, &options, &SentenceTransformersHead)?;
+    let model = match &args.graph {
+        Some(ron) => {
+            let text = std::fs::read_to_string(ron).with_context(|| format!("reading {}", ron.display()))?;
+            let compiled =
+                CompiledGraph::from_ron(&text).with_context(|| format!("{}: not a compiled graph", ron.display()))?;
+            Model::load_compiled(&path, &compiled, &options)?
+        }
+        None => Model::load_with(&path, &options, &SentenceTransformersHead)?,
+    };
     for w in model.warnings() {
         eprintln!("warning: {w}");
     }

@@ -20,7 +20,9 @@ pub fn fuse_geglu(g: &mut Graph) -> Result<bool, GraphError> {
             continue;
         }
         let (gi, ui) = (g.inputs(gate), g.inputs(up));
-        let single_use = sole_consumer(g, gelu) == Some(m) && sole_consumer(g, gate) == Some(gelu) && sole_consumer(g, up) == Some(m);
+        let single_use = sole_consumer(g, gelu) == Some(m)
+            && sole_consumer(g, gate) == Some(gelu)
+            && sole_consumer(g, up) == Some(m);
         if gi[0] != ui[0] || !single_use {
             continue;
         }
@@ -42,7 +44,15 @@ pub fn fuse_geglu(g: &mut Graph) -> Result<bool, GraphError> {
         );
         let label = joined_label(&[&g.node(gate).label, &g.node(up).label]);
         let fused_from = vec![describe(g, gate), describe(g, up), describe(g, gelu), describe(g, m)];
-        let fused = g.add(Op::FusedMatMul { norm_eps: None, geglu: true }, &[gi[0], w], label, layer)?;
+        let fused = g.add(
+            Op::FusedMatMul {
+                norm_eps: None,
+                geglu: true,
+            },
+            &[gi[0], w],
+            label,
+            layer,
+        )?;
         g.node_mut(fused).fused_from = fused_from;
         g.replace_uses(m, fused);
         for n in [m, gelu, gate, up] {

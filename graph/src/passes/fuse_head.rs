@@ -38,7 +38,11 @@ pub fn fuse_pool_head(g: &mut Graph) -> Result<bool, GraphError> {
         let mut inputs = vec![x];
         inputs.extend(&weights);
         let fused_from = chain.iter().map(|&n| describe(g, n)).collect();
-        let op = Op::PoolHead { kind, n_dense: weights.len(), normalize };
+        let op = Op::PoolHead {
+            kind,
+            n_dense: weights.len(),
+            normalize,
+        };
         let fused = g.add(op, &inputs, "head.pool_head", None)?;
         g.node_mut(fused).fused_from = fused_from;
         g.replace_uses(last, fused);

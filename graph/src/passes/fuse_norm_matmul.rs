@@ -6,10 +6,15 @@ use crate::ir::{Graph, GraphError, NodeId};
 /// Search pattern: MatMul(RmsNorm(x)·w, W) → FusedMatMul{norm}(x, w, W) — the pre-norm is
 /// applied as the matmul loads its activations (also for GeGLU matmuls).
 pub fn fold_norm_into_matmul(g: &mut Graph) -> Result<bool, GraphError> {
-    let norms: Vec<NodeId> = g.node_ids().filter(|&n| matches!(g.node(n).op, Op::RmsNorm { .. })).collect();
+    let norms: Vec<NodeId> = g
+        .node_ids()
+        .filter(|&n| matches!(g.node(n).op, Op::RmsNorm { .. }))
+        .collect();
     let mut changed = false;
     for norm in norms {
-        let Op::RmsNorm { eps, group } = g.node(norm).op else { continue };
+        let Op::RmsNorm { eps, group } = g.node(norm).op else {
+            continue;
+        };
         if group != g.node(norm).shape.cols || g.is_output(norm) {
             continue;
         }
@@ -32,7 +37,15 @@ pub fn fold_norm_into_matmul(g: &mut Graph) -> Result<bool, GraphError> {
                 false => g.node(c).fused_from.clone(),
             });
             let (label, layer) = (g.node(c).label.clone(), g.node(c).layer);
-            let fused = g.add(Op::FusedMatMul { norm_eps: Some(eps), geglu }, &[ni[0], ni[1], w], label, layer)?;
+            let fused = g.add(
+                Op::FusedMatMul {
+                    norm_eps: Some(eps),
+                    geglu,
+                },
+                &[ni[0], ni[1], w],
+                label,
+                layer,
+            )?;
             g.node_mut(fused).fused_from = fused_from;
             g.replace_uses(c, fused);
             g.remove(c);

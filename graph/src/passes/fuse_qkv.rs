@@ -5,6 +5,9 @@ use gg_ops::{Op, Rows, Shape};
 use super::describe;
 use crate::ir::{Graph, GraphError, NodeId, WeightDesc, WeightSource};
 
+/// A matmul reading the shared input: (node, weight tensor name, weight desc).
+type Sibling = (NodeId, String, WeightDesc);
+
 /// The weight read by `n`'s input 1 if it is a file tensor: (name, desc).
 pub(crate) fn tensor_weight(g: &Graph, w: NodeId) -> Option<(String, WeightDesc)> {
     let desc = g.weight_of(w)?;
@@ -35,7 +38,7 @@ pub fn fuse_qkv(g: &mut Graph) -> Result<bool, GraphError> {
             continue;
         }
         // Sibling matmuls reading x, grouped by weight type and inner size.
-        let mut groups: BTreeMap<(String, usize), Vec<(NodeId, String, WeightDesc)>> = BTreeMap::new();
+        let mut groups: BTreeMap<(String, usize), Vec<Sibling>> = BTreeMap::new();
         for c in g.consumers(x) {
             if g.node(c).op != Op::MatMul {
                 continue;
@@ -45,7 +48,10 @@ pub fn fuse_qkv(g: &mut Graph) -> Result<bool, GraphError> {
                 continue;
             }
             if let Some((name, desc)) = tensor_weight(g, ins[1]) {
-                groups.entry((desc.dtype.name().to_string(), desc.shape.cols)).or_default().push((c, name, desc));
+                groups
+                    .entry((desc.dtype.name().to_string(), desc.shape.cols))
+                    .or_default()
+                    .push((c, name, desc));
             }
         }
         for ((_, k), mut mms) in groups {
@@ -73,7 +79,12 @@ pub fn fuse_qkv(g: &mut Graph) -> Result<bool, GraphError> {
             g.node_mut(fused).fused_from = mms.iter().map(|m| describe(g, m.0)).collect();
             let mut start = 0;
             for ((c, _, _), n) in mms.iter().zip(&rows) {
-                let slice = g.add(Op::SliceCols { start, len: *n }, &[fused], g.node(*c).label.clone(), layer)?;
+                let slice = g.add(
+                    Op::SliceCols { start, len: *n },
+                    &[fused],
+                    g.node(*c).label.clone(),
+                    layer,
+                )?;
                 g.replace_uses(*c, slice);
                 g.remove(*c);
                 start += n;

@@ -10,7 +10,10 @@ pub fn fuse_post_norm_residual(g: &mut Graph) -> Result<bool, GraphError> {
     let mut changed = false;
     for add in adds {
         let ins = g.inputs(add);
-        let is_full_norm = |n: NodeId| matches!(g.node(n).op, Op::RmsNorm { group, .. } if group == g.node(n).shape.cols) && sole_consumer(g, n) == Some(add);
+        let is_full_norm = |n: NodeId| {
+            matches!(g.node(n).op, Op::RmsNorm { group, .. } if group == g.node(n).shape.cols)
+                && sole_consumer(g, n) == Some(add)
+        };
         let (x, norm) = if is_full_norm(ins[1]) {
             (ins[0], ins[1])
         } else if is_full_norm(ins[0]) {
@@ -18,7 +21,9 @@ pub fn fuse_post_norm_residual(g: &mut Graph) -> Result<bool, GraphError> {
         } else {
             continue;
         };
-        let Op::RmsNorm { eps, .. } = g.node(norm).op else { continue };
+        let Op::RmsNorm { eps, .. } = g.node(norm).op else {
+            continue;
+        };
         let ni = g.inputs(norm);
         let label = g.node(add).label.clone();
         let fused_from = vec![describe(g, norm), describe(g, add)];

@@ -64,7 +64,10 @@ impl std::str::FromStr for Pipeline {
                 for n in &names {
                     if !PASSES.iter().any(|(p, _)| p == n) {
                         let known: Vec<&str> = PASSES.iter().map(|p| p.0).collect();
-                        return Err(format!("unknown pass {n:?}; known: none, default, {}", known.join(", ")));
+                        return Err(format!(
+                            "unknown pass {n:?}; known: none, default, {}",
+                            known.join(", ")
+                        ));
                     }
                 }
                 Ok(Pipeline::Custom(names))
@@ -90,10 +93,14 @@ pub fn run_pipeline(graph: &mut Graph, pipeline: &Pipeline) -> Result<Vec<PassRe
         Pipeline::Custom(names) => names
             .iter()
             .map(|n| {
-                PASSES.iter().find(|(p, _)| p == n).copied().ok_or_else(|| GraphError::Invalid {
-                    label: n.clone(),
-                    what: "no such pass".into(),
-                })
+                PASSES
+                    .iter()
+                    .find(|(p, _)| p == n)
+                    .copied()
+                    .ok_or_else(|| GraphError::Invalid {
+                        label: n.clone(),
+                        what: "no such pass".into(),
+                    })
             })
             .collect::<Result<_, _>>()?,
     };

@@ -1,0 +1,136 @@
+//! `gemma-graph dump [--model PATH] [--stage built|fused|planned] [--format text|dot|ron|svg]`
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use gemma_graph::graph::dump::{plan_to_svg, to_dot, to_text};
+use gemma_graph::graph::{CompiledGraph, Graph, Pipeline};
+use gemma_graph::{Model, ModelOptions, SentenceTransformersHead};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// The graph as the model builder made it.
+    Built,
+    /// After the compiler passes.
+    Fused,
+    /// After the passes, with the memory plan.
+    Planned,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Dot,
+    Ron,
+    Svg,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// GGUF file (default: $GEMMA_GRAPH_MODEL, else the fetched model in the cache).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "planned")]
+    stage: Stage,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Show only the first N transformer layers (plus embedding, final norm and head).
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Compiler passes: none, default, or a comma-separated list.
+    #[arg(long, default_value = "default")]
+    passes: Pipeline,
+    /// Largest batch in tokens the plan is made for (default: the context length).
+    #[arg(long, default_value_t = 0)]
+    tokens: usize,
+    /// Write to this file instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+/// `dot -Tsvg` of a DOT text, or a message naming the package to install.
+fn graphviz_svg(dot: &str) -> Result<Vec<u8>> {
+    let mut child = match Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "rendering a graph as SVG needs Graphviz's `dot`, which is not installed (Debian/Ubuntu: \
+             apt install graphviz); or use --format dot, or --stage planned --format svg for the memory plan"
+        ),
+        Err(e) => return Err(e).context("running dot"),
+    };
+    child.stdin.take().expect("piped").write_all(dot.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("dot failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out.stdout)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let options = ModelOptions {
+        passes: args.passes,
+        max_batch_tokens: args.tokens,
+        ..Default::default()
+    };
+    let model = Model::load_with(crate::model_path(args.model), &options, &SentenceTransformersHead)?;
+    let built: &Graph = model.built_graph().expect("built from the GGUF");
+    let graph = if args.stage == Stage::Built {
+        built
+    } else {
+        model.graph()
+    };
+    let plan = (args.stage == Stage::Planned).then(|| model.plan());
+
+    let bytes: Vec<u8> = match args.format {
+        Format::Text => {
+            let mut text = format!(
+                "gemma-graph dump: stage {}, backend {}, {} threads\n",
+                match args.stage {
+                    Stage::Built => "built",
+                    Stage::Fused => "fused",
+                    Stage::Planned => "planned",
+                },
+                model.backend(),
+                model.threads()
+            );
+            if args.stage != Stage::Built {
+                for r in model.pass_records() {
+                    text += &format!(
+                        "pass {:<24} {:<9} nodes {} -> {}\n",
+                        r.pass,
+                        if r.changed { "changed" } else { "no change" },
+                        r.nodes_before,
+                        r.nodes_after
+                    );
+                }
+            }
+            text.push('\n');
+            let before = (args.stage != Stage::Built).then_some(built);
+            text += &to_text(graph, plan, before, args.layers);
+            text.into_bytes()
+        }
+        Format::Dot => to_dot(graph, args.layers).into_bytes(),
+        Format::Ron => CompiledGraph {
+            graph: graph.clone(),
+            plan: plan.cloned(),
+        }
+        .to_ron()?
+        .into_bytes(),
+        Format::Svg => match plan {
+            Some(p) => plan_to_svg(graph, p, args.layers).into_bytes(),
+            None => graphviz_svg(&to_dot(graph, args.layers))?,
+        },
+    };
+    match args.output {
+        Some(path) => std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?,
+        None => std::io::stdout().write_all(&bytes)?,
+    }
+    Ok(())
+}
