@@ -15,28 +15,17 @@ fn tok() -> &'static Tokenizer {
     T.get_or_init(|| Tokenizer::from_gguf(&Gguf::open(model_path()).unwrap()).unwrap())
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use gemma_graph::ops::testing::XorShift as Rng;
 
 /// A random string mixing ASCII, whitespace runs, Latin accents (composed and combining),
 /// CJK, emoji, rare planes and control-token literals.
 fn random_text(rng: &mut Rng) -> String {
-    let len = rng.below(40);
+    let len = rng.below(40) as u64;
     let mut s = String::new();
     for _ in 0..len {
         match rng.below(10) {
             0..=3 => s.push((b' ' + rng.below(95) as u8) as char),
-            4 => s.push_str(["  ", "\n", "\n\n", "\t", "   ", "\r\n"][rng.below(6) as usize]),
+            4 => s.push_str(["  ", "\n", "\n\n", "\t", "   ", "\r\n"][rng.below(6)]),
             5 => s.push_str(
                 [
                     "<bos>",
@@ -45,7 +34,7 @@ fn random_text(rng: &mut Rng) -> String {
                     "<unused7>",
                     "<0x41>",
                     "[multimodal]",
-                ][rng.below(6) as usize],
+                ][rng.below(6)],
             ),
             _ => {
                 let ranges: [(u32, u32); 6] = [
@@ -56,8 +45,8 @@ fn random_text(rng: &mut Rng) -> String {
                     (0x10000, 0x10ffff),
                     (0x0, 0x20),
                 ];
-                let (lo, hi) = ranges[rng.below(ranges.len() as u64) as usize];
-                let c = char::from_u32(lo + rng.below(u64::from(hi - lo)) as u32).unwrap_or('?');
+                let (lo, hi) = ranges[rng.below(ranges.len())];
+                let c = char::from_u32(lo + rng.below((hi - lo) as usize) as u32).unwrap_or('?');
                 // U+2581 is how the vocabulary spells a space; it decodes to ' '.
                 s.push(if c == '\u{2581}' { 'x' } else { c });
             }

@@ -5,15 +5,7 @@ use gg_backends::{Backend, Par, WeightView};
 use gg_ops::BlockQ8_0;
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s % 2000) as f32 / 1000.0 - 1.0
-        })
-        .collect()
+    gg_ops::testing::XorShift(seed).vec(n)
 }
 
 fn bench(c: &mut Criterion) {

@@ -1,9 +1,32 @@
 //! Reading texts: positional arguments or a JSONL file with a `text` field per line.
 
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+
+/// Where the texts and the model come from (shared by `run` and `tokenize`).
+#[derive(clap::Args)]
+pub struct TextArgs {
+    /// Texts (or use --input).
+    pub texts: Vec<String>,
+    /// JSONL input, one object with a "text" field per line ("-" for stdin).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// GGUF file (default: $GEMMA_GRAPH_MODEL, else the fetched model in the cache).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+}
+
+impl TextArgs {
+    pub fn read(&self) -> Result<Vec<String>> {
+        read_texts(self.texts.clone(), self.input.as_deref())
+    }
+
+    pub fn model_path(&self) -> PathBuf {
+        crate::model_path(self.model.clone())
+    }
+}
 
 /// Texts from the command line, or from `input` (one JSON object per line, field `text`;
 /// `-` reads standard input). Blank lines are errors: every line is one text, so output

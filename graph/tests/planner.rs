@@ -4,18 +4,7 @@
 use gg_graph::{check_plan, plan, Graph, NodeId, WeightDesc, WeightSource};
 use gg_ops::{DType, InputKind, Op, PoolKind, Shape};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use gg_ops::testing::XorShift as Rng;
 
 /// A random DAG of f32 activations `[T, d]` with d ∈ {32, 64, 96}.
 fn random_graph(rng: &mut Rng, n_ops: usize) -> Graph {

@@ -381,19 +381,8 @@ fn missing_things_are_named() {
     assert!(matches!(g.u32("test.i64"), Err(GgufError::ValueOutOfRange { .. })));
 }
 
-/// Deterministic xorshift so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+/// Deterministic, so failures reproduce.
+use gg_ops::testing::XorShift as Rng;
 
 /// Use everything a parsed file offers, so a wrong bound would surface as a panic here.
 fn exercise(g: &Gguf) {
@@ -419,7 +408,7 @@ fn randomized_mutations_never_panic() {
             let at = rng.below(b.len());
             match rng.below(5) {
                 0 => b[at] ^= 1 << rng.below(8),
-                1 => b[at] = rng.next() as u8,
+                1 => b[at] = rng.next_u64() as u8,
                 2 if at + 8 <= b.len() => {
                     let v = interesting[rng.below(interesting.len())];
                     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
@@ -427,7 +416,7 @@ fn randomized_mutations_never_panic() {
                 3 => b.truncate(at),
                 _ => {
                     let n = 1 + rng.below(16);
-                    b.splice(at..at, (0..n).map(|_| rng.next() as u8));
+                    b.splice(at..at, (0..n).map(|_| rng.next_u64() as u8));
                 }
             }
             if b.is_empty() {

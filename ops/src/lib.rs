@@ -7,6 +7,7 @@
 pub mod dtype;
 pub mod op;
 pub mod quant;
+pub mod testing;
 
 pub use dtype::DType;
 pub use op::{InputKind, Op, PoolKind, Rows, Shape, ShapeError, WeightId};

@@ -37,15 +37,7 @@ impl Default for TinySpec {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn f(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % 20_001) as f32 / 10_000.0 - 1.0
-    }
-}
+use gemma_graph::ops::testing::XorShift as Rng;
 
 /// Pieces: 4 controls, 256 byte pieces, `▁` and a–z, then some merges.
 pub fn tiny_vocab() -> (Vec<String>, Vec<f32>, Vec<i32>) {
@@ -119,7 +111,7 @@ pub fn tiny_gguf(spec: &TinySpec) -> Vec<u8> {
         if spec.skip.contains(&name) {
             return;
         }
-        let vals: Vec<f32> = (0..rows * cols).map(|_| rng.f() * scale).collect();
+        let vals: Vec<f32> = (0..rows * cols).map(|_| rng.unit() * scale).collect();
         let blocks: Vec<BlockQ8_0> = vals
             .chunks_exact(QK8_0)
             .map(|c| BlockQ8_0::quantize(c.try_into().unwrap()))
@@ -160,7 +152,7 @@ pub fn tiny_gguf(spec: &TinySpec) -> Vec<u8> {
         if spec.skip.contains(&name) {
             continue;
         }
-        let vals: Vec<f32> = (0..len).map(|_| 1.0 + 0.2 * rng.f()).collect();
+        let vals: Vec<f32> = (0..len).map(|_| 1.0 + 0.2 * rng.unit()).collect();
         w.add_tensor(
             name,
             &[len],

@@ -11,6 +11,8 @@ use gemma_graph::{
 };
 use serde_json::json;
 
+use crate::input::TextArgs;
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Format {
     Text,
@@ -26,14 +28,8 @@ pub enum BackendArg {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Texts to embed.
-    texts: Vec<String>,
-    /// GGUF file (default: $GEMMA_GRAPH_MODEL, else the fetched model in the cache).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// JSONL input, one object with a "text" field per line ("-" for stdin).
-    #[arg(long)]
-    input: Option<PathBuf>,
+    #[command(flatten)]
+    source: TextArgs,
     /// text: a short preview per text; json: one array; jsonl: one {"embedding": [...]} per line.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -67,7 +63,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let texts = crate::input::read_texts(args.texts, args.input.as_deref())?;
+    let texts = args.source.read()?;
     if let Some(d) = args.dim {
         if ![768, 512, 256, 128].contains(&d) {
             bail!("--dim {d}: EmbeddingGemma is trained for 768, 512, 256 or 128");
@@ -90,7 +86,7 @@ pub fn run(args: Args) -> Result<()> {
         passes: args.passes,
         ..Default::default()
     };
-    let path = crate::model_path(args.model);
+    let path = args.source.model_path();
     let t0 = Instant::now();
     let model = match &args.graph {
         Some(ron) => {

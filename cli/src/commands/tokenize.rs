@@ -1,12 +1,13 @@
 //! `gemma-graph tokenize [--model PATH] [TEXT ...] [--input FILE] [--format text|json|jsonl]`
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use anyhow::Result;
 use gg_loader::gguf::Gguf;
 use gg_loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization, Tokenizer};
 use serde_json::json;
+
+use crate::input::TextArgs;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Format {
@@ -24,14 +25,8 @@ pub enum Normalize {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Texts to tokenize.
-    texts: Vec<String>,
-    /// GGUF file (default: $GEMMA_GRAPH_MODEL, else the fetched model in the cache).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// JSONL input, one object with a "text" field per line ("-" for stdin).
-    #[arg(long)]
-    input: Option<PathBuf>,
+    #[command(flatten)]
+    source: TextArgs,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     /// Show the full length instead of truncating to the context as embedding does.
@@ -47,8 +42,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let texts = crate::input::read_texts(args.texts, args.input.as_deref())?;
-    let g = Gguf::open(crate::model_path(args.model))?;
+    let texts = args.source.read()?;
+    let g = Gguf::open(args.source.model_path())?;
     let tok = Tokenizer::from_gguf(&g)?;
     let context = gg_loader::gemma::GemmaConfig::from_gguf(&g)
         .map(|c| c.context_length)

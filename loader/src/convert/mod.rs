@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 
 use crate::gguf::{GgufWriter, Value};
 
-pub use sentencepiece::{piece_type, read_pieces, Piece};
+pub use sentencepiece::{read_pieces, Piece};
 pub use vocab::{build_vocab, Vocab};
 
 /// Element type of the converted 2-D weights (1-D tensors always stay F32).

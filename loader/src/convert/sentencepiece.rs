@@ -6,15 +6,8 @@
 
 use super::ConvertError;
 
-/// SentencePiece piece types (the same numbering GGUF's `tokenizer.ggml.token_type` uses).
-pub mod piece_type {
-    pub const NORMAL: i32 = 1;
-    pub const UNKNOWN: i32 = 2;
-    pub const CONTROL: i32 = 3;
-    pub const USER_DEFINED: i32 = 4;
-    pub const UNUSED: i32 = 5;
-    pub const BYTE: i32 = 6;
-}
+// SentencePiece numbers its piece types as GGUF's `tokenizer.ggml.token_type` does.
+use crate::tokenizer::token_type as piece_type;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Piece {

@@ -6,8 +6,9 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
-use super::sentencepiece::{piece_type, read_pieces};
+use super::sentencepiece::read_pieces;
 use super::{read_json, ConvertError};
+use crate::tokenizer::token_type as piece_type;
 
 /// What goes into the `tokenizer.ggml.*` keys.
 #[derive(Clone, Debug)]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// GGUF / SentencePiece token types.
+/// GGUF / SentencePiece token types (`tokenizer.ggml.token_type`, SentencePiece's piece type).
 pub mod token_type {
     pub const NORMAL: i32 = 1;
     pub const UNKNOWN: i32 = 2;
