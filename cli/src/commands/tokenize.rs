@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use anyhow::Result;
+use gemma_graph::Prompt;
 use gg_loader::gguf::Gguf;
 use gg_loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization, Tokenizer};
 use serde_json::json;
@@ -36,13 +37,24 @@ pub struct Args {
     /// reference tokenizer; for untrusted input).
     #[arg(long)]
     plain_control: bool,
+    /// Task prompt by name put before every text, as `run --prompt` does.
+    #[arg(long, conflicts_with = "prompt_text")]
+    prompt: Option<String>,
+    /// Literal prompt text put before every text.
+    #[arg(long)]
+    prompt_text: Option<String>,
     /// Normalize the text first (changes ids relative to the reference tokenizer).
     #[arg(long, value_enum, default_value = "none")]
     normalize: Normalize,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let texts = args.source.read()?;
+    let prompt = match (&args.prompt, &args.prompt_text) {
+        (Some(name), _) => Prompt::Name(name.clone()).text()?.to_string(),
+        (None, Some(text)) => text.clone(),
+        (None, None) => String::new(),
+    };
+    let texts: Vec<String> = args.source.read()?.into_iter().map(|t| format!("{prompt}{t}")).collect();
     let g = Gguf::open(args.source.model_path())?;
     let tok = Tokenizer::from_gguf(&g)?;
     let context = gg_loader::gemma::GemmaConfig::from_gguf(&g)
