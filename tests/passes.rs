@@ -5,7 +5,7 @@
 mod common;
 
 use common::tiny::{tiny_model_file, TinySpec};
-use gemma_graph::graph::{Pipeline, PASSES};
+use gemma_graph::graph::{prerequisites, Pipeline, PASSES};
 use gemma_graph::{
     EmbedOptions, Error, HeadBuilder, Model, ModelOptions, PoolKind, PoolingHead, SentenceTransformersHead, Value,
 };
@@ -70,11 +70,22 @@ fn each_pass_preserves_outputs_on_a_small_model() {
     let path = tiny_model_file("passes", &TinySpec::default());
     let unfused = load(&path, Pipeline::None);
     for (name, _) in PASSES {
-        let m = load(&path, Pipeline::Custom(vec![name.to_string()]));
-        let rec = &m.pass_records()[0];
+        // The pass after its prerequisites, against the prerequisites alone.
+        let before: Vec<String> = prerequisites(name).iter().map(|p| p.to_string()).collect();
+        let mut with = before.clone();
+        with.push(name.to_string());
+        let base = if before.is_empty() {
+            load(&path, Pipeline::None)
+        } else {
+            load(&path, Pipeline::Custom(before))
+        };
+        let m = load(&path, Pipeline::Custom(with));
+        let rec = m.pass_records().last().unwrap();
         assert!(rec.changed, "pass {name} found nothing to do on the tiny model");
-        let d = max_diff(&unfused, &m, TEXTS);
-        assert!(d <= 1e-5, "pass {name}: max abs diff {d}");
+        for (what, other) in [("the unfused graph", &unfused), ("its prerequisites alone", &base)] {
+            let d = max_diff(other, &m, TEXTS);
+            assert!(d <= 1e-5, "pass {name} vs {what}: max abs diff {d}");
+        }
     }
     let fused = load(&path, Pipeline::Default);
     assert!(fused.graph().node_count() < unfused.graph().node_count());

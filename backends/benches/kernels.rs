@@ -1,7 +1,7 @@
 //! Kernel throughput per backend on the model's shapes (random data).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gg_backends::{Backend, Par, WeightView};
+use gg_backends::{Activations, Backend, Par, WeightView};
 use gg_ops::BlockQ8_0;
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
@@ -23,7 +23,15 @@ fn bench(c: &mut Criterion) {
         for &b in Backend::all().iter().filter(|b| b.is_available()) {
             let kern = b.kernels();
             g.bench_function(b.name(), |bn| {
-                bn.iter(|| (kern.matmul)(&x, WeightView::Q8_0(&w), &mut out, rows, k, n, Par::SERIAL))
+                bn.iter(|| {
+                    (kern.matmul)(
+                        Activations::dense(&x, rows, k),
+                        WeightView::Q8_0(&w),
+                        &mut out,
+                        n,
+                        Par::SERIAL,
+                    )
+                })
             });
         }
         g.finish();

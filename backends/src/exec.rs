@@ -5,7 +5,7 @@
 use gg_graph::{Graph, NodeId, Plan};
 use gg_ops::{InputKind, Op, Shape, WeightId};
 
-use crate::kernels::{AttentionArgs, KernelTable, Par, SeqSpan};
+use crate::kernels::{Activations, AttentionArgs, AttentionIo, KernelTable, Par, SeqSpan};
 use crate::weights::WeightTable;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -343,9 +343,25 @@ impl Program {
             let ints = |i: usize| -> &[i32] { bytemuck::cast_slice(value(i)) };
             // In-place kernels work on `out`; when the plan gave `out` its own buffer, start
             // from a copy of input 0.
+            // Input 0 may be wider or narrower than `out` (residual rows [s | h] of 2C): then
+            // the first columns of each row are copied.
             let prime = |out: &mut [f32]| {
-                if !step.in_place {
+                if step.in_place {
+                    return;
+                }
+                let Arg::Value { shape, .. } = step.args[0] else {
+                    unreachable!("checked at compile time")
+                };
+                if shape.cols == step.shape.cols {
                     out.copy_from_slice(value(0));
+                } else {
+                    let c = shape.cols.min(step.shape.cols);
+                    for (o, x) in out
+                        .chunks_exact_mut(step.shape.cols)
+                        .zip(value(0).chunks_exact(shape.cols))
+                    {
+                        o[..c].copy_from_slice(&x[..c]);
+                    }
                 }
             };
             let rows = step.shape.rows_for(t, s);
@@ -373,7 +389,7 @@ impl Program {
                         Arg::Value { shape, .. } => shape.cols,
                         Arg::Weight(_) => unreachable!(),
                     };
-                    (kernels.matmul)(value(0), weight(1), out, rows, k, cols, par);
+                    (kernels.matmul)(Activations::dense(value(0), rows, k), weight(1), out, cols, par);
                 }
                 Op::Rope { head_dim, .. } => {
                     prime(out);
@@ -387,12 +403,22 @@ impl Program {
                     head_dim,
                     scale,
                     window,
+                    packed,
                 } => {
+                    let io = if *packed {
+                        // In place: the output replaces each row's q columns.
+                        prime(out);
+                        AttentionIo::Packed { qkv: out }
+                    } else {
+                        AttentionIo::Separate {
+                            q: value(0),
+                            k: value(1),
+                            v: value(2),
+                            out,
+                        }
+                    };
                     let args = AttentionArgs {
-                        q: value(0),
-                        k: value(1),
-                        v: value(2),
-                        out,
+                        io,
                         seqs: batch.seqs,
                         row_seq: batch.row_seq,
                         n_heads: *n_heads,
@@ -432,37 +458,68 @@ impl Program {
                         o.copy_from_slice(&x[*start..start + len]);
                     }
                 }
-                Op::RmsNormRope { eps, head_dim, .. } => {
+                Op::RmsNormRope {
+                    eps,
+                    head_dim,
+                    cols: window,
+                    ..
+                } => {
                     prime(out);
                     let table = &self.rope[step.rope];
-                    (kernels.rms_norm)(out, value(1), *head_dim, *eps, par);
-                    (kernels.rope)(out, cols, ints(2), *head_dim, &table.cos, &table.sin);
+                    match window {
+                        None => {
+                            (kernels.rms_norm)(out, value(1), *head_dim, *eps, par);
+                            (kernels.rope)(out, cols, ints(2), *head_dim, &table.cos, &table.sin);
+                        }
+                        // Columns of packed rows: row by row.
+                        Some((start, len)) => {
+                            let pos = ints(2);
+                            for (r, row) in out.chunks_exact_mut(cols).enumerate() {
+                                let part = &mut row[*start..start + len];
+                                (kernels.rms_norm)(part, value(1), *head_dim, *eps, Par::SERIAL);
+                                (kernels.rope)(part, *len, &pos[r..r + 1], *head_dim, &table.cos, &table.sin);
+                            }
+                        }
+                    }
                 }
                 Op::AddRmsNorm { eps } => {
                     prime(out);
                     (kernels.add_rms_norm)(out, value(1), value(2), *eps, par);
                 }
-                Op::FusedMatMul { norm_eps, geglu } => {
+                Op::FusedMatMul {
+                    norm_eps,
+                    geglu,
+                    in_cols,
+                } => {
                     let Arg::Value { shape: xs, .. } = step.args[0] else {
                         unreachable!("checked at compile time")
                     };
-                    let k = xs.cols;
-                    let x = match norm_eps {
-                        Some(eps) => {
+                    let x = match (norm_eps, in_cols) {
+                        (Some(eps), _) => {
                             let (off, shape) = step.scratch.expect("norm matmul has scratch");
                             let normed = view_mut(off, len_of(&shape));
                             normed.copy_from_slice(value(0));
-                            (kernels.rms_norm)(normed, value(1), k, *eps, par);
-                            &*normed
+                            (kernels.rms_norm)(normed, value(1), xs.cols, *eps, par);
+                            Activations::dense(normed, rows, xs.cols)
                         }
-                        None => value(0),
+                        (None, Some((start, k))) => Activations {
+                            data: &value(0)[*start..],
+                            rows,
+                            k: *k,
+                            stride: xs.cols,
+                        },
+                        (None, None) => Activations::dense(value(0), rows, xs.cols),
                     };
                     let w = weight(step.args.len() - 1);
                     if *geglu {
-                        (kernels.matmul_geglu)(x, w, out, rows, k, cols, par);
+                        (kernels.matmul_geglu)(x, w, out, cols, par);
                     } else {
-                        (kernels.matmul)(x, w, out, rows, k, cols, par);
+                        (kernels.matmul)(x, w, out, cols, par);
                     }
+                }
+                Op::ResidualNorm { eps } => {
+                    prime(out);
+                    (kernels.residual_norm)(out, value(1), value(2), value(3), *eps, par);
                 }
                 Op::PoolHead {
                     kind,
@@ -489,10 +546,11 @@ impl Program {
                         let n_out = weights.get(wid).shape.rows_for(0, 0);
                         let x = view(cur_off, s * width);
                         if d + 1 == *n_dense {
-                            (kernels.matmul)(x, w, out, s, width, n_out, par);
+                            (kernels.matmul)(Activations::dense(x, s, width), w, out, n_out, par);
                         } else {
                             let next_off = cur_off + s * width;
-                            (kernels.matmul)(x, w, view_mut(next_off, s * n_out), s, width, n_out, par);
+                            let dst = view_mut(next_off, s * n_out);
+                            (kernels.matmul)(Activations::dense(x, s, width), w, dst, n_out, par);
                             cur_off = next_off;
                         }
                         width = n_out;

@@ -27,18 +27,58 @@ impl Par {
     }
 }
 
+/// A matmul's activations: `rows` rows of `k` values, row `r` at `data[r * stride..]`
+/// (`stride > k` when they are columns of a wider value).
+#[derive(Clone, Copy, Debug)]
+pub struct Activations<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub k: usize,
+    pub stride: usize,
+}
+
+impl<'a> Activations<'a> {
+    pub fn dense(data: &'a [f32], rows: usize, k: usize) -> Activations<'a> {
+        Activations {
+            data,
+            rows,
+            k,
+            stride: k,
+        }
+    }
+
+    /// Row `r`'s `k` values.
+    #[inline]
+    pub fn row(&self, r: usize) -> &'a [f32] {
+        &self.data[r * self.stride..r * self.stride + self.k]
+    }
+}
+
 /// `out (rows, n) = x (rows, k) · W (n, k)ᵀ`
-pub type MatMulFn = fn(x: &[f32], w: WeightView<'_>, out: &mut [f32], rows: usize, k: usize, n: usize, par: Par);
+pub type MatMulFn = fn(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, par: Par);
 
 /// In place NEOX rotation of `x (T, cols)`; `cos`/`sin` are `(positions, head_dim / 2)`.
 pub type RopeFn = fn(x: &mut [f32], cols: usize, pos: &[i32], head_dim: usize, cos: &[f32], sin: &[f32]);
 
-/// Attention over the packed batch; see `gg_ops::Op::Attention`.
+/// In place on rows of `2C`: `s = x[..C] + rmsnorm(a) ⊙ w1`, then `x = [s | rmsnorm(s) ⊙ w2]`.
+pub type ResidualNormFn = fn(x: &mut [f32], a: &[f32], w1: &[f32], w2: &[f32], eps: f32, par: Par);
+
+/// Where attention reads q, k, v and writes its output.
+pub enum AttentionIo<'a> {
+    /// `q (T, H·hd)`, `k`, `v (T, KV·hd)` in their own buffers; `out (T, H·hd)`.
+    Separate {
+        q: &'a [f32],
+        k: &'a [f32],
+        v: &'a [f32],
+        out: &'a mut [f32],
+    },
+    /// Rows `[q | k | v]` of `(H + 2·KV)·hd`; the output replaces each row's q columns.
+    Packed { qkv: &'a mut [f32] },
+}
+
+/// Attention over a batch of packed sequences; see `gg_ops::Op::Attention`.
 pub struct AttentionArgs<'a> {
-    pub q: &'a [f32],
-    pub k: &'a [f32],
-    pub v: &'a [f32],
-    pub out: &'a mut [f32],
+    pub io: AttentionIo<'a>,
     pub seqs: &'a [SeqSpan],
     /// For every token row, the index of its sequence in `seqs`.
     pub row_seq: &'a [u32],
@@ -56,6 +96,8 @@ pub struct KernelTable {
     pub matmul_geglu: MatMulFn,
     /// In place: `x += rmsnorm(a) ⊙ w` per row of `w.len()` columns.
     pub add_rms_norm: fn(x: &mut [f32], a: &[f32], w: &[f32], eps: f32, par: Par),
+    /// In place on rows of `2C`: `s = x[..C] + rmsnorm(a) ⊙ w1`, then `x = [s | rmsnorm(s) ⊙ w2]`.
+    pub residual_norm: ResidualNormFn,
     /// In place: every `group` columns of each row normalized, times `w`.
     pub rms_norm: fn(x: &mut [f32], w: &[f32], group: usize, eps: f32, par: Par),
     pub rope: RopeFn,

@@ -10,7 +10,7 @@ pub mod weights;
 use std::sync::OnceLock;
 
 pub use exec::{Arena, Batch, ExecError, OutputSlot, Program};
-pub use kernels::{KernelTable, Par, SeqSpan};
+pub use kernels::{Activations, KernelTable, Par, SeqSpan};
 pub use weights::{ByteSource, Weight, WeightBytes, WeightTable, WeightView};
 
 /// A kernel table.

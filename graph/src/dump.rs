@@ -50,13 +50,26 @@ pub fn op_text(op: &Op) -> String {
             head_dim,
             scale,
             window,
+            packed,
         } => format!(
-            "attention(heads={n_heads}/{n_kv_heads}, hd={head_dim}, scale={scale}, window={})",
-            window.map_or("global".to_string(), |w| format!("±{w}"))
+            "attention(heads={n_heads}/{n_kv_heads}, hd={head_dim}, scale={scale}, window={}{})",
+            window.map_or("global".to_string(), |w| format!("±{w}")),
+            if *packed { ", packed qkv" } else { "" }
         ),
         Op::Scale(f) => format!("scale({f})"),
         Op::SliceCols { start, len } => format!("slice_cols({start}..{})", start + len),
-        Op::RmsNormRope { eps, head_dim, base } => format!("rms_norm_rope(hd={head_dim}, base={base}, eps={eps:e})"),
+        Op::RmsNormRope {
+            eps,
+            head_dim,
+            base,
+            cols,
+        } => format!(
+            "rms_norm_rope(hd={head_dim}, base={base}, eps={eps:e}{})",
+            cols.map_or(String::new(), |(s, l)| format!(", cols {s}..{}", s + l))
+        ),
+        Op::FusedMatMul {
+            in_cols: Some((s, l)), ..
+        } => format!("{}(cols {s}..{})", op.name(), s + l),
         Op::AddRmsNorm { eps } => format!("add_rms_norm(eps={eps:e})"),
         Op::PoolHead {
             kind,

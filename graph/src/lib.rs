@@ -8,5 +8,5 @@ pub mod plan;
 
 pub use dump::CompiledGraph;
 pub use ir::{Graph, GraphError, Node, NodeId, WeightDesc, WeightSource};
-pub use passes::{run_pipeline, PassRecord, Pipeline, PASSES};
+pub use passes::{prerequisites, run_pipeline, PassRecord, Pipeline, PASSES};
 pub use plan::{check_plan, plan, Plan, PlannedValue, Slot};

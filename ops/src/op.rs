@@ -111,13 +111,16 @@ pub enum Op {
     Rope { base: f32, head_dim: usize },
     /// `(q [T, H·hd], k [T, KV·hd], v [T, KV·hd]) -> [T, H·hd]`: softmax(q·kᵀ·scale)·v per
     /// head, query head `h` reading kv head `h / (H/KV)`; never across sequences; with
-    /// `window = Some(w)`, only keys with |i − j| ≤ w.
+    /// `window = Some(w)`, only keys with |i − j| ≤ w. With `packed`, one input
+    /// `qkv [T, (H + 2·KV)·hd]` holds q, k and v side by side in each row, and the output
+    /// `[T, (H + 2·KV)·hd]` (in place) has the result in each row's first H·hd columns.
     Attention {
         n_heads: usize,
         n_kv_heads: usize,
         head_dim: usize,
         scale: f32,
         window: Option<usize>,
+        packed: bool,
     },
     /// `x -> gelu_tanh(x)`.
     Gelu,
@@ -135,15 +138,32 @@ pub enum Op {
     // ---- Fused ops (made by compiler passes, never by model builders) ----
     /// `(x [R, C]) -> [R, len]`: columns `start..start + len`.
     SliceCols { start: usize, len: usize },
-    /// `(x [T, H·hd], w [1, hd], pos [T,1]) -> [T, H·hd]`: per-head RMSNorm, then RoPE.
-    RmsNormRope { eps: f32, head_dim: usize, base: f32 },
-    /// `(x [R, C], a [R, C], w [1, C]) -> [R, C]`: `x + rmsnorm(a) ⊙ w` (Gemma's post-norm
-    /// and residual add in one pass).
+    /// `(x [T, H·hd], w [1, hd], pos [T,1]) -> [T, H·hd]`: per-head RMSNorm, then RoPE. With
+    /// `cols = Some((start, len))`, only those columns of a wider `x [T, W]` are transformed
+    /// and the output is the whole `[T, W]` (in place on a packed q|k|v row).
+    RmsNormRope {
+        eps: f32,
+        head_dim: usize,
+        base: f32,
+        cols: Option<(usize, usize)>,
+    },
+    /// `(x [R, C or 2C], a [R, C], w [1, C]) -> [R, C]`: `x + rmsnorm(a) ⊙ w` (Gemma's
+    /// post-norm and residual add in one pass); `x` is read from its first C columns.
     AddRmsNorm { eps: f32 },
+    /// `(x [R, C or 2C], a [R, C], w₁ [1, C], w₂ [1, C]) -> [R, 2C]`: with
+    /// `s = x + rmsnorm(a) ⊙ w₁`, the row `[s | rmsnorm(s) ⊙ w₂]` — the residual add fused
+    /// with the norm before it and the norm after it, one pass over the hidden state. The
+    /// next residual reads columns `0..C`, the next matmul columns `C..2C`.
+    ResidualNorm { eps: f32 },
     /// `(x [R, K], [w [1, K],] W [N, K]) -> [R, N]` (or `[R, N/2]` with GeGLU):
     /// `rmsnorm(x) ⊙ w` when `norm_eps` is set, then `· Wᵀ`; with `geglu`, W stacks gate and
-    /// up rows and the output is `gelu_tanh(gate) ⊙ up`.
-    FusedMatMul { norm_eps: Option<f32>, geglu: bool },
+    /// up rows and the output is `gelu_tanh(gate) ⊙ up`. With `in_cols = Some((start, k))`
+    /// the activations are columns `start..start + k` of a wider `x` (no norm then).
+    FusedMatMul {
+        norm_eps: Option<f32>,
+        geglu: bool,
+        in_cols: Option<(usize, usize)>,
+    },
     /// `(x [T, D], W₁ [N₁, D], …, W_n) -> [S, N_n]`: pool, the dense layers, then L2
     /// normalization if `normalize`.
     PoolHead {
@@ -186,21 +206,26 @@ impl Op {
             Op::SliceCols { .. } => "slice_cols",
             Op::RmsNormRope { .. } => "rms_norm_rope",
             Op::AddRmsNorm { .. } => "add_rms_norm",
+            Op::ResidualNorm { .. } => "residual_norm",
             Op::FusedMatMul {
                 norm_eps: None,
                 geglu: false,
+                ..
             } => "matmul",
             Op::FusedMatMul {
                 norm_eps: Some(_),
                 geglu: false,
+                ..
             } => "norm_matmul",
             Op::FusedMatMul {
                 norm_eps: None,
                 geglu: true,
+                ..
             } => "matmul_geglu",
             Op::FusedMatMul {
                 norm_eps: Some(_),
                 geglu: true,
+                ..
             } => "norm_matmul_geglu",
             Op::PoolHead { .. } => "pool_head",
         }
@@ -212,7 +237,9 @@ impl Op {
             Op::Input(_) | Op::Weight(_) => 0,
             Op::Gelu | Op::Scale(_) | Op::Pool(_) | Op::L2Norm | Op::SliceCols { .. } => 1,
             Op::Embed { .. } | Op::RmsNorm { .. } | Op::MatMul | Op::Rope { .. } | Op::Add | Op::Mul => 2,
+            Op::Attention { packed: true, .. } => 1,
             Op::Attention { .. } | Op::RmsNormRope { .. } | Op::AddRmsNorm { .. } => 3,
+            Op::ResidualNorm { .. } => 4,
             Op::FusedMatMul { norm_eps, .. } => 2 + usize::from(norm_eps.is_some()),
             Op::PoolHead { n_dense, .. } => 1 + n_dense,
         }
@@ -229,7 +256,9 @@ impl Op {
             | Op::Scale(_)
             | Op::L2Norm
             | Op::RmsNormRope { .. }
-            | Op::AddRmsNorm { .. } => Some(0),
+            | Op::AddRmsNorm { .. }
+            | Op::ResidualNorm { .. }
+            | Op::Attention { packed: true, .. } => Some(0),
             Op::Input(_)
             | Op::Weight(_)
             | Op::Embed { .. }
@@ -327,6 +356,24 @@ impl Op {
                 n_heads,
                 n_kv_heads,
                 head_dim,
+                packed: true,
+                ..
+            } => {
+                let qkv = f32_act(0)?;
+                if *n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
+                    return Err(err(format!("{n_heads} query heads cannot share {n_kv_heads} kv heads")));
+                }
+                if qkv != Shape::tokens((n_heads + 2 * n_kv_heads) * head_dim) {
+                    return Err(err(format!(
+                        "packed qkv {qkv} for {n_heads}+2×{n_kv_heads} heads of {head_dim}"
+                    )));
+                }
+                Ok((DType::F32, qkv))
+            }
+            Op::Attention {
+                n_heads,
+                n_kv_heads,
+                head_dim,
                 ..
             } => {
                 let (q, k, v) = (f32_act(0)?, f32_act(1)?, f32_act(2)?);
@@ -370,35 +417,76 @@ impl Op {
                     },
                 ))
             }
-            Op::RmsNormRope { eps, head_dim, base } => {
+            Op::RmsNormRope {
+                eps,
+                head_dim,
+                base,
+                cols,
+            } => {
+                let x = inputs[0];
+                let mut part = x;
+                if let Some((start, len)) = cols {
+                    if start + len > x.1.cols {
+                        return Err(err(format!("columns {start}..{} of {}", start + len, x.1)));
+                    }
+                    part.1.cols = *len;
+                }
                 let norm = Op::RmsNorm {
                     eps: *eps,
                     group: *head_dim,
                 }
-                .infer(&inputs[..2])?;
+                .infer(&[part, inputs[1]])?;
                 Op::Rope {
                     base: *base,
                     head_dim: *head_dim,
                 }
-                .infer(&[norm, inputs[2]])
+                .infer(&[norm, inputs[2]])?;
+                Ok((DType::F32, x.1))
             }
-            Op::AddRmsNorm { eps } => {
-                let sum = Op::Add.infer(&inputs[..2])?;
-                Op::RmsNorm {
-                    eps: *eps,
-                    group: sum.1.cols,
+            Op::AddRmsNorm { eps } | Op::ResidualNorm { eps } => {
+                let (x, a) = (f32_act(0)?, f32_act(1)?);
+                let c = a.cols;
+                if x.rows != a.rows || (x.cols != c && x.cols != 2 * c) {
+                    return Err(err(format!("x {x} must be [R, C] or [R, 2C] for a {a}")));
                 }
-                .infer(&[sum, inputs[2]])
+                let a_typed = (DType::F32, a);
+                Op::RmsNorm { eps: *eps, group: c }.infer(&[a_typed, inputs[2]])?;
+                if let Op::ResidualNorm { .. } = self {
+                    Op::RmsNorm { eps: *eps, group: c }.infer(&[a_typed, inputs[3]])?;
+                    return Ok((
+                        DType::F32,
+                        Shape {
+                            rows: a.rows,
+                            cols: 2 * c,
+                        },
+                    ));
+                }
+                Ok((DType::F32, a))
             }
-            Op::FusedMatMul { norm_eps, geglu } => {
-                let x = match norm_eps {
-                    Some(eps) => Op::RmsNorm {
-                        eps: *eps,
-                        group: inputs[0].1.cols,
+            Op::FusedMatMul {
+                norm_eps,
+                geglu,
+                in_cols,
+            } => {
+                let mut x = inputs[0];
+                if let Some((start, k)) = in_cols {
+                    if norm_eps.is_some() || start + k > x.1.cols {
+                        return Err(err(format!(
+                            "columns {start}..{} of {} (with a norm: {})",
+                            start + k,
+                            x.1,
+                            norm_eps.is_some()
+                        )));
                     }
-                    .infer(&inputs[..2])?,
-                    None => inputs[0],
-                };
+                    x.1.cols = *k;
+                }
+                if let Some(eps) = norm_eps {
+                    x = Op::RmsNorm {
+                        eps: *eps,
+                        group: x.1.cols,
+                    }
+                    .infer(&inputs[..2])?;
+                }
                 let (d, s) = Op::MatMul.infer(&[x, inputs[inputs.len() - 1]])?;
                 if *geglu {
                     if s.cols % 2 != 0 {

@@ -33,6 +33,22 @@ pub fn add_rms_norm(x: &mut [f32], a: &[f32], w: &[f32], eps: f32, _par: Par) {
     }
 }
 
+/// Rows of `2C`, in place: `s = x[..C] + rmsnorm(a) ⊙ w1`, then `x = [s | rmsnorm(s) ⊙ w2]`.
+pub fn residual_norm(x: &mut [f32], a: &[f32], w1: &[f32], w2: &[f32], eps: f32, _par: Par) {
+    let c = w1.len();
+    for (xr, ar) in x.chunks_exact_mut(2 * c).zip(a.chunks_exact(c)) {
+        let (s, h) = xr.split_at_mut(c);
+        let r = rms_scale(ar, eps);
+        for ((sv, &av), &wv) in s.iter_mut().zip(ar).zip(w1) {
+            *sv += av * r * wv;
+        }
+        let r2 = rms_scale(s, eps);
+        for ((hv, &sv), &wv) in h.iter_mut().zip(s.iter()).zip(w2) {
+            *hv = sv * r2 * wv;
+        }
+    }
+}
+
 /// `x = x / sqrt(mean(x²) + eps) ⊙ w` over every `group` columns, in place.
 pub fn rms_norm(x: &mut [f32], w: &[f32], group: usize, eps: f32, par: Par) {
     let norm = |g: &mut [f32]| {

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::Par;
+use crate::kernels::{Activations, Par};
 use crate::weights::WeightView;
 
 /// Tokens whose activations stay in cache while the weight rows stream past.
@@ -47,11 +47,9 @@ impl OutPtr {
 }
 
 /// `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, `W (2f, k)` = Wg stacked over Wu.
-pub fn matmul_geglu(x: &[f32], w: WeightView<'_>, out: &mut [f32], rows: usize, k: usize, f: usize, par: Par) {
-    assert!(
-        x.len() >= rows * k && out.len() >= rows * f,
-        "matmul_geglu operands too short"
-    );
+pub fn matmul_geglu(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: usize, par: Par) {
+    let (rows, k) = (x.rows, x.k);
+    assert!(out.len() >= rows * f, "matmul_geglu output too short");
     assert!(k <= K_SEGMENT, "matmul_geglu supports k up to {K_SEGMENT}");
     let ptr = OutPtr(out.as_mut_ptr());
     let work = |j0: usize, j1: usize| {
@@ -63,7 +61,7 @@ pub fn matmul_geglu(x: &[f32], w: WeightView<'_>, out: &mut [f32], rows: usize, 
                 w.row_to_f32(j, &mut gate[..k]);
                 w.row_to_f32(f + j, &mut up[..k]);
                 for t in t0..t1 {
-                    let xt = &x[t * k..(t + 1) * k];
+                    let xt = x.row(t);
                     let v = super::elementwise::gelu_one(dot(xt, &gate[..k])) * dot(xt, &up[..k]);
                     // SAFETY: t < rows, j < f: inside `out`; column j belongs to this thread.
                     unsafe { *ptr.get().add(t * f + j) = v };
@@ -83,11 +81,9 @@ pub fn matmul_geglu(x: &[f32], w: WeightView<'_>, out: &mut [f32], rows: usize, 
 }
 
 /// `out (rows, n) = x (rows, k) · W (n, k)ᵀ`
-pub fn matmul(x: &[f32], w: WeightView<'_>, out: &mut [f32], rows: usize, k: usize, n: usize, par: Par) {
-    assert!(
-        x.len() >= rows * k && out.len() >= rows * n,
-        "matmul operands too short"
-    );
+pub fn matmul(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, par: Par) {
+    let (rows, k) = (x.rows, x.k);
+    assert!(out.len() >= rows * n, "matmul output too short");
     let ptr = OutPtr(out.as_mut_ptr());
     let work = |j0: usize, j1: usize| {
         let mut wrow = [0f32; K_SEGMENT];
@@ -99,7 +95,7 @@ pub fn matmul(x: &[f32], w: WeightView<'_>, out: &mut [f32], rows: usize, k: usi
                     let seg = &mut wrow[..len];
                     w.row_segment_to_f32(j, k, k0, seg);
                     for t in t0..t1 {
-                        let d = dot(&x[t * k + k0..t * k + k0 + len], seg);
+                        let d = dot(&x.row(t)[k0..k0 + len], seg);
                         // SAFETY: t < rows and j < n, so t * n + j is inside `out`; only the
                         // thread that owns row j writes column j.
                         unsafe {

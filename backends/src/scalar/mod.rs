@@ -12,6 +12,7 @@ pub static KERNELS: KernelTable = KernelTable {
     matmul: matmul::matmul,
     matmul_geglu: matmul::matmul_geglu,
     add_rms_norm: elementwise::add_rms_norm,
+    residual_norm: elementwise::residual_norm,
     rms_norm: elementwise::rms_norm,
     rope: elementwise::rope,
     attention: attention::attention,

@@ -54,7 +54,12 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(text)) => text.clone(),
         (None, None) => String::new(),
     };
-    let texts: Vec<String> = args.source.read()?.into_iter().map(|t| format!("{prompt}{t}")).collect();
+    let texts: Vec<String> = args
+        .source
+        .read()?
+        .into_iter()
+        .map(|t| format!("{prompt}{t}"))
+        .collect();
     let g = Gguf::open(args.source.model_path())?;
     let tok = Tokenizer::from_gguf(&g)?;
     let context = gg_loader::gemma::GemmaConfig::from_gguf(&g)

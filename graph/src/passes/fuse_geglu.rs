@@ -48,6 +48,7 @@ pub fn fuse_geglu(g: &mut Graph) -> Result<bool, GraphError> {
             Op::FusedMatMul {
                 norm_eps: None,
                 geglu: true,
+                in_cols: None,
             },
             &[gi[0], w],
             label,

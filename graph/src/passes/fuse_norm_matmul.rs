@@ -20,8 +20,15 @@ pub fn fold_norm_into_matmul(g: &mut Graph) -> Result<bool, GraphError> {
         }
         let consumers = g.consumers(norm);
         let foldable = |c: NodeId| {
-            matches!(g.node(c).op, Op::MatMul | Op::FusedMatMul { norm_eps: None, .. })
-                && g.inputs(c)[0] == norm
+            matches!(
+                g.node(c).op,
+                Op::MatMul
+                    | Op::FusedMatMul {
+                        norm_eps: None,
+                        in_cols: None,
+                        ..
+                    }
+            ) && g.inputs(c)[0] == norm
                 && g.inputs(c)[1..].iter().all(|&i| i != norm)
         };
         if consumers.is_empty() || !consumers.iter().all(|&c| foldable(c)) {
@@ -41,6 +48,7 @@ pub fn fold_norm_into_matmul(g: &mut Graph) -> Result<bool, GraphError> {
                 Op::FusedMatMul {
                     norm_eps: Some(eps),
                     geglu,
+                    in_cols: None,
                 },
                 &[ni[0], ni[1], w],
                 label,

@@ -27,7 +27,12 @@ pub fn fuse_norm_rope(g: &mut Graph) -> Result<bool, GraphError> {
         let fused_from = vec![describe(g, norm), describe(g, r)];
         let layer = g.node(r).layer;
         let fused = g.add(
-            Op::RmsNormRope { eps, head_dim, base },
+            Op::RmsNormRope {
+                eps,
+                head_dim,
+                base,
+                cols: None,
+            },
             &[ni[0], ni[1], ins[1]],
             label,
             layer,

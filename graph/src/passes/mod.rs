@@ -9,7 +9,9 @@ mod fuse_norm_matmul;
 mod fuse_norm_rope;
 mod fuse_qkv;
 mod fuse_residual;
+mod fuse_residual_norm;
 mod noop;
+mod pack_attention;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +24,9 @@ pub use fuse_norm_matmul::fold_norm_into_matmul;
 pub use fuse_norm_rope::fuse_norm_rope;
 pub use fuse_qkv::fuse_qkv;
 pub use fuse_residual::fuse_post_norm_residual;
+pub use fuse_residual_norm::fuse_residual_norm;
 pub use noop::remove_noops;
+pub use pack_attention::pack_attention;
 
 /// A pass: rewrites the graph, returns whether anything changed.
 pub type PassFn = fn(&mut Graph) -> Result<bool, GraphError>;
@@ -34,11 +38,23 @@ pub const PASSES: &[(&str, PassFn)] = &[
     ("fuse-geglu", fuse_geglu),
     ("fuse-qkv", fuse_qkv),
     ("fuse-norm-rope", fuse_norm_rope),
+    ("pack-attention", pack_attention),
     ("fuse-post-norm-residual", fuse_post_norm_residual),
+    // Before folding norms into matmuls: the norm after a residual add joins the add.
+    ("fuse-residual-norm", fuse_residual_norm),
     ("fold-norm-into-matmul", fold_norm_into_matmul),
     ("fuse-pool-head", fuse_pool_head),
     ("dce", eliminate_dead),
 ];
+
+/// Passes whose pattern is another pass's output: running them alone finds nothing.
+pub fn prerequisites(pass: &str) -> &'static [&'static str] {
+    match pass {
+        "pack-attention" => &["fuse-qkv", "fuse-norm-rope"],
+        "fuse-residual-norm" => &["fuse-post-norm-residual"],
+        _ => &[],
+    }
+}
 
 /// Which passes to run.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -126,6 +126,7 @@ pub fn build_encoder(g: &Gguf, c: &GemmaConfig) -> Result<(Graph, NodeId), Build
             // query_pre_attn_scalar = head_dim for EmbeddingGemma.
             scale: 1.0 / (hd as f32).sqrt(),
             window: if global { None } else { c.local_reach() },
+            packed: false,
         };
         let o = graph.add(attn, &[q, k, v], name("attention"), Some(l))?;
         let wo = lw(&mut graph, "attn_output", &[d, nh * hd])?;

@@ -1,0 +1,93 @@
+use gg_ops::Op;
+
+use super::{describe, sole_consumer};
+use crate::ir::{Graph, GraphError, NodeId};
+
+/// Search pattern: RmsNorm(AddRmsNorm(x, a, w₁))·w₂ feeding matmuls → ResidualNorm(x, a, w₁, w₂)
+/// = [s | rmsnorm(s)·w₂] — the residual add fused with the norm that follows it; the matmuls
+/// read columns C..2C, the next residual columns 0..C.
+pub fn fuse_residual_norm(g: &mut Graph) -> Result<bool, GraphError> {
+    let sums: Vec<NodeId> = g
+        .node_ids()
+        .filter(|&n| matches!(g.node(n).op, Op::AddRmsNorm { .. }))
+        .collect();
+    let mut changed = false;
+    for s in sums {
+        let Op::AddRmsNorm { eps } = g.node(s).op else { continue };
+        let c = g.node(s).shape.cols;
+        if g.is_output(s) {
+            continue;
+        }
+        // Exactly one following full-row norm, with the same eps.
+        let norms: Vec<NodeId> = g
+            .consumers(s)
+            .into_iter()
+            .filter(|&n| matches!(g.node(n).op, Op::RmsNorm { eps: e, group } if e == eps && group == c))
+            .collect();
+        let [h] = norms[..] else { continue };
+        if g.inputs(h)[0] != s || g.use_count(s) != g.consumers(s).len() {
+            continue;
+        }
+        // The norm feeds only matmuls (as their activations)...
+        let matmuls = g.consumers(h);
+        let is_matmul = |m: NodeId| {
+            matches!(
+                g.node(m).op,
+                Op::MatMul
+                    | Op::FusedMatMul {
+                        norm_eps: None,
+                        in_cols: None,
+                        ..
+                    }
+            ) && g.inputs(m)[0] == h
+                && g.use_count(h) == matmuls.len()
+        };
+        if g.is_output(h) || matmuls.is_empty() || !matmuls.iter().all(|&m| is_matmul(m)) {
+            continue;
+        }
+        // ...and the sum feeds the norm and residual adds that can read the wider row.
+        let residual_reader = |n: NodeId| {
+            n == h
+                || (matches!(g.node(n).op, Op::AddRmsNorm { .. } | Op::ResidualNorm { .. })
+                    && g.inputs(n)[0] == s
+                    && g.inputs(n)[1..].iter().all(|&i| i != s))
+        };
+        if !g.consumers(s).into_iter().all(residual_reader) || sole_consumer(g, h).is_some_and(|m| !is_matmul(m)) {
+            continue;
+        }
+        let si = g.inputs(s);
+        let w2 = g.inputs(h)[1];
+        let (label, layer) = (g.node(s).label.clone(), g.node(s).layer);
+        let mut fused_from: Vec<String> = vec![describe(g, s)];
+        fused_from.push(describe(g, h));
+        let r = g.add(
+            Op::ResidualNorm { eps },
+            &[si[0], si[1], si[2], w2],
+            format!("{label}+norm"),
+            layer,
+        )?;
+        g.node_mut(r).fused_from = fused_from;
+        for m in matmuls {
+            let (geglu, w) = match g.node(m).op {
+                Op::FusedMatMul { geglu, .. } => (geglu, g.inputs(m)[1]),
+                _ => (false, g.inputs(m)[1]),
+            };
+            let op = Op::FusedMatMul {
+                norm_eps: None,
+                geglu,
+                in_cols: Some((c, c)),
+            };
+            let (ml, mlayer) = (g.node(m).label.clone(), g.node(m).layer);
+            let from = g.node(m).fused_from.clone();
+            let fused = g.add(op, &[r, w], ml, mlayer)?;
+            g.node_mut(fused).fused_from = if from.is_empty() { vec![describe(g, m)] } else { from };
+            g.replace_uses(m, fused);
+            g.remove(m);
+        }
+        g.remove(h);
+        g.replace_uses(s, r);
+        g.remove(s);
+        changed = true;
+    }
+    Ok(changed)
+}
