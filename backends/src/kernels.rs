@@ -13,6 +13,14 @@ pub struct SeqSpan {
     pub len: usize,
 }
 
+/// The vector primitives an algorithm shared between backends is written against.
+pub trait VecOps: Sync {
+    /// `Σ a[i]·b[i]`, summed in the order of `scalar::matmul::dot` (8 lanes).
+    fn dot(a: &[f32], b: &[f32]) -> f32;
+    /// `acc += p · v`
+    fn axpy(acc: &mut [f32], p: f32, v: &[f32]);
+}
+
 /// Threads a kernel may use (rayon, inside the caller's pool).
 #[derive(Clone, Copy, Debug)]
 pub struct Par {

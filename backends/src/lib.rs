@@ -2,9 +2,12 @@
 //! x86_64, NEON on aarch64) are chosen at run time. All `cfg(target_arch)`, `target_feature`
 //! and SIMD `unsafe` of the project live in this crate.
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
 pub mod exec;
 pub mod kernels;
 pub mod scalar;
+mod split;
 pub mod weights;
 
 use std::sync::OnceLock;
@@ -17,30 +20,49 @@ pub use weights::{ByteSource, Weight, WeightBytes, WeightTable, WeightView};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
     Scalar,
+    /// x86_64 with AVX2, FMA and F16C.
+    Avx2,
 }
 
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Scalar => "scalar",
+            Backend::Avx2 => "avx2",
         }
     }
 
     /// Whether this CPU can run the backend.
     pub fn is_available(self) -> bool {
+        static AVX2: OnceLock<bool> = OnceLock::new();
         match self {
             Backend::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => *AVX2.get_or_init(avx2::is_available),
+            #[cfg(not(target_arch = "x86_64"))]
+            Backend::Avx2 => false,
         }
     }
 
+    /// The backend's kernel table.
+    ///
+    /// # Panics
+    /// If this CPU cannot run the backend (check [`Backend::is_available`]): handing out a
+    /// SIMD table on a CPU without its instructions would be undefined behaviour.
     pub fn kernels(self) -> &'static KernelTable {
+        assert!(self.is_available(), "the {self} backend is not available on this CPU");
         match self {
             Backend::Scalar => &scalar::KERNELS,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => &avx2::KERNELS,
+            #[cfg(not(target_arch = "x86_64"))]
+            Backend::Avx2 => unreachable!("not available off x86_64"),
         }
     }
 
+    /// Every backend, in order of preference from last to first.
     pub fn all() -> &'static [Backend] {
-        &[Backend::Scalar]
+        &[Backend::Scalar, Backend::Avx2]
     }
 }
 

@@ -4,19 +4,27 @@
 
 use rayon::prelude::*;
 
-use super::matmul::dot;
-use crate::kernels::{AttentionArgs, AttentionIo, Par, SeqSpan};
+use crate::kernels::{AttentionArgs, AttentionIo, Par, SeqSpan, VecOps};
 
 /// Keys scored at a time.
 const KEY_BLOCK: usize = 64;
 /// Largest head size the stack accumulator holds.
 pub const MAX_HEAD_DIM: usize = 512;
 
-/// `acc += p · v`
-#[inline]
-pub fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
-    for (a, &x) in acc.iter_mut().zip(v) {
-        *a += p * x;
+/// The reference vector primitives.
+pub struct ScalarOps;
+
+impl VecOps for ScalarOps {
+    #[inline]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        super::matmul::dot(a, b)
+    }
+
+    #[inline]
+    fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
+        for (a, &x) in acc.iter_mut().zip(v) {
+            *a += p * x;
+        }
     }
 }
 
@@ -53,7 +61,7 @@ struct Shape<'a> {
 /// # Safety
 /// `l` must point at buffers holding every row of the batch as laid out, and no other thread
 /// may touch row `t`'s q/output columns while this runs.
-unsafe fn attend_row(l: Layout, s: &Shape<'_>, t: usize) {
+unsafe fn attend_row<V: VecOps>(l: Layout, s: &Shape<'_>, t: usize) {
     let hd = s.hd;
     let seq = s.seqs[s.row_seq[t] as usize];
     let i = t - seq.start;
@@ -79,7 +87,7 @@ unsafe fn attend_row(l: Layout, s: &Shape<'_>, t: usize) {
             let b1 = (b0 + KEY_BLOCK).min(hi + 1);
             let mut block_max = f32::NEG_INFINITY;
             for j in b0..b1 {
-                let sc = dot(q, key(j)) * s.scale;
+                let sc = V::dot(q, key(j)) * s.scale;
                 scores[j - b0] = sc;
                 block_max = block_max.max(sc);
             }
@@ -94,7 +102,7 @@ unsafe fn attend_row(l: Layout, s: &Shape<'_>, t: usize) {
             for j in b0..b1 {
                 let p = (scores[j - b0] - m_new).exp();
                 sum += p;
-                axpy(acc, p, val(j));
+                V::axpy(acc, p, val(j));
             }
             m = m_new;
         }
@@ -109,6 +117,11 @@ unsafe fn attend_row(l: Layout, s: &Shape<'_>, t: usize) {
 
 /// See `gg_ops::Op::Attention`.
 pub fn attention(args: AttentionArgs<'_>, par: Par) {
+    attention_with::<ScalarOps>(args, par)
+}
+
+/// The attention algorithm over a backend's vector primitives.
+pub fn attention_with<V: VecOps>(args: AttentionArgs<'_>, par: Par) {
     let (hd, nh, nkv) = (args.head_dim, args.n_heads, args.n_kv_heads);
     assert!(hd <= MAX_HEAD_DIM, "head dim {hd} > {MAX_HEAD_DIM}");
     let rows = args.row_seq.len();
@@ -156,11 +169,11 @@ pub fn attention(args: AttentionArgs<'_>, par: Par) {
     // handled by exactly one call.
     if par.is_serial() {
         for t in 0..rows {
-            unsafe { attend_row(layout, &shape, t) };
+            unsafe { attend_row::<V>(layout, &shape, t) };
         }
     } else {
         (0..rows)
             .into_par_iter()
-            .for_each(|t| unsafe { attend_row(layout, &shape, t) });
+            .for_each(|t| unsafe { attend_row::<V>(layout, &shape, t) });
     }
 }

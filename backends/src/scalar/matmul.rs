@@ -1,15 +1,14 @@
 //! Scalar matmul against any weight type: each weight row is converted to f32 once per tile
 //! of tokens, then dotted with every token of the tile. Threads split the weight rows.
 
-use rayon::prelude::*;
-
 use crate::kernels::{Activations, Par};
+use crate::split::{for_row_chunks, OutPtr};
 use crate::weights::WeightView;
 
 /// Tokens whose activations stay in cache while the weight rows stream past.
-const TOKEN_TILE: usize = 64;
+pub(crate) const TOKEN_TILE: usize = 64;
 /// Longest stretch of a weight row converted at once (a multiple of the Q8_0 block).
-const K_SEGMENT: usize = 4096;
+pub(crate) const K_SEGMENT: usize = 4096;
 
 /// The reference dot product: eight interleaved partial sums, combined pairwise. Every
 /// SIMD kernel sums in this order (8 lanes), so results agree to rounding.
@@ -31,27 +30,12 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// Output pointer shared by threads that write disjoint columns.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: threads write disjoint elements (distinct weight rows j → distinct columns).
-unsafe impl Send for OutPtr {}
-// SAFETY: as above; the pointer is only used for disjoint writes.
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// A method, so closures capture the whole (Sync) wrapper, not the raw field.
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, `W (2f, k)` = Wg stacked over Wu.
 pub fn matmul_geglu(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: usize, par: Par) {
     let (rows, k) = (x.rows, x.k);
     assert!(out.len() >= rows * f, "matmul_geglu output too short");
     assert!(k <= K_SEGMENT, "matmul_geglu supports k up to {K_SEGMENT}");
-    let ptr = OutPtr(out.as_mut_ptr());
+    let ptr = OutPtr::new(out);
     let work = |j0: usize, j1: usize| {
         let mut gate = [0f32; K_SEGMENT];
         let mut up = [0f32; K_SEGMENT];
@@ -69,22 +53,14 @@ pub fn matmul_geglu(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: u
             }
         }
     };
-    if par.is_serial() || f < 16 {
-        work(0, f);
-    } else {
-        let chunks = (par.threads * 4).min(f);
-        let per = f.div_ceil(chunks);
-        (0..chunks)
-            .into_par_iter()
-            .for_each(|c| work(c * per, ((c + 1) * per).min(f)));
-    }
+    for_row_chunks(f, par, work);
 }
 
 /// `out (rows, n) = x (rows, k) · W (n, k)ᵀ`
 pub fn matmul(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, par: Par) {
     let (rows, k) = (x.rows, x.k);
     assert!(out.len() >= rows * n, "matmul output too short");
-    let ptr = OutPtr(out.as_mut_ptr());
+    let ptr = OutPtr::new(out);
     let work = |j0: usize, j1: usize| {
         let mut wrow = [0f32; K_SEGMENT];
         for t0 in (0..rows).step_by(TOKEN_TILE) {
@@ -107,13 +83,5 @@ pub fn matmul(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, 
             }
         }
     };
-    if par.is_serial() || n < 16 {
-        work(0, n);
-    } else {
-        let chunks = (par.threads * 4).min(n);
-        let per = n.div_ceil(chunks);
-        (0..chunks)
-            .into_par_iter()
-            .for_each(|c| work(c * per, ((c + 1) * per).min(n)));
-    }
+    for_row_chunks(n, par, work);
 }

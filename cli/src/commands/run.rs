@@ -24,6 +24,7 @@ pub enum Format {
 pub enum BackendArg {
     Auto,
     Scalar,
+    Avx2,
 }
 
 #[derive(clap::Args)]
@@ -33,7 +34,7 @@ pub struct Args {
     /// text: a short preview per text; json: one array; jsonl: one {"embedding": [...]} per line.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
-    /// Kernel table ("auto": the best this CPU supports).
+    /// Kernel table ("auto": the best this CPU supports; GEMMA_GRAPH_BACKEND overrides it).
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
     /// Worker threads (0: all cores).
@@ -81,6 +82,7 @@ pub fn run(args: Args) -> Result<()> {
         backend: match args.backend {
             BackendArg::Auto => BackendChoice::Auto,
             BackendArg::Scalar => BackendChoice::Force(Backend::Scalar),
+            BackendArg::Avx2 => BackendChoice::Force(Backend::Avx2),
         },
         threads: args.threads,
         passes: args.passes,

@@ -1,0 +1,150 @@
+//! AVX2/FMA matmul with f32 activations: weight rows are dequantized to f32 (exactly as the
+//! scalar kernel does) once per tile of tokens, then a 4-token × 2-row register tile runs FMA
+//! over them, 8 lanes summed in the scalar kernel's order.
+
+use std::arch::x86_64::*;
+
+use super::simd::{dequant_q8_0, dot, f16_to_f32, hsum};
+use crate::kernels::{Activations, Par};
+use crate::scalar::elementwise::gelu_one;
+use crate::scalar::matmul::{K_SEGMENT, TOKEN_TILE};
+use crate::split::{for_row_chunks, OutPtr};
+use crate::weights::WeightView;
+
+/// Row `j` of `w (n, k)` as f32.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn row_to_f32(w: WeightView<'_>, j: usize, k: usize, out: &mut [f32]) {
+    match w {
+        WeightView::Q8_0(b) => {
+            let nb = k / gg_ops::QK8_0;
+            dequant_q8_0(&b[j * nb..(j + 1) * nb], out);
+        }
+        WeightView::F16(h) => f16_to_f32(&h[j * k..(j + 1) * k], out),
+        other => other.row_to_f32(j, out),
+    }
+}
+
+/// `[x_t · w_r]` for four tokens and two weight rows.
+///
+/// # Safety
+/// AVX2 and FMA must be available; every slice has the same length.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_4x2(x: [&[f32]; 4], w0: &[f32], w1: &[f32]) -> [[f32; 2]; 4] {
+    let k = w0.len();
+    let k8 = k / 8 * 8;
+    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+    let mut i = 0;
+    while i < k8 {
+        // SAFETY: i + 8 <= k8 <= every slice's length.
+        let a = _mm256_loadu_ps(w0.as_ptr().add(i));
+        let b = _mm256_loadu_ps(w1.as_ptr().add(i));
+        for t in 0..4 {
+            let xv = _mm256_loadu_ps(x[t].as_ptr().add(i));
+            acc[t][0] = _mm256_fmadd_ps(xv, a, acc[t][0]);
+            acc[t][1] = _mm256_fmadd_ps(xv, b, acc[t][1]);
+        }
+        i += 8;
+    }
+    let mut out = [[0f32; 2]; 4];
+    for t in 0..4 {
+        let (mut t0, mut t1) = (0f32, 0f32);
+        for j in k8..k {
+            t0 += x[t][j] * w0[j];
+            t1 += x[t][j] * w1[j];
+        }
+        out[t] = [hsum(acc[t][0]) + t0, hsum(acc[t][1]) + t1];
+    }
+    out
+}
+
+/// Dots of the token tile `t0..t1` with weight rows `a` and `b` (when given).
+///
+/// # Safety
+/// AVX2 and FMA must be available.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_dots(x: &Activations<'_>, t0: usize, t1: usize, a: &[f32], b: Option<&[f32]>, mut put: impl FnMut(usize, f32, f32)) {
+    let mut t = t0;
+    if let Some(b) = b {
+        while t + 4 <= t1 {
+            let d = tile_4x2([x.row(t), x.row(t + 1), x.row(t + 2), x.row(t + 3)], a, b);
+            for (i, [p, q]) in d.into_iter().enumerate() {
+                put(t + i, p, q);
+            }
+            t += 4;
+        }
+    }
+    for t in t..t1 {
+        let xt = x.row(t);
+        put(t, dot(xt, a), b.map_or(0.0, |b| dot(xt, b)));
+    }
+}
+
+fn check_k(k: usize) {
+    assert!(k <= K_SEGMENT, "the AVX2 matmul supports k up to {K_SEGMENT}, got {k}");
+}
+
+/// `out (rows, n) = x (rows, k) · W (n, k)ᵀ`
+pub fn matmul(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, par: Par) {
+    let (rows, k) = (x.rows, x.k);
+    check_k(k);
+    assert!(out.len() >= rows * n, "matmul output too short");
+    let ptr = OutPtr::new(out);
+    let work = |j0: usize, j1: usize| {
+        let mut wa = [0f32; K_SEGMENT];
+        let mut wb = [0f32; K_SEGMENT];
+        for t0 in (0..rows).step_by(TOKEN_TILE) {
+            let t1 = (t0 + TOKEN_TILE).min(rows);
+            let mut j = j0;
+            while j < j1 {
+                let pair = j + 1 < j1;
+                // SAFETY: this table is only handed out when AVX2, FMA and F16C are present;
+                // writes go to columns j and j+1 of rows t < rows, owned by this chunk.
+                unsafe {
+                    row_to_f32(w, j, k, &mut wa[..k]);
+                    if pair {
+                        row_to_f32(w, j + 1, k, &mut wb[..k]);
+                    }
+                    let b = pair.then_some(&wb[..k]);
+                    tile_dots(&x, t0, t1, &wa[..k], b, |t, p, q| {
+                        *ptr.get().add(t * n + j) = p;
+                        if pair {
+                            *ptr.get().add(t * n + j + 1) = q;
+                        }
+                    });
+                }
+                j += if pair { 2 } else { 1 };
+            }
+        }
+    };
+    for_row_chunks(n, par, work);
+}
+
+/// `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, `W (2f, k)` = Wg stacked over Wu.
+pub fn matmul_geglu(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: usize, par: Par) {
+    let (rows, k) = (x.rows, x.k);
+    check_k(k);
+    assert!(out.len() >= rows * f, "matmul_geglu output too short");
+    let ptr = OutPtr::new(out);
+    let work = |j0: usize, j1: usize| {
+        let mut gate = [0f32; K_SEGMENT];
+        let mut up = [0f32; K_SEGMENT];
+        for t0 in (0..rows).step_by(TOKEN_TILE) {
+            let t1 = (t0 + TOKEN_TILE).min(rows);
+            for j in j0..j1 {
+                // SAFETY: as in `matmul`; column j of rows t < rows belongs to this chunk.
+                unsafe {
+                    row_to_f32(w, j, k, &mut gate[..k]);
+                    row_to_f32(w, f + j, k, &mut up[..k]);
+                    tile_dots(&x, t0, t1, &gate[..k], Some(&up[..k]), |t, g, u| {
+                        *ptr.get().add(t * f + j) = gelu_one(g) * u;
+                    });
+                }
+            }
+        }
+    };
+    for_row_chunks(f, par, work);
+}

@@ -1,0 +1,37 @@
+//! How matmul-like kernels share work: threads take disjoint chunks of weight rows (output
+//! columns), so each writes only its own columns of the output.
+
+use rayon::prelude::*;
+
+use crate::kernels::Par;
+
+/// Output pointer shared by threads that write disjoint columns.
+#[derive(Clone, Copy)]
+pub(crate) struct OutPtr(*mut f32);
+// SAFETY: threads write disjoint elements (distinct weight rows → distinct columns).
+unsafe impl Send for OutPtr {}
+// SAFETY: as above; the pointer is only used for disjoint writes.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    pub(crate) fn new(out: &mut [f32]) -> OutPtr {
+        OutPtr(out.as_mut_ptr())
+    }
+
+    /// A method, so closures capture the whole (Sync) wrapper, not the raw field.
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Run `work(j0, j1)` over weight rows `0..n`: serially, or in a few chunks per thread on
+/// the current rayon pool.
+pub(crate) fn for_row_chunks(n: usize, par: Par, work: impl Fn(usize, usize) + Sync) {
+    if par.is_serial() || n < 16 {
+        work(0, n);
+    } else {
+        let chunks = (par.threads * 4).min(n);
+        let per = n.div_ceil(chunks);
+        (0..chunks).into_par_iter().for_each(|c| work(c * per, ((c + 1) * per).min(n)));
+    }
+}

@@ -1,0 +1,183 @@
+//! Every SIMD kernel against its scalar twin on random data, including lengths that are not
+//! a multiple of the vector width. Backends this CPU lacks are skipped with a message.
+
+use gg_backends::kernels::{AttentionArgs, AttentionIo};
+use gg_backends::{Activations, Backend, KernelTable, Par, SeqSpan, WeightView};
+use gg_ops::testing::XorShift;
+use gg_ops::BlockQ8_0;
+use half::f16;
+
+/// The parameters attention calls share, apart from where q/k/v live.
+struct Att<'a> {
+    seqs: &'a [SeqSpan],
+    row_seq: &'a [u32],
+    heads: usize,
+    kv: usize,
+    hd: usize,
+    scale: f32,
+    window: Option<usize>,
+}
+
+impl<'a> Att<'a> {
+    fn args<'b>(&self, io: AttentionIo<'b>) -> AttentionArgs<'b>
+    where
+        'a: 'b,
+    {
+        AttentionArgs {
+            io,
+            seqs: self.seqs,
+            row_seq: self.row_seq,
+            n_heads: self.heads,
+            n_kv_heads: self.kv,
+            head_dim: self.hd,
+            scale: self.scale,
+            window: self.window,
+        }
+    }
+}
+
+fn simd_backends() -> Vec<Backend> {
+    let all: Vec<Backend> = Backend::all().iter().copied().filter(|&b| b != Backend::Scalar).collect();
+    for b in &all {
+        if !b.is_available() {
+            eprintln!("skipping the {b} backend: this CPU does not support it");
+        }
+    }
+    all.into_iter().filter(|b| b.is_available()).collect()
+}
+
+fn assert_close(want: &[f32], got: &[f32], what: &str) {
+    assert_eq!(want.len(), got.len(), "{what}: lengths");
+    let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in want.iter().zip(got).enumerate() {
+        assert!((a - b).abs() <= 2e-5 * scale, "{what}: element {i}: scalar {a}, simd {b}");
+    }
+}
+
+enum W {
+    Q8(Vec<BlockQ8_0>),
+    F16(Vec<f16>),
+    F32(Vec<f32>),
+}
+
+impl W {
+    fn new(kind: usize, vals: &[f32]) -> W {
+        match kind {
+            0 => W::Q8(vals.chunks_exact(32).map(|c| BlockQ8_0::quantize(c.try_into().unwrap())).collect()),
+            1 => W::F16(vals.iter().map(|&v| f16::from_f32(v)).collect()),
+            _ => W::F32(vals.to_vec()),
+        }
+    }
+    fn view(&self) -> WeightView<'_> {
+        match self {
+            W::Q8(b) => WeightView::Q8_0(b),
+            W::F16(h) => WeightView::F16(h),
+            W::F32(f) => WeightView::F32(f),
+        }
+    }
+}
+
+fn run_matmul(kern: &KernelTable, geglu: bool, x: Activations<'_>, w: WeightView<'_>, n: usize, par: Par) -> Vec<f32> {
+    let mut out = vec![f32::NAN; x.rows * n];
+    if geglu {
+        (kern.matmul_geglu)(x, w, &mut out, n, par);
+    } else {
+        (kern.matmul)(x, w, &mut out, n, par);
+    }
+    out
+}
+
+#[test]
+fn matmuls_match_scalar() {
+    let scalar = Backend::Scalar.kernels();
+    let mut rng = XorShift(42);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for b in simd_backends() {
+        let kern = b.kernels();
+        for kind in 0..3 {
+            let ks: &[usize] = if kind == 0 { &[32, 96, 768] } else { &[1, 7, 33, 100, 768] };
+            for &k in ks {
+                for rows in [1usize, 3, 4, 5, 9, 70] {
+                    for n in [1usize, 2, 3, 17, 40] {
+                        for geglu in [false, true] {
+                            let w_rows = if geglu { 2 * n } else { n };
+                            let w = W::new(kind, &rng.vec(w_rows * k));
+                            // Columns of a wider row, as matmuls read packed values.
+                            let stride = k + 3;
+                            let xs = rng.vec(rows * stride);
+                            let x = Activations { data: &xs[1..], rows, k, stride };
+                            for par in [Par::SERIAL, Par { threads: 2 }] {
+                                let want = run_matmul(scalar, geglu, x, w.view(), n, par);
+                                let got = pool.install(|| run_matmul(kern, geglu, x, w.view(), n, par));
+                                let what = format!("{b} matmul (weights {kind}, geglu {geglu}) rows {rows} k {k} n {n}");
+                                assert_close(&want, &got, &what);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn attention_matches_scalar() {
+    let scalar = Backend::Scalar.kernels();
+    let mut rng = XorShift(7);
+    for b in simd_backends() {
+        let kern = b.kernels();
+        for (heads, kv, hd) in [(3usize, 1usize, 256usize), (2, 2, 20), (4, 2, 13)] {
+            let lens = [1usize, 5, 70, 3];
+            let seqs: Vec<SeqSpan> = lens
+                .iter()
+                .scan(0, |s, &len| {
+                    let span = SeqSpan { start: *s, len };
+                    *s += len;
+                    Some(span)
+                })
+                .collect();
+            let rows: usize = lens.iter().sum();
+            let row_seq: Vec<u32> = seqs.iter().enumerate().flat_map(|(i, s)| std::iter::repeat_n(i as u32, s.len)).collect();
+            let w = (heads + 2 * kv) * hd;
+            let qkv = rng.vec(rows * w);
+            let (q, k, v): (Vec<f32>, Vec<f32>, Vec<f32>) = {
+                let part = |a: usize, len: usize| qkv.chunks_exact(w).flat_map(|r| r[a..a + len].to_vec()).collect::<Vec<f32>>();
+                (part(0, heads * hd), part(heads * hd, kv * hd), part(heads * hd + kv * hd, kv * hd))
+            };
+            for window in [None, Some(2), Some(40)] {
+                let att = Att { seqs: &seqs, row_seq: &row_seq, heads, kv, hd, scale: 1.0 / (hd as f32).sqrt(), window };
+                                let mut want = vec![0f32; rows * heads * hd];
+                (scalar.attention)(att.args(AttentionIo::Separate { q: &q, k: &k, v: &v, out: &mut want }), Par::SERIAL);
+                let mut got = vec![0f32; rows * heads * hd];
+                (kern.attention)(att.args(AttentionIo::Separate { q: &q, k: &k, v: &v, out: &mut got }), Par { threads: 2 });
+                assert_close(&want, &got, &format!("{b} attention {heads}/{kv}x{hd} window {window:?}"));
+                // Packed, in place: the output lands in each row's q columns.
+                let mut packed = qkv.clone();
+                (kern.attention)(att.args(AttentionIo::Packed { qkv: &mut packed }), Par::SERIAL);
+                let got: Vec<f32> = packed.chunks_exact(w).flat_map(|r| r[..heads * hd].to_vec()).collect();
+                assert_close(&want, &got, &format!("{b} packed attention {heads}/{kv}x{hd} window {window:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn scalar_packed_attention_equals_separate() {
+    // The packed layout is a layout, not a different computation: bit-identical in scalar.
+    let scalar = Backend::Scalar.kernels();
+    let mut rng = XorShift(9);
+    let (heads, kv, hd, rows) = (3usize, 1usize, 16usize, 9usize);
+    let seqs = [SeqSpan { start: 0, len: 4 }, SeqSpan { start: 4, len: 5 }];
+    let row_seq = [0u32, 0, 0, 0, 1, 1, 1, 1, 1];
+    let w = (heads + 2 * kv) * hd;
+    let qkv = rng.vec(rows * w);
+    let part = |a: usize, len: usize| qkv.chunks_exact(w).flat_map(|r| r[a..a + len].to_vec()).collect::<Vec<f32>>();
+    let (q, k, v) = (part(0, heads * hd), part(heads * hd, kv * hd), part(heads * hd + kv * hd, kv * hd));
+    let att = Att { seqs: &seqs, row_seq: &row_seq, heads, kv, hd, scale: 0.25, window: Some(2) };
+        let mut want = vec![0f32; rows * heads * hd];
+    (scalar.attention)(att.args(AttentionIo::Separate { q: &q, k: &k, v: &v, out: &mut want }), Par::SERIAL);
+    let mut packed = qkv.clone();
+    (scalar.attention)(att.args(AttentionIo::Packed { qkv: &mut packed }), Par::SERIAL);
+    let got: Vec<f32> = packed.chunks_exact(w).flat_map(|r| r[..heads * hd].to_vec()).collect();
+    assert_eq!(want, got);
+}
