@@ -1,7 +1,8 @@
 //! Kernel throughput per backend on the model's shapes (random data).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gg_backends::{Activations, Backend, Par, WeightView};
+use gg_backends::kernels::{AttentionArgs, AttentionIo};
+use gg_backends::{Activations, Backend, Par, SeqSpan, WeightView};
 use gg_ops::BlockQ8_0;
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
@@ -38,5 +39,37 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+fn bench_attention(c: &mut Criterion) {
+    let (heads, kv, hd, t) = (3usize, 1usize, 256usize, 512usize);
+    let w = (heads + 2 * kv) * hd;
+    let qkv = random(t * w, 3);
+    let seqs = [SeqSpan { start: 0, len: t }];
+    let row_seq = vec![0u32; t];
+    let mut g = c.benchmark_group(format!("attention_{t}x{heads}x{hd}_window256"));
+    g.throughput(Throughput::Elements((t * heads * 513 * hd * 2) as u64));
+    g.sample_size(10);
+    for &b in Backend::all().iter().filter(|b| b.is_available()) {
+        let kern = b.kernels();
+        let mut buf = qkv.clone();
+        g.bench_function(b.name(), |bn| {
+            bn.iter(|| {
+                buf.copy_from_slice(&qkv);
+                let args = AttentionArgs {
+                    io: AttentionIo::Packed { qkv: &mut buf },
+                    seqs: &seqs,
+                    row_seq: &row_seq,
+                    n_heads: heads,
+                    n_kv_heads: kv,
+                    head_dim: hd,
+                    scale: 0.0625,
+                    window: Some(256),
+                };
+                (kern.attention)(args, Par::SERIAL)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_attention);
 criterion_main!(benches);

@@ -19,6 +19,16 @@ pub trait VecOps: Sync {
     fn dot(a: &[f32], b: &[f32]) -> f32;
     /// `acc += p · v`
     fn axpy(acc: &mut [f32], p: f32, v: &[f32]);
+    /// `x[i] = exp(x[i] − m)` (0 where `x[i]` is −∞).
+    fn exp_sub(x: &mut [f32], m: f32) {
+        for v in x {
+            *v = (*v - m).exp();
+        }
+    }
+    /// Four dot products against one shared vector `b`.
+    fn dot4(a: [&[f32]; 4], b: &[f32]) -> [f32; 4] {
+        a.map(|x| Self::dot(x, b))
+    }
 }
 
 /// Threads a kernel may use (rayon, inside the caller's pool).

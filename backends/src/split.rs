@@ -32,6 +32,8 @@ pub(crate) fn for_row_chunks(n: usize, par: Par, work: impl Fn(usize, usize) + S
     } else {
         let chunks = (par.threads * 4).min(n);
         let per = n.div_ceil(chunks);
-        (0..chunks).into_par_iter().for_each(|c| work(c * per, ((c + 1) * per).min(n)));
+        (0..chunks)
+            .into_par_iter()
+            .for_each(|c| work(c * per, ((c + 1) * per).min(n)));
     }
 }

@@ -37,7 +37,11 @@ impl<'a> Att<'a> {
 }
 
 fn simd_backends() -> Vec<Backend> {
-    let all: Vec<Backend> = Backend::all().iter().copied().filter(|&b| b != Backend::Scalar).collect();
+    let all: Vec<Backend> = Backend::all()
+        .iter()
+        .copied()
+        .filter(|&b| b != Backend::Scalar)
+        .collect();
     for b in &all {
         if !b.is_available() {
             eprintln!("skipping the {b} backend: this CPU does not support it");
@@ -50,7 +54,10 @@ fn assert_close(want: &[f32], got: &[f32], what: &str) {
     assert_eq!(want.len(), got.len(), "{what}: lengths");
     let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
     for (i, (a, b)) in want.iter().zip(got).enumerate() {
-        assert!((a - b).abs() <= 2e-5 * scale, "{what}: element {i}: scalar {a}, simd {b}");
+        assert!(
+            (a - b).abs() <= 2e-5 * scale,
+            "{what}: element {i}: scalar {a}, simd {b}"
+        );
     }
 }
 
@@ -63,7 +70,11 @@ enum W {
 impl W {
     fn new(kind: usize, vals: &[f32]) -> W {
         match kind {
-            0 => W::Q8(vals.chunks_exact(32).map(|c| BlockQ8_0::quantize(c.try_into().unwrap())).collect()),
+            0 => W::Q8(
+                vals.chunks_exact(32)
+                    .map(|c| BlockQ8_0::quantize(c.try_into().unwrap()))
+                    .collect(),
+            ),
             1 => W::F16(vals.iter().map(|&v| f16::from_f32(v)).collect()),
             _ => W::F32(vals.to_vec()),
         }
@@ -95,7 +106,11 @@ fn matmuls_match_scalar() {
     for b in simd_backends() {
         let kern = b.kernels();
         for kind in 0..3 {
-            let ks: &[usize] = if kind == 0 { &[32, 96, 768] } else { &[1, 7, 33, 100, 768] };
+            let ks: &[usize] = if kind == 0 {
+                &[32, 96, 768]
+            } else {
+                &[1, 7, 33, 100, 768]
+            };
             for &k in ks {
                 for rows in [1usize, 3, 4, 5, 9, 70] {
                     for n in [1usize, 2, 3, 17, 40] {
@@ -105,11 +120,17 @@ fn matmuls_match_scalar() {
                             // Columns of a wider row, as matmuls read packed values.
                             let stride = k + 3;
                             let xs = rng.vec(rows * stride);
-                            let x = Activations { data: &xs[1..], rows, k, stride };
+                            let x = Activations {
+                                data: &xs[1..],
+                                rows,
+                                k,
+                                stride,
+                            };
                             for par in [Par::SERIAL, Par { threads: 2 }] {
                                 let want = run_matmul(scalar, geglu, x, w.view(), n, par);
                                 let got = pool.install(|| run_matmul(kern, geglu, x, w.view(), n, par));
-                                let what = format!("{b} matmul (weights {kind}, geglu {geglu}) rows {rows} k {k} n {n}");
+                                let what =
+                                    format!("{b} matmul (weights {kind}, geglu {geglu}) rows {rows} k {k} n {n}");
                                 assert_close(&want, &got, &what);
                             }
                         }
@@ -137,25 +158,69 @@ fn attention_matches_scalar() {
                 })
                 .collect();
             let rows: usize = lens.iter().sum();
-            let row_seq: Vec<u32> = seqs.iter().enumerate().flat_map(|(i, s)| std::iter::repeat_n(i as u32, s.len)).collect();
+            let row_seq: Vec<u32> = seqs
+                .iter()
+                .enumerate()
+                .flat_map(|(i, s)| std::iter::repeat_n(i as u32, s.len))
+                .collect();
             let w = (heads + 2 * kv) * hd;
             let qkv = rng.vec(rows * w);
             let (q, k, v): (Vec<f32>, Vec<f32>, Vec<f32>) = {
-                let part = |a: usize, len: usize| qkv.chunks_exact(w).flat_map(|r| r[a..a + len].to_vec()).collect::<Vec<f32>>();
-                (part(0, heads * hd), part(heads * hd, kv * hd), part(heads * hd + kv * hd, kv * hd))
+                let part = |a: usize, len: usize| {
+                    qkv.chunks_exact(w)
+                        .flat_map(|r| r[a..a + len].to_vec())
+                        .collect::<Vec<f32>>()
+                };
+                (
+                    part(0, heads * hd),
+                    part(heads * hd, kv * hd),
+                    part(heads * hd + kv * hd, kv * hd),
+                )
             };
             for window in [None, Some(2), Some(40)] {
-                let att = Att { seqs: &seqs, row_seq: &row_seq, heads, kv, hd, scale: 1.0 / (hd as f32).sqrt(), window };
-                                let mut want = vec![0f32; rows * heads * hd];
-                (scalar.attention)(att.args(AttentionIo::Separate { q: &q, k: &k, v: &v, out: &mut want }), Par::SERIAL);
+                let att = Att {
+                    seqs: &seqs,
+                    row_seq: &row_seq,
+                    heads,
+                    kv,
+                    hd,
+                    scale: 1.0 / (hd as f32).sqrt(),
+                    window,
+                };
+                let mut want = vec![0f32; rows * heads * hd];
+                (scalar.attention)(
+                    att.args(AttentionIo::Separate {
+                        q: &q,
+                        k: &k,
+                        v: &v,
+                        out: &mut want,
+                    }),
+                    Par::SERIAL,
+                );
                 let mut got = vec![0f32; rows * heads * hd];
-                (kern.attention)(att.args(AttentionIo::Separate { q: &q, k: &k, v: &v, out: &mut got }), Par { threads: 2 });
-                assert_close(&want, &got, &format!("{b} attention {heads}/{kv}x{hd} window {window:?}"));
+                (kern.attention)(
+                    att.args(AttentionIo::Separate {
+                        q: &q,
+                        k: &k,
+                        v: &v,
+                        out: &mut got,
+                    }),
+                    Par { threads: 2 },
+                );
+                assert_close(
+                    &want,
+                    &got,
+                    &format!("{b} attention {heads}/{kv}x{hd} window {window:?}"),
+                );
                 // Packed, in place: the output lands in each row's q columns.
                 let mut packed = qkv.clone();
                 (kern.attention)(att.args(AttentionIo::Packed { qkv: &mut packed }), Par::SERIAL);
                 let got: Vec<f32> = packed.chunks_exact(w).flat_map(|r| r[..heads * hd].to_vec()).collect();
-                assert_close(&want, &got, &format!("{b} packed attention {heads}/{kv}x{hd} window {window:?}"));
+                assert_close(
+                    &want,
+                    &got,
+                    &format!("{b} packed attention {heads}/{kv}x{hd} window {window:?}"),
+                );
             }
         }
     }
@@ -171,13 +236,98 @@ fn scalar_packed_attention_equals_separate() {
     let row_seq = [0u32, 0, 0, 0, 1, 1, 1, 1, 1];
     let w = (heads + 2 * kv) * hd;
     let qkv = rng.vec(rows * w);
-    let part = |a: usize, len: usize| qkv.chunks_exact(w).flat_map(|r| r[a..a + len].to_vec()).collect::<Vec<f32>>();
-    let (q, k, v) = (part(0, heads * hd), part(heads * hd, kv * hd), part(heads * hd + kv * hd, kv * hd));
-    let att = Att { seqs: &seqs, row_seq: &row_seq, heads, kv, hd, scale: 0.25, window: Some(2) };
-        let mut want = vec![0f32; rows * heads * hd];
-    (scalar.attention)(att.args(AttentionIo::Separate { q: &q, k: &k, v: &v, out: &mut want }), Par::SERIAL);
+    let part = |a: usize, len: usize| {
+        qkv.chunks_exact(w)
+            .flat_map(|r| r[a..a + len].to_vec())
+            .collect::<Vec<f32>>()
+    };
+    let (q, k, v) = (
+        part(0, heads * hd),
+        part(heads * hd, kv * hd),
+        part(heads * hd + kv * hd, kv * hd),
+    );
+    let att = Att {
+        seqs: &seqs,
+        row_seq: &row_seq,
+        heads,
+        kv,
+        hd,
+        scale: 0.25,
+        window: Some(2),
+    };
+    let mut want = vec![0f32; rows * heads * hd];
+    (scalar.attention)(
+        att.args(AttentionIo::Separate {
+            q: &q,
+            k: &k,
+            v: &v,
+            out: &mut want,
+        }),
+        Par::SERIAL,
+    );
     let mut packed = qkv.clone();
     (scalar.attention)(att.args(AttentionIo::Packed { qkv: &mut packed }), Par::SERIAL);
     let got: Vec<f32> = packed.chunks_exact(w).flat_map(|r| r[..heads * hd].to_vec()).collect();
     assert_eq!(want, got);
+}
+
+#[test]
+fn exp_matches_libm() {
+    use gg_backends::kernels::VecOps;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !Backend::Avx2.is_available() {
+            eprintln!("skipping: no AVX2");
+            return;
+        }
+        let mut rng = XorShift(11);
+        // Attention only ever takes exp(score − max) ≤ 1; cover that and a margin above.
+        let mut xs: Vec<f32> = (0..20_000).map(|_| rng.unit() * 90.0 - 2.0).collect();
+        xs.extend([0.0, -0.0, -1e-8, 1e-8, -87.0, -87.4, -100.0, f32::NEG_INFINITY, 80.0]);
+        let mut got = xs.clone();
+        gg_backends::avx2::simd::Avx2Ops::exp_sub(&mut got, 0.0);
+        for (&x, &g) in xs.iter().zip(&got) {
+            let want = x.exp();
+            if x < -87.3 {
+                assert!(g == 0.0 || (g - want).abs() <= 1e-37, "exp({x}) = {g}");
+                continue;
+            }
+            let ulp = (want.to_bits() as i64 - g.to_bits() as i64).abs();
+            assert!(ulp <= 2, "exp({x}): libm {want}, simd {g} ({ulp} ulp)");
+        }
+    }
+}
+
+#[test]
+fn tanh_matches_libm() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        if !Backend::Avx2.is_available() {
+            eprintln!("skipping: no AVX2");
+            return;
+        }
+        let mut rng = XorShift(13);
+        let mut xs: Vec<f32> = (0..20_000).map(|_| rng.unit() * 12.0).collect();
+        xs.extend([0.0, -0.0, 1e-6, -1e-6, 0.6249, 0.625, 0.6251, 9.5, -9.5, 40.0, -40.0]);
+        xs.resize(xs.len().div_ceil(8) * 8, 0.5);
+        for chunk in xs.chunks_exact(8) {
+            let mut got = [0f32; 8];
+            // SAFETY: AVX2 and FMA checked above.
+            unsafe {
+                _mm256_storeu_ps(
+                    got.as_mut_ptr(),
+                    gg_backends::avx2::simd::tanh8(_mm256_loadu_ps(chunk.as_ptr())),
+                )
+            };
+            for (&x, &g) in chunk.iter().zip(&got) {
+                let want = x.tanh();
+                let err = (want - g).abs();
+                assert!(
+                    err <= 4.0 * f32::EPSILON * want.abs().max(1e-30) || err <= 1e-37,
+                    "tanh({x}): libm {want}, simd {g}"
+                );
+            }
+        }
+    }
 }

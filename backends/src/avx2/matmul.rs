@@ -4,9 +4,8 @@
 
 use std::arch::x86_64::*;
 
-use super::simd::{dequant_q8_0, dot, f16_to_f32, hsum};
+use super::simd::{dequant_q8_0, dot, f16_to_f32, geglu, hsum};
 use crate::kernels::{Activations, Par};
-use crate::scalar::elementwise::gelu_one;
 use crate::scalar::matmul::{K_SEGMENT, TOKEN_TILE};
 use crate::split::{for_row_chunks, OutPtr};
 use crate::weights::WeightView;
@@ -66,7 +65,14 @@ unsafe fn tile_4x2(x: [&[f32]; 4], w0: &[f32], w1: &[f32]) -> [[f32; 2]; 4] {
 /// # Safety
 /// AVX2 and FMA must be available.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_dots(x: &Activations<'_>, t0: usize, t1: usize, a: &[f32], b: Option<&[f32]>, mut put: impl FnMut(usize, f32, f32)) {
+unsafe fn tile_dots(
+    x: &Activations<'_>,
+    t0: usize,
+    t1: usize,
+    a: &[f32],
+    b: Option<&[f32]>,
+    mut put: impl FnMut(usize, f32, f32),
+) {
     let mut t = t0;
     if let Some(b) = b {
         while t + 4 <= t1 {
@@ -132,6 +138,8 @@ pub fn matmul_geglu(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: u
     let work = |j0: usize, j1: usize| {
         let mut gate = [0f32; K_SEGMENT];
         let mut up = [0f32; K_SEGMENT];
+        // Gate and up dots of one column over the token tile, then the epilogue 8 at a time.
+        let (mut gs, mut us, mut hs) = ([0f32; TOKEN_TILE], [0f32; TOKEN_TILE], [0f32; TOKEN_TILE]);
         for t0 in (0..rows).step_by(TOKEN_TILE) {
             let t1 = (t0 + TOKEN_TILE).min(rows);
             for j in j0..j1 {
@@ -140,8 +148,14 @@ pub fn matmul_geglu(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: u
                     row_to_f32(w, j, k, &mut gate[..k]);
                     row_to_f32(w, f + j, k, &mut up[..k]);
                     tile_dots(&x, t0, t1, &gate[..k], Some(&up[..k]), |t, g, u| {
-                        *ptr.get().add(t * f + j) = gelu_one(g) * u;
+                        gs[t - t0] = g;
+                        us[t - t0] = u;
                     });
+                    let n = t1 - t0;
+                    geglu(&gs[..n], &us[..n], &mut hs[..n]);
+                    for (i, &h) in hs[..n].iter().enumerate() {
+                        *ptr.get().add((t0 + i) * f + j) = h;
+                    }
                 }
             }
         }

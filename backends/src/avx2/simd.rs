@@ -11,6 +11,9 @@ use crate::kernels::VecOps;
 
 /// The scalar reduction order: lanes (l0+l4, l1+l5, l2+l6, l3+l7), then
 /// ((s0+s1) + (s2+s3)).
+///
+/// # Safety
+/// The CPU must support AVX2.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn hsum(v: __m256) -> f32 {
@@ -32,7 +35,11 @@ pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut i = 0;
     while i < n8 {
         // SAFETY: i + 8 <= n8 <= both lengths.
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)), acc);
+        acc = _mm256_fmadd_ps(
+            _mm256_loadu_ps(a.as_ptr().add(i)),
+            _mm256_loadu_ps(b.as_ptr().add(i)),
+            acc,
+        );
         i += 8;
     }
     let mut tail = 0f32;
@@ -56,7 +63,10 @@ pub unsafe fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
     while i < n8 {
         // SAFETY: i + 8 <= n8 <= both lengths.
         let a = acc.as_mut_ptr().add(i);
-        _mm256_storeu_ps(a, _mm256_fmadd_ps(pv, _mm256_loadu_ps(v.as_ptr().add(i)), _mm256_loadu_ps(a)));
+        _mm256_storeu_ps(
+            a,
+            _mm256_fmadd_ps(pv, _mm256_loadu_ps(v.as_ptr().add(i)), _mm256_loadu_ps(a)),
+        );
         i += 8;
     }
     for j in n8..n {
@@ -123,4 +133,159 @@ impl VecOps for Avx2Ops {
         // SAFETY: as for `dot`.
         unsafe { axpy(acc, p, v) }
     }
+
+    #[inline]
+    fn dot4(a: [&[f32]; 4], b: &[f32]) -> [f32; 4] {
+        // SAFETY: as for `dot`.
+        unsafe { dot4(a, b) }
+    }
+
+    #[inline]
+    fn exp_sub(x: &mut [f32], m: f32) {
+        // SAFETY: as for `dot`.
+        unsafe { exp_sub(x, m) }
+    }
+}
+
+/// `exp(x)` for 8 lanes: Cephes' expf (range reduction by ln 2, degree-6 polynomial), within
+/// 2 ulp of libm on the range it is used on; exactly 0 below −87.3 (and for −∞).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn exp8(x: __m256) -> __m256 {
+    let lo = _mm256_set1_ps(-87.336_55);
+    let underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    let x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.376_26));
+    let n = _mm256_floor_ps(_mm256_fmadd_ps(
+        x,
+        _mm256_set1_ps(std::f32::consts::LOG2_E),
+        _mm256_set1_ps(0.5),
+    ));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm256_set1_ps(1.987_569_1e-4);
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5e-1] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let r2 = _mm256_mul_ps(r, r);
+    let p = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
+    // 2^n through the exponent bits.
+    let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
+        23,
+    ));
+    _mm256_andnot_ps(underflow, _mm256_mul_ps(p, pow2))
+}
+
+/// `tanh(x)` for 8 lanes: Cephes' tanhf (odd polynomial below 0.625, `1 − 2/(e^{2|x|} + 1)`
+/// above), a few ulp from libm.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn tanh8(x: __m256) -> __m256 {
+    let sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0));
+    let ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0), x);
+    // Small |x|: x + x³·P(x²).
+    let z = _mm256_mul_ps(x, x);
+    let mut p = _mm256_set1_ps(-5.704_988_7e-3);
+    for c in [2.063_909e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328e-1] {
+        p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(c));
+    }
+    let small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+    // Large |x|: 1 − 2 / (exp(2|x|) + 1), with the sign put back (saturates to ±1).
+    let e = exp8(_mm256_min_ps(_mm256_add_ps(ax, ax), _mm256_set1_ps(88.0)));
+    let large = _mm256_sub_ps(
+        _mm256_set1_ps(1.0),
+        _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, _mm256_set1_ps(1.0))),
+    );
+    let large = _mm256_or_ps(large, sign);
+    let use_small = _mm256_cmp_ps(ax, _mm256_set1_ps(0.625), _CMP_LT_OQ);
+    _mm256_blendv_ps(large, small, use_small)
+}
+
+/// `out[i] = gelu_tanh(g[i]) · u[i]`.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn geglu(g: &[f32], u: &[f32], out: &mut [f32]) {
+    let n = g.len().min(u.len()).min(out.len());
+    let n8 = n / 8 * 8;
+    let mut i = 0;
+    while i < n8 {
+        // SAFETY: i + 8 <= n8 <= every length.
+        let x = _mm256_loadu_ps(g.as_ptr().add(i));
+        // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), as the scalar `gelu_one` computes it.
+        let x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+        let inner = _mm256_mul_ps(
+            _mm256_set1_ps(0.797_884_6),
+            _mm256_fmadd_ps(_mm256_set1_ps(0.044_715), x3, x),
+        );
+        let t = _mm256_add_ps(_mm256_set1_ps(1.0), tanh8(inner));
+        let gelu = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5), x), t);
+        _mm256_storeu_ps(
+            out.as_mut_ptr().add(i),
+            _mm256_mul_ps(gelu, _mm256_loadu_ps(u.as_ptr().add(i))),
+        );
+        i += 8;
+    }
+    for j in n8..n {
+        out[j] = crate::scalar::elementwise::gelu_one(g[j]) * u[j];
+    }
+}
+
+/// `x[i] = exp(x[i] − m)`.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn exp_sub(x: &mut [f32], m: f32) {
+    let n8 = x.len() / 8 * 8;
+    let mv = _mm256_set1_ps(m);
+    let mut i = 0;
+    while i < n8 {
+        // SAFETY: i + 8 <= n8 <= x.len().
+        let p = x.as_mut_ptr().add(i);
+        _mm256_storeu_ps(p, exp8(_mm256_sub_ps(_mm256_loadu_ps(p), mv)));
+        i += 8;
+    }
+    for v in &mut x[n8..] {
+        *v = (*v - m).exp();
+    }
+}
+
+/// Four dot products sharing `b`: one load of `b` feeds four FMA chains.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; every slice has `b`'s length.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot4(a: [&[f32]; 4], b: &[f32]) -> [f32; 4] {
+    let n = b.len();
+    let n8 = n / 8 * 8;
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i < n8 {
+        // SAFETY: i + 8 <= n8 <= every length.
+        let bv = _mm256_loadu_ps(b.as_ptr().add(i));
+        for u in 0..4 {
+            acc[u] = _mm256_fmadd_ps(_mm256_loadu_ps(a[u].as_ptr().add(i)), bv, acc[u]);
+        }
+        i += 8;
+    }
+    let mut out = [0f32; 4];
+    for u in 0..4 {
+        let mut tail = 0f32;
+        for j in n8..n {
+            tail += a[u][j] * b[j];
+        }
+        out[u] = hsum(acc[u]) + tail;
+    }
+    out
 }

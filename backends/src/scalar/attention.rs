@@ -1,6 +1,12 @@
-//! Scalar attention: per query row and head, keys are visited in blocks with a running
-//! maximum (the "online softmax" of flash attention), so no T×T score matrix exists and
-//! the only scratch is one block of scores and one head of output on the stack.
+//! Attention, written once over a backend's vector primitives ([`VecOps`]); the scalar
+//! table instantiates it with [`ScalarOps`], the specification.
+//!
+//! Work unit: a block of up to [`ROW_BLOCK`] consecutive query rows of one sequence, times the
+//! query heads that share one KV head (grouped-query attention). Every key and value row is
+//! then loaded once for all of them. Keys are visited in blocks with a running maximum (the
+//! online softmax of flash attention), so no T×T score matrix exists; the scratch (scores and
+//! accumulators) lives on the stack. Rows are blocked by their position inside their
+//! sequence, so a text's result does not depend on what else is in the batch.
 
 use rayon::prelude::*;
 
@@ -8,8 +14,13 @@ use crate::kernels::{AttentionArgs, AttentionIo, Par, SeqSpan, VecOps};
 
 /// Keys scored at a time.
 const KEY_BLOCK: usize = 64;
-/// Largest head size the stack accumulator holds.
+/// Query rows processed together.
+pub const ROW_BLOCK: usize = 4;
+/// Largest head size the stack accumulators hold.
 pub const MAX_HEAD_DIM: usize = 512;
+/// Most query heads per KV head.
+pub const MAX_GROUP: usize = 8;
+const MAX_QUERIES: usize = ROW_BLOCK * MAX_GROUP;
 
 /// The reference vector primitives.
 pub struct ScalarOps;
@@ -39,16 +50,14 @@ struct Layout {
     kv_stride: usize,
     out_stride: usize,
 }
-// SAFETY: threads own disjoint rows: each writes only its own rows' output columns and reads
-// its own rows' q columns; the k and v columns every thread reads are never written (in the
-// packed layout they follow the q/output columns of each row).
+// SAFETY: work units own disjoint rows: each writes only its own rows' output columns (after
+// it has read its own rows' q columns); the k and v columns every unit reads are never
+// written (in the packed layout they follow the q/output columns of each row).
 unsafe impl Send for Layout {}
 // SAFETY: as above.
 unsafe impl Sync for Layout {}
 
-struct Shape<'a> {
-    seqs: &'a [SeqSpan],
-    row_seq: &'a [u32],
+struct Dims {
     n_heads: usize,
     group: usize,
     hd: usize,
@@ -56,61 +65,97 @@ struct Shape<'a> {
     window: Option<usize>,
 }
 
-/// One query row `t`, all heads.
+/// Rows `first..first + n` of sequence `seq` (batch row numbers), all heads.
 ///
 /// # Safety
 /// `l` must point at buffers holding every row of the batch as laid out, and no other thread
-/// may touch row `t`'s q/output columns while this runs.
-unsafe fn attend_row<V: VecOps>(l: Layout, s: &Shape<'_>, t: usize) {
-    let hd = s.hd;
-    let seq = s.seqs[s.row_seq[t] as usize];
-    let i = t - seq.start;
-    let (lo, hi) = match s.window {
+/// may touch these rows' q/output columns while this runs.
+unsafe fn attend_block<V: VecOps>(l: Layout, d: &Dims, seq: SeqSpan, first: usize, n: usize) {
+    let hd = d.hd;
+    // Key range of each row (positions inside the sequence), and of the block.
+    let reach = |i: usize| match d.window {
         Some(w) => (i.saturating_sub(w), (i + w).min(seq.len - 1)),
         None => (0, seq.len - 1),
     };
-    let mut scores = [0f32; KEY_BLOCK];
-    let mut acc_buf = [0f32; MAX_HEAD_DIM];
-    for h in 0..s.n_heads {
-        let kvh = h / s.group;
-        // SAFETY: row t's q head h is inside the q buffer (caller's contract); it is read
-        // before this head's output is written over it (packed layout).
-        let q = unsafe { std::slice::from_raw_parts(l.q.add(t * l.q_stride + h * hd), hd) };
+    let i0 = first - seq.start;
+    let (lo, _) = reach(i0);
+    let (_, hi) = reach(i0 + n - 1);
+    let nq = n * d.group;
+    let mut scores = [[0f32; KEY_BLOCK]; MAX_QUERIES];
+    let mut acc = [0f32; MAX_QUERIES * MAX_HEAD_DIM];
+    let (mut m, mut sum) = ([f32::NEG_INFINITY; MAX_QUERIES], [0f32; MAX_QUERIES]);
+    for kvh in 0..d.n_heads / d.group {
+        // Query vector `qi` is row `first + qi / group`, head `kvh * group + qi % group`.
+        let query = |qi: usize| {
+            let (r, h) = (first + qi / d.group, kvh * d.group + qi % d.group);
+            // SAFETY: inside the q buffer (caller's contract); read before any output of this
+            // block is written.
+            unsafe { std::slice::from_raw_parts(l.q.add(r * l.q_stride + h * hd), hd) }
+        };
         let key =
             |j: usize| unsafe { std::slice::from_raw_parts(l.k.add((seq.start + j) * l.kv_stride + kvh * hd), hd) };
         let val =
             |j: usize| unsafe { std::slice::from_raw_parts(l.v.add((seq.start + j) * l.kv_stride + kvh * hd), hd) };
-        let acc = &mut acc_buf[..hd];
-        acc.fill(0.0);
-        let (mut m, mut sum) = (f32::NEG_INFINITY, 0f32);
+        acc[..nq * hd].fill(0.0);
+        m[..nq].fill(f32::NEG_INFINITY);
+        sum[..nq].fill(0.0);
         for b0 in (lo..=hi).step_by(KEY_BLOCK) {
             let b1 = (b0 + KEY_BLOCK).min(hi + 1);
-            let mut block_max = f32::NEG_INFINITY;
             for j in b0..b1 {
-                let sc = V::dot(q, key(j)) * s.scale;
-                scores[j - b0] = sc;
-                block_max = block_max.max(sc);
-            }
-            let m_new = m.max(block_max);
-            let correction = (m - m_new).exp();
-            if correction != 1.0 {
-                for x in acc.iter_mut() {
-                    *x *= correction;
+                let kj = key(j);
+                let mut qi = 0;
+                while qi + 4 <= nq {
+                    let dots = V::dot4([query(qi), query(qi + 1), query(qi + 2), query(qi + 3)], kj);
+                    for (u, dot) in dots.into_iter().enumerate() {
+                        scores[qi + u][j - b0] = dot * d.scale;
+                    }
+                    qi += 4;
                 }
-                sum *= correction;
+                for (qi, row_scores) in scores[..nq].iter_mut().enumerate().skip(qi) {
+                    row_scores[j - b0] = V::dot(query(qi), kj) * d.scale;
+                }
+                // Keys outside a row's window do not count.
+                for (qi, row_scores) in scores[..nq].iter_mut().enumerate() {
+                    let (klo, khi) = reach(i0 + qi / d.group);
+                    if !(klo..=khi).contains(&j) {
+                        row_scores[j - b0] = f32::NEG_INFINITY;
+                    }
+                }
             }
-            for j in b0..b1 {
-                let p = (scores[j - b0] - m_new).exp();
-                sum += p;
-                V::axpy(acc, p, val(j));
+            for qi in 0..nq {
+                let block_max = scores[qi][..b1 - b0].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                let m_new = m[qi].max(block_max);
+                if m_new == f32::NEG_INFINITY {
+                    continue; // no key of this row yet
+                }
+                let correction = (m[qi] - m_new).exp();
+                let a = &mut acc[qi * hd..(qi + 1) * hd];
+                if correction != 1.0 {
+                    for x in a.iter_mut() {
+                        *x *= correction;
+                    }
+                    sum[qi] *= correction;
+                }
+                let ps = &mut scores[qi][..b1 - b0];
+                V::exp_sub(ps, m_new);
+                for (j, &p) in (b0..b1).zip(ps.iter()) {
+                    if p != 0.0 {
+                        sum[qi] += p;
+                        V::axpy(a, p, val(j));
+                    }
+                }
+                m[qi] = m_new;
             }
-            m = m_new;
         }
-        let inv = 1.0 / sum;
-        // SAFETY: row t's output head h, owned by this call.
-        let out = unsafe { std::slice::from_raw_parts_mut(l.out.add(t * l.out_stride + h * hd), hd) };
-        for (o, a) in out.iter_mut().zip(acc.iter()) {
-            *o = a * inv;
+        for qi in 0..nq {
+            let (r, h) = (first + qi / d.group, kvh * d.group + qi % d.group);
+            let inv = 1.0 / sum[qi];
+            // SAFETY: this block's row r, head h output; all of the block's q reads for this
+            // KV head are done, and other KV heads' queries are other columns.
+            let out = unsafe { std::slice::from_raw_parts_mut(l.out.add(r * l.out_stride + h * hd), hd) };
+            for (o, a) in out.iter_mut().zip(&acc[qi * hd..(qi + 1) * hd]) {
+                *o = a * inv;
+            }
         }
     }
 }
@@ -124,6 +169,11 @@ pub fn attention(args: AttentionArgs<'_>, par: Par) {
 pub fn attention_with<V: VecOps>(args: AttentionArgs<'_>, par: Par) {
     let (hd, nh, nkv) = (args.head_dim, args.n_heads, args.n_kv_heads);
     assert!(hd <= MAX_HEAD_DIM, "head dim {hd} > {MAX_HEAD_DIM}");
+    assert!(
+        nh / nkv <= MAX_GROUP,
+        "{} query heads per kv head > {MAX_GROUP}",
+        nh / nkv
+    );
     let rows = args.row_seq.len();
     let (hq, hkv) = (nh * hd, nkv * hd);
     let layout = match args.io {
@@ -156,24 +206,27 @@ pub fn attention_with<V: VecOps>(args: AttentionArgs<'_>, par: Par) {
             }
         }
     };
-    let shape = Shape {
-        seqs: args.seqs,
-        row_seq: args.row_seq,
+    let dims = Dims {
         n_heads: nh,
         group: nh / nkv,
         hd,
         scale: args.scale,
         window: args.window,
     };
-    // SAFETY (both branches): the buffers hold `rows` rows (asserted above) and every row is
-    // handled by exactly one call.
+    let seqs = args.seqs;
+    // Work units: (sequence, first row of block); blocks count from each sequence's start.
+    let blocks_of = |s: &SeqSpan| {
+        let s = *s;
+        (0..s.len.div_ceil(ROW_BLOCK)).map(move |b| (s, s.start + b * ROW_BLOCK))
+    };
+    let run = |(s, first): (SeqSpan, usize)| {
+        let n = (s.start + s.len - first).min(ROW_BLOCK);
+        // SAFETY: the buffers hold every row (asserted above); each block is one unit.
+        unsafe { attend_block::<V>(layout, &dims, s, first, n) }
+    };
     if par.is_serial() {
-        for t in 0..rows {
-            unsafe { attend_row::<V>(layout, &shape, t) };
-        }
+        seqs.iter().flat_map(blocks_of).for_each(run);
     } else {
-        (0..rows)
-            .into_par_iter()
-            .for_each(|t| unsafe { attend_row::<V>(layout, &shape, t) });
+        seqs.par_iter().flat_map_iter(blocks_of).for_each(run);
     }
 }
