@@ -8,17 +8,6 @@ mod common;
 use common::*;
 use gemma_graph::{Backend, BackendChoice, EmbedOptions, Model, ModelOptions, SentenceTransformersHead};
 
-fn cosine(a: &[f32], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * y).sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
-
-fn vec_of(v: &serde_json::Value) -> Option<Vec<f64>> {
-    v.as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap()).collect())
-}
-
 #[test]
 fn scalar_backend_matches_references() {
     check_backend(Backend::Scalar);

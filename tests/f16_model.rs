@@ -8,12 +8,6 @@ use common::*;
 use gemma_graph::loader::convert::{convert, OutType};
 use gemma_graph::{EmbedOptions, Model};
 
-fn cosine(a: &[f32], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * y).sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    dot / (na * b.iter().map(|y| y * y).sum::<f64>().sqrt())
-}
-
 #[test]
 fn f16_conversion_runs_and_matches_float32_reference() {
     let out = std::env::temp_dir().join(format!("gemma-graph-test-{}-f16.gguf", std::process::id()));

@@ -18,6 +18,32 @@ pub struct TextArgs {
     pub model: Option<PathBuf>,
 }
 
+/// The task prompt put before every text (shared by `run` and `tokenize`).
+#[derive(clap::Args)]
+pub struct PromptArgs {
+    /// Task prompt by name: query, document, Clustering, Classification, STS, ...
+    #[arg(long, conflicts_with = "prompt_text")]
+    pub prompt: Option<String>,
+    /// Literal prompt text put before every text.
+    #[arg(long)]
+    pub prompt_text: Option<String>,
+}
+
+impl PromptArgs {
+    /// The prompt, checked (an unknown name is an error listing the known ones).
+    pub fn prompt(&self) -> Result<Option<gemma_graph::Prompt>> {
+        let prompt = match (&self.prompt, &self.prompt_text) {
+            (Some(name), _) => Some(gemma_graph::Prompt::Name(name.clone())),
+            (None, Some(text)) => Some(gemma_graph::Prompt::Text(text.clone())),
+            (None, None) => None,
+        };
+        if let Some(p) = &prompt {
+            p.text()?;
+        }
+        Ok(prompt)
+    }
+}
+
 impl TextArgs {
     pub fn read(&self) -> Result<Vec<String>> {
         read_texts(self.texts.clone(), self.input.as_deref())

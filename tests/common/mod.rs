@@ -104,6 +104,19 @@ pub fn py_json(v: &Json) -> String {
     }
 }
 
+/// Cosine of our f32 vector with a reference (computed in f64).
+pub fn cosine(a: &[f32], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * y).sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// A JSON array of numbers, if it is one (`null` gives `None`).
+pub fn vec_of(v: &serde_json::Value) -> Option<Vec<f64>> {
+    v.as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap()).collect())
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

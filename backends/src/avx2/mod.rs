@@ -6,7 +6,7 @@ mod matmul;
 pub mod simd;
 
 use crate::kernels::KernelTable;
-use crate::scalar::{attention, elementwise};
+use crate::scalar::{self, attention};
 use crate::Backend;
 
 /// Whether this CPU has what the AVX2 table needs (AVX2, FMA, F16C).
@@ -20,16 +20,6 @@ pub static KERNELS: KernelTable = KernelTable {
     backend: Backend::Avx2,
     matmul: matmul::matmul,
     matmul_geglu: matmul::matmul_geglu,
-    add_rms_norm: elementwise::add_rms_norm,
-    residual_norm: elementwise::residual_norm,
-    rms_norm: elementwise::rms_norm,
-    rope: elementwise::rope,
     attention: attention::attention_with::<simd::Avx2Ops>,
-    gelu: elementwise::gelu,
-    add: elementwise::add,
-    mul: elementwise::mul,
-    scale: elementwise::scale,
-    l2_norm: elementwise::l2_norm,
-    embed: elementwise::embed,
-    pool: elementwise::pool,
+    ..scalar::TABLE
 };

@@ -207,7 +207,24 @@ pub unsafe fn tanh8(x: __m256) -> __m256 {
     _mm256_blendv_ps(large, small, use_small)
 }
 
-/// `out[i] = gelu_tanh(g[i]) · u[i]`.
+/// `gelu_tanh(g) · u` for 8 lanes: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn geglu8(x: __m256, u: __m256) -> __m256 {
+    let x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+    let inner = _mm256_mul_ps(
+        _mm256_set1_ps(0.797_884_6),
+        _mm256_fmadd_ps(_mm256_set1_ps(0.044_715), x3, x),
+    );
+    let t = _mm256_add_ps(_mm256_set1_ps(1.0), tanh8(inner));
+    _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5), x), t), u)
+}
+
+/// `out[i] = gelu_tanh(g[i]) · u[i]`. The tail goes through the same 8-lane code (padded),
+/// so a value never depends on its position in the slice.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -215,48 +232,37 @@ pub unsafe fn tanh8(x: __m256) -> __m256 {
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn geglu(g: &[f32], u: &[f32], out: &mut [f32]) {
     let n = g.len().min(u.len()).min(out.len());
-    let n8 = n / 8 * 8;
     let mut i = 0;
-    while i < n8 {
-        // SAFETY: i + 8 <= n8 <= every length.
-        let x = _mm256_loadu_ps(g.as_ptr().add(i));
-        // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), as the scalar `gelu_one` computes it.
-        let x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
-        let inner = _mm256_mul_ps(
-            _mm256_set1_ps(0.797_884_6),
-            _mm256_fmadd_ps(_mm256_set1_ps(0.044_715), x3, x),
-        );
-        let t = _mm256_add_ps(_mm256_set1_ps(1.0), tanh8(inner));
-        let gelu = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5), x), t);
+    while i < n {
+        let m = (n - i).min(8);
+        let (mut gb, mut ub, mut ob) = ([0f32; 8], [0f32; 8], [0f32; 8]);
+        gb[..m].copy_from_slice(&g[i..i + m]);
+        ub[..m].copy_from_slice(&u[i..i + m]);
         _mm256_storeu_ps(
-            out.as_mut_ptr().add(i),
-            _mm256_mul_ps(gelu, _mm256_loadu_ps(u.as_ptr().add(i))),
+            ob.as_mut_ptr(),
+            geglu8(_mm256_loadu_ps(gb.as_ptr()), _mm256_loadu_ps(ub.as_ptr())),
         );
+        out[i..i + m].copy_from_slice(&ob[..m]);
         i += 8;
-    }
-    for j in n8..n {
-        out[j] = crate::scalar::elementwise::gelu_one(g[j]) * u[j];
     }
 }
 
-/// `x[i] = exp(x[i] − m)`.
+/// `x[i] = exp(x[i] − m)`; the tail is padded through the same 8-lane code.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn exp_sub(x: &mut [f32], m: f32) {
-    let n8 = x.len() / 8 * 8;
     let mv = _mm256_set1_ps(m);
     let mut i = 0;
-    while i < n8 {
-        // SAFETY: i + 8 <= n8 <= x.len().
-        let p = x.as_mut_ptr().add(i);
-        _mm256_storeu_ps(p, exp8(_mm256_sub_ps(_mm256_loadu_ps(p), mv)));
+    while i < x.len() {
+        let n = (x.len() - i).min(8);
+        let mut b = [f32::NEG_INFINITY; 8];
+        b[..n].copy_from_slice(&x[i..i + n]);
+        _mm256_storeu_ps(b.as_mut_ptr(), exp8(_mm256_sub_ps(_mm256_loadu_ps(b.as_ptr()), mv)));
+        x[i..i + n].copy_from_slice(&b[..n]);
         i += 8;
-    }
-    for v in &mut x[n8..] {
-        *v = (*v - m).exp();
     }
 }
 

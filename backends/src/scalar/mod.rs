@@ -7,7 +7,9 @@ pub mod matmul;
 use crate::kernels::KernelTable;
 use crate::Backend;
 
-pub static KERNELS: KernelTable = KernelTable {
+/// The scalar table as a constant, so SIMD tables can take the ops they do not vectorize
+/// from it (`..scalar::TABLE`).
+pub const TABLE: KernelTable = KernelTable {
     backend: Backend::Scalar,
     matmul: matmul::matmul,
     matmul_geglu: matmul::matmul_geglu,
@@ -24,3 +26,5 @@ pub static KERNELS: KernelTable = KernelTable {
     embed: elementwise::embed,
     pool: elementwise::pool,
 };
+
+pub static KERNELS: KernelTable = TABLE;

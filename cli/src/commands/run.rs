@@ -6,12 +6,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use gemma_graph::{
-    Backend, BackendChoice, CompiledGraph, EmbedOptions, Model, ModelOptions, Pipeline, Prompt,
-    SentenceTransformersHead,
+    Backend, BackendChoice, CompiledGraph, EmbedOptions, Model, ModelOptions, Pipeline, SentenceTransformersHead,
 };
 use serde_json::json;
 
-use crate::input::TextArgs;
+use crate::input::{PromptArgs, TextArgs};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Format {
@@ -40,12 +39,8 @@ pub struct Args {
     /// Worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Task prompt by name: query, document, Clustering, Classification, STS, ...
-    #[arg(long, conflicts_with = "prompt_text")]
-    prompt: Option<String>,
-    /// Literal prompt text put before every input.
-    #[arg(long)]
-    prompt_text: Option<String>,
+    #[command(flatten)]
+    prompt: PromptArgs,
     /// Matryoshka dimension (768, 512, 256 or 128): truncate and re-normalize.
     #[arg(long)]
     dim: Option<usize>,
@@ -70,14 +65,7 @@ pub fn run(args: Args) -> Result<()> {
             bail!("--dim {d}: EmbeddingGemma is trained for 768, 512, 256 or 128");
         }
     }
-    let prompt = match (args.prompt, args.prompt_text) {
-        (Some(name), _) => Some(Prompt::Name(name)),
-        (None, Some(text)) => Some(Prompt::Text(text)),
-        (None, None) => None,
-    };
-    if let Some(p) = &prompt {
-        p.text()?;
-    }
+    let prompt = args.prompt.prompt()?;
     let options = ModelOptions {
         backend: match args.backend {
             BackendArg::Auto => BackendChoice::Auto,

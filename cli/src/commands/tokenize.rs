@@ -3,12 +3,11 @@
 use std::io::Write;
 
 use anyhow::Result;
-use gemma_graph::Prompt;
 use gg_loader::gguf::Gguf;
 use gg_loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization, Tokenizer};
 use serde_json::json;
 
-use crate::input::TextArgs;
+use crate::input::{PromptArgs, TextArgs};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Format {
@@ -37,22 +36,18 @@ pub struct Args {
     /// reference tokenizer; for untrusted input).
     #[arg(long)]
     plain_control: bool,
-    /// Task prompt by name put before every text, as `run --prompt` does.
-    #[arg(long, conflicts_with = "prompt_text")]
-    prompt: Option<String>,
-    /// Literal prompt text put before every text.
-    #[arg(long)]
-    prompt_text: Option<String>,
+    /// As `run --prompt`: tokenize what embedding sees.
+    #[command(flatten)]
+    prompt: PromptArgs,
     /// Normalize the text first (changes ids relative to the reference tokenizer).
     #[arg(long, value_enum, default_value = "none")]
     normalize: Normalize,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let prompt = match (&args.prompt, &args.prompt_text) {
-        (Some(name), _) => Prompt::Name(name.clone()).text()?.to_string(),
-        (None, Some(text)) => text.clone(),
-        (None, None) => String::new(),
+    let prompt = match args.prompt.prompt()? {
+        Some(p) => p.text()?.to_string(),
+        None => String::new(),
     };
     let texts: Vec<String> = args
         .source
