@@ -72,10 +72,10 @@ fn check_backend(backend: Backend) {
     }
     let n = lines.len() as f64;
     println!("backend {backend}, texts: {}", lines.len());
-    println!("cos vs st_q8w:     min {min_q8w:.6} mean {:.6}", sum_q8w / n);
-    println!("cos vs st_f32:     min {min_f32:.6} mean {:.6}", sum_f32 / n);
+    println!("cos vs st_q8w:     min {min_q8w:.7} mean {:.7}", sum_q8w / n);
+    println!("cos vs st_f32:     min {min_f32:.7} mean {:.7}", sum_f32 / n);
     println!(
-        "cos vs llama_q8_0: min {min_llama:.6} mean {:.6} ({n_llama} texts)",
+        "cos vs llama_q8_0: min {min_llama:.7} mean {:.7} ({n_llama} texts)",
         sum_llama / n_llama as f64
     );
     assert!(

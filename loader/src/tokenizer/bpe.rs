@@ -6,7 +6,6 @@
 //! list and pushes the (at most two) new neighbour pairs; stale heap entries are recognised
 //! by the symbol ids they recorded. Characters without a piece fall back to byte tokens.
 
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use super::vocab::Vocab;
@@ -26,33 +25,38 @@ struct Symbol {
     len: u32,
 }
 
-#[derive(Clone, Copy)]
+/// A mergeable adjacent pair, 16 bytes (the heap is the hot data structure on long inputs).
+/// Ordered by `key`: higher score first, then the leftmost.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Candidate {
-    score: f32,
-    left: u32,
-    right: u32,
-    left_id: u32,
-    right_id: u32,
-    merged: u32,
+    /// Score as order-preserving bits (high half), then `!left` (low half).
+    key: u64,
+    /// The two symbols' ids when queued (left high, right low): the pair is stale when
+    /// either side has merged since. (A symbol's right neighbour only changes when the
+    /// symbol itself merges, so the ids identify the pair.)
+    ids: u64,
 }
 
-impl PartialEq for Candidate {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+impl Candidate {
+    fn left(&self) -> u32 {
+        !(self.key as u32)
+    }
+    fn left_id(&self) -> u32 {
+        (self.ids >> 32) as u32
+    }
+    fn right_id(&self) -> u32 {
+        self.ids as u32
     }
 }
-impl Eq for Candidate {}
-impl PartialOrd for Candidate {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Candidate {
-    /// Higher score first; on equal scores, the leftmost pair first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.score
-            .total_cmp(&other.score)
-            .then_with(|| other.left.cmp(&self.left))
+
+/// f32 bits mapped so that unsigned order is numeric order (as `f32::total_cmp`).
+#[inline]
+fn ordered_bits(x: f32) -> u32 {
+    let b = x.to_bits();
+    if b >> 31 == 1 {
+        !b
+    } else {
+        b | 1 << 31
     }
 }
 
@@ -64,27 +68,29 @@ pub struct BpeScratch {
 }
 
 impl BpeScratch {
-    fn push_pair(&mut self, vocab: &Vocab, left: u32) {
+    /// The merge candidate of `left` and its right neighbour, if their join is a piece.
+    fn candidate(&self, vocab: &Vocab, left: u32) -> Option<Candidate> {
         if left == NIL {
-            return;
+            return None;
         }
         let l = self.symbols[left as usize];
         if l.next == NIL {
-            return;
+            return None;
         }
         let r = self.symbols[l.next as usize];
         if l.id >= DEAD || r.id >= DEAD {
-            return;
+            return None;
         }
-        if let Some(merged) = vocab.merge(l.id, r.id) {
-            self.heap.push(Candidate {
-                score: vocab.score(merged),
-                left,
-                right: l.next,
-                left_id: l.id,
-                right_id: r.id,
-                merged,
-            });
+        let merged = vocab.merge(l.id, r.id)?;
+        Some(Candidate {
+            key: (u64::from(ordered_bits(vocab.score(merged))) << 32) | u64::from(!left),
+            ids: (u64::from(l.id) << 32) | u64::from(r.id),
+        })
+    }
+
+    fn push_pair(&mut self, vocab: &Vocab, left: u32) {
+        if let Some(c) = self.candidate(vocab, left) {
+            self.heap.push(c);
         }
     }
 }
@@ -108,28 +114,33 @@ pub fn encode_fragment(vocab: &Vocab, text: &str, scratch: &mut BpeScratch, out:
     }
     let n = scratch.symbols.len();
     scratch.symbols[n - 1].next = NIL;
-    for i in 0..n as u32 - 1 {
-        scratch.push_pair(vocab, i);
-    }
+    // All initial pairs at once: heapify is O(n), reusing the heap's buffer.
+    let mut initial = std::mem::take(&mut scratch.heap).into_vec();
+    initial.clear();
+    initial.extend((0..n as u32 - 1).filter_map(|i| scratch.candidate(vocab, i)));
+    scratch.heap = BinaryHeap::from(initial);
 
     while let Some(c) = scratch.heap.pop() {
-        let l = scratch.symbols[c.left as usize];
-        if l.id != c.left_id || l.next != c.right || scratch.symbols[c.right as usize].id != c.right_id {
+        let left = c.left();
+        let l = scratch.symbols[left as usize];
+        if l.id != c.left_id() || l.next == NIL || scratch.symbols[l.next as usize].id != c.right_id() {
             continue; // stale: one side has merged since this pair was queued
         }
-        let r = scratch.symbols[c.right as usize];
+        let right = l.next;
+        let r = scratch.symbols[right as usize];
+        let merged = vocab.merge(l.id, r.id).expect("queued pairs merge");
         {
-            let left = &mut scratch.symbols[c.left as usize];
-            left.id = c.merged;
-            left.len += r.len;
-            left.next = r.next;
+            let s = &mut scratch.symbols[left as usize];
+            s.id = merged;
+            s.len += r.len;
+            s.next = r.next;
         }
-        scratch.symbols[c.right as usize].id = DEAD;
+        scratch.symbols[right as usize].id = DEAD;
         if r.next != NIL {
-            scratch.symbols[r.next as usize].prev = c.left;
+            scratch.symbols[r.next as usize].prev = left;
         }
         scratch.push_pair(vocab, l.prev);
-        scratch.push_pair(vocab, c.left);
+        scratch.push_pair(vocab, left);
     }
 
     let bytes = text.as_bytes();
