@@ -273,9 +273,9 @@ fn scalar_packed_attention_equals_separate() {
 
 #[test]
 fn exp_matches_libm() {
-    use gg_backends::kernels::VecOps;
     #[cfg(target_arch = "x86_64")]
     {
+        use gg_backends::kernels::VecOps;
         if !Backend::Avx2.is_available() {
             eprintln!("skipping: no AVX2");
             return;

@@ -5,6 +5,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+/// Output format of `run` and `tokenize`: readable text, one JSON document, or one JSON
+/// object per input line.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Jsonl,
+}
+
 /// Where the texts and the model come from (shared by `run` and `tokenize`).
 #[derive(clap::Args)]
 pub struct TextArgs {

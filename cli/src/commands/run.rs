@@ -10,14 +10,7 @@ use gemma_graph::{
 };
 use serde_json::json;
 
-use crate::input::{PromptArgs, TextArgs};
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-    Jsonl,
-}
+use crate::input::{Format, PromptArgs, TextArgs};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum BackendArg {

@@ -7,14 +7,7 @@ use gg_loader::gguf::Gguf;
 use gg_loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization, Tokenizer};
 use serde_json::json;
 
-use crate::input::{PromptArgs, TextArgs};
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-    Jsonl,
-}
+use crate::input::{Format, PromptArgs, TextArgs};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Normalize {
