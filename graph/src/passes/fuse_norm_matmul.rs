@@ -1,6 +1,6 @@
 use gg_ops::Op;
 
-use super::describe;
+use super::{describe, plain_matmul_of};
 use crate::ir::{Graph, GraphError, NodeId};
 
 /// Search pattern: MatMul(RmsNorm(x)·w, W) → FusedMatMul{norm}(x, w, W) — the pre-norm is
@@ -19,19 +19,7 @@ pub fn fold_norm_into_matmul(g: &mut Graph) -> Result<bool, GraphError> {
             continue;
         }
         let consumers = g.consumers(norm);
-        let foldable = |c: NodeId| {
-            matches!(
-                g.node(c).op,
-                Op::MatMul
-                    | Op::FusedMatMul {
-                        norm_eps: None,
-                        in_cols: None,
-                        ..
-                    }
-            ) && g.inputs(c)[0] == norm
-                && g.inputs(c)[1..].iter().all(|&i| i != norm)
-        };
-        if consumers.is_empty() || !consumers.iter().all(|&c| foldable(c)) {
+        if consumers.is_empty() || !consumers.iter().all(|&c| plain_matmul_of(g, c, norm)) {
             continue;
         }
         let ni = g.inputs(norm);

@@ -1,6 +1,6 @@
 use gg_ops::Op;
 
-use super::{describe, sole_consumer};
+use super::{describe, plain_matmul_of};
 use crate::ir::{Graph, GraphError, NodeId};
 
 /// Search pattern: RmsNorm(AddRmsNorm(x, a, w₁))·w₂ feeding matmuls → ResidualNorm(x, a, w₁, w₂)
@@ -30,19 +30,7 @@ pub fn fuse_residual_norm(g: &mut Graph) -> Result<bool, GraphError> {
         }
         // The norm feeds only matmuls (as their activations)...
         let matmuls = g.consumers(h);
-        let is_matmul = |m: NodeId| {
-            matches!(
-                g.node(m).op,
-                Op::MatMul
-                    | Op::FusedMatMul {
-                        norm_eps: None,
-                        in_cols: None,
-                        ..
-                    }
-            ) && g.inputs(m)[0] == h
-                && g.use_count(h) == matmuls.len()
-        };
-        if g.is_output(h) || matmuls.is_empty() || !matmuls.iter().all(|&m| is_matmul(m)) {
+        if g.is_output(h) || matmuls.is_empty() || !matmuls.iter().all(|&m| plain_matmul_of(g, m, h)) {
             continue;
         }
         // ...and the sum feeds the norm and residual adds that can read the wider row.
@@ -52,7 +40,7 @@ pub fn fuse_residual_norm(g: &mut Graph) -> Result<bool, GraphError> {
                     && g.inputs(n)[0] == s
                     && g.inputs(n)[1..].iter().all(|&i| i != s))
         };
-        if !g.consumers(s).into_iter().all(residual_reader) || sole_consumer(g, h).is_some_and(|m| !is_matmul(m)) {
+        if !g.consumers(s).into_iter().all(residual_reader) {
             continue;
         }
         let si = g.inputs(s);

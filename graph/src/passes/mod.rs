@@ -13,6 +13,7 @@ mod fuse_residual_norm;
 mod noop;
 mod pack_attention;
 
+use gg_ops::Op;
 use serde::{Deserialize, Serialize};
 
 use crate::ir::{Graph, GraphError, NodeId};
@@ -146,6 +147,22 @@ pub(crate) fn describe(g: &Graph, n: NodeId) -> String {
     } else {
         node.fused_from.join(" + ")
     }
+}
+
+/// Whether `c` is a plain matmul (no norm, no column window) reading `n` as its
+/// activations and nowhere else — the shape a norm can be folded into.
+pub(crate) fn plain_matmul_of(g: &Graph, c: NodeId, n: NodeId) -> bool {
+    let ins = g.inputs(c);
+    matches!(
+        g.node(c).op,
+        Op::MatMul
+            | Op::FusedMatMul {
+                norm_eps: None,
+                in_cols: None,
+                ..
+            }
+    ) && ins[0] == n
+        && ins[1..].iter().all(|&i| i != n)
 }
 
 /// The only consumer of `n`, if it has exactly one (and `n` is not an output).
