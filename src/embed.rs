@@ -6,27 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gg_backends::{Arena, Batch, Par, SeqSpan};
+use gg_loader::gemma::PROMPTS;
 use gg_loader::tokenizer::EncodeOptions;
 
 use crate::{Error, Model};
-
-/// The task prompts EmbeddingGemma was trained with (its sentence-transformers config).
-pub const PROMPTS: &[(&str, &str)] = &[
-    ("query", "task: search result | query: "),
-    ("document", "title: none | text: "),
-    ("BitextMining", "task: search result | query: "),
-    ("Clustering", "task: clustering | query: "),
-    ("Classification", "task: classification | query: "),
-    ("InstructionRetrieval", "task: code retrieval | query: "),
-    ("MultilabelClassification", "task: classification | query: "),
-    ("PairClassification", "task: sentence similarity | query: "),
-    ("Reranking", "task: search result | query: "),
-    ("Retrieval", "task: search result | query: "),
-    ("Retrieval-query", "task: search result | query: "),
-    ("Retrieval-document", "title: none | text: "),
-    ("STS", "task: sentence similarity | query: "),
-    ("Summarization", "task: summarization | query: "),
-];
 
 /// Text put in front of every input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,8 +143,7 @@ impl Model {
         batch: &Batch<'_>,
         arena: &mut Arena,
     ) -> Result<(), Error> {
-        let kernels = self.backend.kernels();
-        pool.install(|| self.program.run(kernels, &self.weights, batch, arena, Par { threads }))?;
+        pool.install(|| self.program.run(&self.weights, batch, arena, Par { threads }))?;
         Ok(())
     }
 
@@ -174,7 +156,7 @@ impl Model {
     /// Embed texts. Results come back in input order; a text's vector does not depend on
     /// the other texts of the call.
     pub fn embed<S: AsRef<str>>(&self, texts: &[S], options: &EmbedOptions) -> Result<Embeddings, Error> {
-        let max = self.plan.max_tokens;
+        let max = self.program.max_tokens();
         let budget = options.batch_tokens.unwrap_or(max);
         if budget == 0 || budget > max {
             return Err(Error::InvalidOption(format!(
@@ -222,13 +204,14 @@ impl Model {
 
         let call_pool = match options.threads {
             Some(0) => return Err(Error::InvalidOption("threads must be at least 1".into())),
-            Some(n) if n != self.threads => Some((
-                rayon::ThreadPoolBuilder::new()
+            Some(n) if n != self.threads => {
+                let n = crate::model::thread_count(n)?;
+                let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(n)
                     .build()
-                    .map_err(|e| Error::ThreadPool(e.to_string()))?,
-                n,
-            )),
+                    .map_err(|e| Error::ThreadPool(e.to_string()))?;
+                Some((pool, n))
+            }
             _ => None,
         };
         let pool = call_pool.as_ref().map_or((&self.pool, self.threads), |(p, n)| (p, *n));
@@ -285,7 +268,7 @@ impl Model {
             let first = next;
             while next < ids.len()
                 && (b_seqs.is_empty() || b_ids.len() + ids[next].len() <= budget)
-                && b_seqs.len() < self.plan.max_seqs
+                && b_seqs.len() < self.program.max_seqs()
             {
                 let seq = &ids[next];
                 b_seqs.push(SeqSpan {
@@ -317,6 +300,10 @@ impl Model {
                 } else {
                     (1, &result[s * self.out_dim..(s + 1) * self.out_dim])
                 };
+                // Never hand out NaN/Inf: an index poisoned by one is worse than an error.
+                if !src.iter().all(|v| v.is_finite()) {
+                    return Err(Error::NonFiniteOutput { index });
+                }
                 let mut values = Vec::with_capacity(rows * dim);
                 for row in src.chunks_exact(self.out_dim) {
                     let start = values.len();

@@ -16,6 +16,16 @@ pub enum Error {
     Exec(#[from] gg_backends::ExecError),
     #[error(transparent)]
     Weights(#[from] gg_backends::weights::WeightError),
+    #[error(transparent)]
+    Lower(#[from] gg_backends::LowerError),
+    #[error(transparent)]
+    Backend(#[from] gg_backends::Unavailable),
+    #[error("the graph's weight {weight:?} does not match the model file: {what}")]
+    GraphMismatch { weight: String, what: String },
+    #[error("weight {weight:?} holds a NaN or infinite value (at element {element}): the file is corrupt")]
+    NonFiniteWeight { weight: String, element: usize },
+    #[error("text {index} gave a vector with NaN or infinite values; refusing to return it")]
+    NonFiniteOutput { index: usize },
     #[error("invalid option: {0}")]
     InvalidOption(String),
     #[error("pooling head {head:?}: {what}")]

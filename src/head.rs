@@ -93,7 +93,7 @@ impl<'a> HeadBuilder<'a> {
         }
         let w = add_weight(self.graph, self.gguf, tensor, &shape, None)?;
         let label = tensor.trim_end_matches(".weight").to_string();
-        self.add(Op::MatMul, &[x.0, w], &label)
+        self.add(Op::matmul(), &[x.0, w], &label)
     }
 
     /// Every row scaled to unit L2 norm.
@@ -134,7 +134,14 @@ impl PoolingHead for SentenceTransformersHead {
         let kind = match b.config().pooling {
             PoolingType::Cls => PoolKind::First,
             PoolingType::Last => PoolKind::Last,
-            PoolingType::Mean | PoolingType::None => PoolKind::Mean,
+            PoolingType::Mean => PoolKind::Mean,
+            // The file asks for per-token vectors: mean-pooling them anyway would be a guess.
+            PoolingType::None => {
+                return Err(b.err(
+                    "the file's gemma-embedding.pooling_type is 0 (none: one vector per token); \
+                     the sentence-transformers head pools, so load it with a per-token head instead",
+                ))
+            }
         };
         let mut x = b.pool(b.hidden(), kind)?;
         let dense: Vec<String> = b.config().dense.iter().map(|d| d.tensor.clone()).collect();

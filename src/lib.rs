@@ -10,16 +10,19 @@
 //! # Ok::<(), gemma_graph::Error>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod embed;
 mod error;
 pub mod head;
 pub mod model;
 pub mod paths;
 
-pub use embed::{CancelToken, EmbedOptions, Embeddings, Prompt, TextEmbedding, PROMPTS};
+pub use embed::{CancelToken, EmbedOptions, Embeddings, Prompt, TextEmbedding};
 pub use error::Error;
-pub use gg_backends::{Arena, Backend, Batch, SeqSpan};
+pub use gg_backends::{Arena, Backend, Batch, SeqSpan, Unavailable};
 pub use gg_graph::{CompiledGraph, Pipeline};
+pub use gg_loader::gemma::{MATRYOSHKA_DIMS, PROMPTS};
 pub use gg_loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization};
 pub use head::{HeadBuilder, PoolKind, PoolingHead, SentenceTransformersHead, Value};
 pub use model::{BackendChoice, Model, ModelOptions};

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use gg_backends::{Arena, Backend, ByteSource, Program, WeightBytes, WeightTable};
-use gg_graph::{CompiledGraph, Graph, PassRecord, Pipeline, Plan};
+use gg_graph::{CompiledGraph, Graph, PassRecord, Pipeline, Plan, WeightSource};
 use gg_loader::gemma::{build_encoder, GemmaConfig};
 use gg_loader::gguf::Gguf;
 use gg_loader::tokenizer::Tokenizer;
@@ -30,7 +30,8 @@ pub struct ModelOptions {
     /// Worker threads; 0 uses every core.
     pub threads: usize,
     /// Largest batch, in tokens, the memory plan is made for (and so the longest text);
-    /// 0 uses the model's context length.
+    /// 0 uses the model's context length, at most [`DEFAULT_PLAN_TOKENS`]. At most
+    /// [`MAX_BATCH_TOKENS`].
     pub max_batch_tokens: usize,
     /// Compiler passes run on the graph (default: all of them; `Pipeline::None` runs the
     /// graph as built).
@@ -50,6 +51,25 @@ impl Default for ModelOptions {
 
 /// Most texts packed into one batch (bounds the per-text part of the arena).
 pub const MAX_TEXTS_PER_BATCH: usize = 256;
+/// The plan's size when none is asked for and the file's context is longer: memory is sized
+/// by what a run needs, not by what a file claims.
+pub const DEFAULT_PLAN_TOKENS: usize = 8192;
+/// Largest plan a model may be loaded with (the arena grows ~15 KB per token).
+pub const MAX_BATCH_TOKENS: usize = 65_536;
+/// Threads per core beyond which more threads only cost (checked, not clamped).
+pub const MAX_THREADS_PER_CORE: usize = 8;
+
+/// `threads` checked against this machine: 0 means every core.
+pub(crate) fn thread_count(threads: usize) -> Result<usize, Error> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match threads {
+        0 => Ok(cores),
+        n if n > MAX_THREADS_PER_CORE * cores => Err(Error::InvalidOption(format!(
+            "threads {n}: more than {MAX_THREADS_PER_CORE} per core on this {cores}-core machine"
+        ))),
+        n => Ok(n),
+    }
+}
 
 struct SharedGguf(Arc<Gguf>);
 
@@ -66,7 +86,6 @@ pub struct Model {
     pub(crate) tokenizer: Tokenizer,
     pub(crate) config: GemmaConfig,
     pub(crate) graph: Graph,
-    pub(crate) plan: Plan,
     pub(crate) program: Program,
     pub(crate) weights: WeightTable,
     pub(crate) backend: Backend,
@@ -128,29 +147,27 @@ impl Parts {
         let per_token = graph.node(out).shape.rows == Rows::Tokens;
         let out_dim = graph.node(out).shape.cols;
         let backend = match options.backend {
-            BackendChoice::Auto => gg_backends::best_backend(),
-            BackendChoice::Force(b) if b.is_available() => b,
-            BackendChoice::Force(b) => {
-                return Err(Error::InvalidOption(format!("this CPU cannot run the {b} backend")))
+            BackendChoice::Auto => gg_backends::backend_from_env()?,
+            BackendChoice::Force(b) => b,
+        };
+        let table = backend.table()?;
+        let threads = thread_count(options.threads)?;
+        let max_tokens = match options.max_batch_tokens {
+            0 => config.context_length.min(DEFAULT_PLAN_TOKENS),
+            n if n > MAX_BATCH_TOKENS => {
+                return Err(Error::InvalidOption(format!(
+                    "max_batch_tokens {n}: at most {MAX_BATCH_TOKENS} tokens per batch"
+                )))
             }
-        };
-        let threads = if options.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            options.threads
-        };
-        let max_tokens = if options.max_batch_tokens == 0 {
-            config.context_length
-        } else {
-            options.max_batch_tokens
+            n => n,
         };
         // Every text brings its BOS/EOS, so a batch holds at most max_tokens / 2 texts; a cap
         // keeps the per-text values (pooled rows, dense outputs) small.
         let min_tokens_per_text = tokenizer.n_special(&Default::default()).max(1);
         let max_seqs = (max_tokens / min_tokens_per_text).clamp(1, MAX_TEXTS_PER_BATCH);
-        let plan = gg_graph::plan(&graph, max_tokens, max_seqs)?;
-        let program = Program::compile(&graph, &plan)?;
+        let program = Program::compile(&graph, table, max_tokens, max_seqs)?;
         let weights = bind_weights(&graph, &gguf)?;
+        check_finite(&graph, &weights)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("gemma-graph-{i}"))
@@ -162,7 +179,6 @@ impl Parts {
             tokenizer,
             config,
             graph,
-            plan,
             program,
             weights,
             backend,
@@ -216,6 +232,7 @@ impl Model {
         let parts = Parts::open(path.as_ref())?;
         let graph = compiled.graph.clone();
         graph.validate()?;
+        check_weights_against_file(&graph, &parts.gguf)?;
         parts.assemble(graph, None, Vec::new(), options, "compiled".into())
     }
 
@@ -228,7 +245,7 @@ impl Model {
     pub fn compiled(&self) -> CompiledGraph {
         CompiledGraph {
             graph: self.graph.clone(),
-            plan: Some(self.plan.clone()),
+            plan: Some(self.program.plan().clone()),
         }
     }
 
@@ -247,7 +264,12 @@ impl Model {
 
     /// The static buffer plan.
     pub fn plan(&self) -> &Plan {
-        &self.plan
+        self.program.plan()
+    }
+
+    /// The lowered program: one resolved kernel step per node (`dump` lists them).
+    pub fn program(&self) -> &Program {
+        &self.program
     }
 
     pub fn backend(&self) -> Backend {
@@ -260,7 +282,7 @@ impl Model {
 
     /// Largest batch in tokens (and longest text) the plan allows.
     pub fn max_batch_tokens(&self) -> usize {
-        self.plan.max_tokens
+        self.program.max_tokens()
     }
 
     /// Width of each output row.
@@ -291,6 +313,70 @@ impl Model {
     pub fn gguf(&self) -> &Gguf {
         &self.gguf
     }
+}
+
+/// A graph from outside (a saved RON file) names tensors with a type and shape: both must be
+/// what the file holds, or the graph would read the right bytes the wrong way.
+fn check_weights_against_file(graph: &Graph, gguf: &Gguf) -> Result<(), Error> {
+    for desc in graph.weights() {
+        let names: Vec<&str> = match &desc.source {
+            WeightSource::Tensor(n) => vec![n.as_str()],
+            WeightSource::ConcatRows(ns) => ns.iter().map(String::as_str).collect(),
+        };
+        let mismatch = |what: String| Error::GraphMismatch {
+            weight: desc.name(),
+            what,
+        };
+        let (mut rows, mut cols) = (0usize, None);
+        for name in names {
+            let t = gguf.tensor(name)?;
+            let dtype = t.ty.to_dtype();
+            if dtype != Some(desc.dtype) {
+                return Err(mismatch(format!(
+                    "the graph says {}, the file's {name:?} is {}",
+                    desc.dtype, t.ty
+                )));
+            }
+            let shape = t.shape();
+            let (r, c) = match shape[..] {
+                [c] => (1, c),
+                [r, c] => (r, c),
+                _ => return Err(mismatch(format!("the file's {name:?} has shape {shape:?}"))),
+            };
+            if cols.is_some_and(|k| k != c) {
+                return Err(mismatch(format!(
+                    "stacked tensors of different widths ({name:?} has {c})"
+                )));
+            }
+            cols = Some(c);
+            rows += r;
+        }
+        let want = gg_ops::Shape::fixed(rows, cols.unwrap_or(0));
+        if desc.shape != want {
+            return Err(mismatch(format!(
+                "the graph says {}, the file holds {want}",
+                desc.shape
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// NaN or infinite weights would turn every vector into NaN (or zeros after a NaN scale):
+/// refuse them at load, naming the tensor. Reads scales only for quantized types.
+fn check_finite(graph: &Graph, weights: &WeightTable) -> Result<(), Error> {
+    for (i, desc) in graph.weights().iter().enumerate() {
+        let Some(info) = gg_backends::wtypes::info(desc.dtype) else {
+            continue; // lowering has refused the type already
+        };
+        if let Some(block) = (info.first_non_finite)(weights.view(i)) {
+            return Err(Error::NonFiniteWeight {
+                weight: desc.name(),
+                element: block * info.block_len,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Weights for the graph's table: file tensors zero-copy, concatenations built once.

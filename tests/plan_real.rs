@@ -4,7 +4,8 @@
 mod common;
 
 use common::*;
-use gemma_graph::graph::{check_plan, plan};
+use gemma_graph::backends::Program;
+use gemma_graph::graph::check_plan;
 use gemma_graph::model::MAX_TEXTS_PER_BATCH;
 use gemma_graph::{Model, ModelOptions, Pipeline, SentenceTransformersHead};
 
@@ -21,14 +22,18 @@ fn real_model_plans_are_valid_and_reported() {
     )
     .unwrap();
     let g = model.graph();
+    let table = model.backend().table().unwrap();
     let mut last = 0;
     for t in [16, 512, 2048] {
         let seqs = (t / 2).min(MAX_TEXTS_PER_BATCH);
-        let before = plan(unfused.graph(), t, seqs).unwrap();
-        check_plan(&before).unwrap();
-        let p = plan(g, t, seqs).unwrap();
+        // Planned as lowering plans them: values plus the chosen kernels' scratch.
+        let unfused_program = Program::compile(unfused.graph(), table, t, seqs).unwrap();
+        let before = unfused_program.plan();
+        check_plan(before).unwrap();
+        let program = Program::compile(g, table, t, seqs).unwrap();
+        let p = program.plan();
         println!("T = {t:>4}: unfused graph arena {:>11} bytes", before.arena_bytes);
-        check_plan(&p).unwrap();
+        check_plan(p).unwrap();
         assert!(p.arena_bytes <= p.total_value_bytes);
         assert!(p.arena_bytes > last, "bigger batches need more arena");
         last = p.arena_bytes;

@@ -3,7 +3,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gg_backends::kernels::{AttentionArgs, AttentionIo};
 use gg_backends::{Activations, Backend, Par, SeqSpan, WeightView};
-use gg_ops::BlockQ8_0;
+use gg_ops::{BlockQ8_0, DType};
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
     gg_ops::testing::XorShift(seed).vec(n)
@@ -15,6 +15,7 @@ fn bench(c: &mut Criterion) {
         .chunks_exact(32)
         .map(|c| BlockQ8_0::quantize(c.try_into().unwrap()))
         .collect();
+    let wv = WeightView::new(DType::Q8_0, n, k, bytemuck::cast_slice(&w)).unwrap();
     for rows in [16usize, 512] {
         let x = random(rows * k, 2);
         let mut out = vec![0f32; rows * n];
@@ -22,17 +23,9 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements((rows * k * n) as u64));
         g.sample_size(10);
         for &b in Backend::all().iter().filter(|b| b.is_available()) {
-            let kern = b.kernels();
+            let kern = b.table().unwrap().weight(DType::Q8_0).unwrap().0;
             g.bench_function(b.name(), |bn| {
-                bn.iter(|| {
-                    (kern.matmul)(
-                        Activations::dense(&x, rows, k),
-                        WeightView::Q8_0(&w),
-                        &mut out,
-                        n,
-                        Par::SERIAL,
-                    )
-                })
+                bn.iter(|| (kern.matmul)(Activations::dense(&x, rows, k), wv, &mut out, n, Par::SERIAL))
             });
         }
         g.finish();
@@ -49,7 +42,7 @@ fn bench_attention(c: &mut Criterion) {
     g.throughput(Throughput::Elements((t * heads * 513 * hd * 2) as u64));
     g.sample_size(10);
     for &b in Backend::all().iter().filter(|b| b.is_available()) {
-        let kern = b.kernels();
+        let kern = b.table().unwrap();
         let mut buf = qkv.clone();
         g.bench_function(b.name(), |bn| {
             bn.iter(|| {

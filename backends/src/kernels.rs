@@ -1,9 +1,10 @@
-//! The kernel table: one function per op, one table per backend. The scalar table is the
-//! specification every SIMD table is tested against.
+//! The kernel table: one function per op slot, one table per backend tier. The scalar table
+//! is the specification every SIMD table is tested against; a SIMD tier starts from it
+//! (`..scalar::TABLE`) and overrides the slots it accelerates, weight-type kernels included.
 
-use gg_ops::PoolKind;
+use gg_ops::{DType, PoolKind, WeightView};
 
-use crate::weights::WeightView;
+use crate::wtypes::{WeightKernels, WeightTypeInfo};
 use crate::Backend;
 
 /// Where the sequences of a batch are: rows `start..start + len` of every per-token value.
@@ -13,21 +14,23 @@ pub struct SeqSpan {
     pub len: usize,
 }
 
-/// The vector primitives an algorithm shared between backends is written against.
-pub trait VecOps: Sync {
+/// The vector primitives an algorithm shared between backends is written against. A value
+/// of an implementing type is proof that the CPU can run its instructions (SIMD
+/// implementations can only be made after the feature check), so the methods are safe.
+pub trait VecOps: Copy + Send + Sync {
     /// `Σ a[i]·b[i]`, summed in the order of `scalar::matmul::dot` (8 lanes).
-    fn dot(a: &[f32], b: &[f32]) -> f32;
+    fn dot(self, a: &[f32], b: &[f32]) -> f32;
     /// `acc += p · v`
-    fn axpy(acc: &mut [f32], p: f32, v: &[f32]);
+    fn axpy(self, acc: &mut [f32], p: f32, v: &[f32]);
     /// `x[i] = exp(x[i] − m)` (0 where `x[i]` is −∞).
-    fn exp_sub(x: &mut [f32], m: f32) {
+    fn exp_sub(self, x: &mut [f32], m: f32) {
         for v in x {
             *v = (*v - m).exp();
         }
     }
     /// Four dot products against one shared vector `b`.
-    fn dot4(a: [&[f32]; 4], b: &[f32]) -> [f32; 4] {
-        a.map(|x| Self::dot(x, b))
+    fn dot4(self, a: [&[f32]; 4], b: &[f32]) -> [f32; 4] {
+        a.map(|x| self.dot(x, b))
     }
 }
 
@@ -75,6 +78,10 @@ impl<'a> Activations<'a> {
 /// `out (rows, n) = x (rows, k) · W (n, k)ᵀ`
 pub type MatMulFn = fn(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, par: Par);
 
+/// Elements `k0..k0 + out.len()` of row `j` of a weight, as f32 (exactly the type's
+/// dequantization; `k0` and the length are whole blocks).
+pub type RowFn = fn(w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]);
+
 /// In place NEOX rotation of `x (T, cols)`; `cos`/`sin` are `(positions, head_dim / 2)`.
 pub type RopeFn = fn(x: &mut [f32], cols: usize, pos: &[i32], head_dim: usize, cos: &[f32], sin: &[f32]);
 
@@ -109,9 +116,8 @@ pub struct AttentionArgs<'a> {
 
 pub struct KernelTable {
     pub backend: Backend,
-    pub matmul: MatMulFn,
-    /// `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)` where `W (2f, k)` stacks Wg over Wu.
-    pub matmul_geglu: MatMulFn,
+    /// The weight types whose kernels this tier overrides; the others run the scalar spec.
+    pub weight_kernels: &'static [(DType, WeightKernels)],
     /// In place: `x += rmsnorm(a) ⊙ w` per row of `w.len()` columns.
     pub add_rms_norm: fn(x: &mut [f32], a: &[f32], w: &[f32], eps: f32, par: Par),
     /// In place on rows of `2C`: `s = x[..C] + rmsnorm(a) ⊙ w1`, then `x = [s | rmsnorm(s) ⊙ w2]`.
@@ -126,8 +132,21 @@ pub struct KernelTable {
     pub scale: fn(x: &mut [f32], factor: f32),
     /// In place, per row of `cols`.
     pub l2_norm: fn(x: &mut [f32], cols: usize),
-    /// `out (T, cols) = table[ids] · scale` (ids are checked by the executor).
-    pub embed: fn(ids: &[i32], table: WeightView<'_>, cols: usize, scale: f32, out: &mut [f32]),
+    /// `out (T, cols) = table[ids] · scale`, rows decoded by `row` (ids checked by the caller).
+    pub embed: fn(ids: &[i32], table: WeightView<'_>, row: RowFn, scale: f32, out: &mut [f32]),
     /// `out (S, cols)` from `x (T, cols)`.
     pub pool: fn(x: &[f32], cols: usize, seqs: &[SeqSpan], kind: PoolKind, out: &mut [f32]),
+    /// For each row: `width` values from column `x_start` of `x (R, x_cols)` into the first
+    /// `width` columns of `out (R, out_cols)` (a column slice, or a copy into a wider row).
+    pub copy_cols: fn(x: &[f32], x_cols: usize, x_start: usize, out: &mut [f32], out_cols: usize, width: usize),
+}
+
+impl KernelTable {
+    /// The kernels for a weight type on this tier: the tier's own, else the scalar spec's;
+    /// `None` for a type no kernel knows.
+    pub fn weight(&self, dtype: DType) -> Option<(&'static WeightKernels, &'static WeightTypeInfo)> {
+        let info = crate::wtypes::info(dtype)?;
+        let own = self.weight_kernels.iter().find(|(d, _)| *d == dtype).map(|(_, k)| k);
+        Some((own.unwrap_or(&info.scalar), info))
+    }
 }

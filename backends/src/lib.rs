@@ -1,27 +1,55 @@
-//! Kernels and the executor. The scalar table is the specification; SIMD tables (AVX2 on
-//! x86_64, NEON on aarch64) are chosen at run time. All `cfg(target_arch)`, `target_feature`
-//! and SIMD `unsafe` of the project live in this crate.
+//! Kernels, lowering and the executor. The scalar table is the specification; SIMD tiers
+//! (AVX2 on x86_64, later AVX-512 and NEON) start from it and override the slots they
+//! accelerate, chosen at run time. All `cfg(target_arch)`, `target_feature` and SIMD `unsafe`
+//! of the project live in this crate.
+//!
+//! Adding a backend: one new module (its table, built as `..scalar::TABLE` plus overrides, and
+//! its CPU-feature token), a [`Backend`] variant, and its lines in [`Backend::table`] and
+//! [`Backend::missing_features`].
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+pub mod composite;
 pub mod exec;
 pub mod kernels;
+pub mod lower;
 pub mod scalar;
 mod split;
 pub mod weights;
+pub mod wtypes;
 
 use std::sync::OnceLock;
 
-pub use exec::{Arena, Batch, ExecError, OutputSlot, Program};
+pub use exec::{Arena, Batch, ExecError};
+pub use gg_ops::WeightView;
 pub use kernels::{Activations, KernelTable, Par, SeqSpan};
-pub use weights::{ByteSource, Weight, WeightBytes, WeightTable, WeightView};
+pub use lower::{LowerError, OutputSlot, Program, Step};
+pub use weights::{ByteSource, Weight, WeightBytes, WeightTable};
 
-/// A kernel table.
+/// A kernel tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
     Scalar,
     /// x86_64 with AVX2, FMA and F16C.
     Avx2,
+}
+
+/// Why a backend cannot run here.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    #[error("the {backend} backend needs CPU features this CPU lacks: {}", missing.join(", "))]
+    MissingFeatures {
+        backend: &'static str,
+        missing: Vec<&'static str>,
+    },
+    #[error("the {backend} backend exists only on {arch} CPUs, this is {this}")]
+    OtherArch {
+        backend: &'static str,
+        arch: &'static str,
+        this: &'static str,
+    },
+    #[error("unknown backend {0:?}; known: scalar, avx2")]
+    Unknown(String),
 }
 
 impl Backend {
@@ -32,35 +60,53 @@ impl Backend {
         }
     }
 
+    /// A backend by name.
+    pub fn from_name(name: &str) -> Result<Backend, Unavailable> {
+        Backend::all()
+            .iter()
+            .copied()
+            .find(|b| b.name() == name)
+            .ok_or_else(|| Unavailable::Unknown(name.to_string()))
+    }
+
+    /// The CPU features this backend needs and this CPU lacks (empty when it can run).
+    pub fn missing_features(self) -> Result<Vec<&'static str>, Unavailable> {
+        match self {
+            Backend::Scalar => Ok(Vec::new()),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => Ok(avx2::missing_features()),
+            #[cfg(not(target_arch = "x86_64"))]
+            Backend::Avx2 => Err(Unavailable::OtherArch {
+                backend: "avx2",
+                arch: "x86_64",
+                this: std::env::consts::ARCH,
+            }),
+        }
+    }
+
     /// Whether this CPU can run the backend.
     pub fn is_available(self) -> bool {
-        static AVX2: OnceLock<bool> = OnceLock::new();
+        self.table().is_ok()
+    }
+
+    /// The backend's kernel table, or why this CPU cannot run it.
+    pub fn table(self) -> Result<&'static KernelTable, Unavailable> {
         match self {
-            Backend::Scalar => true,
+            Backend::Scalar => Ok(&scalar::KERNELS),
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => *AVX2.get_or_init(avx2::is_available),
+            Backend::Avx2 => match avx2::Avx2::detect() {
+                Some(cpu) => Ok(avx2::table(cpu)),
+                None => Err(Unavailable::MissingFeatures {
+                    backend: "avx2",
+                    missing: avx2::missing_features(),
+                }),
+            },
             #[cfg(not(target_arch = "x86_64"))]
-            Backend::Avx2 => false,
+            Backend::Avx2 => Err(self.missing_features().expect_err("not on this arch")),
         }
     }
 
-    /// The backend's kernel table.
-    ///
-    /// # Panics
-    /// If this CPU cannot run the backend (check [`Backend::is_available`]): handing out a
-    /// SIMD table on a CPU without its instructions would be undefined behaviour.
-    pub fn kernels(self) -> &'static KernelTable {
-        assert!(self.is_available(), "the {self} backend is not available on this CPU");
-        match self {
-            Backend::Scalar => &scalar::KERNELS,
-            #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => &avx2::KERNELS,
-            #[cfg(not(target_arch = "x86_64"))]
-            Backend::Avx2 => unreachable!("not available off x86_64"),
-        }
-    }
-
-    /// Every backend, in order of preference from last to first.
+    /// Every backend, from the plainest to the fastest.
     pub fn all() -> &'static [Backend] {
         &[Backend::Scalar, Backend::Avx2]
     }
@@ -72,16 +118,10 @@ impl std::fmt::Display for Backend {
     }
 }
 
-/// The best backend this CPU supports, detected once. `GEMMA_GRAPH_BACKEND` (a backend name)
-/// overrides it when that backend is available.
+/// The fastest backend this CPU supports, detected once.
 pub fn best_backend() -> Backend {
     static BEST: OnceLock<Backend> = OnceLock::new();
     *BEST.get_or_init(|| {
-        if let Ok(name) = std::env::var("GEMMA_GRAPH_BACKEND") {
-            if let Some(b) = Backend::all().iter().find(|b| b.name() == name && b.is_available()) {
-                return *b;
-            }
-        }
         Backend::all()
             .iter()
             .rev()
@@ -91,20 +131,41 @@ pub fn best_backend() -> Backend {
     })
 }
 
+/// The backend `GEMMA_GRAPH_BACKEND` names (`auto` or unset: the fastest available), or why
+/// it cannot be used.
+pub fn backend_from_env() -> Result<Backend, Unavailable> {
+    match std::env::var("GEMMA_GRAPH_BACKEND") {
+        Ok(name) if !name.is_empty() && name != "auto" => {
+            let b = Backend::from_name(&name)?;
+            b.table()?;
+            Ok(b)
+        }
+        _ => Ok(best_backend()),
+    }
+}
+
 /// CPU features relevant to the backends, for `--verbose` and `dump`.
 pub fn cpu_features() -> Vec<&'static str> {
     let mut f = Vec::new();
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            f.push("avx2");
+        macro_rules! probe {
+            ($($name:tt),*) => {$(
+                if std::arch::is_x86_feature_detected!($name) {
+                    f.push($name);
+                }
+            )*};
         }
-        if std::arch::is_x86_feature_detected!("fma") {
-            f.push("fma");
-        }
-        if std::arch::is_x86_feature_detected!("f16c") {
-            f.push("f16c");
-        }
+        probe!(
+            "avx2",
+            "fma",
+            "f16c",
+            "avx512f",
+            "avx512bw",
+            "avx512vl",
+            "avx512vnni",
+            "avxvnni"
+        );
     }
     #[cfg(target_arch = "aarch64")]
     {

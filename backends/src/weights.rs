@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use gg_ops::{BlockQ8_0, DType, Shape};
-use half::{bf16, f16};
+use gg_ops::{DType, Shape, WeightView};
 
 /// Something that owns bytes for as long as the weights are used (the memory-mapped file).
 pub trait ByteSource: Send + Sync {
@@ -41,48 +40,6 @@ impl WeightBytes {
     }
 }
 
-/// A typed view of a weight's data.
-#[derive(Clone, Copy, Debug)]
-pub enum WeightView<'a> {
-    F32(&'a [f32]),
-    F16(&'a [f16]),
-    BF16(&'a [bf16]),
-    Q8_0(&'a [BlockQ8_0]),
-}
-
-impl WeightView<'_> {
-    /// Convert row `j` of a `[n, k]` matrix to f32 in `out` (`out.len() == k`).
-    #[inline]
-    pub fn row_to_f32(&self, j: usize, out: &mut [f32]) {
-        self.row_segment_to_f32(j, out.len(), 0, out);
-    }
-
-    /// Convert elements `k0..k0 + out.len()` of row `j` of a `[n, k]` matrix to f32. For
-    /// Q8_0, `k0` and the length (unless it reaches the row end) are multiples of 32.
-    #[inline]
-    pub fn row_segment_to_f32(&self, j: usize, k: usize, k0: usize, out: &mut [f32]) {
-        let start = j * k + k0;
-        let len = out.len();
-        match self {
-            WeightView::F32(w) => out.copy_from_slice(&w[start..start + len]),
-            WeightView::F16(w) => {
-                for (o, v) in out.iter_mut().zip(&w[start..start + len]) {
-                    *o = v.to_f32();
-                }
-            }
-            WeightView::BF16(w) => {
-                for (o, v) in out.iter_mut().zip(&w[start..start + len]) {
-                    *o = v.to_f32();
-                }
-            }
-            WeightView::Q8_0(w) => {
-                let qk = gg_ops::QK8_0;
-                gg_ops::quant::dequantize_row_q8_0(&w[start / qk..(start + len) / qk], out);
-            }
-        }
-    }
-}
-
 /// One weight: its type, shape and bytes.
 pub struct Weight {
     pub dtype: DType,
@@ -107,29 +64,16 @@ impl WeightTable {
     /// Check each weight's size and alignment once, so views never fail later.
     pub fn new(weights: Vec<Weight>) -> Result<WeightTable, WeightError> {
         for (index, w) in weights.iter().enumerate() {
-            let err = |what: String| WeightError { index, what };
             let gg_ops::Rows::Fixed(rows) = w.shape.rows else {
-                return Err(err(format!("shape {} has symbolic rows", w.shape)));
+                return Err(WeightError {
+                    index,
+                    what: format!("shape {} has symbolic rows", w.shape),
+                });
             };
-            let want = w
-                .dtype
-                .bytes_for(rows * w.shape.cols)
-                .ok_or_else(|| err(format!("{} x {} is not whole {} blocks", rows, w.shape.cols, w.dtype)))?;
-            if w.bytes.as_bytes().len() != want {
-                return Err(err(format!(
-                    "{} bytes for {} {}, expected {want}",
-                    w.bytes.as_bytes().len(),
-                    w.dtype,
-                    w.shape
-                )));
-            }
-            let align = match w.dtype {
-                DType::F32 | DType::I32 => 4,
-                _ => 2,
-            };
-            if !(w.bytes.as_bytes().as_ptr() as usize).is_multiple_of(align) {
-                return Err(err(format!("data is not {align}-byte aligned")));
-            }
+            WeightView::new(w.dtype, rows, w.shape.cols, w.bytes.as_bytes()).map_err(|e| WeightError {
+                index,
+                what: e.to_string(),
+            })?;
         }
         Ok(WeightTable { weights })
     }
@@ -176,21 +120,12 @@ impl WeightTable {
 
     pub fn view(&self, id: usize) -> WeightView<'_> {
         let w = &self.weights[id];
-        let b = w.bytes.as_bytes();
-        // Sizes and alignment were checked in `new`.
-        match w.dtype {
-            DType::F32 | DType::I32 => WeightView::F32(bytemuck::cast_slice(b)),
-            DType::F16 => WeightView::F16(bytemuck::cast_slice(b)),
-            DType::BF16 => WeightView::BF16(bytemuck::cast_slice(b)),
-            DType::Q8_0 => WeightView::Q8_0(bytemuck::cast_slice(b)),
-        }
+        WeightView::new(w.dtype, w.shape.rows_for(0, 0), w.shape.cols, w.bytes.as_bytes())
+            .expect("weights are checked when the table is made")
     }
 
-    /// A vector weight (norm scales) as f32; only F32 vectors are accepted by the graph.
+    /// A vector weight (norm scales) as f32: lowering only binds f32 weights here.
     pub fn f32(&self, id: usize) -> &[f32] {
-        match self.view(id) {
-            WeightView::F32(v) => v,
-            _ => panic!("weight {id} is not f32 (the graph validates this)"),
-        }
+        self.view(id).cast::<f32>()
     }
 }

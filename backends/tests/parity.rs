@@ -4,8 +4,8 @@
 use gg_backends::kernels::{AttentionArgs, AttentionIo};
 use gg_backends::{Activations, Backend, KernelTable, Par, SeqSpan, WeightView};
 use gg_ops::testing::XorShift;
-use gg_ops::BlockQ8_0;
-use half::f16;
+use gg_ops::{BlockQ8_0, DType};
+use half::{bf16, f16};
 
 /// The parameters attention calls share, apart from where q/k/v live.
 struct Att<'a> {
@@ -61,52 +61,87 @@ fn assert_close(want: &[f32], got: &[f32], what: &str) {
     }
 }
 
-enum W {
-    Q8(Vec<BlockQ8_0>),
-    F16(Vec<f16>),
-    F32(Vec<f32>),
+/// A random weight of one type, kept as its bytes (in u64 words, so views are aligned).
+struct W {
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    words: Vec<u64>,
 }
 
+/// Every weight type with kernels.
+const KINDS: [DType; 4] = [DType::Q8_0, DType::F16, DType::BF16, DType::F32];
+
 impl W {
-    fn new(kind: usize, vals: &[f32]) -> W {
-        match kind {
-            0 => W::Q8(
-                vals.chunks_exact(32)
-                    .map(|c| BlockQ8_0::quantize(c.try_into().unwrap()))
-                    .collect(),
-            ),
-            1 => W::F16(vals.iter().map(|&v| f16::from_f32(v)).collect()),
-            _ => W::F32(vals.to_vec()),
+    fn new(dtype: DType, rows: usize, cols: usize, vals: &[f32]) -> W {
+        let bytes: Vec<u8> = match dtype {
+            DType::Q8_0 => vals
+                .chunks_exact(32)
+                .flat_map(|c| BlockQ8_0::quantize(c.try_into().unwrap()).to_bytes())
+                .collect(),
+            DType::F16 => vals.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(),
+            DType::BF16 => vals.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect(),
+            _ => vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        };
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+        let len = bytes.len();
+        words.truncate(len.div_ceil(8));
+        W {
+            dtype,
+            rows,
+            cols,
+            words,
         }
     }
     fn view(&self) -> WeightView<'_> {
-        match self {
-            W::Q8(b) => WeightView::Q8_0(b),
-            W::F16(h) => WeightView::F16(h),
-            W::F32(f) => WeightView::F32(f),
-        }
+        let bytes: &[u8] = bytemuck::cast_slice(&self.words);
+        let len = self.dtype.bytes_for(self.rows * self.cols).unwrap();
+        WeightView::new(self.dtype, self.rows, self.cols, &bytes[..len]).unwrap()
     }
 }
 
 fn run_matmul(kern: &KernelTable, geglu: bool, x: Activations<'_>, w: WeightView<'_>, n: usize, par: Par) -> Vec<f32> {
     let mut out = vec![f32::NAN; x.rows * n];
+    let (k, _) = kern.weight(w.dtype()).expect("a kernel for every registered type");
     if geglu {
-        (kern.matmul_geglu)(x, w, &mut out, n, par);
+        (k.matmul_geglu)(x, w, &mut out, n, par);
     } else {
-        (kern.matmul)(x, w, &mut out, n, par);
+        (k.matmul)(x, w, &mut out, n, par);
     }
     out
 }
 
 #[test]
+fn row_decoders_match_the_spec() {
+    // Decoding is exact: every tier's rows equal the scalar specification's, bit for bit.
+    let scalar = Backend::Scalar.table().unwrap();
+    let mut rng = XorShift(5);
+    for b in simd_backends() {
+        let kern = b.table().unwrap();
+        for dtype in KINDS {
+            for cols in [32usize, 64, 96, 800] {
+                let w = W::new(dtype, 3, cols, &rng.vec(3 * cols));
+                for (k0, len) in [(0, cols), (32, cols - 32)] {
+                    let (mut want, mut got) = (vec![0f32; len], vec![1f32; len]);
+                    (scalar.weight(dtype).unwrap().0.dequantize_row)(w.view(), 2, k0, &mut want);
+                    (kern.weight(dtype).unwrap().0.dequantize_row)(w.view(), 2, k0, &mut got);
+                    assert_eq!(want, got, "{b} {dtype} row decode, cols {cols}, from {k0}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn matmuls_match_scalar() {
-    let scalar = Backend::Scalar.kernels();
+    let scalar = Backend::Scalar.table().unwrap();
     let mut rng = XorShift(42);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     for b in simd_backends() {
-        let kern = b.kernels();
-        for kind in 0..3 {
-            let ks: &[usize] = if kind == 0 {
+        let kern = b.table().unwrap();
+        for kind in KINDS {
+            let ks: &[usize] = if kind == DType::Q8_0 {
                 &[32, 96, 768]
             } else {
                 &[1, 7, 33, 100, 768]
@@ -116,7 +151,7 @@ fn matmuls_match_scalar() {
                     for n in [1usize, 2, 3, 17, 40] {
                         for geglu in [false, true] {
                             let w_rows = if geglu { 2 * n } else { n };
-                            let w = W::new(kind, &rng.vec(w_rows * k));
+                            let w = W::new(kind, w_rows, k, &rng.vec(w_rows * k));
                             // Columns of a wider row, as matmuls read packed values.
                             let stride = k + 3;
                             let xs = rng.vec(rows * stride);
@@ -143,10 +178,10 @@ fn matmuls_match_scalar() {
 
 #[test]
 fn attention_matches_scalar() {
-    let scalar = Backend::Scalar.kernels();
+    let scalar = Backend::Scalar.table().unwrap();
     let mut rng = XorShift(7);
     for b in simd_backends() {
-        let kern = b.kernels();
+        let kern = b.table().unwrap();
         for (heads, kv, hd) in [(3usize, 1usize, 256usize), (2, 2, 20), (4, 2, 13)] {
             let lens = [1usize, 5, 70, 3];
             let seqs: Vec<SeqSpan> = lens
@@ -229,7 +264,7 @@ fn attention_matches_scalar() {
 #[test]
 fn scalar_packed_attention_equals_separate() {
     // The packed layout is a layout, not a different computation: bit-identical in scalar.
-    let scalar = Backend::Scalar.kernels();
+    let scalar = Backend::Scalar.table().unwrap();
     let mut rng = XorShift(9);
     let (heads, kv, hd, rows) = (3usize, 1usize, 16usize, 9usize);
     let seqs = [SeqSpan { start: 0, len: 4 }, SeqSpan { start: 4, len: 5 }];
@@ -285,7 +320,8 @@ fn exp_matches_libm() {
         let mut xs: Vec<f32> = (0..20_000).map(|_| rng.unit() * 90.0 - 2.0).collect();
         xs.extend([0.0, -0.0, -1e-8, 1e-8, -87.0, -87.4, -100.0, f32::NEG_INFINITY, 80.0]);
         let mut got = xs.clone();
-        gg_backends::avx2::simd::Avx2Ops::exp_sub(&mut got, 0.0);
+        let cpu = gg_backends::avx2::Avx2::detect().unwrap();
+        gg_backends::avx2::simd::Avx2Ops::new(cpu).exp_sub(&mut got, 0.0);
         for (&x, &g) in xs.iter().zip(&got) {
             let want = x.exp();
             if x < -87.3 {

@@ -1,6 +1,8 @@
 //! The `gemma-graph` command line. Thin: clap parses, each command validates its settings,
 //! one `match` dispatches.
 
+#![forbid(unsafe_code)]
+
 mod commands;
 mod input;
 

@@ -158,3 +158,26 @@ fn bad_input_is_named() {
     let e = fails(bin().args(["run", "--prompt", "nope", "x"]).output().unwrap());
     assert!(e.contains("unknown prompt"), "{e}");
 }
+
+#[test]
+fn backend_choice_is_checked() {
+    // An unknown backend in the environment is an error, not silently ignored.
+    let e = fails(
+        bin()
+            .env("GEMMA_GRAPH_BACKEND", "bogus")
+            .args(["run", "x"])
+            .output()
+            .unwrap(),
+    );
+    assert!(e.contains("bogus") && e.contains("scalar, avx2"), "{e}");
+    // The planned dump names the backend and the kernels lowering chose.
+    let out = ok(bin()
+        .args(["dump", "--backend", "scalar", "--layers", "1"])
+        .output()
+        .unwrap());
+    assert!(out.contains("lowered for the scalar backend"), "{out}");
+    assert!(
+        out.contains("scalar.matmul<q8_0>") && out.contains("scalar.attention"),
+        "{out}"
+    );
+}

@@ -67,9 +67,9 @@ pub fn op_text(op: &Op) -> String {
             "rms_norm_rope(hd={head_dim}, base={base}, eps={eps:e}{})",
             cols.map_or(String::new(), |(s, l)| format!(", cols {s}..{}", s + l))
         ),
-        Op::FusedMatMul {
+        Op::MatMul(gg_ops::MatMulSpec {
             in_cols: Some((s, l)), ..
-        } => format!("{}(cols {s}..{})", op.name(), s + l),
+        }) => format!("{}(cols {s}..{})", op.name(), s + l),
         Op::AddRmsNorm { eps } => format!("add_rms_norm(eps={eps:e})"),
         Op::PoolHead {
             kind,
@@ -251,9 +251,18 @@ pub fn to_dot(graph: &Graph, layers: Option<usize>) -> String {
     out
 }
 
+/// Text for an XML attribute or element: `&` first, so the entities added after it are not
+/// escaped again.
+pub fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 fn color(op: &Op) -> &'static str {
     match op {
-        Op::MatMul | Op::FusedMatMul { .. } => "#60a5fa",
+        Op::MatMul(_) => "#60a5fa",
         Op::Attention { .. } => "#f59e0b",
         Op::RmsNorm { .. } | Op::AddRmsNorm { .. } | Op::RmsNormRope { .. } | Op::L2Norm => "#34d399",
         Op::Rope { .. } | Op::SliceCols { .. } => "#a78bfa",
@@ -313,7 +322,7 @@ pub fn plan_to_svg(graph: &Graph, plan: &Plan, layers: Option<usize>) -> String 
         let _ = writeln!(
             out,
             "<rect x=\"{x:.2}\" y=\"{y:.2}\" width=\"{width:.2}\" height=\"{height:.2}\" fill=\"{fill}\" stroke=\"#1f2937\" stroke-width=\"0.3\"><title>{}{} {} {} bytes @ {} steps {}..{}</title></rect>",
-            node.label.replace('<', "&lt;").replace('&', "&amp;"),
+            xml_escape(&node.label),
             if v.scratch { " (scratch)" } else { "" },
             node.op.name(),
             v.slot.bytes,
@@ -358,4 +367,13 @@ pub fn plan_to_svg(graph: &Graph, plan: &Plan, layers: Option<usize>) -> String 
     }
     out.push_str("</svg>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn xml_escape_does_not_escape_twice() {
+        assert_eq!(super::xml_escape("a<b&c"), "a&lt;b&amp;c");
+        assert_eq!(super::xml_escape("&lt;"), "&amp;lt;");
+    }
 }

@@ -5,16 +5,26 @@
 //! buffer, in place, when the op allows it and that input has no later reader); free a
 //! buffer after its last reader has run. Graph outputs are never freed. Sizes are those of
 //! the largest batch the plan is made for; smaller batches use a prefix of each buffer.
+//!
+//! The plan is in bytes: every value has an element type (f32, i32, f16, i8/i16, quantized
+//! blocks), and op scratch is whatever the backend's chosen kernel asked for at lowering.
 
 use std::collections::HashMap;
 
-use gg_ops::Op;
+use gg_ops::{DType, Op, Shape};
 use serde::{Deserialize, Serialize};
 
 use crate::ir::{Graph, GraphError, NodeId};
 
 /// Buffers start on cache-line boundaries.
 pub const ALIGN: usize = 64;
+
+/// Temporary memory a kernel needs while its node runs: `shape` elements of `dtype`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScratchNeed {
+    pub dtype: DType,
+    pub shape: Shape,
+}
 
 /// Where a value lives in the arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +37,7 @@ pub struct Slot {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlannedValue {
     pub node: NodeId,
+    pub dtype: DType,
     pub slot: Slot,
     /// Step that writes it.
     pub first: usize,
@@ -68,10 +79,6 @@ impl Plan {
     pub fn value(&self, id: NodeId) -> Option<&PlannedValue> {
         self.index.get(&id).map(|&i| &self.values[i])
     }
-}
-
-fn align(n: usize) -> usize {
-    n.div_ceil(ALIGN) * ALIGN
 }
 
 /// Best-fit allocator over one growing arena.
@@ -143,12 +150,33 @@ struct Buffer {
 /// into the lowest gap that no overlapping lifetime occupies (TFLite's greedy-by-size) — and
 /// the smaller arena wins. Both are checked by [`check_plan`] in the tests.
 pub fn plan(graph: &Graph, max_tokens: usize, max_seqs: usize) -> Result<Plan, GraphError> {
+    plan_with_scratch(graph, max_tokens, max_seqs, &HashMap::new())
+}
+
+/// [`plan`], with the scratch buffers the chosen kernels need (from lowering).
+pub fn plan_with_scratch(
+    graph: &Graph,
+    max_tokens: usize,
+    max_seqs: usize,
+    scratch: &HashMap<NodeId, ScratchNeed>,
+) -> Result<Plan, GraphError> {
     let order: Vec<NodeId> = graph
         .topo_order()?
         .into_iter()
         .filter(|&n| !matches!(graph.node(n).op, Op::Weight(_)))
         .collect();
-    let bytes_of = |shape: &gg_ops::Shape| align(shape.elements_for(max_tokens, max_seqs) * 4);
+    // Sizes come from the batch limits the caller asked for: checked, never wrapped.
+    let bytes_of = |n: NodeId, dtype: DType, shape: &Shape| -> Result<usize, GraphError> {
+        shape
+            .rows_for(max_tokens, max_seqs)
+            .checked_mul(shape.cols)
+            .and_then(|e| dtype.bytes_for(e))
+            .and_then(|b| b.checked_next_multiple_of(ALIGN))
+            .ok_or_else(|| GraphError::Invalid {
+                label: graph.node(n).label.clone(),
+                what: format!("{shape} {dtype} for {max_tokens} tokens / {max_seqs} sequences does not fit in memory"),
+            })
+    };
     let mut remaining: HashMap<NodeId, usize> = order.iter().map(|&n| (n, graph.use_count(n))).collect();
     let mut values: Vec<PlannedValue> = Vec::with_capacity(order.len());
     // For each value, the buffer it lives in.
@@ -161,8 +189,8 @@ pub fn plan(graph: &Graph, max_tokens: usize, max_seqs: usize) -> Result<Plan, G
     for (step, &n) in order.iter().enumerate() {
         let node = graph.node(n);
         let inputs = graph.inputs(n);
-        let size = bytes_of(&node.shape);
-        total += size;
+        let size = bytes_of(n, node.dtype, &node.shape)?;
+        total = total.saturating_add(size);
         let last = if graph.is_output(n) { usize::MAX } else { step };
         // In place: the designated input is an arena value read only here, of the same size.
         let reuse = node.op.in_place_input().and_then(|i| {
@@ -188,19 +216,16 @@ pub fn plan(graph: &Graph, max_tokens: usize, max_seqs: usize) -> Result<Plan, G
         buffer_of.push(buffer);
         values.push(PlannedValue {
             node: n,
+            dtype: node.dtype,
             slot: Slot { offset: 0, bytes: size },
             first: step,
             last,
             in_place: reuse.is_some(),
             scratch: false,
         });
-        let typed: Vec<_> = inputs
-            .iter()
-            .map(|&i| (graph.node(i).dtype, graph.node(i).shape))
-            .collect();
-        if let Some(shape) = node.op.scratch(&typed) {
-            let bytes = bytes_of(&shape);
-            total += bytes;
+        if let Some(need) = scratch.get(&n) {
+            let bytes = bytes_of(n, need.dtype, &need.shape)?;
+            total = total.saturating_add(bytes);
             buffers.push(Buffer {
                 bytes,
                 first: step,
@@ -211,6 +236,7 @@ pub fn plan(graph: &Graph, max_tokens: usize, max_seqs: usize) -> Result<Plan, G
             buffer_of.push(buffers.len() - 1);
             values.push(PlannedValue {
                 node: n,
+                dtype: need.dtype,
                 slot: Slot { offset: 0, bytes },
                 first: step,
                 last: step,

@@ -50,7 +50,7 @@ fn random_graph(rng: &mut Rng, n_ops: usize) -> Graph {
                     },
                     None,
                 );
-                g.add(Op::MatMul, &[x, w], format!("mm{i}"), None)
+                g.add(Op::matmul(), &[x, w], format!("mm{i}"), None)
             }
         };
         acts.push(node.unwrap());
@@ -93,20 +93,26 @@ fn random_graphs_plan_without_overlap() {
     assert!(in_place > 100, "in-place reuse almost never happened ({in_place})");
 }
 
-#[test]
-fn a_chain_runs_in_two_buffers() {
-    // x -> gelu -> gelu -> ... : every step can reuse its input's buffer.
+/// A graph that gathers `[T, cols]` embedding rows; returns it and the gathered value.
+fn embedded(cols: usize) -> (Graph, NodeId) {
     let mut g = Graph::new();
     let ids = g.input(InputKind::TokenIds);
     let table = g.weight(
         WeightDesc {
             source: WeightSource::Tensor("emb".into()),
             dtype: DType::F32,
-            shape: Shape::fixed(10, 64),
+            shape: Shape::fixed(10, cols),
         },
         None,
     );
-    let mut x = g.add(Op::Embed { scale: 1.0 }, &[ids, table], "embed", None).unwrap();
+    let x = g.add(Op::Embed { scale: 1.0 }, &[ids, table], "embed", None).unwrap();
+    (g, x)
+}
+
+#[test]
+fn a_chain_runs_in_two_buffers() {
+    // x -> gelu -> gelu -> ... : every step can reuse its input's buffer.
+    let (mut g, mut x) = embedded(64);
     for i in 0..10 {
         x = g.add(Op::Gelu, &[x], format!("g{i}"), None).unwrap();
     }
@@ -116,4 +122,36 @@ fn a_chain_runs_in_two_buffers() {
     // ids (64-byte aligned) + one activation buffer.
     assert_eq!(p.arena_bytes, 64 + 16 * 64 * 4);
     assert_eq!(p.values.iter().filter(|v| v.in_place).count(), 10);
+}
+
+#[test]
+fn scratch_is_planned_in_bytes_of_its_element_type() {
+    // A kernel's scratch of i8 (quantized activations) takes a quarter of the f32 bytes, and
+    // lives only while its node runs.
+    use std::collections::HashMap;
+
+    use gg_graph::{plan_with_scratch, ScratchNeed};
+    let (mut g, x) = embedded(256);
+    let y = g.add(Op::Gelu, &[x], "gelu", None).unwrap();
+    g.set_outputs(vec![y]);
+    let need = |dtype| {
+        HashMap::from([(
+            y,
+            ScratchNeed {
+                dtype,
+                shape: Shape::tokens(256),
+            },
+        )])
+    };
+    let f32_plan = plan_with_scratch(&g, 16, 1, &need(DType::F32)).unwrap();
+    let i8_plan = plan_with_scratch(&g, 16, 1, &need(DType::I8)).unwrap();
+    check_plan(&f32_plan).unwrap();
+    check_plan(&i8_plan).unwrap();
+    let scratch = |p: &gg_graph::Plan| p.values.iter().find(|v| v.scratch).map(|v| (v.dtype, v.slot.bytes));
+    assert_eq!(scratch(&f32_plan), Some((DType::F32, 16 * 256 * 4)));
+    assert_eq!(scratch(&i8_plan), Some((DType::I8, 16 * 256)));
+    assert_eq!(f32_plan.arena_bytes - i8_plan.arena_bytes, 16 * 256 * 3);
+    // A size that cannot be represented is an error naming the node, not a wrapped number.
+    let err = plan(&g, usize::MAX / 2, 1).unwrap_err().to_string();
+    assert!(err.contains("does not fit in memory"), "{err}");
 }

@@ -2,7 +2,7 @@
 //! allocation sized by an unchecked field. A randomized-mutation test runs the reader over
 //! thousands of corrupted variants of a valid file.
 
-use gg_loader::gguf::{GgmlType, Gguf, GgufError, GgufWriter, TensorData, Value, ValueType};
+use gg_loader::gguf::{GgmlType, Gguf, GgufError, GgufWriter, Value, ValueType};
 
 /// A small valid file with every kind of metadata value and three tensors.
 fn fixture() -> Vec<u8> {
@@ -80,14 +80,12 @@ fn fixture_is_valid_and_views_work() {
     let t = g.tensor("t.f32").unwrap();
     assert_eq!(t.shape(), [4, 8]);
     assert_eq!(t.dims, [8, 4]);
-    match g.tensor_data(t).unwrap() {
-        TensorData::F32(v) => assert_eq!(v[31], 31.0),
-        other => panic!("{other:?}"),
-    }
-    match g.tensor_data(g.tensor("t.q8").unwrap()).unwrap() {
-        TensorData::Q8_0(b) => assert_eq!(b.len(), 2),
-        other => panic!("{other:?}"),
-    }
+    let v = g.tensor_data(t).unwrap();
+    assert_eq!((v.dtype(), v.rows(), v.cols()), (gg_ops::DType::F32, 4, 8));
+    assert_eq!(v.cast::<f32>()[31], 31.0);
+    let q = g.tensor_data(g.tensor("t.q8").unwrap()).unwrap();
+    assert_eq!(q.dtype(), gg_ops::DType::Q8_0);
+    assert_eq!(q.cast::<gg_ops::BlockQ8_0>().len(), 2);
 }
 
 #[test]

@@ -15,6 +15,10 @@ pub enum DType {
     BF16,
     Q8_0,
     I32,
+    /// Plain 8-bit integers (quantized activations, planned like any value).
+    I8,
+    /// Plain 16-bit integers (quantized activations).
+    I16,
 }
 
 impl DType {
@@ -30,8 +34,18 @@ impl DType {
     pub const fn block_bytes(self) -> usize {
         match self {
             DType::F32 | DType::I32 => 4,
-            DType::F16 | DType::BF16 => 2,
+            DType::F16 | DType::BF16 | DType::I16 => 2,
+            DType::I8 => 1,
             DType::Q8_0 => std::mem::size_of::<BlockQ8_0>(),
+        }
+    }
+
+    /// Alignment a buffer of this type needs (its widest scalar field).
+    pub const fn align(self) -> usize {
+        match self {
+            DType::F32 | DType::I32 => 4,
+            DType::F16 | DType::BF16 | DType::I16 | DType::Q8_0 => 2,
+            DType::I8 => 1,
         }
     }
 
@@ -51,6 +65,8 @@ impl DType {
             DType::BF16 => "bf16",
             DType::Q8_0 => "q8_0",
             DType::I32 => "i32",
+            DType::I8 => "i8",
+            DType::I16 => "i16",
         }
     }
 }

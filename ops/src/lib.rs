@@ -4,11 +4,15 @@
 //! weights can have ([`DType`]), the Q8_0 block layout ([`BlockQ8_0`]) with its reference
 //! quantizer, and the [`Op`] enum with shape/dtype inference and in-place rules.
 
+#![forbid(unsafe_code)]
+
 pub mod dtype;
 pub mod op;
 pub mod quant;
 pub mod testing;
+pub mod view;
 
 pub use dtype::DType;
-pub use op::{InputKind, Op, PoolKind, Rows, Shape, ShapeError, WeightId};
+pub use op::{InputKind, MatMulSpec, Op, PoolKind, Rows, Shape, ShapeError, WeightId};
 pub use quant::{BlockQ8_0, QK8_0};
+pub use view::{ViewError, WeightView};

@@ -104,8 +104,9 @@ pub enum Op {
     /// `(x [R, C], w [1, group]) -> [R, C]`: every `group` consecutive columns are one RMS
     /// group (`group == C` for a plain norm, the head size for per-head norms).
     RmsNorm { eps: f32, group: usize },
-    /// `(x [R, K], W [N, K]) -> [R, N]`: `x · Wᵀ`.
-    MatMul,
+    /// `(x [R, K], [w [1, K],] W [N, K]) -> [R, N]`: `x · Wᵀ`, the one matmul form; the
+    /// spec's options are set by fusion passes (see [`MatMulSpec`]).
+    MatMul(MatMulSpec),
     /// `(x [T, H·hd], pos [T,1]) -> [T, H·hd]`: NEOX rotary embedding (element `i` pairs
     /// with `i + hd/2`), angle `pos · base^(−2i/hd)`.
     Rope { base: f32, head_dim: usize },
@@ -155,15 +156,6 @@ pub enum Op {
     /// with the norm before it and the norm after it, one pass over the hidden state. The
     /// next residual reads columns `0..C`, the next matmul columns `C..2C`.
     ResidualNorm { eps: f32 },
-    /// `(x [R, K], [w [1, K],] W [N, K]) -> [R, N]` (or `[R, N/2]` with GeGLU):
-    /// `rmsnorm(x) ⊙ w` when `norm_eps` is set, then `· Wᵀ`; with `geglu`, W stacks gate and
-    /// up rows and the output is `gelu_tanh(gate) ⊙ up`. With `in_cols = Some((start, k))`
-    /// the activations are columns `start..start + k` of a wider `x` (no norm then).
-    FusedMatMul {
-        norm_eps: Option<f32>,
-        geglu: bool,
-        in_cols: Option<(usize, usize)>,
-    },
     /// `(x [T, D], W₁ [N₁, D], …, W_n) -> [S, N_n]`: pool, the dense layers, then L2
     /// normalization if `normalize`.
     PoolHead {
@@ -171,6 +163,38 @@ pub enum Op {
         n_dense: usize,
         normalize: bool,
     },
+}
+
+/// What a matmul does around `x · Wᵀ`. The default is the plain product.
+///
+/// With `norm_eps`, `x` is first `rmsnorm(x) ⊙ w` (an extra input `w [1, K]` before `W`);
+/// with `geglu`, `W` stacks gate and up rows and the output is `gelu_tanh(gate) ⊙ up`
+/// (`[R, N/2]`); with `in_cols = Some((start, k))` the activations are columns
+/// `start..start + k` of a wider `x` (no norm then).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MatMulSpec {
+    pub norm_eps: Option<f32>,
+    pub geglu: bool,
+    pub in_cols: Option<(usize, usize)>,
+}
+
+impl MatMulSpec {
+    pub const PLAIN: MatMulSpec = MatMulSpec {
+        norm_eps: None,
+        geglu: false,
+        in_cols: None,
+    };
+
+    pub fn is_plain(&self) -> bool {
+        *self == MatMulSpec::PLAIN
+    }
+}
+
+impl Op {
+    /// The plain matmul `x · Wᵀ`.
+    pub const fn matmul() -> Op {
+        Op::MatMul(MatMulSpec::PLAIN)
+    }
 }
 
 /// Why an op cannot take the inputs it was given.
@@ -191,7 +215,6 @@ impl Op {
             Op::Weight(_) => "weight",
             Op::Embed { .. } => "embed",
             Op::RmsNorm { .. } => "rms_norm",
-            Op::MatMul => "matmul",
             Op::Rope { .. } => "rope",
             Op::Attention { .. } => "attention",
             Op::Gelu => "gelu",
@@ -207,26 +230,26 @@ impl Op {
             Op::RmsNormRope { .. } => "rms_norm_rope",
             Op::AddRmsNorm { .. } => "add_rms_norm",
             Op::ResidualNorm { .. } => "residual_norm",
-            Op::FusedMatMul {
+            Op::MatMul(MatMulSpec {
                 norm_eps: None,
                 geglu: false,
                 ..
-            } => "matmul",
-            Op::FusedMatMul {
+            }) => "matmul",
+            Op::MatMul(MatMulSpec {
                 norm_eps: Some(_),
                 geglu: false,
                 ..
-            } => "norm_matmul",
-            Op::FusedMatMul {
+            }) => "norm_matmul",
+            Op::MatMul(MatMulSpec {
                 norm_eps: None,
                 geglu: true,
                 ..
-            } => "matmul_geglu",
-            Op::FusedMatMul {
+            }) => "matmul_geglu",
+            Op::MatMul(MatMulSpec {
                 norm_eps: Some(_),
                 geglu: true,
                 ..
-            } => "norm_matmul_geglu",
+            }) => "norm_matmul_geglu",
             Op::PoolHead { .. } => "pool_head",
         }
     }
@@ -236,11 +259,11 @@ impl Op {
         match self {
             Op::Input(_) | Op::Weight(_) => 0,
             Op::Gelu | Op::Scale(_) | Op::Pool(_) | Op::L2Norm | Op::SliceCols { .. } => 1,
-            Op::Embed { .. } | Op::RmsNorm { .. } | Op::MatMul | Op::Rope { .. } | Op::Add | Op::Mul => 2,
+            Op::Embed { .. } | Op::RmsNorm { .. } | Op::Rope { .. } | Op::Add | Op::Mul => 2,
             Op::Attention { packed: true, .. } => 1,
             Op::Attention { .. } | Op::RmsNormRope { .. } | Op::AddRmsNorm { .. } => 3,
             Op::ResidualNorm { .. } => 4,
-            Op::FusedMatMul { norm_eps, .. } => 2 + usize::from(norm_eps.is_some()),
+            Op::MatMul(m) => 2 + usize::from(m.norm_eps.is_some()),
             Op::PoolHead { n_dense, .. } => 1 + n_dense,
         }
     }
@@ -262,32 +285,11 @@ impl Op {
             Op::Input(_)
             | Op::Weight(_)
             | Op::Embed { .. }
-            | Op::MatMul
+            | Op::MatMul(_)
             | Op::Attention { .. }
             | Op::Pool(_)
             | Op::SliceCols { .. }
-            | Op::FusedMatMul { .. }
             | Op::PoolHead { .. } => None,
-        }
-    }
-
-    /// Temporary memory the op needs while it runs, as a shape over the batch (planned like
-    /// a value that lives for one step). `inputs` as for [`Op::infer`].
-    pub fn scratch(&self, inputs: &[Typed]) -> Option<Shape> {
-        match self {
-            // The normalized activations.
-            Op::FusedMatMul { norm_eps: Some(_), .. } => Some(inputs[0].1),
-            // The pooled rows and every dense output but the last.
-            Op::PoolHead { n_dense, .. } => {
-                let mut cols = inputs[0].1.cols;
-                for w in inputs.iter().skip(1).take(n_dense.saturating_sub(1)) {
-                    if let Rows::Fixed(n) = w.1.rows {
-                        cols += n;
-                    }
-                }
-                Some(Shape::seqs(cols))
-            }
-            _ => None,
         }
     }
 
@@ -328,18 +330,6 @@ impl Op {
                     return Err(err(format!("x {x} with weight {w} and group {group}")));
                 }
                 Ok((DType::F32, x))
-            }
-            Op::MatMul => {
-                let x = f32_act(0)?;
-                weight_dtype(1)?;
-                let w = inputs[1].1;
-                let Rows::Fixed(n) = w.rows else {
-                    return Err(err(format!("weight must have fixed rows, has {w}")));
-                };
-                if w.cols != x.cols {
-                    return Err(err(format!("x {x} · Wᵀ with W {w}: inner sizes differ")));
-                }
-                Ok((DType::F32, Shape { rows: x.rows, cols: n }))
             }
             Op::Rope { head_dim, .. } => {
                 let x = f32_act(0)?;
@@ -463,14 +453,14 @@ impl Op {
                 }
                 Ok((DType::F32, a))
             }
-            Op::FusedMatMul {
+            Op::MatMul(MatMulSpec {
                 norm_eps,
                 geglu,
                 in_cols,
-            } => {
+            }) => {
                 let mut x = inputs[0];
                 if let Some((start, k)) = in_cols {
-                    if norm_eps.is_some() || start + k > x.1.cols {
+                    if norm_eps.is_some() || *k == 0 || start + k > x.1.cols {
                         return Err(err(format!(
                             "columns {start}..{} of {} (with a norm: {})",
                             start + k,
@@ -487,7 +477,7 @@ impl Op {
                     }
                     .infer(&inputs[..2])?;
                 }
-                let (d, s) = Op::MatMul.infer(&[x, inputs[inputs.len() - 1]])?;
+                let (d, s) = plain_matmul(x, inputs[inputs.len() - 1]).map_err(err)?;
                 if *geglu {
                     if s.cols % 2 != 0 {
                         return Err(err(format!(
@@ -508,12 +498,30 @@ impl Op {
             Op::PoolHead { kind, n_dense, .. } => {
                 let mut t = Op::Pool(*kind).infer(&inputs[..1])?;
                 for w in &inputs[1..1 + n_dense] {
-                    t = Op::MatMul.infer(&[t, *w])?;
+                    t = plain_matmul(t, *w).map_err(err)?;
                 }
                 Ok(t)
             }
         }
     }
+}
+
+/// `x (R, K) · W (N, K)ᵀ -> (R, N)`: f32 activations, a float or quantized weight with fixed rows.
+fn plain_matmul(x: Typed, w: Typed) -> Result<Typed, String> {
+    let ((xd, xs), (wd, ws)) = (x, w);
+    if xd != DType::F32 {
+        return Err(format!("activations must be f32, are {xd}"));
+    }
+    if !matches!(wd, DType::F32 | DType::F16 | DType::BF16 | DType::Q8_0) {
+        return Err(format!("the weight must be a float or quantized matrix, is {wd}"));
+    }
+    let Rows::Fixed(n) = ws.rows else {
+        return Err(format!("weight must have fixed rows, has {ws}"));
+    };
+    if ws.cols != xs.cols {
+        return Err(format!("x {xs} · Wᵀ with W {ws}: inner sizes differ"));
+    }
+    Ok((DType::F32, Shape { rows: xs.rows, cols: n }))
 }
 
 #[cfg(test)]
@@ -524,8 +532,8 @@ mod tests {
     fn inference() {
         let x = (DType::F32, Shape::tokens(768));
         let w = (DType::Q8_0, Shape::fixed(256, 768));
-        assert_eq!(Op::MatMul.infer(&[x, w]).unwrap(), (DType::F32, Shape::tokens(256)));
-        assert!(Op::MatMul.infer(&[x, (DType::Q8_0, Shape::fixed(256, 512))]).is_err());
+        assert_eq!(Op::matmul().infer(&[x, w]).unwrap(), (DType::F32, Shape::tokens(256)));
+        assert!(Op::matmul().infer(&[x, (DType::Q8_0, Shape::fixed(256, 512))]).is_err());
         let norm = Op::RmsNorm { eps: 1e-6, group: 256 };
         assert!(norm.infer(&[x, (DType::F32, Shape::fixed(1, 256))]).is_ok());
         assert!(norm.infer(&[x, (DType::F32, Shape::fixed(1, 768))]).is_err());

@@ -17,6 +17,11 @@ pub struct TinySpec {
     pub arch: &'static str,
     /// Tensors to leave out.
     pub skip: Vec<String>,
+    /// Metadata to change: a key (without the `{arch}.` prefix for the model's own keys)
+    /// and its new value, or `None` to leave the key out.
+    pub meta: Vec<(String, Option<Value>)>,
+    /// Extra F32 vectors of this many values, under these names.
+    pub extra: Vec<(String, usize)>,
 }
 
 impl Default for TinySpec {
@@ -33,6 +38,8 @@ impl Default for TinySpec {
             dense: true,
             arch: "gemma-embedding",
             skip: Vec::new(),
+            meta: Vec::new(),
+            extra: Vec::new(),
         }
     }
 }
@@ -74,7 +81,11 @@ pub fn tiny_gguf(spec: &TinySpec) -> Vec<u8> {
     let (tokens, scores, types) = tiny_vocab();
     let vocab = tokens.len();
     let a = spec.arch;
-    let mut w = GgufWriter::new();
+    let mut w = Meta {
+        w: GgufWriter::new(),
+        arch: a,
+        meta: &spec.meta,
+    };
     w.add("general.architecture", Value::String(a.into()));
     let u = |v: usize| Value::U32(v as u32);
     w.add(format!("{a}.block_count"), u(spec.layers));
@@ -107,6 +118,7 @@ pub fn tiny_gguf(spec: &TinySpec) -> Vec<u8> {
     w.add("tokenizer.ggml.add_bos_token", Value::Bool(true));
     w.add("tokenizer.ggml.add_eos_token", Value::Bool(true));
 
+    let mut w = w.w;
     let mat = |w: &mut GgufWriter, rng: &mut Rng, name: String, rows: usize, cols: usize, scale: f32| {
         if spec.skip.contains(&name) {
             return;
@@ -160,6 +172,10 @@ pub fn tiny_gguf(spec: &TinySpec) -> Vec<u8> {
             vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
         );
     }
+    for (name, len) in &spec.extra {
+        let bytes = (0..*len).flat_map(|_| 1f32.to_le_bytes()).collect();
+        w.add_tensor(name.clone(), &[*len], GgmlType::F32, bytes);
+    }
     if spec.dense {
         mat(&mut w, &mut rng, "dense_2.weight".into(), dense_out, d, s);
         mat(
@@ -172,6 +188,29 @@ pub fn tiny_gguf(spec: &TinySpec) -> Vec<u8> {
         );
     }
     w.to_bytes()
+}
+
+/// The writer with the spec's metadata changes applied as keys are added.
+struct Meta<'a> {
+    w: GgufWriter,
+    arch: &'a str,
+    meta: &'a [(String, Option<Value>)],
+}
+
+impl Meta<'_> {
+    fn add(&mut self, key: impl Into<String>, value: Value) {
+        let key: String = key.into();
+        let short = key.strip_prefix(&format!("{}.", self.arch)).unwrap_or(&key).to_string();
+        match self.meta.iter().find(|(k, _)| *k == short || *k == key) {
+            Some((_, Some(v))) => {
+                self.w.add(key, v.clone());
+            }
+            Some((_, None)) => {}
+            None => {
+                self.w.add(key, value);
+            }
+        }
+    }
 }
 
 /// Write a tiny model to a temporary file named after `tag`; returns its path.

@@ -1,29 +1,67 @@
-//! AVX2/FMA matmul with f32 activations: weight rows are dequantized to f32 (exactly as the
-//! scalar kernel does) once per tile of tokens, then a 4-token × 2-row register tile runs FMA
-//! over them, 8 lanes summed in the scalar kernel's order.
+//! AVX2/FMA matmul with f32 activations: weight rows are decoded to f32 (exactly as the
+//! type's specification does) once per tile of tokens, then a 4-token × 2-row register tile
+//! runs FMA over them, 8 lanes summed in the scalar kernel's order. One algorithm for every
+//! weight type: the type enters as its row decoder ([`Avx2Rows`]).
 
 use std::arch::x86_64::*;
+use std::marker::PhantomData;
+
+use gg_ops::{BlockQ8_0, WeightView, QK8_0};
+use half::f16;
 
 use super::simd::{dequant_q8_0, dot, f16_to_f32, geglu, hsum};
+use super::{cpu, Avx2};
 use crate::kernels::{Activations, Par};
 use crate::scalar::matmul::{K_SEGMENT, TOKEN_TILE};
 use crate::split::{for_row_chunks, OutPtr};
-use crate::weights::WeightView;
+use crate::wtypes::WeightType;
 
-/// Row `j` of `w (n, k)` as f32.
-///
-/// # Safety
-/// AVX2, FMA and F16C must be available.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn row_to_f32(w: WeightView<'_>, j: usize, k: usize, out: &mut [f32]) {
-    match w {
-        WeightView::Q8_0(b) => {
-            let nb = k / gg_ops::QK8_0;
-            dequant_q8_0(&b[j * nb..(j + 1) * nb], out);
-        }
-        WeightView::F16(h) => f16_to_f32(&h[j * k..(j + 1) * k], out),
-        other => other.row_to_f32(j, out),
+/// Longest row the kernels take (two decoded rows live on the stack).
+pub const MAX_K: usize = K_SEGMENT;
+
+/// How the AVX2 kernels decode elements `k0..k0 + out.len()` of weight row `j` to f32:
+/// exactly the type's specification, faster where the tier can.
+pub trait Avx2Rows: Send + Sync + 'static {
+    fn decode(cpu: Avx2, w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]);
+}
+
+/// The type's specification as the decoder (for types with no AVX2 conversion of their own).
+pub struct Spec<W>(PhantomData<W>);
+
+impl<W: WeightType> Avx2Rows for Spec<W> {
+    fn decode(_: Avx2, w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]) {
+        crate::wtypes::dequantize_row::<W>(w, j, k0, out);
     }
+}
+
+/// Q8_0 blocks: `d · q` in 8-lane vectors.
+pub struct Q8Rows;
+
+impl Avx2Rows for Q8Rows {
+    fn decode(_: Avx2, w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]) {
+        let per_row = w.cols() / QK8_0;
+        let first = j * per_row + k0 / QK8_0;
+        let blocks = &w.cast::<BlockQ8_0>()[first..first + out.len() / QK8_0];
+        // SAFETY: the token proves AVX2, FMA and F16C.
+        unsafe { dequant_q8_0(blocks, out) }
+    }
+}
+
+/// F16 halves converted with F16C.
+pub struct F16Rows;
+
+impl Avx2Rows for F16Rows {
+    fn decode(_: Avx2, w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]) {
+        let start = j * w.cols() + k0;
+        let halves = &w.cast::<f16>()[start..start + out.len()];
+        // SAFETY: the token proves AVX2, FMA and F16C.
+        unsafe { f16_to_f32(halves, out) }
+    }
+}
+
+/// The tier's row decoder as a plain kernel slot (embedding gathers use it).
+pub fn dequantize_row<R: Avx2Rows>(w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]) {
+    R::decode(cpu(), w, j, k0, out)
 }
 
 /// `[x_t · w_r]` for four tokens and two weight rows.
@@ -32,17 +70,17 @@ unsafe fn row_to_f32(w: WeightView<'_>, j: usize, k: usize, out: &mut [f32]) {
 /// AVX2 and FMA must be available; every slice has the same length.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_4x2(x: [&[f32]; 4], w0: &[f32], w1: &[f32]) -> [[f32; 2]; 4] {
+fn tile_4x2(x: [&[f32]; 4], w0: &[f32], w1: &[f32]) -> [[f32; 2]; 4] {
     let k = w0.len();
     let k8 = k / 8 * 8;
     let mut acc = [[_mm256_setzero_ps(); 2]; 4];
     let mut i = 0;
     while i < k8 {
         // SAFETY: i + 8 <= k8 <= every slice's length.
-        let a = _mm256_loadu_ps(w0.as_ptr().add(i));
-        let b = _mm256_loadu_ps(w1.as_ptr().add(i));
+        let (a, b) = unsafe { (_mm256_loadu_ps(w0.as_ptr().add(i)), _mm256_loadu_ps(w1.as_ptr().add(i))) };
         for t in 0..4 {
-            let xv = _mm256_loadu_ps(x[t].as_ptr().add(i));
+            // SAFETY: as above.
+            let xv = unsafe { _mm256_loadu_ps(x[t].as_ptr().add(i)) };
             acc[t][0] = _mm256_fmadd_ps(xv, a, acc[t][0]);
             acc[t][1] = _mm256_fmadd_ps(xv, b, acc[t][1]);
         }
@@ -65,7 +103,7 @@ unsafe fn tile_4x2(x: [&[f32]; 4], w0: &[f32], w1: &[f32]) -> [[f32; 2]; 4] {
 /// # Safety
 /// AVX2 and FMA must be available.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_dots(
+fn tile_dots(
     x: &Activations<'_>,
     t0: usize,
     t1: usize,
@@ -90,11 +128,13 @@ unsafe fn tile_dots(
 }
 
 fn check_k(k: usize) {
-    assert!(k <= K_SEGMENT, "the AVX2 matmul supports k up to {K_SEGMENT}, got {k}");
+    // Lowering refuses longer rows at load; this guards the stack buffers all the same.
+    assert!(k <= MAX_K, "the AVX2 matmul supports k up to {MAX_K}, got {k}");
 }
 
 /// `out (rows, n) = x (rows, k) · W (n, k)ᵀ`
-pub fn matmul(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, par: Par) {
+pub fn matmul<R: Avx2Rows>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, par: Par) {
+    let cpu = cpu();
     let (rows, k) = (x.rows, x.k);
     check_k(k);
     assert!(out.len() >= rows * n, "matmul output too short");
@@ -107,13 +147,13 @@ pub fn matmul(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, 
             let mut j = j0;
             while j < j1 {
                 let pair = j + 1 < j1;
-                // SAFETY: this table is only handed out when AVX2, FMA and F16C are present;
-                // writes go to columns j and j+1 of rows t < rows, owned by this chunk.
+                R::decode(cpu, w, j, 0, &mut wa[..k]);
+                if pair {
+                    R::decode(cpu, w, j + 1, 0, &mut wb[..k]);
+                }
+                // SAFETY: `cpu` proves AVX2, FMA and F16C; writes go to columns j and j+1 of
+                // rows t < rows, owned by this chunk.
                 unsafe {
-                    row_to_f32(w, j, k, &mut wa[..k]);
-                    if pair {
-                        row_to_f32(w, j + 1, k, &mut wb[..k]);
-                    }
                     let b = pair.then_some(&wb[..k]);
                     tile_dots(&x, t0, t1, &wa[..k], b, |t, p, q| {
                         *ptr.get().add(t * n + j) = p;
@@ -130,7 +170,8 @@ pub fn matmul(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, 
 }
 
 /// `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, `W (2f, k)` = Wg stacked over Wu.
-pub fn matmul_geglu(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: usize, par: Par) {
+pub fn matmul_geglu<R: Avx2Rows>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: usize, par: Par) {
+    let cpu = cpu();
     let (rows, k) = (x.rows, x.k);
     check_k(k);
     assert!(out.len() >= rows * f, "matmul_geglu output too short");
@@ -143,10 +184,10 @@ pub fn matmul_geglu(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: u
         for t0 in (0..rows).step_by(TOKEN_TILE) {
             let t1 = (t0 + TOKEN_TILE).min(rows);
             for j in j0..j1 {
+                R::decode(cpu, w, j, 0, &mut gate[..k]);
+                R::decode(cpu, w, f + j, 0, &mut up[..k]);
                 // SAFETY: as in `matmul`; column j of rows t < rows belongs to this chunk.
                 unsafe {
-                    row_to_f32(w, j, k, &mut gate[..k]);
-                    row_to_f32(w, f + j, k, &mut up[..k]);
                     tile_dots(&x, t0, t1, &gate[..k], Some(&up[..k]), |t, g, u| {
                         gs[t - t0] = g;
                         us[t - t0] = u;

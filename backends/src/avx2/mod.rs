@@ -1,25 +1,87 @@
-//! The AVX2 + FMA kernel table (x86_64). Matmuls and attention's dot products are
-//! vectorized; the row-wise ops (norms, RoPE, GELU...) are memory-bound and use the scalar
-//! specification directly.
+//! The AVX2 + FMA + F16C tier (x86_64). It starts from the scalar table and overrides the
+//! matmuls of every weight type (f32 FMA register tiles over rows decoded once per token
+//! tile), attention's vector primitives and the GeGLU epilogue; the memory-bound row-wise ops
+//! keep the scalar specification.
+//!
+//! Nothing here runs without the feature check: the table is handed out only for an [`Avx2`]
+//! token, which [`Avx2::detect`] makes only on a CPU with AVX2, FMA and F16C, and every safe
+//! entry point asks for the token (or re-checks the cached detection) before it enters
+//! `#[target_feature]` code.
 
 mod matmul;
 pub mod simd;
 
+use std::sync::OnceLock;
+
+use gg_ops::DType;
+
 use crate::kernels::KernelTable;
 use crate::scalar::{self, attention};
+use crate::wtypes::{Bf16, WeightKernels, F32};
 use crate::Backend;
 
-/// Whether this CPU has what the AVX2 table needs (AVX2, FMA, F16C).
-pub fn is_available() -> bool {
-    std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-        && std::arch::is_x86_feature_detected!("f16c")
+/// Proof that this CPU has AVX2, FMA and F16C. Only [`Avx2::detect`] makes one.
+#[derive(Clone, Copy, Debug)]
+pub struct Avx2 {
+    _private: (),
 }
 
-pub static KERNELS: KernelTable = KernelTable {
+impl Avx2 {
+    /// The CPU features the tier needs, by name.
+    pub const FEATURES: &'static [&'static str] = &["avx2", "fma", "f16c"];
+
+    /// The token, if this CPU has every feature (detected once).
+    pub fn detect() -> Option<Avx2> {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        let has = *HAS.get_or_init(|| missing_features().is_empty());
+        has.then_some(Avx2 { _private: () })
+    }
+}
+
+/// Which of the tier's features this CPU lacks.
+pub fn missing_features() -> Vec<&'static str> {
+    let has = |f: &str| match f {
+        "avx2" => std::arch::is_x86_feature_detected!("avx2"),
+        "fma" => std::arch::is_x86_feature_detected!("fma"),
+        "f16c" => std::arch::is_x86_feature_detected!("f16c"),
+        _ => false,
+    };
+    Avx2::FEATURES.iter().copied().filter(|f| !has(f)).collect()
+}
+
+/// The tier's table, for a CPU that has it.
+pub fn table(_: Avx2) -> &'static KernelTable {
+    &KERNELS
+}
+
+fn attention(args: crate::kernels::AttentionArgs<'_>, par: crate::kernels::Par) {
+    let ops = simd::Avx2Ops::new(cpu());
+    attention::attention_with(ops, args, par)
+}
+
+/// The token inside kernels reached through the table (which needs one to be had).
+fn cpu() -> Avx2 {
+    Avx2::detect().expect("the AVX2 table is only reachable on a CPU with AVX2, FMA and F16C")
+}
+
+const fn kernels<R: matmul::Avx2Rows>(name: &'static str) -> WeightKernels {
+    WeightKernels {
+        name,
+        matmul: matmul::matmul::<R>,
+        matmul_geglu: matmul::matmul_geglu::<R>,
+        dequantize_row: matmul::dequantize_row::<R>,
+        max_k: matmul::MAX_K,
+    }
+}
+
+static KERNELS: KernelTable = KernelTable {
     backend: Backend::Avx2,
-    matmul: matmul::matmul,
-    matmul_geglu: matmul::matmul_geglu,
-    attention: attention::attention_with::<simd::Avx2Ops>,
+    weight_kernels: &[
+        (DType::F32, kernels::<matmul::Spec<F32>>("avx2.f32")),
+        (DType::F16, kernels::<matmul::F16Rows>("avx2.f16")),
+        (DType::BF16, kernels::<matmul::Spec<Bf16>>("avx2.bf16")),
+        (DType::Q8_0, kernels::<matmul::Q8Rows>("avx2.q8_0")),
+    ],
+    attention,
     ..scalar::TABLE
 };

@@ -7,6 +7,7 @@ use std::arch::x86_64::*;
 use gg_ops::{BlockQ8_0, QK8_0};
 use half::f16;
 
+use super::Avx2;
 use crate::kernels::VecOps;
 
 /// The scalar reduction order: lanes (l0+l4, l1+l5, l2+l6, l3+l7), then
@@ -16,7 +17,7 @@ use crate::kernels::VecOps;
 /// The CPU must support AVX2.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn hsum(v: __m256) -> f32 {
+pub fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let h = _mm_hadd_ps(s, s);
     _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)))
@@ -28,18 +29,15 @@ pub unsafe fn hsum(v: __m256) -> f32 {
 /// The CPU must support AVX2 and FMA; `a.len() == b.len()`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let n8 = n / 8 * 8;
     let mut acc = _mm256_setzero_ps();
     let mut i = 0;
     while i < n8 {
         // SAFETY: i + 8 <= n8 <= both lengths.
-        acc = _mm256_fmadd_ps(
-            _mm256_loadu_ps(a.as_ptr().add(i)),
-            _mm256_loadu_ps(b.as_ptr().add(i)),
-            acc,
-        );
+        let (x, y) = unsafe { (_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i))) };
+        acc = _mm256_fmadd_ps(x, y, acc);
         i += 8;
     }
     let mut tail = 0f32;
@@ -55,18 +53,20 @@ pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// The CPU must support AVX2 and FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
+pub fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
     let n = acc.len().min(v.len());
     let n8 = n / 8 * 8;
     let pv = _mm256_set1_ps(p);
     let mut i = 0;
     while i < n8 {
         // SAFETY: i + 8 <= n8 <= both lengths.
-        let a = acc.as_mut_ptr().add(i);
-        _mm256_storeu_ps(
-            a,
-            _mm256_fmadd_ps(pv, _mm256_loadu_ps(v.as_ptr().add(i)), _mm256_loadu_ps(a)),
-        );
+        unsafe {
+            let a = acc.as_mut_ptr().add(i);
+            _mm256_storeu_ps(
+                a,
+                _mm256_fmadd_ps(pv, _mm256_loadu_ps(v.as_ptr().add(i)), _mm256_loadu_ps(a)),
+            );
+        }
         i += 8;
     }
     for j in n8..n {
@@ -80,18 +80,20 @@ pub unsafe fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
 /// The CPU must support AVX2; `out.len() == blocks.len() * 32`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn dequant_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
+pub fn dequant_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
     debug_assert_eq!(out.len(), blocks.len() * QK8_0);
     for (b, o) in blocks.iter().zip(out.chunks_exact_mut(QK8_0)) {
         let d = _mm256_set1_ps(b.d.to_f32());
-        // SAFETY: a block holds 32 quants; each load reads 8 of them.
-        let q = b.qs.as_ptr() as *const __m128i;
-        let lo = _mm_loadu_si128(q);
-        let hi = _mm_loadu_si128(q.add(1));
+        // SAFETY: a block holds 32 quants; the two loads read 16 each.
+        let (lo, hi) = unsafe {
+            let q = b.qs.as_ptr() as *const __m128i;
+            (_mm_loadu_si128(q), _mm_loadu_si128(q.add(1)))
+        };
         let parts = [lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)];
         for (k, part) in parts.into_iter().enumerate() {
             let v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(part));
-            _mm256_storeu_ps(o.as_mut_ptr().add(8 * k), _mm256_mul_ps(d, v));
+            // SAFETY: o is one 32-value chunk; lanes 8k..8k+8 are inside it.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr().add(8 * k), _mm256_mul_ps(d, v)) };
         }
     }
 }
@@ -102,14 +104,16 @@ pub unsafe fn dequant_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
 /// The CPU must support AVX2 and F16C.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-pub unsafe fn f16_to_f32(src: &[f16], out: &mut [f32]) {
+pub fn f16_to_f32(src: &[f16], out: &mut [f32]) {
     let n = src.len().min(out.len());
     let n8 = n / 8 * 8;
     let mut i = 0;
     while i < n8 {
         // SAFETY: i + 8 <= n8 <= both lengths; f16 is 2 bytes.
-        let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
-        _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        unsafe {
+            let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        }
         i += 8;
     }
     for j in n8..n {
@@ -117,31 +121,40 @@ pub unsafe fn f16_to_f32(src: &[f16], out: &mut [f32]) {
     }
 }
 
-/// The AVX2 vector primitives for shared algorithms (attention).
-pub struct Avx2Ops;
+/// The AVX2 vector primitives for shared algorithms (attention). A value exists only where
+/// an [`Avx2`] token does, so its safe methods never run AVX2 on a CPU without it.
+#[derive(Clone, Copy, Debug)]
+pub struct Avx2Ops {
+    _cpu: Avx2,
+}
+
+impl Avx2Ops {
+    pub fn new(cpu: Avx2) -> Avx2Ops {
+        Avx2Ops { _cpu: cpu }
+    }
+}
 
 impl VecOps for Avx2Ops {
     #[inline]
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
-        // SAFETY: `Avx2Ops` is only used by the AVX2 kernel table, which is only handed out
-        // when the CPU supports AVX2 and FMA (`Backend::kernels`).
+    fn dot(self, a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: `self` holds an `Avx2` token: the CPU has AVX2 and FMA.
         unsafe { dot(a, b) }
     }
 
     #[inline]
-    fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
+    fn axpy(self, acc: &mut [f32], p: f32, v: &[f32]) {
         // SAFETY: as for `dot`.
         unsafe { axpy(acc, p, v) }
     }
 
     #[inline]
-    fn dot4(a: [&[f32]; 4], b: &[f32]) -> [f32; 4] {
+    fn dot4(self, a: [&[f32]; 4], b: &[f32]) -> [f32; 4] {
         // SAFETY: as for `dot`.
         unsafe { dot4(a, b) }
     }
 
     #[inline]
-    fn exp_sub(x: &mut [f32], m: f32) {
+    fn exp_sub(self, x: &mut [f32], m: f32) {
         // SAFETY: as for `dot`.
         unsafe { exp_sub(x, m) }
     }
@@ -154,7 +167,7 @@ impl VecOps for Avx2Ops {
 /// The CPU must support AVX2 and FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn exp8(x: __m256) -> __m256 {
+pub fn exp8(x: __m256) -> __m256 {
     let lo = _mm256_set1_ps(-87.336_55);
     let underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
     let x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.376_26));
@@ -186,7 +199,7 @@ pub unsafe fn exp8(x: __m256) -> __m256 {
 /// The CPU must support AVX2 and FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn tanh8(x: __m256) -> __m256 {
+pub fn tanh8(x: __m256) -> __m256 {
     let sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0));
     let ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0), x);
     // Small |x|: x + x³·P(x²).
@@ -213,7 +226,7 @@ pub unsafe fn tanh8(x: __m256) -> __m256 {
 /// The CPU must support AVX2 and FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn geglu8(x: __m256, u: __m256) -> __m256 {
+fn geglu8(x: __m256, u: __m256) -> __m256 {
     let x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
     let inner = _mm256_mul_ps(
         _mm256_set1_ps(0.797_884_6),
@@ -230,7 +243,7 @@ unsafe fn geglu8(x: __m256, u: __m256) -> __m256 {
 /// The CPU must support AVX2 and FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn geglu(g: &[f32], u: &[f32], out: &mut [f32]) {
+pub fn geglu(g: &[f32], u: &[f32], out: &mut [f32]) {
     let n = g.len().min(u.len()).min(out.len());
     let mut i = 0;
     while i < n {
@@ -238,10 +251,13 @@ pub unsafe fn geglu(g: &[f32], u: &[f32], out: &mut [f32]) {
         let (mut gb, mut ub, mut ob) = ([0f32; 8], [0f32; 8], [0f32; 8]);
         gb[..m].copy_from_slice(&g[i..i + m]);
         ub[..m].copy_from_slice(&u[i..i + m]);
-        _mm256_storeu_ps(
-            ob.as_mut_ptr(),
-            geglu8(_mm256_loadu_ps(gb.as_ptr()), _mm256_loadu_ps(ub.as_ptr())),
-        );
+        // SAFETY: the three buffers hold 8 values each.
+        unsafe {
+            _mm256_storeu_ps(
+                ob.as_mut_ptr(),
+                geglu8(_mm256_loadu_ps(gb.as_ptr()), _mm256_loadu_ps(ub.as_ptr())),
+            )
+        };
         out[i..i + m].copy_from_slice(&ob[..m]);
         i += 8;
     }
@@ -253,14 +269,15 @@ pub unsafe fn geglu(g: &[f32], u: &[f32], out: &mut [f32]) {
 /// The CPU must support AVX2 and FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn exp_sub(x: &mut [f32], m: f32) {
+pub fn exp_sub(x: &mut [f32], m: f32) {
     let mv = _mm256_set1_ps(m);
     let mut i = 0;
     while i < x.len() {
         let n = (x.len() - i).min(8);
         let mut b = [f32::NEG_INFINITY; 8];
         b[..n].copy_from_slice(&x[i..i + n]);
-        _mm256_storeu_ps(b.as_mut_ptr(), exp8(_mm256_sub_ps(_mm256_loadu_ps(b.as_ptr()), mv)));
+        // SAFETY: b holds 8 values.
+        unsafe { _mm256_storeu_ps(b.as_mut_ptr(), exp8(_mm256_sub_ps(_mm256_loadu_ps(b.as_ptr()), mv))) };
         x[i..i + n].copy_from_slice(&b[..n]);
         i += 8;
     }
@@ -272,16 +289,18 @@ pub unsafe fn exp_sub(x: &mut [f32], m: f32) {
 /// The CPU must support AVX2 and FMA; every slice has `b`'s length.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn dot4(a: [&[f32]; 4], b: &[f32]) -> [f32; 4] {
+pub fn dot4(a: [&[f32]; 4], b: &[f32]) -> [f32; 4] {
     let n = b.len();
     let n8 = n / 8 * 8;
     let mut acc = [_mm256_setzero_ps(); 4];
     let mut i = 0;
     while i < n8 {
         // SAFETY: i + 8 <= n8 <= every length.
-        let bv = _mm256_loadu_ps(b.as_ptr().add(i));
+        let bv = unsafe { _mm256_loadu_ps(b.as_ptr().add(i)) };
         for u in 0..4 {
-            acc[u] = _mm256_fmadd_ps(_mm256_loadu_ps(a[u].as_ptr().add(i)), bv, acc[u]);
+            // SAFETY: as above.
+            let av = unsafe { _mm256_loadu_ps(a[u].as_ptr().add(i)) };
+            acc[u] = _mm256_fmadd_ps(av, bv, acc[u]);
         }
         i += 8;
     }

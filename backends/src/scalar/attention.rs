@@ -23,16 +23,17 @@ pub const MAX_GROUP: usize = 8;
 const MAX_QUERIES: usize = ROW_BLOCK * MAX_GROUP;
 
 /// The reference vector primitives.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct ScalarOps;
 
 impl VecOps for ScalarOps {
     #[inline]
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
+    fn dot(self, a: &[f32], b: &[f32]) -> f32 {
         super::matmul::dot(a, b)
     }
 
     #[inline]
-    fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
+    fn axpy(self, acc: &mut [f32], p: f32, v: &[f32]) {
         for (a, &x) in acc.iter_mut().zip(v) {
             *a += p * x;
         }
@@ -70,7 +71,7 @@ struct Dims {
 /// # Safety
 /// `l` must point at buffers holding every row of the batch as laid out, and no other thread
 /// may touch these rows' q/output columns while this runs.
-unsafe fn attend_block<V: VecOps>(l: Layout, d: &Dims, seq: SeqSpan, first: usize, n: usize) {
+unsafe fn attend_block<V: VecOps>(ops: V, l: Layout, d: &Dims, seq: SeqSpan, first: usize, n: usize) {
     let hd = d.hd;
     // Key range of each row (positions inside the sequence), and of the block.
     let reach = |i: usize| match d.window {
@@ -92,8 +93,11 @@ unsafe fn attend_block<V: VecOps>(l: Layout, d: &Dims, seq: SeqSpan, first: usiz
             // block is written.
             unsafe { std::slice::from_raw_parts(l.q.add(r * l.q_stride + h * hd), hd) }
         };
+        // SAFETY: key/value row j < seq.len of this sequence, inside the buffers (caller's
+        // contract); k and v columns are never written by any unit.
         let key =
             |j: usize| unsafe { std::slice::from_raw_parts(l.k.add((seq.start + j) * l.kv_stride + kvh * hd), hd) };
+        // SAFETY: as for `key`.
         let val =
             |j: usize| unsafe { std::slice::from_raw_parts(l.v.add((seq.start + j) * l.kv_stride + kvh * hd), hd) };
         acc[..nq * hd].fill(0.0);
@@ -105,14 +109,14 @@ unsafe fn attend_block<V: VecOps>(l: Layout, d: &Dims, seq: SeqSpan, first: usiz
                 let kj = key(j);
                 let mut qi = 0;
                 while qi + 4 <= nq {
-                    let dots = V::dot4([query(qi), query(qi + 1), query(qi + 2), query(qi + 3)], kj);
+                    let dots = ops.dot4([query(qi), query(qi + 1), query(qi + 2), query(qi + 3)], kj);
                     for (u, dot) in dots.into_iter().enumerate() {
                         scores[qi + u][j - b0] = dot * d.scale;
                     }
                     qi += 4;
                 }
                 for (qi, row_scores) in scores[..nq].iter_mut().enumerate().skip(qi) {
-                    row_scores[j - b0] = V::dot(query(qi), kj) * d.scale;
+                    row_scores[j - b0] = ops.dot(query(qi), kj) * d.scale;
                 }
                 // Keys outside a row's window do not count.
                 for (qi, row_scores) in scores[..nq].iter_mut().enumerate() {
@@ -137,11 +141,11 @@ unsafe fn attend_block<V: VecOps>(l: Layout, d: &Dims, seq: SeqSpan, first: usiz
                     sum[qi] *= correction;
                 }
                 let ps = &mut scores[qi][..b1 - b0];
-                V::exp_sub(ps, m_new);
+                ops.exp_sub(ps, m_new);
                 for (j, &p) in (b0..b1).zip(ps.iter()) {
                     if p != 0.0 {
                         sum[qi] += p;
-                        V::axpy(a, p, val(j));
+                        ops.axpy(a, p, val(j));
                     }
                 }
                 m[qi] = m_new;
@@ -162,19 +166,27 @@ unsafe fn attend_block<V: VecOps>(l: Layout, d: &Dims, seq: SeqSpan, first: usiz
 
 /// See `gg_ops::Op::Attention`.
 pub fn attention(args: AttentionArgs<'_>, par: Par) {
-    attention_with::<ScalarOps>(args, par)
+    attention_with(ScalarOps, args, par)
 }
 
 /// The attention algorithm over a backend's vector primitives.
-pub fn attention_with<V: VecOps>(args: AttentionArgs<'_>, par: Par) {
+///
+/// # Panics
+/// Past the limits lowering checks at load ([`MAX_HEAD_DIM`], [`MAX_GROUP`]), or when the
+/// buffers or sequence spans do not cover the batch's rows: the raw-pointer work below relies
+/// on every one of them.
+pub fn attention_with<V: VecOps>(ops: V, args: AttentionArgs<'_>, par: Par) {
     let (hd, nh, nkv) = (args.head_dim, args.n_heads, args.n_kv_heads);
     assert!(hd <= MAX_HEAD_DIM, "head dim {hd} > {MAX_HEAD_DIM}");
     assert!(
-        nh / nkv <= MAX_GROUP,
-        "{} query heads per kv head > {MAX_GROUP}",
-        nh / nkv
+        nkv > 0 && nh % nkv == 0 && nh / nkv <= MAX_GROUP,
+        "{nh} query heads over {nkv} kv heads (at most {MAX_GROUP} per kv head)"
     );
     let rows = args.row_seq.len();
+    assert!(
+        args.seqs.iter().all(|s| s.len > 0 && s.start + s.len <= rows),
+        "sequence spans past the batch's {rows} rows"
+    );
     let (hq, hkv) = (nh * hd, nkv * hd);
     let layout = match args.io {
         AttentionIo::Separate { q, k, v, out } => {
@@ -222,7 +234,7 @@ pub fn attention_with<V: VecOps>(args: AttentionArgs<'_>, par: Par) {
     let run = |(s, first): (SeqSpan, usize)| {
         let n = (s.start + s.len - first).min(ROW_BLOCK);
         // SAFETY: the buffers hold every row (asserted above); each block is one unit.
-        unsafe { attend_block::<V>(layout, &dims, s, first, n) }
+        unsafe { attend_block(ops, layout, &dims, s, first, n) }
     };
     if par.is_serial() {
         seqs.iter().flat_map(blocks_of).for_each(run);

@@ -4,8 +4,9 @@
 use gg_ops::PoolKind;
 use rayon::prelude::*;
 
-use crate::kernels::{Par, SeqSpan};
-use crate::weights::WeightView;
+use gg_ops::WeightView;
+
+use crate::kernels::{Par, RowFn, SeqSpan};
 
 /// `1 / sqrt(mean(x²) + eps)`, summing squares in the reference order (8 lanes).
 #[inline]
@@ -125,13 +126,26 @@ pub fn l2_norm(x: &mut [f32], cols: usize) {
     }
 }
 
-/// `out[t] = table[ids[t]] · scale`
-pub fn embed(ids: &[i32], table: WeightView<'_>, cols: usize, scale: f32, out: &mut [f32]) {
+/// `out[t] = table[ids[t]] · scale`, rows decoded by `decode`.
+pub fn embed(ids: &[i32], table: WeightView<'_>, decode: RowFn, scale: f32, out: &mut [f32]) {
+    let cols = table.cols();
     for (&id, row) in ids.iter().zip(out.chunks_exact_mut(cols)) {
-        table.row_to_f32(id as usize, row);
+        decode(table, id as usize, 0, row);
         for v in row {
             *v *= scale;
         }
+    }
+}
+
+/// For each row: `width` values from column `x_start` of `x (R, x_cols)` into the first
+/// `width` columns of `out (R, out_cols)`, `R = out.len() / out_cols`.
+pub fn copy_cols(x: &[f32], x_cols: usize, x_start: usize, out: &mut [f32], out_cols: usize, width: usize) {
+    if x_start == 0 && x_cols == out_cols && width == out_cols {
+        out.copy_from_slice(&x[..out.len()]);
+        return;
+    }
+    for (o, r) in out.chunks_exact_mut(out_cols).zip(x.chunks_exact(x_cols)) {
+        o[..width].copy_from_slice(&r[x_start..x_start + width]);
     }
 }
 

@@ -1,14 +1,19 @@
-//! Scalar matmul against any weight type: each weight row is converted to f32 once per tile
-//! of tokens, then dotted with every token of the tile. Threads split the weight rows.
+//! Scalar matmul against any weight type: each weight row is converted to f32 by the type's
+//! specification once per tile of tokens, then dotted with every token of the tile. Threads
+//! split the weight rows.
+
+use gg_ops::WeightView;
 
 use crate::kernels::{Activations, Par};
 use crate::split::{for_row_chunks, OutPtr};
-use crate::weights::WeightView;
+use crate::wtypes::{dequantize_row, WeightType};
 
 /// Tokens whose activations stay in cache while the weight rows stream past.
 pub(crate) const TOKEN_TILE: usize = 64;
-/// Longest stretch of a weight row converted at once (a multiple of the Q8_0 block).
+/// Longest stretch of a weight row converted at once (a multiple of every block length).
 pub(crate) const K_SEGMENT: usize = 4096;
+/// Longest row the matmul kernels take (the GeGLU kernel holds two whole rows on the stack).
+pub const MAX_K: usize = K_SEGMENT;
 
 /// The reference dot product: eight interleaved partial sums, combined pairwise. Every
 /// SIMD kernel sums in this order (8 lanes), so results agree to rounding.
@@ -31,7 +36,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, `W (2f, k)` = Wg stacked over Wu.
-pub fn matmul_geglu(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: usize, par: Par) {
+pub fn matmul_geglu<W: WeightType>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: usize, par: Par) {
     let (rows, k) = (x.rows, x.k);
     assert!(out.len() >= rows * f, "matmul_geglu output too short");
     assert!(k <= K_SEGMENT, "matmul_geglu supports k up to {K_SEGMENT}");
@@ -42,8 +47,8 @@ pub fn matmul_geglu(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: u
         for t0 in (0..rows).step_by(TOKEN_TILE) {
             let t1 = (t0 + TOKEN_TILE).min(rows);
             for j in j0..j1 {
-                w.row_to_f32(j, &mut gate[..k]);
-                w.row_to_f32(f + j, &mut up[..k]);
+                dequantize_row::<W>(w, j, 0, &mut gate[..k]);
+                dequantize_row::<W>(w, f + j, 0, &mut up[..k]);
                 for t in t0..t1 {
                     let xt = x.row(t);
                     let v = super::elementwise::gelu_one(dot(xt, &gate[..k])) * dot(xt, &up[..k]);
@@ -57,7 +62,7 @@ pub fn matmul_geglu(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: u
 }
 
 /// `out (rows, n) = x (rows, k) · W (n, k)ᵀ`
-pub fn matmul(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, par: Par) {
+pub fn matmul<W: WeightType>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, par: Par) {
     let (rows, k) = (x.rows, x.k);
     assert!(out.len() >= rows * n, "matmul output too short");
     let ptr = OutPtr::new(out);
@@ -69,7 +74,7 @@ pub fn matmul(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, 
                 for k0 in (0..k).step_by(K_SEGMENT) {
                     let len = (k - k0).min(K_SEGMENT);
                     let seg = &mut wrow[..len];
-                    w.row_segment_to_f32(j, k, k0, seg);
+                    dequantize_row::<W>(w, j, k0, seg);
                     for t in t0..t1 {
                         let d = dot(&x.row(t)[k0..k0 + len], seg);
                         // SAFETY: t < rows and j < n, so t * n + j is inside `out`; only the

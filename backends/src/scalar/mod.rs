@@ -11,8 +11,8 @@ use crate::Backend;
 /// from it (`..scalar::TABLE`).
 pub const TABLE: KernelTable = KernelTable {
     backend: Backend::Scalar,
-    matmul: matmul::matmul,
-    matmul_geglu: matmul::matmul_geglu,
+    // The registry's own entries are the scalar kernels.
+    weight_kernels: &[],
     add_rms_norm: elementwise::add_rms_norm,
     residual_norm: elementwise::residual_norm,
     rms_norm: elementwise::rms_norm,
@@ -25,6 +25,7 @@ pub const TABLE: KernelTable = KernelTable {
     l2_norm: elementwise::l2_norm,
     embed: elementwise::embed,
     pool: elementwise::pool,
+    copy_cols: elementwise::copy_cols,
 };
 
 pub static KERNELS: KernelTable = TABLE;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use gg_loader::convert::{convert, OutType};
+use gemma_graph::loader::convert::{convert, OutType};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -45,6 +45,9 @@ pub struct Args {
     /// Largest batch in tokens the plan is made for (default: the context length).
     #[arg(long, default_value_t = 0)]
     tokens: usize,
+    /// Kernel tier to lower for ("auto": the best this CPU supports).
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: super::run::BackendArg,
     /// Write to this file instead of stdout.
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -77,6 +80,7 @@ pub fn run(args: Args) -> Result<()> {
     let options = ModelOptions {
         passes: args.passes,
         max_batch_tokens: args.tokens,
+        backend: args.backend.choice(),
         ..Default::default()
     };
     let model = Model::load_with(crate::model_path(args.model), &options, &SentenceTransformersHead)?;
@@ -114,6 +118,9 @@ pub fn run(args: Args) -> Result<()> {
             text.push('\n');
             let before = (args.stage != Stage::Built).then_some(built);
             text += &to_text(graph, plan, before, args.layers);
+            if args.stage == Stage::Planned {
+                text += &kernel_summary(&model);
+            }
             text.into_bytes()
         }
         Format::Dot => to_dot(graph, args.layers).into_bytes(),
@@ -133,4 +140,23 @@ pub fn run(args: Args) -> Result<()> {
         None => std::io::stdout().write_all(&bytes)?,
     }
     Ok(())
+}
+
+/// The kernels lowering chose, with how many steps run each.
+fn kernel_summary(model: &Model) -> String {
+    let program = model.program();
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for step in program.steps() {
+        *counts.entry(step.kernel.as_str()).or_default() += 1;
+    }
+    let mut out = format!(
+        "\nlowered for the {} backend (cpu: {}): {} steps\n",
+        program.backend(),
+        gemma_graph::backends::cpu_features().join(" "),
+        program.n_steps()
+    );
+    for (kernel, n) in counts {
+        out += &format!("  {kernel:<36} {n:>5}\n");
+    }
+    out
 }

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use gg_loader::gemma::GemmaConfig;
-use gg_loader::gguf::{Gguf, MetaValue};
+use gemma_graph::loader::gemma::GemmaConfig;
+use gemma_graph::loader::gguf::{Gguf, MetaValue};
 use serde_json::{json, Value as Json};
 
 #[derive(clap::Args)]

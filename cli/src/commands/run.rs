@@ -19,6 +19,16 @@ pub enum BackendArg {
     Avx2,
 }
 
+impl BackendArg {
+    pub fn choice(self) -> BackendChoice {
+        match self {
+            BackendArg::Auto => BackendChoice::Auto,
+            BackendArg::Scalar => BackendChoice::Force(Backend::Scalar),
+            BackendArg::Avx2 => BackendChoice::Force(Backend::Avx2),
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -54,17 +64,16 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let texts = args.source.read()?;
     if let Some(d) = args.dim {
-        if ![768, 512, 256, 128].contains(&d) {
-            bail!("--dim {d}: EmbeddingGemma is trained for 768, 512, 256 or 128");
+        if !gemma_graph::MATRYOSHKA_DIMS.contains(&d) {
+            bail!(
+                "--dim {d}: EmbeddingGemma is trained for {:?}",
+                gemma_graph::MATRYOSHKA_DIMS
+            );
         }
     }
     let prompt = args.prompt.prompt()?;
     let options = ModelOptions {
-        backend: match args.backend {
-            BackendArg::Auto => BackendChoice::Auto,
-            BackendArg::Scalar => BackendChoice::Force(Backend::Scalar),
-            BackendArg::Avx2 => BackendChoice::Force(Backend::Avx2),
-        },
+        backend: args.backend.choice(),
         threads: args.threads,
         passes: args.passes,
         ..Default::default()

@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use anyhow::Result;
-use gg_loader::gguf::Gguf;
-use gg_loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization, Tokenizer};
+use gemma_graph::loader::gguf::Gguf;
+use gemma_graph::loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization, Tokenizer};
 use serde_json::json;
 
 use crate::input::{Format, PromptArgs, TextArgs};
@@ -50,7 +50,7 @@ pub fn run(args: Args) -> Result<()> {
         .collect();
     let g = Gguf::open(args.source.model_path())?;
     let tok = Tokenizer::from_gguf(&g)?;
-    let context = gg_loader::gemma::GemmaConfig::from_gguf(&g)
+    let context = gemma_graph::loader::gemma::GemmaConfig::from_gguf(&g)
         .map(|c| c.context_length)
         .unwrap_or(2048);
     let opts = EncodeOptions {

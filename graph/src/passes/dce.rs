@@ -1,6 +1,7 @@
 use petgraph::visit::{Dfs, Reversed};
 
 use crate::ir::{Graph, GraphError, NodeId};
+use crate::patch::Patch;
 
 /// Search pattern: any node no graph output depends on → removed; then weight table entries
 /// no node reads are dropped.
@@ -15,9 +16,10 @@ pub fn eliminate_dead(g: &mut Graph) -> Result<bool, GraphError> {
         }
     }
     let dead: Vec<NodeId> = g.node_ids().filter(|n| !live.contains(n)).collect();
-    for &n in &dead {
-        g.remove(n);
-    }
+    // Dead nodes are read only by dead nodes, which the patch checks.
+    let mut patch = Patch::new("dce");
+    patch.remove(&dead);
+    patch.commit(g)?;
     let compacted = g.compact_weights();
     Ok(!dead.is_empty() || compacted)
 }

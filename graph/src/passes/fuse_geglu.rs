@@ -1,10 +1,11 @@
-use gg_ops::{Op, Rows, Shape};
+use gg_ops::{MatMulSpec, Op, Rows, Shape};
 
 use super::fuse_qkv::{joined_label, tensor_weight};
-use super::{describe, sole_consumer};
+use super::sole_consumer;
 use crate::ir::{Graph, GraphError, NodeId, WeightDesc, WeightSource};
+use crate::patch::Patch;
 
-/// Search pattern: Mul(Gelu(MatMul(x, Wg)), MatMul(x, Wu)) → FusedMatMul{geglu}(x, [Wg; Wu]).
+/// Search pattern: Mul(Gelu(MatMul(x, Wg)), MatMul(x, Wu)) → MatMul{geglu}(x, [Wg; Wu]).
 pub fn fuse_geglu(g: &mut Graph) -> Result<bool, GraphError> {
     let muls: Vec<NodeId> = g.node_ids().filter(|&n| g.node(n).op == Op::Mul).collect();
     let mut changed = false;
@@ -16,7 +17,7 @@ pub fn fuse_geglu(g: &mut Graph) -> Result<bool, GraphError> {
             _ => continue,
         };
         let gate = g.inputs(gelu)[0];
-        if g.node(gate).op != Op::MatMul || g.node(up).op != Op::MatMul || gate == up {
+        if g.node(gate).op != Op::matmul() || g.node(up).op != Op::matmul() || gate == up {
             continue;
         }
         let (gi, ui) = (g.inputs(gate), g.inputs(up));
@@ -43,22 +44,14 @@ pub fn fuse_geglu(g: &mut Graph) -> Result<bool, GraphError> {
             layer,
         );
         let label = joined_label(&[&g.node(gate).label, &g.node(up).label]);
-        let fused_from = vec![describe(g, gate), describe(g, up), describe(g, gelu), describe(g, m)];
-        let fused = g.add(
-            Op::FusedMatMul {
-                norm_eps: None,
-                geglu: true,
-                in_cols: None,
-            },
-            &[gi[0], w],
-            label,
-            layer,
-        )?;
-        g.node_mut(fused).fused_from = fused_from;
-        g.replace_uses(m, fused);
-        for n in [m, gelu, gate, up] {
-            g.remove(n);
-        }
+        let op = Op::MatMul(MatMulSpec {
+            geglu: true,
+            ..MatMulSpec::PLAIN
+        });
+        let mut patch = Patch::new("fuse-geglu");
+        let fused = patch.add(g, op, &[gi[0], w], label, layer, &[gate, up, gelu, m])?;
+        patch.reroute(g, m, fused);
+        patch.commit(g)?;
         changed = true;
     }
     Ok(changed)

@@ -1,7 +1,8 @@
 use gg_ops::Op;
 
-use super::{describe, sole_consumer};
+use super::sole_consumer;
 use crate::ir::{Graph, GraphError, NodeId};
+use crate::patch::Patch;
 
 /// Search pattern: L2Norm(MatMul(…MatMul(Pool(x), W₁)…, W_n)) → PoolHead(x, W₁…W_n) — the
 /// whole pooling head as one region (the dense layers and the L2 norm optional).
@@ -16,7 +17,7 @@ pub fn fuse_pool_head(g: &mut Graph) -> Result<bool, GraphError> {
         let mut last = pool;
         while let Some(c) = sole_consumer(g, last) {
             let ci = g.inputs(c);
-            if g.node(c).op == Op::MatMul && ci[0] == last && matches!(g.node(ci[1]).op, Op::Weight(_)) {
+            if g.node(c).op == Op::matmul() && ci[0] == last && matches!(g.node(ci[1]).op, Op::Weight(_)) {
                 weights.push(ci[1]);
                 chain.push(c);
                 last = c;
@@ -37,18 +38,15 @@ pub fn fuse_pool_head(g: &mut Graph) -> Result<bool, GraphError> {
         }
         let mut inputs = vec![x];
         inputs.extend(&weights);
-        let fused_from = chain.iter().map(|&n| describe(g, n)).collect();
         let op = Op::PoolHead {
             kind,
             n_dense: weights.len(),
             normalize,
         };
-        let fused = g.add(op, &inputs, "head.pool_head", None)?;
-        g.node_mut(fused).fused_from = fused_from;
-        g.replace_uses(last, fused);
-        for n in chain {
-            g.remove(n);
-        }
+        let mut patch = Patch::new("fuse-pool-head");
+        let fused = patch.add(g, op, &inputs, "head.pool_head", None, &chain)?;
+        patch.reroute(g, last, fused);
+        patch.commit(g)?;
         changed = true;
     }
     Ok(changed)

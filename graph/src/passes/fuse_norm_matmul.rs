@@ -1,9 +1,10 @@
-use gg_ops::Op;
+use gg_ops::{MatMulSpec, Op};
 
-use super::{describe, plain_matmul_of};
+use super::plain_matmul_of;
 use crate::ir::{Graph, GraphError, NodeId};
+use crate::patch::Patch;
 
-/// Search pattern: MatMul(RmsNorm(x)·w, W) → FusedMatMul{norm}(x, w, W) — the pre-norm is
+/// Search pattern: MatMul(RmsNorm(x)·w, W) → MatMul{norm}(x, w, W) — the pre-norm is
 /// applied as the matmul loads its activations (also for GeGLU matmuls).
 pub fn fold_norm_into_matmul(g: &mut Graph) -> Result<bool, GraphError> {
     let norms: Vec<NodeId> = g
@@ -23,30 +24,19 @@ pub fn fold_norm_into_matmul(g: &mut Graph) -> Result<bool, GraphError> {
             continue;
         }
         let ni = g.inputs(norm);
+        let mut patch = Patch::new("fold-norm-into-matmul");
         for c in consumers {
-            let geglu = matches!(g.node(c).op, Op::FusedMatMul { geglu: true, .. });
+            let Op::MatMul(spec) = g.node(c).op else { continue };
             let w = g.inputs(c)[1];
-            let mut fused_from = vec![describe(g, norm)];
-            fused_from.extend(match g.node(c).fused_from.is_empty() {
-                true => vec![describe(g, c)],
-                false => g.node(c).fused_from.clone(),
-            });
             let (label, layer) = (g.node(c).label.clone(), g.node(c).layer);
-            let fused = g.add(
-                Op::FusedMatMul {
-                    norm_eps: Some(eps),
-                    geglu,
-                    in_cols: None,
-                },
-                &[ni[0], ni[1], w],
-                label,
-                layer,
-            )?;
-            g.node_mut(fused).fused_from = fused_from;
-            g.replace_uses(c, fused);
-            g.remove(c);
+            let op = Op::MatMul(MatMulSpec {
+                norm_eps: Some(eps),
+                ..spec
+            });
+            let fused = patch.add(g, op, &[ni[0], ni[1], w], label, layer, &[norm, c])?;
+            patch.reroute(g, c, fused);
         }
-        g.remove(norm);
+        patch.commit(g)?;
         changed = true;
     }
     Ok(changed)

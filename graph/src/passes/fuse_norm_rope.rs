@@ -1,7 +1,8 @@
 use gg_ops::Op;
 
-use super::{describe, sole_consumer};
+use super::sole_consumer;
 use crate::ir::{Graph, GraphError, NodeId};
+use crate::patch::Patch;
 
 /// Search pattern: Rope(RmsNorm_per_head(x)·w, pos) → RmsNormRope(x, w, pos).
 pub fn fuse_norm_rope(g: &mut Graph) -> Result<bool, GraphError> {
@@ -24,23 +25,17 @@ pub fn fuse_norm_rope(g: &mut Graph) -> Result<bool, GraphError> {
         }
         let ni = g.inputs(norm);
         let label = format!("{}+rope", g.node(norm).label);
-        let fused_from = vec![describe(g, norm), describe(g, r)];
         let layer = g.node(r).layer;
-        let fused = g.add(
-            Op::RmsNormRope {
-                eps,
-                head_dim,
-                base,
-                cols: None,
-            },
-            &[ni[0], ni[1], ins[1]],
-            label,
-            layer,
-        )?;
-        g.node_mut(fused).fused_from = fused_from;
-        g.replace_uses(r, fused);
-        g.remove(r);
-        g.remove(norm);
+        let op = Op::RmsNormRope {
+            eps,
+            head_dim,
+            base,
+            cols: None,
+        };
+        let mut patch = Patch::new("fuse-norm-rope");
+        let fused = patch.add(g, op, &[ni[0], ni[1], ins[1]], label, layer, &[norm, r])?;
+        patch.reroute(g, r, fused);
+        patch.commit(g)?;
         changed = true;
     }
     Ok(changed)

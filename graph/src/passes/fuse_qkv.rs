@@ -2,8 +2,8 @@ use std::collections::BTreeMap;
 
 use gg_ops::{Op, Rows, Shape};
 
-use super::describe;
 use crate::ir::{Graph, GraphError, NodeId, WeightDesc, WeightSource};
+use crate::patch::Patch;
 
 /// A matmul reading the shared input: (node, weight tensor name, weight desc).
 type Sibling = (NodeId, String, WeightDesc);
@@ -40,7 +40,7 @@ pub fn fuse_qkv(g: &mut Graph) -> Result<bool, GraphError> {
         // Sibling matmuls reading x, grouped by weight type and inner size.
         let mut groups: BTreeMap<(String, usize), Vec<Sibling>> = BTreeMap::new();
         for c in g.consumers(x) {
-            if g.node(c).op != Op::MatMul {
+            if g.node(c).op != Op::matmul() {
                 continue;
             }
             let ins = g.inputs(c);
@@ -75,20 +75,17 @@ pub fn fuse_qkv(g: &mut Graph) -> Result<bool, GraphError> {
             let w = g.weight(desc, layer);
             let labels: Vec<String> = mms.iter().map(|m| g.node(m.0).label.clone()).collect();
             let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
-            let fused = g.add(Op::MatMul, &[x, w], joined_label(&label_refs), layer)?;
-            g.node_mut(fused).fused_from = mms.iter().map(|m| describe(g, m.0)).collect();
+            let siblings: Vec<NodeId> = mms.iter().map(|m| m.0).collect();
+            let mut patch = Patch::new("fuse-qkv");
+            let fused = patch.add(g, Op::matmul(), &[x, w], joined_label(&label_refs), layer, &siblings)?;
             let mut start = 0;
-            for ((c, _, _), n) in mms.iter().zip(&rows) {
-                let slice = g.add(
-                    Op::SliceCols { start, len: *n },
-                    &[fused],
-                    g.node(*c).label.clone(),
-                    layer,
-                )?;
-                g.replace_uses(*c, slice);
-                g.remove(*c);
+            for (&c, n) in siblings.iter().zip(&rows) {
+                let label = g.node(c).label.clone();
+                let slice = patch.add(g, Op::SliceCols { start, len: *n }, &[fused], label, layer, &[])?;
+                patch.reroute(g, c, slice);
                 start += n;
             }
+            patch.commit(g)?;
             changed = true;
         }
     }

@@ -1,7 +1,8 @@
 use gg_ops::Op;
 
-use super::{describe, sole_consumer};
+use super::sole_consumer;
 use crate::ir::{Graph, GraphError, NodeId};
+use crate::patch::Patch;
 
 /// Search pattern: Add(x, RmsNorm(a)·w) → AddRmsNorm(x, a, w) — Gemma's post-norm and the
 /// residual add in one pass over the hidden state (in place on x).
@@ -26,13 +27,18 @@ pub fn fuse_post_norm_residual(g: &mut Graph) -> Result<bool, GraphError> {
         };
         let ni = g.inputs(norm);
         let label = g.node(add).label.clone();
-        let fused_from = vec![describe(g, norm), describe(g, add)];
         let layer = g.node(add).layer;
-        let fused = g.add(Op::AddRmsNorm { eps }, &[x, ni[0], ni[1]], label, layer)?;
-        g.node_mut(fused).fused_from = fused_from;
-        g.replace_uses(add, fused);
-        g.remove(add);
-        g.remove(norm);
+        let mut patch = Patch::new("fuse-post-norm-residual");
+        let fused = patch.add(
+            g,
+            Op::AddRmsNorm { eps },
+            &[x, ni[0], ni[1]],
+            label,
+            layer,
+            &[norm, add],
+        )?;
+        patch.reroute(g, add, fused);
+        patch.commit(g)?;
         changed = true;
     }
     Ok(changed)

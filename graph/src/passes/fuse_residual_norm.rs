@@ -1,7 +1,8 @@
-use gg_ops::Op;
+use gg_ops::{MatMulSpec, Op};
 
-use super::{describe, plain_matmul_of};
+use super::plain_matmul_of;
 use crate::ir::{Graph, GraphError, NodeId};
+use crate::patch::Patch;
 
 /// Search pattern: RmsNorm(AddRmsNorm(x, a, w₁))·w₂ feeding matmuls → ResidualNorm(x, a, w₁, w₂)
 /// = [s | rmsnorm(s)·w₂] — the residual add fused with the norm that follows it; the matmuls
@@ -46,35 +47,28 @@ pub fn fuse_residual_norm(g: &mut Graph) -> Result<bool, GraphError> {
         let si = g.inputs(s);
         let w2 = g.inputs(h)[1];
         let (label, layer) = (g.node(s).label.clone(), g.node(s).layer);
-        let mut fused_from: Vec<String> = vec![describe(g, s)];
-        fused_from.push(describe(g, h));
-        let r = g.add(
-            Op::ResidualNorm { eps },
+        let mut patch = Patch::new("fuse-residual-norm");
+        let op = Op::ResidualNorm { eps };
+        let r = patch.add(
+            g,
+            op,
             &[si[0], si[1], si[2], w2],
             format!("{label}+norm"),
             layer,
+            &[s, h],
         )?;
-        g.node_mut(r).fused_from = fused_from;
         for m in matmuls {
-            let (geglu, w) = match g.node(m).op {
-                Op::FusedMatMul { geglu, .. } => (geglu, g.inputs(m)[1]),
-                _ => (false, g.inputs(m)[1]),
-            };
-            let op = Op::FusedMatMul {
-                norm_eps: None,
-                geglu,
+            let Op::MatMul(spec) = g.node(m).op else { continue };
+            let op = Op::MatMul(MatMulSpec {
                 in_cols: Some((c, c)),
-            };
+                ..spec
+            });
             let (ml, mlayer) = (g.node(m).label.clone(), g.node(m).layer);
-            let from = g.node(m).fused_from.clone();
-            let fused = g.add(op, &[r, w], ml, mlayer)?;
-            g.node_mut(fused).fused_from = if from.is_empty() { vec![describe(g, m)] } else { from };
-            g.replace_uses(m, fused);
-            g.remove(m);
+            let fused = patch.add(g, op, &[r, g.inputs(m)[1]], ml, mlayer, &[m])?;
+            patch.reroute(g, m, fused);
         }
-        g.remove(h);
-        g.replace_uses(s, r);
-        g.remove(s);
+        patch.reroute(g, s, r);
+        patch.commit(g)?;
         changed = true;
     }
     Ok(changed)

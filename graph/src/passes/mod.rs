@@ -139,28 +139,17 @@ pub fn run_pipeline(graph: &mut Graph, pipeline: &Pipeline) -> Result<Vec<PassRe
     Ok(records)
 }
 
-/// `what` of a node for provenance lists: `op label`.
-pub(crate) fn describe(g: &Graph, n: NodeId) -> String {
-    let node = g.node(n);
-    if node.fused_from.is_empty() {
-        format!("{} {}", node.op.name(), node.label)
-    } else {
-        node.fused_from.join(" + ")
-    }
-}
-
 /// Whether `c` is a plain matmul (no norm, no column window) reading `n` as its
 /// activations and nowhere else — the shape a norm can be folded into.
 pub(crate) fn plain_matmul_of(g: &Graph, c: NodeId, n: NodeId) -> bool {
     let ins = g.inputs(c);
     matches!(
         g.node(c).op,
-        Op::MatMul
-            | Op::FusedMatMul {
-                norm_eps: None,
-                in_cols: None,
-                ..
-            }
+        Op::MatMul(gg_ops::MatMulSpec {
+            norm_eps: None,
+            in_cols: None,
+            ..
+        })
     ) && ins[0] == n
         && ins[1..].iter().all(|&i| i != n)
 }

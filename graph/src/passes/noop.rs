@@ -1,6 +1,7 @@
 use gg_ops::Op;
 
 use crate::ir::{Graph, GraphError, NodeId};
+use crate::patch::Patch;
 
 /// Search pattern: Scale(x, 1) → x;  SliceCols(x, 0, all columns) → x.
 pub fn remove_noops(g: &mut Graph) -> Result<bool, GraphError> {
@@ -15,10 +16,13 @@ pub fn remove_noops(g: &mut Graph) -> Result<bool, GraphError> {
             }
         })
         .collect();
+    let mut patch = Patch::new("remove-noops");
     for &n in &noops {
+        // Read the input now: an earlier no-op in a chain may have been rerouted already.
         let input = g.inputs(n)[0];
-        g.replace_uses(n, input);
-        g.remove(n);
+        patch.reroute(g, n, input);
+        patch.remove(&[n]);
     }
+    patch.commit(g)?;
     Ok(!noops.is_empty())
 }

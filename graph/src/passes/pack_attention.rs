@@ -1,7 +1,8 @@
-use gg_ops::Op;
+use gg_ops::{MatMulSpec, Op};
 
-use super::{describe, sole_consumer};
+use super::sole_consumer;
 use crate::ir::{Graph, GraphError, NodeId};
+use crate::patch::Patch;
 
 /// Search pattern: Attention(RmsNormRope(SliceCols(M)), RmsNormRope(SliceCols(M)), SliceCols(M))
 /// → Attention{packed}(RmsNormRope{k cols}(RmsNormRope{q cols}(M))) — q, k, v stay in the
@@ -57,7 +58,7 @@ pub fn pack_attention(g: &mut Graph) -> Result<bool, GraphError> {
         let readers_ok = !g.is_output(a)
             && g.consumers(a)
                 .iter()
-                .all(|&c| g.node(c).op == Op::MatMul && g.inputs(c)[0] == a && g.inputs(c)[1] != a);
+                .all(|&c| g.node(c).op == Op::matmul() && g.inputs(c)[0] == a && g.inputs(c)[1] != a);
         if !readers_ok {
             continue;
         }
@@ -76,10 +77,11 @@ pub fn pack_attention(g: &mut Graph) -> Result<bool, GraphError> {
         let (qi, ki) = (g.inputs(nq), g.inputs(nk));
         let op_q = with_cols(g, nq, (0, hq));
         let op_k = with_cols(g, nk, (hq, hkv));
-        let n1 = g.add(op_q, &[m, qi[1], qi[2]], g.node(nq).label.clone(), layer)?;
-        g.node_mut(n1).fused_from = vec![describe(g, sq), describe(g, nq)];
-        let n2 = g.add(op_k, &[n1, ki[1], ki[2]], g.node(nk).label.clone(), layer)?;
-        g.node_mut(n2).fused_from = vec![describe(g, sk), describe(g, nk)];
+        let mut patch = Patch::new("pack-attention");
+        let label_q = g.node(nq).label.clone();
+        let n1 = patch.add(g, op_q, &[m, qi[1], qi[2]], label_q, layer, &[sq, nq])?;
+        let label_k = g.node(nk).label.clone();
+        let n2 = patch.add(g, op_k, &[n1, ki[1], ki[2]], label_k, layer, &[sk, nk])?;
         let op = Op::Attention {
             n_heads,
             n_kv_heads,
@@ -88,25 +90,20 @@ pub fn pack_attention(g: &mut Graph) -> Result<bool, GraphError> {
             window,
             packed: true,
         };
-        let packed = g.add(op, &[n2], g.node(a).label.clone(), layer)?;
-        g.node_mut(packed).fused_from = vec![describe(g, ins[2]), describe(g, a)];
+        let label_a = g.node(a).label.clone();
+        let packed = patch.add(g, op, &[n2], label_a, layer, &[ins[2], a])?;
         // Readers of the attention output (the o-projection) now read the first H·hd columns.
         for c in g.consumers(a) {
             let ci = g.inputs(c);
-            let op = Op::FusedMatMul {
-                norm_eps: None,
-                geglu: false,
+            let op = Op::MatMul(MatMulSpec {
                 in_cols: Some((0, hq)),
-            };
+                ..MatMulSpec::PLAIN
+            });
             let (label, clayer) = (g.node(c).label.clone(), g.node(c).layer);
-            let m2 = g.add(op, &[packed, ci[1]], label, clayer)?;
-            g.node_mut(m2).fused_from = vec![describe(g, c)];
-            g.replace_uses(c, m2);
-            g.remove(c);
+            let m2 = patch.add(g, op, &[packed, ci[1]], label, clayer, &[c])?;
+            patch.reroute(g, c, m2);
         }
-        for n in [a, nq, nk, sq, sk, ins[2]] {
-            g.remove(n);
-        }
+        patch.commit(g)?;
         changed = true;
     }
     Ok(changed)

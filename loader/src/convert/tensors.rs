@@ -40,6 +40,7 @@ fn gguf_name(hf: &str) -> Option<String> {
     Some(format!("blk.{layer}.{leaf}.weight"))
 }
 
+#[allow(unsafe_code)]
 fn open(path: &Path) -> Result<memmap2::Mmap, ConvertError> {
     let file = std::fs::File::open(path).map_err(|e| ConvertError::io(path, e))?;
     // SAFETY: read-only map of a checkpoint that is not modified while we convert it.

@@ -110,9 +110,9 @@ pub fn build_encoder(g: &Gguf, c: &GemmaConfig) -> Result<(Graph, NodeId), Build
         let wq = lw(&mut graph, "attn_q", &[nh * hd, d])?;
         let wk = lw(&mut graph, "attn_k", &[nkv * hd, d])?;
         let wv = lw(&mut graph, "attn_v", &[nkv * hd, d])?;
-        let q = graph.add(Op::MatMul, &[h, wq], name("attn_q"), Some(l))?;
-        let k = graph.add(Op::MatMul, &[h, wk], name("attn_k"), Some(l))?;
-        let v = graph.add(Op::MatMul, &[h, wv], name("attn_v"), Some(l))?;
+        let q = graph.add(Op::matmul(), &[h, wq], name("attn_q"), Some(l))?;
+        let k = graph.add(Op::matmul(), &[h, wk], name("attn_k"), Some(l))?;
+        let v = graph.add(Op::matmul(), &[h, wv], name("attn_v"), Some(l))?;
         let wqn = lw(&mut graph, "attn_q_norm", &[hd])?;
         let wkn = lw(&mut graph, "attn_k_norm", &[hd])?;
         let q = graph.add(head_norm.clone(), &[q, wqn], name("attn_q_norm"), Some(l))?;
@@ -130,7 +130,7 @@ pub fn build_encoder(g: &Gguf, c: &GemmaConfig) -> Result<(Graph, NodeId), Build
         };
         let o = graph.add(attn, &[q, k, v], name("attention"), Some(l))?;
         let wo = lw(&mut graph, "attn_output", &[d, nh * hd])?;
-        let a = graph.add(Op::MatMul, &[o, wo], name("attn_output"), Some(l))?;
+        let a = graph.add(Op::matmul(), &[o, wo], name("attn_output"), Some(l))?;
         let w = lw(&mut graph, "post_attention_norm", &[d])?;
         let a = graph.add(norm.clone(), &[a, w], name("post_attention_norm"), Some(l))?;
         x = graph.add(Op::Add, &[x, a], name("attn_residual"), Some(l))?;
@@ -139,12 +139,12 @@ pub fn build_encoder(g: &Gguf, c: &GemmaConfig) -> Result<(Graph, NodeId), Build
         let h = graph.add(norm.clone(), &[x, w], name("ffn_norm"), Some(l))?;
         let wg = lw(&mut graph, "ffn_gate", &[c.d_ff, d])?;
         let wu = lw(&mut graph, "ffn_up", &[c.d_ff, d])?;
-        let gate = graph.add(Op::MatMul, &[h, wg], name("ffn_gate"), Some(l))?;
-        let up = graph.add(Op::MatMul, &[h, wu], name("ffn_up"), Some(l))?;
+        let gate = graph.add(Op::matmul(), &[h, wg], name("ffn_gate"), Some(l))?;
+        let up = graph.add(Op::matmul(), &[h, wu], name("ffn_up"), Some(l))?;
         let gate = graph.add(Op::Gelu, &[gate], name("ffn_gelu"), Some(l))?;
         let f = graph.add(Op::Mul, &[gate, up], name("ffn_geglu"), Some(l))?;
         let wd = lw(&mut graph, "ffn_down", &[d, c.d_ff])?;
-        let f = graph.add(Op::MatMul, &[f, wd], name("ffn_down"), Some(l))?;
+        let f = graph.add(Op::matmul(), &[f, wd], name("ffn_down"), Some(l))?;
         let w = lw(&mut graph, "post_ffw_norm", &[d])?;
         let f = graph.add(norm, &[f, w], name("post_ffw_norm"), Some(l))?;
         x = graph.add(Op::Add, &[x, f], name("ffn_residual"), Some(l))?;

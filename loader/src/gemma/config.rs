@@ -53,6 +53,11 @@ pub struct GemmaConfig {
 /// Gemma 3 interleaves five sliding-window layers with one global layer.
 const GLOBAL_EVERY: usize = 6;
 
+/// Longest context accepted from a file (RoPE tables and the default plan are sized by it).
+pub const MAX_CONTEXT: usize = 131_072;
+/// Most layers accepted from a file.
+pub const MAX_LAYERS: usize = 1024;
+
 impl GemmaConfig {
     pub fn from_gguf(g: &Gguf) -> Result<GemmaConfig, GgufError> {
         let arch = g.str("general.architecture")?;
@@ -72,9 +77,15 @@ impl GemmaConfig {
             Some(_) => u("attention.key_length")?,
             None => d_model / n_heads.max(1),
         };
+        // Required: without it every layer would silently attend globally, which changes
+        // every vector of a model trained with a window.
         let sliding_window = match g.get(&key("attention.sliding_window")) {
             Some(_) => Some(u("attention.sliding_window")?),
-            None => None,
+            None => {
+                return Err(GgufError::MissingKey {
+                    key: key("attention.sliding_window"),
+                })
+            }
         };
         let pooling = match g.get(&key("pooling_type")) {
             None => PoolingType::Mean,
@@ -114,7 +125,7 @@ impl GemmaConfig {
                 Ok(v)
             }
         };
-        Ok(GemmaConfig {
+        let config = GemmaConfig {
             n_layers: positive("block_count", n_layers)?,
             d_model: positive("embedding_length", d_model)?,
             d_ff: positive("feed_forward_length", u("feed_forward_length")?)?,
@@ -128,7 +139,7 @@ impl GemmaConfig {
                 Some(_) => g.f32(&key("rope.freq_base_swa"))?,
                 None => 10_000.0,
             },
-            global_layers: (0..n_layers)
+            global_layers: (0..n_layers.min(MAX_LAYERS))
                 .map(|l| sliding_window.is_none() || l % GLOBAL_EVERY == GLOBAL_EVERY - 1)
                 .collect(),
             sliding_window,
@@ -138,7 +149,120 @@ impl GemmaConfig {
                 Some(crate::gguf::MetaValue::Array(a)) => a.len,
                 _ => 0,
             },
-        })
+        };
+        config.check(g)?;
+        Ok(config)
+    }
+
+    /// Every hyper-parameter the graph and its kernels depend on, checked against the others
+    /// and against the file's tensors; an error names the key.
+    fn check(&self, g: &Gguf) -> Result<(), GgufError> {
+        let bad = |k: &str, value: String, expected: &'static str| GgufError::ValueOutOfRange {
+            key: if k.starts_with("tokenizer.") {
+                k.to_string()
+            } else {
+                format!("{ARCH}.{k}")
+            },
+            value,
+            expected,
+        };
+        if self.n_layers > MAX_LAYERS {
+            return Err(bad("block_count", self.n_layers.to_string(), "at most 1024 layers"));
+        }
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
+            return Err(bad(
+                "attention.head_count_kv",
+                format!("{} (with {} query heads)", self.n_kv_heads, self.n_heads),
+                "a divisor of attention.head_count",
+            ));
+        }
+        if !self.head_dim.is_multiple_of(2) {
+            return Err(bad(
+                "attention.key_length",
+                self.head_dim.to_string(),
+                "an even head size (RoPE rotates pairs)",
+            ));
+        }
+        if self.context_length > MAX_CONTEXT {
+            return Err(bad(
+                "context_length",
+                self.context_length.to_string(),
+                "at most 131072 tokens",
+            ));
+        }
+        if !(self.rms_eps.is_finite() && self.rms_eps > 0.0) {
+            return Err(bad(
+                "attention.layer_norm_rms_epsilon",
+                self.rms_eps.to_string(),
+                "a finite positive number",
+            ));
+        }
+        for (k, v) in [
+            ("rope.freq_base", self.rope_base_global),
+            ("rope.freq_base_swa", self.rope_base_local),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(bad(k, v.to_string(), "a finite positive number"));
+            }
+        }
+        if self.sliding_window == Some(0) {
+            return Err(bad("attention.sliding_window", "0".into(), "a positive window"));
+        }
+        // The vocabulary: the token, score and type arrays describe the same pieces.
+        if self.vocab_size == 0 {
+            return Err(bad(
+                "tokenizer.ggml.tokens",
+                "missing or empty".into(),
+                "the vocabulary's pieces",
+            ));
+        }
+        for k in ["tokenizer.ggml.scores", "tokenizer.ggml.token_type"] {
+            if let Some(crate::gguf::MetaValue::Array(a)) = g.get(k) {
+                if a.len != self.vocab_size {
+                    return Err(bad(
+                        k,
+                        format!("{} entries for {} tokens", a.len, self.vocab_size),
+                        "one entry per token of tokenizer.ggml.tokens",
+                    ));
+                }
+            }
+        }
+        // The layers: block_count says how many, the tensors must agree.
+        let mut highest: Option<usize> = None;
+        for t in g.tensors() {
+            if let Some(l) = t
+                .name
+                .strip_prefix("blk.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                highest = Some(highest.map_or(l, |h: usize| h.max(l)));
+            }
+        }
+        let in_file = highest.map_or(0, |h| h + 1);
+        if in_file != self.n_layers {
+            return Err(bad(
+                "block_count",
+                format!("{} but the file has tensors for {in_file} blocks", self.n_layers),
+                "the number of blk.N tensor groups in the file",
+            ));
+        }
+        // Dense heads: the feature counts must be the tensors' shapes.
+        for d in &self.dense {
+            let shape = g.tensor(&d.tensor)?.shape();
+            if shape != [d.out_features, d.in_features] {
+                let name = d.tensor.trim_end_matches(".weight");
+                return Err(GgufError::ValueOutOfRange {
+                    key: format!("{ARCH}.{name}_feat_in/{name}_feat_out"),
+                    value: format!(
+                        "{} -> {} but {} is {:?} (out, in)",
+                        d.in_features, d.out_features, d.tensor, shape
+                    ),
+                    expected: "the dense tensor's shape",
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The largest |i − j| a sliding-window layer lets a query see.

@@ -85,6 +85,13 @@ pub enum GgufError {
     OverlappingTensors { first: String, second: String, offset: u64 },
     #[error("tensor name {tensor:?} at offset {offset} is a duplicate")]
     DuplicateTensor { tensor: String, offset: u64 },
+    #[error("tensor {index} at offset {offset} has the name {name:?}, which is refused: {why}")]
+    BadTensorName {
+        index: usize,
+        offset: u64,
+        name: String,
+        why: &'static str,
+    },
     #[error("tensor {name:?} is missing")]
     MissingTensor { name: String },
     #[error("tensor {tensor:?} has type {ty}, which this runtime cannot use (supported: F32, F16, BF16, Q8_0)")]
@@ -97,6 +104,8 @@ pub enum GgufError {
     },
     #[error("tensor {tensor:?}: data is not aligned to {align} bytes in memory for a typed view")]
     UnalignedView { tensor: String, align: usize },
+    #[error("tensor {tensor:?}: {what}")]
+    BadTensorData { tensor: String, what: String },
 }
 
 impl GgufError {

@@ -3,8 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use gg_ops::BlockQ8_0;
-use half::{bf16, f16};
+use gg_ops::WeightView;
 
 use super::error::GgufError;
 use super::parse;
@@ -150,15 +149,6 @@ pub fn gguf_dims(shape: &[usize]) -> Vec<u64> {
     shape.iter().rev().map(|&d| d as u64).collect()
 }
 
-/// Typed, zero-copy view of a tensor's data.
-#[derive(Clone, Copy, Debug)]
-pub enum TensorData<'a> {
-    F32(&'a [f32]),
-    F16(&'a [f16]),
-    BF16(&'a [bf16]),
-    Q8_0(&'a [BlockQ8_0]),
-}
-
 enum Bytes {
     Mapped(memmap2::Mmap),
     /// Owned bytes, stored in u64 words so typed views are aligned.
@@ -201,6 +191,7 @@ impl Gguf {
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: the map is read-only; like every mmap-based loader we rely on the file not
         // being truncated or rewritten while it is open (documented on `Model::load`).
+        #[allow(unsafe_code)]
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
         Self::from_storage(Bytes::Mapped(map)).map_err(|e| e.in_file(path))
     }
@@ -429,24 +420,25 @@ impl Gguf {
         &self.bytes.as_slice()[start..start + t.n_bytes as usize]
     }
 
-    /// A typed zero-copy view of a tensor's data.
-    pub fn tensor_data(&self, t: &TensorInfo) -> Result<TensorData<'_>, GgufError> {
-        let bytes = self.tensor_bytes(t);
-        let unaligned = |align| GgufError::UnalignedView {
+    /// A typed zero-copy view of a tensor's data (the same view every kernel reads): 1-D
+    /// tensors are one row.
+    pub fn tensor_data(&self, t: &TensorInfo) -> Result<WeightView<'_>, GgufError> {
+        let dtype = t.ty.to_dtype().ok_or_else(|| GgufError::UnsupportedTensorType {
             tensor: t.name.clone(),
-            align,
-        };
-        Ok(match t.ty {
-            GgmlType::F32 => TensorData::F32(bytemuck::try_cast_slice(bytes).map_err(|_| unaligned(4))?),
-            GgmlType::F16 => TensorData::F16(bytemuck::try_cast_slice(bytes).map_err(|_| unaligned(2))?),
-            GgmlType::BF16 => TensorData::BF16(bytemuck::try_cast_slice(bytes).map_err(|_| unaligned(2))?),
-            GgmlType::Q8_0 => TensorData::Q8_0(bytemuck::try_cast_slice(bytes).map_err(|_| unaligned(2))?),
-            ty => {
-                return Err(GgufError::UnsupportedTensorType {
-                    tensor: t.name.clone(),
-                    ty: ty.to_string(),
-                })
-            }
+            ty: t.ty.to_string(),
+        })?;
+        let shape = t.shape();
+        let cols = shape.last().copied().unwrap_or(1);
+        let rows = shape[..shape.len().saturating_sub(1)].iter().product::<usize>();
+        WeightView::new(dtype, rows, cols, self.tensor_bytes(t)).map_err(|e| match e {
+            gg_ops::ViewError::Misaligned { align, .. } => GgufError::UnalignedView {
+                tensor: t.name.clone(),
+                align,
+            },
+            other => GgufError::BadTensorData {
+                tensor: t.name.clone(),
+                what: other.to_string(),
+            },
         })
     }
 }

@@ -7,6 +7,6 @@ mod types;
 mod writer;
 
 pub use error::GgufError;
-pub use file::{gguf_dims, Gguf, MetaArray, MetaEntry, MetaValue, Span, TensorData, TensorInfo};
+pub use file::{gguf_dims, Gguf, MetaArray, MetaEntry, MetaValue, Span, TensorInfo};
 pub use types::{GgmlType, ValueType};
 pub use writer::{GgufWriter, Value};

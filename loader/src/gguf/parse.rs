@@ -18,6 +18,13 @@ pub(crate) const MAX_ARRAY_DEPTH: usize = 8;
 pub(crate) const MAX_DIMS: u32 = 4;
 /// Smallest encoding of one key/value pair: key length, value type, a one-byte value.
 const MIN_KV_BYTES: u64 = 8 + 4 + 1;
+/// Longest tensor name accepted, in bytes (ggml's `GGML_MAX_NAME`).
+pub const MAX_TENSOR_NAME: usize = 64;
+
+fn name_len_ok(name: &str) -> bool {
+    name.len() <= MAX_TENSOR_NAME
+}
+
 /// Smallest encoding of one tensor info: name length, n_dims, type, offset.
 const MIN_TENSOR_INFO_BYTES: u64 = 8 + 4 + 4 + 8;
 
@@ -171,6 +178,21 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, GgufError> {
     for i in 0..n_tensors {
         let info_offset = c.pos as u64;
         let name = c.owned_string(&|| format!("name of tensor {i}"))?;
+        // ggml's names fit 64 bytes; a NUL or control byte would let one name alias another
+        // in C-string tools (and means the file is not what it claims).
+        if name.len() > MAX_TENSOR_NAME || name.chars().any(char::is_control) {
+            let why = if name_len_ok(&name) {
+                "it contains a NUL or control character"
+            } else {
+                "it is longer than 64 bytes"
+            };
+            return Err(GgufError::BadTensorName {
+                index: i,
+                offset: info_offset,
+                name,
+                why,
+            });
+        }
         let n_dims = c.u32(|| format!("dimension count of tensor {name:?}"))?;
         if n_dims > MAX_DIMS {
             return Err(GgufError::TooManyDims {

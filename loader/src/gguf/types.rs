@@ -186,6 +186,8 @@ impl GgmlType {
             DType::F16 => Some(Self::F16),
             DType::Q8_0 => Some(Self::Q8_0),
             DType::BF16 => Some(Self::BF16),
+            DType::I8 => Some(GgmlType(24)),
+            DType::I16 => Some(GgmlType(25)),
             DType::I32 => Some(GgmlType(26)),
         }
     }

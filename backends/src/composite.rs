@@ -1,0 +1,104 @@
+//! Kernels made of a tier's slots: the fused ops whose parts the tiers already provide. Each
+//! takes the tier's table, so a SIMD tier's norm, RoPE or matmul runs inside them.
+
+use gg_ops::{PoolKind, WeightView};
+
+use crate::kernels::{Activations, KernelTable, MatMulFn, Par, SeqSpan};
+
+/// `out (R, n) = (rmsnorm(x) ⊙ w) · Wᵀ` for `x (R, k)`; the normalized rows go to
+/// `scratch (R, k)` first.
+#[allow(clippy::too_many_arguments)]
+pub fn norm_matmul(
+    table: &KernelTable,
+    matmul: MatMulFn,
+    x: &[f32],
+    k: usize,
+    norm_w: &[f32],
+    eps: f32,
+    weight: WeightView<'_>,
+    scratch: &mut [f32],
+    out: &mut [f32],
+    par: Par,
+) {
+    let rows = x.len() / k;
+    let n = out.len() / rows.max(1);
+    let normed = &mut scratch[..x.len()];
+    normed.copy_from_slice(x);
+    (table.rms_norm)(normed, norm_w, k, eps, par);
+    matmul(Activations::dense(normed, rows, k), weight, out, n, par);
+}
+
+/// Per-head RMSNorm then RoPE, in place on `x (T, cols)`: on every column, or only on
+/// columns `start..start + len` of each row (q or k inside packed q|k|v rows).
+#[allow(clippy::too_many_arguments)]
+pub fn rms_norm_rope(
+    table: &KernelTable,
+    x: &mut [f32],
+    cols: usize,
+    window: Option<(usize, usize)>,
+    w: &[f32],
+    head_dim: usize,
+    eps: f32,
+    pos: &[i32],
+    cos: &[f32],
+    sin: &[f32],
+    par: Par,
+) {
+    match window {
+        None => {
+            (table.rms_norm)(x, w, head_dim, eps, par);
+            (table.rope)(x, cols, pos, head_dim, cos, sin);
+        }
+        Some((start, len)) => {
+            for (r, row) in x.chunks_exact_mut(cols).enumerate() {
+                let part = &mut row[start..start + len];
+                (table.rms_norm)(part, w, head_dim, eps, Par::SERIAL);
+                (table.rope)(part, len, &pos[r..r + 1], head_dim, cos, sin);
+            }
+        }
+    }
+}
+
+/// Pool `x (T, cols)` per sequence, then the dense layers `dense(0..n_dense)` (weight and
+/// the tier's matmul for its type), then L2-normalize if asked. `scratch` holds the pooled
+/// rows and every dense output but the last; `out (S, last width)`.
+#[allow(clippy::too_many_arguments)]
+pub fn pool_head<'w>(
+    table: &KernelTable,
+    x: &[f32],
+    cols: usize,
+    seqs: &[SeqSpan],
+    kind: PoolKind,
+    n_dense: usize,
+    dense: impl Fn(usize) -> (WeightView<'w>, MatMulFn),
+    normalize: bool,
+    scratch: &mut [f32],
+    out: &mut [f32],
+    par: Par,
+) {
+    let s = seqs.len();
+    if n_dense == 0 {
+        (table.pool)(x, cols, seqs, kind, out);
+    } else {
+        let (mut width, mut cur) = (cols, 0);
+        (table.pool)(x, cols, seqs, kind, &mut scratch[..s * cols]);
+        for d in 0..n_dense {
+            let (w, matmul) = dense(d);
+            let n_out = w.rows();
+            if d + 1 == n_dense {
+                let xs = &scratch[cur..cur + s * width];
+                matmul(Activations::dense(xs, s, width), w, out, n_out, par);
+            } else {
+                let (done, rest) = scratch.split_at_mut(cur + s * width);
+                let xs = &done[cur..];
+                matmul(Activations::dense(xs, s, width), w, &mut rest[..s * n_out], n_out, par);
+                cur += s * width;
+            }
+            width = n_out;
+        }
+    }
+    if normalize {
+        let out_cols = out.len() / s.max(1);
+        (table.l2_norm)(out, out_cols);
+    }
+}

@@ -1,0 +1,902 @@
+//! Lowering: the chosen backend tier picks, for every node, a concrete kernel from (op,
+//! input element types, weight type, tier), says what scratch it needs, and checks the
+//! kernel's limits — all at load, so an unsupported combination or a shape past a limit is
+//! an error naming the node, the op and the limit, never a panic at embed time. The plan is
+//! then made with those scratch needs, and each step becomes a closure over fixed arena
+//! offsets that calls its kernel: the executor is a plain loop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gg_graph::{Graph, GraphError, NodeId, Plan, ScratchNeed};
+use gg_ops::{DType, InputKind, MatMulSpec, Op, Rows, Shape, WeightId};
+
+use crate::composite;
+use crate::exec::{Ctx, ExecError, Val};
+use crate::kernels::{Activations, AttentionArgs, AttentionIo, KernelTable};
+use crate::scalar::attention::{MAX_GROUP, MAX_HEAD_DIM};
+
+/// Most dense layers one pooling-head step runs.
+pub const MAX_DENSE: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    #[error("node {label:?} ({op}) on the {backend} backend: {what}")]
+    Unsupported {
+        label: String,
+        op: &'static str,
+        backend: &'static str,
+        what: String,
+    },
+    #[error("node {label:?} ({op}) on the {backend} backend: {what} is {value}, past the kernel's limit of {limit}")]
+    Limit {
+        label: String,
+        op: &'static str,
+        backend: &'static str,
+        what: &'static str,
+        value: usize,
+        limit: usize,
+    },
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+}
+
+type RunFn = Box<dyn Fn(&Ctx<'_>) -> Result<(), ExecError> + Send + Sync>;
+
+/// One resolved step: a kernel bound to its operands.
+pub struct Step {
+    pub node: NodeId,
+    /// The kernel it runs (`avx2.matmul<q8_0>`, `scalar.rms_norm`, …).
+    pub kernel: String,
+    pub(crate) run: RunFn,
+}
+
+/// Where a graph output is.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputSlot {
+    pub node: NodeId,
+    pub(crate) value: Val,
+}
+
+impl OutputSlot {
+    pub fn cols(&self) -> usize {
+        self.value.cols
+    }
+}
+
+/// A graph lowered for one backend tier and one batch size.
+pub struct Program {
+    steps: Vec<Step>,
+    inputs: Vec<(InputKind, Val)>,
+    outputs: Vec<OutputSlot>,
+    plan: Plan,
+    backend: &'static str,
+}
+
+impl Program {
+    pub fn max_tokens(&self) -> usize {
+        self.plan.max_tokens
+    }
+
+    pub fn max_seqs(&self) -> usize {
+        self.plan.max_seqs
+    }
+
+    pub fn arena_bytes(&self) -> usize {
+        self.plan.arena_bytes
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn outputs(&self) -> &[OutputSlot] {
+        &self.outputs
+    }
+
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    pub(crate) fn inputs(&self) -> &[(InputKind, Val)] {
+        &self.inputs
+    }
+
+    pub fn n_steps(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// The tier the program was lowered for.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Lower `graph` onto `table` for batches of up to `max_tokens` tokens in `max_seqs`
+    /// sequences: kernels chosen and limits checked per node, memory planned, steps bound.
+    pub fn compile(
+        graph: &Graph,
+        table: &'static KernelTable,
+        max_tokens: usize,
+        max_seqs: usize,
+    ) -> Result<Program, LowerError> {
+        graph.validate()?;
+        let order = graph.topo_order()?;
+        let mut choices = Vec::with_capacity(order.len());
+        let mut scratch = HashMap::new();
+        for &n in &order {
+            if matches!(graph.node(n).op, Op::Weight(_)) {
+                continue;
+            }
+            let choice = select(graph, n, table)?;
+            if let Some(need) = choice.scratch {
+                scratch.insert(n, need);
+            }
+            choices.push((n, choice));
+        }
+        let plan = gg_graph::plan_with_scratch(graph, max_tokens, max_seqs, &scratch)?;
+        let val = |n: NodeId| -> Result<Val, LowerError> {
+            let slot = plan.slot(n).ok_or_else(|| GraphError::Invalid {
+                label: graph.node(n).label.clone(),
+                what: "the plan has no slot for it".into(),
+            })?;
+            let node = graph.node(n);
+            Ok(Val {
+                offset: slot.offset,
+                dtype: node.dtype,
+                rows: node.shape.rows,
+                cols: node.shape.cols,
+            })
+        };
+        let mut steps = Vec::new();
+        let mut inputs = Vec::new();
+        let rope = RopeCache::default();
+        for (n, choice) in choices {
+            let node = graph.node(n);
+            let out = val(n)?;
+            if let Op::Input(kind) = node.op {
+                inputs.push((kind, out));
+                continue;
+            }
+            let args = graph
+                .inputs(n)
+                .into_iter()
+                .map(|i| match graph.node(i).op {
+                    Op::Weight(w) => Ok(Arg::Weight(w)),
+                    _ => val(i).map(Arg::Value),
+                })
+                .collect::<Result<Vec<_>, LowerError>>()?;
+            let scratch = plan.scratch(n).map(|slot| Val {
+                offset: slot.offset,
+                dtype: DType::F32,
+                rows: choice.scratch.map_or(Rows::Tokens, |s| s.shape.rows),
+                cols: choice.scratch.map_or(0, |s| s.shape.cols),
+            });
+            let in_place = plan.value(n).is_some_and(|v| v.in_place);
+            check_disjoint(graph, n, out, &args, scratch, in_place, &plan)?;
+            let bound = Bound {
+                table,
+                args,
+                out,
+                scratch,
+                in_place,
+                max_tokens: plan.max_tokens,
+            };
+            bound.emit(graph, n, choice, &rope, &mut steps)?;
+        }
+        let outputs = graph
+            .outputs()
+            .iter()
+            .map(|&o| {
+                Ok(OutputSlot {
+                    node: o,
+                    value: val(o)?,
+                })
+            })
+            .collect::<Result<Vec<_>, LowerError>>()?;
+        Ok(Program {
+            steps,
+            inputs,
+            outputs,
+            plan,
+            backend: table.backend.name(),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Arg {
+    Value(Val),
+    Weight(WeightId),
+}
+
+/// What selection decided for a node.
+#[derive(Clone, Copy)]
+struct Choice {
+    kernel: Kernel,
+    scratch: Option<ScratchNeed>,
+}
+
+/// The resolved kernel of a node; operands are bound later, once the plan exists.
+#[derive(Clone, Copy)]
+enum Kernel {
+    Input,
+    Embed {
+        decode: crate::kernels::RowFn,
+    },
+    MatMul {
+        f: crate::kernels::MatMulFn,
+    },
+    PoolHead {
+        dense: [Option<crate::kernels::MatMulFn>; MAX_DENSE],
+    },
+    /// The tier's table slot for the op.
+    Slot,
+}
+
+fn unsupported(graph: &Graph, n: NodeId, table: &KernelTable, what: impl Into<String>) -> LowerError {
+    LowerError::Unsupported {
+        label: graph.node(n).label.clone(),
+        op: graph.node(n).op.name(),
+        backend: table.backend.name(),
+        what: what.into(),
+    }
+}
+
+fn limit(graph: &Graph, n: NodeId, table: &KernelTable, what: &'static str, value: usize, limit: usize) -> LowerError {
+    LowerError::Limit {
+        label: graph.node(n).label.clone(),
+        op: graph.node(n).op.name(),
+        backend: table.backend.name(),
+        what,
+        value,
+        limit,
+    }
+}
+
+/// Pick the kernel for node `n`, check its limits and operand kinds, and say its scratch.
+fn select(graph: &Graph, n: NodeId, table: &'static KernelTable) -> Result<Choice, LowerError> {
+    let node = graph.node(n);
+    let ins = graph.inputs(n);
+    let err = |what: String| unsupported(graph, n, table, what);
+    let is_weight = |i: usize| matches!(graph.node(ins[i]).op, Op::Weight(_));
+    // Operand kinds: which inputs must be weights, which activations.
+    let want_weight = |i: usize| -> Result<(), LowerError> {
+        if is_weight(i) {
+            Ok(())
+        } else {
+            Err(err(format!(
+                "input {i} must be a weight, is node {:?}",
+                graph.node(ins[i]).label
+            )))
+        }
+    };
+    let want_value = |i: usize| -> Result<(), LowerError> {
+        if is_weight(i) {
+            Err(err(format!(
+                "input {i} must be an activation, is weight {:?}",
+                graph.node(ins[i]).label
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    let want_input = |i: usize, kind: InputKind| -> Result<(), LowerError> {
+        if graph.node(ins[i]).op == Op::Input(kind) {
+            Ok(())
+        } else {
+            Err(err(format!(
+                "input {i} must be the batch's {kind:?} input, is node {:?}",
+                graph.node(ins[i]).label
+            )))
+        }
+    };
+    // Vector weights (norm scales) are f32.
+    let want_f32_weight = |i: usize| -> Result<(), LowerError> {
+        want_weight(i)?;
+        match graph.node(ins[i]).dtype {
+            DType::F32 => Ok(()),
+            d => Err(err(format!("input {i} must be an f32 vector weight, is {d}"))),
+        }
+    };
+    let weight_kernels = |i: usize| {
+        let d = graph.node(ins[i]).dtype;
+        table
+            .weight(d)
+            .map(|(k, _)| k)
+            .ok_or_else(|| err(format!("no kernel for {d} weights")))
+    };
+    // Ops whose kernel is the tier's slot for the op, with no choice to record.
+    let slot = Choice {
+        kernel: Kernel::Slot,
+        scratch: None,
+    };
+    match &node.op {
+        Op::Input(_) => Ok(Choice {
+            kernel: Kernel::Input,
+            scratch: None,
+        }),
+        Op::Weight(_) => unreachable!("weights are skipped"),
+        Op::Embed { .. } => {
+            want_input(0, InputKind::TokenIds)?;
+            want_weight(1)?;
+            let k = weight_kernels(1)?;
+            Ok(Choice {
+                kernel: Kernel::Embed {
+                    decode: k.dequantize_row,
+                },
+                scratch: None,
+            })
+        }
+        Op::RmsNorm { .. } => {
+            want_value(0)?;
+            want_f32_weight(1)?;
+            Ok(slot)
+        }
+        Op::MatMul(spec) => {
+            want_value(0)?;
+            if spec.norm_eps.is_some() {
+                want_f32_weight(1)?;
+            }
+            let wi = ins.len() - 1;
+            want_weight(wi)?;
+            let k = weight_kernels(wi)?;
+            let inner = graph.node(ins[wi]).shape.cols;
+            if inner > k.max_k {
+                return Err(limit(graph, n, table, "the row length k", inner, k.max_k));
+            }
+            let x = graph.node(ins[0]).shape;
+            Ok(Choice {
+                kernel: Kernel::MatMul {
+                    f: if spec.geglu { k.matmul_geglu } else { k.matmul },
+                },
+                // The normalized activations.
+                scratch: spec.norm_eps.map(|_| ScratchNeed {
+                    dtype: DType::F32,
+                    shape: x,
+                }),
+            })
+        }
+        Op::Rope { .. } => {
+            want_value(0)?;
+            want_input(1, InputKind::Positions)?;
+            Ok(slot)
+        }
+        Op::RmsNormRope { .. } => {
+            want_value(0)?;
+            want_f32_weight(1)?;
+            want_input(2, InputKind::Positions)?;
+            Ok(slot)
+        }
+        Op::Attention {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            ..
+        } => {
+            for i in 0..ins.len() {
+                want_value(i)?;
+            }
+            if *head_dim > MAX_HEAD_DIM {
+                return Err(limit(graph, n, table, "the head dimension", *head_dim, MAX_HEAD_DIM));
+            }
+            let group = n_heads / n_kv_heads.max(&1);
+            if group > MAX_GROUP {
+                return Err(limit(graph, n, table, "query heads per kv head", group, MAX_GROUP));
+            }
+            Ok(slot)
+        }
+        Op::AddRmsNorm { .. } => {
+            want_value(0)?;
+            want_value(1)?;
+            want_f32_weight(2)?;
+            Ok(slot)
+        }
+        Op::ResidualNorm { .. } => {
+            want_value(0)?;
+            want_value(1)?;
+            want_f32_weight(2)?;
+            want_f32_weight(3)?;
+            Ok(slot)
+        }
+        Op::Gelu | Op::Scale(_) | Op::L2Norm | Op::Pool(_) | Op::SliceCols { .. } => {
+            want_value(0)?;
+            Ok(slot)
+        }
+        Op::Add | Op::Mul => {
+            want_value(0)?;
+            want_value(1)?;
+            Ok(slot)
+        }
+        Op::PoolHead { n_dense, .. } => {
+            want_value(0)?;
+            if *n_dense > MAX_DENSE {
+                return Err(limit(
+                    graph,
+                    n,
+                    table,
+                    "the number of dense layers",
+                    *n_dense,
+                    MAX_DENSE,
+                ));
+            }
+            let mut dense = [None; MAX_DENSE];
+            // The pooled rows and every dense output but the last.
+            let mut cols = graph.node(ins[0]).shape.cols;
+            for d in 0..*n_dense {
+                want_weight(1 + d)?;
+                let k = weight_kernels(1 + d)?;
+                let w = graph.node(ins[1 + d]).shape;
+                if w.cols > k.max_k {
+                    return Err(limit(graph, n, table, "a dense layer's row length k", w.cols, k.max_k));
+                }
+                dense[d] = Some(k.matmul);
+                if d + 1 < *n_dense {
+                    if let Rows::Fixed(r) = w.rows {
+                        cols += r;
+                    }
+                }
+            }
+            Ok(Choice {
+                kernel: Kernel::PoolHead { dense },
+                scratch: Some(ScratchNeed {
+                    dtype: DType::F32,
+                    shape: Shape::seqs(cols),
+                }),
+            })
+        }
+    }
+}
+
+/// Byte ranges a step touches at the plan's largest batch: inside the arena, and what it
+/// writes (output, scratch) overlapping nothing else it touches — except an in-place output
+/// and its input 0, which the step then never borrows separately. What makes the executor's
+/// views sound.
+fn check_disjoint(
+    graph: &Graph,
+    n: NodeId,
+    out: Val,
+    args: &[Arg],
+    scratch: Option<Val>,
+    in_place: bool,
+    plan: &Plan,
+) -> Result<(), LowerError> {
+    let range = |v: Val| {
+        let bytes = v.elements(plan.max_tokens, plan.max_seqs) * v.dtype.block_bytes();
+        (v.offset, v.offset + bytes)
+    };
+    // (range, written)
+    let mut ranges = vec![(range(out), true)];
+    ranges.extend(scratch.map(|s| (range(s), true)));
+    for (i, a) in args.iter().enumerate() {
+        if let Arg::Value(v) = a {
+            if !(in_place && i == 0) {
+                ranges.push((range(*v), false));
+            }
+        }
+    }
+    let bad = |what: &str| -> LowerError {
+        GraphError::Invalid {
+            label: graph.node(n).label.clone(),
+            what: what.into(),
+        }
+        .into()
+    };
+    for (i, &(r, written)) in ranges.iter().enumerate() {
+        if r.1 > plan.arena_bytes {
+            return Err(bad("a value ends past the arena"));
+        }
+        let clash = ranges[..i]
+            .iter()
+            .any(|&(s, w)| (w || written) && s.0 < r.1 && r.0 < s.1);
+        if clash {
+            return Err(bad("the plan overlaps what the step writes with what it reads"));
+        }
+    }
+    Ok(())
+}
+
+/// RoPE cos/sin tables, shared by every step with the same base and head size.
+#[derive(Default)]
+struct RopeCache {
+    tables: std::sync::Mutex<Vec<Arc<RopeTable>>>,
+}
+
+/// cos/sin of `pos · base^(−2i/hd)` for every position the plan allows.
+struct RopeTable {
+    base: f32,
+    head_dim: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl RopeCache {
+    fn get(&self, base: f32, head_dim: usize, positions: usize) -> Arc<RopeTable> {
+        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = tables.iter().find(|t| t.base == base && t.head_dim == head_dim) {
+            return t.clone();
+        }
+        let half = head_dim / 2;
+        // As the reference computes it, in f32: inv_freq = 1 / base^(2i/hd), angle = pos · inv_freq.
+        let inv: Vec<f32> = (0..half)
+            .map(|i| 1.0 / base.powf((2 * i) as f32 / head_dim as f32))
+            .collect();
+        let mut cos = Vec::with_capacity(positions * half);
+        let mut sin = Vec::with_capacity(positions * half);
+        for p in 0..positions {
+            for &f in &inv {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        let t = Arc::new(RopeTable {
+            base,
+            head_dim,
+            cos,
+            sin,
+        });
+        tables.push(t.clone());
+        t
+    }
+}
+
+/// A node's operands, bound to arena offsets.
+struct Bound {
+    table: &'static KernelTable,
+    args: Vec<Arg>,
+    out: Val,
+    scratch: Option<Val>,
+    in_place: bool,
+    /// Positions stay below this (RoPE tables are made for it).
+    max_tokens: usize,
+}
+
+impl Bound {
+    fn value(&self, i: usize) -> Val {
+        match self.args[i] {
+            Arg::Value(v) => v,
+            Arg::Weight(_) => unreachable!("selection checked input {i} is an activation"),
+        }
+    }
+
+    fn weight(&self, i: usize) -> WeightId {
+        match self.args[i] {
+            Arg::Weight(w) => w,
+            Arg::Value(_) => unreachable!("selection checked input {i} is a weight"),
+        }
+    }
+
+    /// Push the node's steps: a copy of input 0 into the output first when an in-place
+    /// kernel did not get its input's buffer, then the kernel.
+    fn emit(
+        self,
+        graph: &Graph,
+        n: NodeId,
+        choice: Choice,
+        rope: &RopeCache,
+        steps: &mut Vec<Step>,
+    ) -> Result<(), LowerError> {
+        let table = self.table;
+        let tier = table.backend.name();
+        let op = graph.node(n).op.clone();
+        let out = self.out;
+        let mut push = |kernel: &str, run: RunFn| {
+            steps.push(Step {
+                node: n,
+                kernel: format!("{tier}.{kernel}"),
+                run,
+            })
+        };
+        if op.in_place_input() == Some(0) && !self.in_place {
+            let x = self.value(0);
+            let width = x.cols.min(out.cols);
+            // SAFETY (this and every step below): lowering checked that `out` and `scratch`
+            // overlap no value the step reads (but input 0 of an in-place step, which is
+            // then not borrowed); every `Val` comes from the plan, inside the arena.
+            push(
+                "copy_cols",
+                Box::new(move |c| {
+                    // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                    let (src, dst) = unsafe { (c.f32s(x), c.f32s_mut(out)) };
+                    (table.copy_cols)(src, x.cols, 0, dst, out.cols, width);
+                    Ok(())
+                }),
+            );
+        }
+        let max_tokens = self.max_tokens;
+        match (op, choice.kernel) {
+            (Op::Embed { scale }, Kernel::Embed { decode }) => {
+                let (ids, w) = (self.value(0), self.weight(1));
+                push(
+                    &format!("embed<{}>", graph.weights()[w].dtype),
+                    Box::new(move |c| {
+                        let view = c.weights.view(w);
+                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                        let ids = unsafe { c.i32s(ids) };
+                        let vocab = view.rows();
+                        if let Some((row, &id)) = ids.iter().enumerate().find(|(_, &id)| id < 0 || id as usize >= vocab)
+                        {
+                            return Err(ExecError::TokenOutOfRange { row, id, vocab });
+                        }
+                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                        (table.embed)(ids, view, decode, scale, unsafe { c.f32s_mut(out) });
+                        Ok(())
+                    }),
+                );
+            }
+            (Op::RmsNorm { eps, group }, _) => {
+                let w = self.weight(1);
+                push(
+                    "rms_norm",
+                    Box::new(move |c| {
+                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                        (table.rms_norm)(unsafe { c.f32s_mut(out) }, c.weights.f32(w), group, eps, c.par);
+                        Ok(())
+                    }),
+                );
+            }
+            (Op::MatMul(spec), Kernel::MatMul { f }) => {
+                let x = self.value(0);
+                let w = self.weight(self.args.len() - 1);
+                let MatMulSpec { norm_eps, in_cols, .. } = spec;
+                let (start, k) = in_cols.unwrap_or((0, x.cols));
+                let n_out = out.cols;
+                let name = format!(
+                    "{}{}<{}>",
+                    if norm_eps.is_some() { "norm_" } else { "" },
+                    if spec.geglu { "matmul_geglu" } else { "matmul" },
+                    graph.weights()[w].dtype
+                );
+                match norm_eps {
+                    Some(eps) => {
+                        let norm_w = self.weight(1);
+                        let scratch = self.scratch.expect("selection planned the scratch");
+                        push(
+                            &name,
+                            Box::new(move |c| {
+                                // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                                let (xs, tmp, o) = unsafe { (c.f32s(x), c.f32s_mut(scratch), c.f32s_mut(out)) };
+                                let (nw, wv) = (c.weights.f32(norm_w), c.weights.view(w));
+                                composite::norm_matmul(table, f, xs, k, nw, eps, wv, tmp, o, c.par);
+                                Ok(())
+                            }),
+                        );
+                    }
+                    None => push(
+                        &name,
+                        Box::new(move |c| {
+                            // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                            let xs = unsafe { c.f32s(x) };
+                            let rows = xs.len() / x.cols;
+                            let acts = Activations {
+                                data: &xs[start..],
+                                rows,
+                                k,
+                                stride: x.cols,
+                            };
+                            // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                            f(acts, c.weights.view(w), unsafe { c.f32s_mut(out) }, n_out, c.par);
+                            Ok(())
+                        }),
+                    ),
+                }
+            }
+            (Op::Rope { base, head_dim }, _) => {
+                let pos = self.value(1);
+                let t = rope.get(base, head_dim, max_tokens);
+                push(
+                    "rope",
+                    Box::new(move |c| {
+                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                        let (o, p) = unsafe { (c.f32s_mut(out), c.i32s(pos)) };
+                        (table.rope)(o, out.cols, p, head_dim, &t.cos, &t.sin);
+                        Ok(())
+                    }),
+                );
+            }
+            (
+                Op::RmsNormRope {
+                    eps,
+                    head_dim,
+                    base,
+                    cols,
+                },
+                _,
+            ) => {
+                let (w, pos) = (self.weight(1), self.value(2));
+                let t = rope.get(base, head_dim, max_tokens);
+                push(
+                    "rms_norm_rope",
+                    Box::new(move |c| {
+                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                        let (o, p) = unsafe { (c.f32s_mut(out), c.i32s(pos)) };
+                        let nw = c.weights.f32(w);
+                        composite::rms_norm_rope(table, o, out.cols, cols, nw, head_dim, eps, p, &t.cos, &t.sin, c.par);
+                        Ok(())
+                    }),
+                );
+            }
+            (
+                Op::Attention {
+                    n_heads,
+                    n_kv_heads,
+                    head_dim,
+                    scale,
+                    window,
+                    packed,
+                },
+                _,
+            ) => {
+                let separate = (!packed).then(|| (self.value(0), self.value(1), self.value(2)));
+                push(
+                    "attention",
+                    Box::new(move |c| {
+                        let io = match separate {
+                            // SAFETY: see above; the packed form is in place on `out`.
+                            None => AttentionIo::Packed {
+                                // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                                qkv: unsafe { c.f32s_mut(out) },
+                            },
+                            // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                            Some((q, k, v)) => unsafe {
+                                AttentionIo::Separate {
+                                    q: c.f32s(q),
+                                    k: c.f32s(k),
+                                    v: c.f32s(v),
+                                    out: c.f32s_mut(out),
+                                }
+                            },
+                        };
+                        let args = AttentionArgs {
+                            io,
+                            seqs: c.batch.seqs,
+                            row_seq: c.batch.row_seq,
+                            n_heads,
+                            n_kv_heads,
+                            head_dim,
+                            scale,
+                            window,
+                        };
+                        (table.attention)(args, c.par);
+                        Ok(())
+                    }),
+                );
+            }
+            (Op::Gelu, _) => push(
+                "gelu",
+                Box::new(move |c| {
+                    // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                    (table.gelu)(unsafe { c.f32s_mut(out) });
+                    Ok(())
+                }),
+            ),
+            (Op::Add, _) | (Op::Mul, _) => {
+                let y = self.value(1);
+                let f = if matches!(graph.node(n).op, Op::Add) {
+                    table.add
+                } else {
+                    table.mul
+                };
+                push(
+                    graph.node(n).op.name(),
+                    Box::new(move |c| {
+                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                        let (o, ys) = unsafe { (c.f32s_mut(out), c.f32s(y)) };
+                        f(o, ys);
+                        Ok(())
+                    }),
+                );
+            }
+            (Op::Scale(factor), _) => push(
+                "scale",
+                Box::new(move |c| {
+                    // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                    (table.scale)(unsafe { c.f32s_mut(out) }, factor);
+                    Ok(())
+                }),
+            ),
+            (Op::L2Norm, _) => push(
+                "l2_norm",
+                Box::new(move |c| {
+                    // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                    (table.l2_norm)(unsafe { c.f32s_mut(out) }, out.cols);
+                    Ok(())
+                }),
+            ),
+            (Op::Pool(kind), _) => {
+                let x = self.value(0);
+                push(
+                    "pool",
+                    Box::new(move |c| {
+                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                        let (xs, o) = unsafe { (c.f32s(x), c.f32s_mut(out)) };
+                        (table.pool)(xs, x.cols, c.batch.seqs, kind, o);
+                        Ok(())
+                    }),
+                );
+            }
+            (Op::SliceCols { start, len }, _) => {
+                let x = self.value(0);
+                push(
+                    "copy_cols",
+                    Box::new(move |c| {
+                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                        let (xs, o) = unsafe { (c.f32s(x), c.f32s_mut(out)) };
+                        (table.copy_cols)(xs, x.cols, start, o, len, len);
+                        Ok(())
+                    }),
+                );
+            }
+            (Op::AddRmsNorm { eps }, _) => {
+                let (a, w) = (self.value(1), self.weight(2));
+                push(
+                    "add_rms_norm",
+                    Box::new(move |c| {
+                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                        let (o, av) = unsafe { (c.f32s_mut(out), c.f32s(a)) };
+                        (table.add_rms_norm)(o, av, c.weights.f32(w), eps, c.par);
+                        Ok(())
+                    }),
+                );
+            }
+            (Op::ResidualNorm { eps }, _) => {
+                let (a, w1, w2) = (self.value(1), self.weight(2), self.weight(3));
+                push(
+                    "residual_norm",
+                    Box::new(move |c| {
+                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                        let (o, av) = unsafe { (c.f32s_mut(out), c.f32s(a)) };
+                        (table.residual_norm)(o, av, c.weights.f32(w1), c.weights.f32(w2), eps, c.par);
+                        Ok(())
+                    }),
+                );
+            }
+            (
+                Op::PoolHead {
+                    kind,
+                    n_dense,
+                    normalize,
+                },
+                Kernel::PoolHead { dense },
+            ) => {
+                let x = self.value(0);
+                let scratch = self.scratch.expect("selection planned the scratch");
+                let mut weights = [0usize; MAX_DENSE];
+                for (d, w) in weights.iter_mut().enumerate().take(n_dense) {
+                    *w = self.weight(1 + d);
+                }
+                push(
+                    "pool_head",
+                    Box::new(move |c| {
+                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                        let (xs, tmp, o) = unsafe { (c.f32s(x), c.f32s_mut(scratch), c.f32s_mut(out)) };
+                        let layer = |d: usize| (c.weights.view(weights[d]), dense[d].expect("selected per layer"));
+                        composite::pool_head(
+                            table,
+                            xs,
+                            x.cols,
+                            c.batch.seqs,
+                            kind,
+                            n_dense,
+                            layer,
+                            normalize,
+                            tmp,
+                            o,
+                            c.par,
+                        );
+                        Ok(())
+                    }),
+                );
+            }
+            (op, _) => {
+                return Err(unsupported(
+                    graph,
+                    n,
+                    table,
+                    format!("no kernel was selected for {}", op.name()),
+                ))
+            }
+        }
+        Ok(())
+    }
+}
