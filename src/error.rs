@@ -26,11 +26,13 @@ pub enum Error {
     NonFiniteWeight { weight: String, element: usize },
     #[error("text {index} gave a vector with NaN or infinite values; refusing to return it")]
     NonFiniteOutput { index: usize },
+    #[error("saved graph: {0}")]
+    PlanMismatch(String),
     #[error("invalid option: {0}")]
     InvalidOption(String),
     #[error("pooling head {head:?}: {what}")]
     Head { head: String, what: String },
-    #[error("text {index} has {tokens} tokens, more than the {max}-token batch this model was loaded for (raise max_batch_tokens)")]
+    #[error("text {index} has {tokens} tokens, more than the {max}-token batch this model was loaded for (ModelOptions::max_batch_tokens sets it)")]
     TextTooLong { index: usize, tokens: usize, max: usize },
     #[error("text {index} has no tokens (the model's tokenizer adds no BOS/EOS and the text is empty)")]
     EmptyText { index: usize },

@@ -36,6 +36,10 @@ pub struct ModelOptions {
     /// Compiler passes run on the graph (default: all of them; `Pipeline::None` runs the
     /// graph as built).
     pub passes: Pipeline,
+    /// Memory-map the file (default). Without it the file is read into memory: slower to
+    /// load and resident, but a file truncated or rewritten under a running model cannot
+    /// crash the process (SIGBUS).
+    pub mmap: bool,
 }
 
 impl Default for ModelOptions {
@@ -45,6 +49,7 @@ impl Default for ModelOptions {
             threads: 0,
             max_batch_tokens: 0,
             passes: Pipeline::Default,
+            mmap: true,
         }
     }
 }
@@ -109,8 +114,8 @@ struct Parts {
 }
 
 impl Parts {
-    fn open(path: &Path) -> Result<Parts, Error> {
-        let gguf = Arc::new(Gguf::open(path)?);
+    fn open(path: &Path, mmap: bool) -> Result<Parts, Error> {
+        let gguf = Arc::new(if mmap { Gguf::open(path)? } else { Gguf::read(path)? });
         let config = GemmaConfig::from_gguf(&gguf)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let mut warnings = Vec::new();
@@ -205,7 +210,7 @@ impl Model {
 
     /// Load with options and a pooling head of your choice.
     pub fn load_with(path: impl AsRef<Path>, options: &ModelOptions, head: &dyn PoolingHead) -> Result<Model, Error> {
-        let parts = Parts::open(path.as_ref())?;
+        let parts = Parts::open(path.as_ref(), options.mmap)?;
         let (mut graph, hidden) = build_encoder(&parts.gguf, &parts.config)?;
         let name = head.name().to_string();
         let out = head.build(&mut HeadBuilder::new(
@@ -229,11 +234,29 @@ impl Model {
         compiled: &CompiledGraph,
         options: &ModelOptions,
     ) -> Result<Model, Error> {
-        let parts = Parts::open(path.as_ref())?;
+        let parts = Parts::open(path.as_ref(), options.mmap)?;
         let graph = compiled.graph.clone();
         graph.validate()?;
         check_weights_against_file(&graph, &parts.gguf)?;
-        parts.assemble(graph, None, Vec::new(), options, "compiled".into())
+        // A plan in the file is checked, not trusted: planned again for its batch size, it
+        // must come out the same.
+        let mut options = options.clone();
+        if let (Some(p), 0) = (&compiled.plan, options.max_batch_tokens) {
+            options.max_batch_tokens = p.max_tokens;
+        }
+        let model = parts.assemble(graph, None, Vec::new(), &options, "compiled".into())?;
+        if let Some(saved) = &compiled.plan {
+            let now = model.plan();
+            let same = (saved.max_tokens, saved.max_seqs, saved.arena_bytes, &saved.values)
+                == (now.max_tokens, now.max_seqs, now.arena_bytes, &now.values);
+            if !same {
+                return Err(Error::PlanMismatch(format!(
+                    "the file's plan ({} tokens, {} sequences, {}-byte arena) is not what this graph plans to ({} tokens, {} sequences, {}-byte arena, or different offsets); remove the plan section to plan it afresh",
+                    saved.max_tokens, saved.max_seqs, saved.arena_bytes, now.max_tokens, now.max_seqs, now.arena_bytes
+                )));
+            }
+        }
+        Ok(model)
     }
 
     /// The graph as built, before the passes (not kept for compiled graphs).

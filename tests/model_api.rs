@@ -227,3 +227,25 @@ fn unsupported_architecture_and_missing_tensor_are_named() {
     let e = Model::load(&path).err().unwrap().to_string();
     assert!(e.contains("blk.3.ffn_up.weight") && e.contains("missing"), "{e}");
 }
+
+#[test]
+fn without_mmap_a_truncated_file_cannot_crash_a_loaded_model() {
+    let path = tiny_model_file("no-mmap", &TinySpec::default());
+    let options = ModelOptions {
+        mmap: false,
+        ..Default::default()
+    };
+    let model = Model::load_with(&path, &options, &SentenceTransformersHead).unwrap();
+    let before = model.embed(&["the world"], &EmbedOptions::default()).unwrap();
+    // Truncating a memory-mapped file under a running model raises SIGBUS; read into memory,
+    // the model does not depend on the file any more.
+    std::fs::File::create(&path).unwrap().set_len(0).unwrap();
+    let after = model.embed(&["the world"], &EmbedOptions::default()).unwrap();
+    assert_eq!(before, after);
+    let mapped = Model::load(&path)
+        .err()
+        .expect("the truncated file no longer loads")
+        .to_string();
+    assert!(mapped.contains("no-mmap"), "{mapped}");
+    std::fs::remove_file(path).ok();
+}

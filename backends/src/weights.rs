@@ -48,9 +48,11 @@ pub struct Weight {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("weight {index}: {what}")]
+#[error("weight {index}{}: {what}", name.as_ref().map_or(String::new(), |n| format!(" ({n:?})")))]
 pub struct WeightError {
     pub index: usize,
+    /// The tensor (or tensors, joined by `+`) it reads, when known.
+    pub name: Option<String>,
     pub what: String,
 }
 
@@ -67,11 +69,13 @@ impl WeightTable {
             let gg_ops::Rows::Fixed(rows) = w.shape.rows else {
                 return Err(WeightError {
                     index,
+                    name: None,
                     what: format!("shape {} has symbolic rows", w.shape),
                 });
             };
             WeightView::new(w.dtype, rows, w.shape.cols, w.bytes.as_bytes()).map_err(|e| WeightError {
                 index,
+                name: None,
                 what: e.to_string(),
             })?;
         }
@@ -86,7 +90,11 @@ impl WeightTable {
     ) -> Result<WeightTable, WeightError> {
         let mut weights = Vec::with_capacity(descs.len());
         for (index, desc) in descs.iter().enumerate() {
-            let err = |what: String| WeightError { index, what };
+            let err = |what: String| WeightError {
+                index,
+                name: Some(desc.name()),
+                what,
+            };
             let bytes = match &desc.source {
                 gg_graph::WeightSource::Tensor(name) => tensor(name).map_err(err)?,
                 gg_graph::WeightSource::ConcatRows(names) => {
@@ -103,7 +111,10 @@ impl WeightTable {
                 bytes,
             });
         }
-        WeightTable::new(weights)
+        WeightTable::new(weights).map_err(|e| WeightError {
+            name: Some(descs[e.index].name()),
+            ..e
+        })
     }
 
     pub fn len(&self) -> usize {

@@ -181,3 +181,37 @@ fn backend_choice_is_checked() {
         "{out}"
     );
 }
+
+#[test]
+fn convert_refuses_a_checkpoint_missing_a_listed_dense_module() {
+    // Used to write a file whose head chain was broken (and whose `run` then failed).
+    let ckpt = std::env::var("GEMMA_GRAPH_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/gemma-graph"))
+        .join("embeddinggemma-300m");
+    assert!(ckpt.is_dir(), "run scripts/fetch-model.sh first");
+    let partial = tmp("no-2-dense");
+    std::fs::create_dir_all(&partial).unwrap();
+    for entry in std::fs::read_dir(&ckpt).unwrap() {
+        let entry = entry.unwrap();
+        let to = partial.join(entry.file_name());
+        if entry.file_name() != "2_Dense" && !to.exists() {
+            std::os::unix::fs::symlink(entry.path(), to).unwrap();
+        }
+    }
+    let out_path = tmp("no-2-dense.gguf");
+    let e = fails(
+        bin()
+            .arg("convert")
+            .arg(&partial)
+            .arg("-o")
+            .arg(&out_path)
+            .output()
+            .unwrap(),
+    );
+    assert!(e.contains("2_Dense") && e.contains("missing"), "{e}");
+    assert!(!out_path.exists());
+    let mut tmp_name = out_path.into_os_string();
+    tmp_name.push(".tmp");
+    assert!(!PathBuf::from(tmp_name).exists(), "no partial file left behind");
+}

@@ -174,6 +174,7 @@ fn absurd_counts() {
         GgufError::CountTooLarge {
             what: "tensor",
             count: u64::MAX,
+            offset: 8,
             ..
         }
     ));
@@ -183,6 +184,7 @@ fn absurd_counts() {
         err(&b),
         GgufError::CountTooLarge {
             what: "metadata key/value",
+            offset: 16,
             ..
         }
     ));

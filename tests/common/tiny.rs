@@ -85,6 +85,7 @@ pub fn tiny_gguf(spec: &TinySpec) -> Vec<u8> {
         w: GgufWriter::new(),
         arch: a,
         meta: &spec.meta,
+        seen: Vec::new(),
     };
     w.add("general.architecture", Value::String(a.into()));
     let u = |v: usize| Value::U32(v as u32);
@@ -118,6 +119,7 @@ pub fn tiny_gguf(spec: &TinySpec) -> Vec<u8> {
     w.add("tokenizer.ggml.add_bos_token", Value::Bool(true));
     w.add("tokenizer.ggml.add_eos_token", Value::Bool(true));
 
+    w.add_rest();
     let mut w = w.w;
     let mat = |w: &mut GgufWriter, rng: &mut Rng, name: String, rows: usize, cols: usize, scale: f32| {
         if spec.skip.contains(&name) {
@@ -195,12 +197,14 @@ struct Meta<'a> {
     w: GgufWriter,
     arch: &'a str,
     meta: &'a [(String, Option<Value>)],
+    seen: Vec<String>,
 }
 
 impl Meta<'_> {
     fn add(&mut self, key: impl Into<String>, value: Value) {
         let key: String = key.into();
         let short = key.strip_prefix(&format!("{}.", self.arch)).unwrap_or(&key).to_string();
+        self.seen.push(short.clone());
         match self.meta.iter().find(|(k, _)| *k == short || *k == key) {
             Some((_, Some(v))) => {
                 self.w.add(key, v.clone());
@@ -208,6 +212,19 @@ impl Meta<'_> {
             Some((_, None)) => {}
             None => {
                 self.w.add(key, value);
+            }
+        }
+    }
+}
+
+impl Meta<'_> {
+    /// Changes to keys the model does not write: added as they are.
+    fn add_rest(&mut self) {
+        for (k, v) in self.meta {
+            if let Some(v) = v {
+                if !self.seen.contains(k) {
+                    self.w.add(k.clone(), v.clone());
+                }
             }
         }
     }

@@ -25,8 +25,23 @@ pub fn run(args: Args) -> Result<()> {
     if !args.dir.is_dir() {
         bail!("{} is not a directory", args.dir.display());
     }
+    // Checked before a minute of converting: the output must be a file we can create.
+    if args.output.is_dir() || args.output.as_os_str().to_string_lossy().ends_with('/') {
+        bail!("{} is a directory; give the output file's path", args.output.display());
+    }
     if args.output.exists() && !args.force {
         bail!("{} exists (pass --force to overwrite)", args.output.display());
+    }
+    let parent = match args.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        bail!(
+            "{}: the directory {} does not exist",
+            args.output.display(),
+            parent.display()
+        );
     }
     let start = Instant::now();
     // Written under a temporary name and renamed, so an interrupted run leaves no file that
@@ -34,7 +49,14 @@ pub fn run(args: Args) -> Result<()> {
     let mut tmp = args.output.clone().into_os_string();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let report = convert(&args.dir, &tmp, args.ty).context("conversion failed")?;
+    let report = match convert(&args.dir, &tmp, args.ty) {
+        Ok(r) => r,
+        Err(e) => {
+            // Leave no partial file behind.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).context("conversion failed");
+        }
+    };
     std::fs::rename(&tmp, &args.output)
         .with_context(|| format!("renaming {} to {}", tmp.display(), args.output.display()))?;
     eprintln!(

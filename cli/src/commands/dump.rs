@@ -137,7 +137,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     match args.output {
         Some(path) => std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?,
-        None => std::io::stdout().write_all(&bytes)?,
+        None => crate::write_stdout(&bytes)?,
     }
     Ok(())
 }

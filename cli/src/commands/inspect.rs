@@ -39,6 +39,16 @@ fn value_json(g: &Gguf, v: &MetaValue, head: usize) -> Json {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // Everything goes to one buffer written at the end, so a closed or full stdout is an
+    // error (or a quiet end for a closed pipe), never a panic.
+    let mut text = String::new();
+    macro_rules! outln {
+        ($($t:tt)*) => {{
+            use std::fmt::Write as _;
+            let _ = writeln!(text, $($t)*);
+        }};
+    }
+
     let path = crate::model_path(args.model);
     let g = Gguf::open(&path)?;
     let config = GemmaConfig::from_gguf(&g);
@@ -67,19 +77,19 @@ pub fn run(args: Args) -> Result<()> {
             "totals": totals.iter().map(|(k, (n, b))| (k.clone(), json!({"tensors": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
             "model": match &config { Ok(c) => serde_json::to_value(c)?, Err(e) => json!({ "error": e.to_string() }) },
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+        return crate::write_stdout(text.as_bytes());
     }
 
-    println!("file       {}", path.display());
-    println!(
+    outln!("file       {}", path.display());
+    outln!(
         "format     GGUF v{}, alignment {}, {} bytes, tensor data at offset {}",
         g.version(),
         g.alignment(),
         g.file_len(),
         g.data_start()
     );
-    println!("\nmetadata ({} keys)", g.metadata().len());
+    outln!("\nmetadata ({} keys)", g.metadata().len());
     for e in g.metadata() {
         let v = value_json(&g, &e.value, args.array_head);
         let shown = match (&e.value, &v) {
@@ -88,12 +98,16 @@ pub fn run(args: Args) -> Result<()> {
             }
             _ => v.to_string(),
         };
-        println!("  {:<50} {:<16} {}", e.key, e.value.type_name(), shown);
+        outln!("  {:<50} {:<16} {}", e.key, e.value.type_name(), shown);
     }
-    println!("\ntensors ({})", g.tensors().len());
-    println!(
+    outln!("\ntensors ({})", g.tensors().len());
+    outln!(
         "  {:<36} {:<6} {:<22} {:>12} {:>12}",
-        "name", "type", "dims (innermost first)", "bytes", "offset"
+        "name",
+        "type",
+        "dims (innermost first)",
+        "bytes",
+        "offset"
     );
     for t in g.tensors() {
         let note = if t.ty.to_dtype().is_none() {
@@ -101,7 +115,7 @@ pub fn run(args: Args) -> Result<()> {
         } else {
             ""
         };
-        println!(
+        outln!(
             "  {:<36} {:<6} {:<22} {:>12} {:>12}{note}",
             t.name,
             t.ty.to_string(),
@@ -110,48 +124,56 @@ pub fn run(args: Args) -> Result<()> {
             g.data_start() + t.offset
         );
     }
-    println!("\ntotals by type");
+    outln!("\ntotals by type");
     for (ty, (n, bytes)) in &totals {
-        println!("  {ty:<6} {n:>5} tensors {bytes:>14} bytes");
+        outln!("  {ty:<6} {n:>5} tensors {bytes:>14} bytes");
     }
-    println!("\nmodel as loaded");
+    outln!("\nmodel as loaded");
     match config {
         Ok(c) => {
-            println!(
+            outln!(
                 "  architecture      gemma-embedding, {} layers, d_model {}, d_ff {}",
-                c.n_layers, c.d_model, c.d_ff
+                c.n_layers,
+                c.d_model,
+                c.d_ff
             );
-            println!(
+            outln!(
                 "  attention         {} query heads, {} kv heads, head dim {}",
-                c.n_heads, c.n_kv_heads, c.head_dim
+                c.n_heads,
+                c.n_kv_heads,
+                c.head_dim
             );
             let globals: Vec<usize> = (0..c.n_layers).filter(|&l| c.global_layers[l]).collect();
-            println!("  global layers     {globals:?} (rope base {})", c.rope_base_global);
+            outln!("  global layers     {globals:?} (rope base {})", c.rope_base_global);
             match c.local_reach() {
-                Some(r) => println!(
+                Some(r) => outln!(
                     "  sliding layers    window {} (|i-j| <= {r}), rope base {}",
                     c.sliding_window.unwrap_or(0),
                     c.rope_base_local
                 ),
-                None => println!("  sliding layers    none"),
+                None => outln!("  sliding layers    none"),
             }
-            println!(
+            outln!(
                 "  context           {} tokens, rms eps {:e}, vocab {}",
-                c.context_length, c.rms_eps, c.vocab_size
+                c.context_length,
+                c.rms_eps,
+                c.vocab_size
             );
-            println!("  pooling           {:?}", c.pooling);
+            outln!("  pooling           {:?}", c.pooling);
             if c.dense.is_empty() {
-                println!("  dense heads       none (vectors differ from the sentence-transformers pipeline)");
+                outln!("  dense heads       none (vectors differ from the sentence-transformers pipeline)");
             }
             for d in &c.dense {
-                println!(
+                outln!(
                     "  dense head        {} {} -> {}",
-                    d.tensor, d.in_features, d.out_features
+                    d.tensor,
+                    d.in_features,
+                    d.out_features
                 );
             }
-            println!("  embedding dim     {}", c.embedding_dim());
+            outln!("  embedding dim     {}", c.embedding_dim());
         }
-        Err(e) => println!("  not loadable as EmbeddingGemma: {e}"),
+        Err(e) => outln!("  not loadable as EmbeddingGemma: {e}"),
     }
-    Ok(())
+    crate::write_stdout(text.as_bytes())
 }

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use gemma_graph::{
-    Backend, BackendChoice, CompiledGraph, EmbedOptions, Model, ModelOptions, Pipeline, SentenceTransformersHead,
+    Backend, BackendChoice, CompiledGraph, ControlLiterals, EmbedOptions, EncodeOptions, Model, ModelOptions, Pipeline,
+    SentenceTransformersHead,
 };
 use serde_json::json;
 
@@ -42,6 +43,14 @@ pub struct Args {
     /// Worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Tokenize control-token text such as "<bos>" as plain text: for untrusted input (the
+    /// ids then differ from the reference tokenizer's for such texts).
+    #[arg(long)]
+    plain_control: bool,
+    /// Read the model into memory instead of memory-mapping it (a file changed under a
+    /// running process cannot crash it).
+    #[arg(long)]
+    no_mmap: bool,
     #[command(flatten)]
     prompt: PromptArgs,
     /// Matryoshka dimension (768, 512, 256 or 128): truncate and re-normalize.
@@ -76,13 +85,14 @@ pub fn run(args: Args) -> Result<()> {
         backend: args.backend.choice(),
         threads: args.threads,
         passes: args.passes,
+        mmap: !args.no_mmap,
         ..Default::default()
     };
     let path = args.source.model_path();
     let t0 = Instant::now();
     let model = match &args.graph {
         Some(ron) => {
-            let text = std::fs::read_to_string(ron).with_context(|| format!("reading {}", ron.display()))?;
+            let text = read_bounded(ron, MAX_GRAPH_BYTES)?;
             let compiled =
                 CompiledGraph::from_ron(&text).with_context(|| format!("{}: not a compiled graph", ron.display()))?;
             Model::load_compiled(&path, &compiled, &options)?
@@ -108,6 +118,14 @@ pub fn run(args: Args) -> Result<()> {
         prompt,
         dim: args.dim,
         batch_tokens: args.batch_tokens,
+        encode: EncodeOptions {
+            control_literals: if args.plain_control {
+                ControlLiterals::PlainText
+            } else {
+                ControlLiterals::Special
+            },
+            ..Default::default()
+        },
         ..Default::default()
     };
     let t1 = Instant::now();
@@ -132,8 +150,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
 
-    let stdout = std::io::stdout();
-    let mut w = std::io::BufWriter::new(stdout.lock());
+    let mut w = crate::Out::stdout();
     match args.format {
         Format::Jsonl => {
             for i in 0..out.len() {
@@ -165,4 +182,21 @@ pub fn run(args: Args) -> Result<()> {
     }
     w.flush()?;
     Ok(())
+}
+
+/// A saved graph is well under a megabyte; refuse to read gigabytes of something else.
+const MAX_GRAPH_BYTES: u64 = 64 << 20;
+
+/// A text file of at most `max` bytes.
+fn read_bounded(path: &std::path::Path, max: u64) -> Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > max {
+        bail!("{}: larger than {max} bytes; not a saved graph", path.display());
+    }
+    String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8 text; not a saved graph", path.display()))
 }

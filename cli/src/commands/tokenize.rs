@@ -67,8 +67,7 @@ pub fn run(args: Args) -> Result<()> {
         add_special: true,
         max_tokens: (!args.no_truncate).then_some(context),
     };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = crate::Out::stdout();
     let pieces = |ids: &[u32]| ids.iter().map(|&i| tok.piece(i).unwrap_or("")).collect::<Vec<_>>();
     match args.format {
         Format::Jsonl => {

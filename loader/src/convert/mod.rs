@@ -253,8 +253,13 @@ fn read_modules(dir: &Path) -> Result<Modules, ConvertError> {
         let conf_path = dir.join(sub).join("config.json");
         match kind {
             "sentence_transformers.models.Dense" => {
+                // A listed module without its weights would give a file whose head chain is
+                // broken (dense_3 reading 3072 values from a 768-wide pooled vector).
                 if !dir.join(sub).join("model.safetensors").is_file() {
-                    continue;
+                    return Err(ConvertError::invalid(
+                        &path,
+                        format!("lists the Dense module {sub:?}, but {sub}/model.safetensors is missing"),
+                    ));
                 }
                 let conf = read_json(&conf_path)?;
                 let feat = |k: &str| {

@@ -17,12 +17,22 @@ pub enum BuildError {
     Gguf(#[from] GgufError),
     #[error(transparent)]
     Graph(#[from] GraphError),
-    #[error("tensor {tensor:?} has shape {found:?}, expected {expected:?}")]
+    #[error(
+        "tensor {tensor:?} has dims {} (innermost first, as `inspect` shows them), expected {}",
+        gguf_order(found),
+        gguf_order(expected)
+    )]
     WrongShape {
         tensor: String,
         found: Vec<usize>,
         expected: Vec<usize>,
     },
+}
+
+/// Row-major `[rows, cols]` as GGUF lists dims: innermost first.
+fn gguf_order(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().rev().map(|d| d.to_string()).collect();
+    format!("[{}]", dims.join(", "))
 }
 
 /// Add a model tensor to the graph's weight table, checking its type and shape.

@@ -183,6 +183,13 @@ impl GemmaConfig {
                 "an even head size (RoPE rotates pairs)",
             ));
         }
+        if self.context_length < 2 {
+            return Err(bad(
+                "context_length",
+                self.context_length.to_string(),
+                "at least 2 tokens (BOS and EOS)",
+            ));
+        }
         if self.context_length > MAX_CONTEXT {
             return Err(bad(
                 "context_length",

@@ -188,12 +188,44 @@ impl Gguf {
             path: path.to_path_buf(),
             source,
         };
-        let file = std::fs::File::open(path).map_err(io)?;
+        let file = Self::open_file(path)?;
         // SAFETY: the map is read-only; like every mmap-based loader we rely on the file not
         // being truncated or rewritten while it is open (documented on `Model::load`).
         #[allow(unsafe_code)]
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
         Self::from_storage(Bytes::Mapped(map)).map_err(|e| e.in_file(path))
+    }
+
+    /// Read the whole file into memory and parse it (no memory map: a file truncated or
+    /// rewritten while the model runs cannot crash the process with SIGBUS).
+    pub fn read(path: impl AsRef<Path>) -> Result<Gguf, GgufError> {
+        use std::io::Read;
+        let path = path.as_ref();
+        let io = |source| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = Self::open_file(path)?;
+        let len = file.metadata().map_err(io)?.len() as usize;
+        let mut words = vec![0u64; len.div_ceil(8)];
+        let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..len];
+        file.read_exact(bytes).map_err(io)?;
+        Self::from_storage(Bytes::Owned { words, len }).map_err(|e| e.in_file(path))
+    }
+
+    /// Open a model file, refusing what is not a regular file with a clear reason.
+    fn open_file(path: &Path) -> Result<std::fs::File, GgufError> {
+        let io = |source| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if path.is_dir() {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "it is a directory, not a GGUF file",
+            )));
+        }
+        std::fs::File::open(path).map_err(io)
     }
 
     /// Parse a file held in memory.

@@ -101,8 +101,9 @@ impl<'a> Cursor<'a> {
             .to_owned())
     }
 
-    /// Check that `count` items of at least `min_bytes` each can fit in what is left.
-    fn check_count(&self, what: &'static str, count: u64, min_bytes: u64) -> Result<usize, GgufError> {
+    /// Check that `count` items (the count stored at `offset`) of at least `min_bytes` each
+    /// can fit in what is left.
+    fn check_count(&self, what: &'static str, count: u64, offset: u64, min_bytes: u64) -> Result<usize, GgufError> {
         let fits = count
             .checked_mul(min_bytes)
             .is_some_and(|need| need <= self.remaining());
@@ -110,7 +111,7 @@ impl<'a> Cursor<'a> {
             return Err(GgufError::CountTooLarge {
                 what,
                 count,
-                offset: self.pos as u64 - 8,
+                offset,
                 remaining: self.remaining(),
             });
         }
@@ -132,10 +133,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, GgufError> {
     }
     let n_tensors = c.u64(|| "tensor count".into())?;
     let n_kv = c.u64(|| "metadata key/value count".into())?;
-    let n_kv = c.check_count("metadata key/value", n_kv, MIN_KV_BYTES)?;
+    let n_kv = c.check_count("metadata key/value", n_kv, 16, MIN_KV_BYTES)?;
     // The tensor infos come after the metadata, so this bound is loose but already rules out
     // counts that could never fit.
-    let n_tensors = c.check_count("tensor", n_tensors, MIN_TENSOR_INFO_BYTES)?;
+    let n_tensors = c.check_count("tensor", n_tensors, 8, MIN_TENSOR_INFO_BYTES)?;
 
     let mut metadata = Vec::with_capacity(n_kv);
     let mut key_index = HashMap::with_capacity(n_kv);
@@ -336,7 +337,7 @@ fn read_array(c: &mut Cursor<'_>, key: &str, depth: usize) -> Result<MetaArray, 
         code,
     })?;
     let count = c.u64(|| format!("array length of key {key:?}"))?;
-    let len = c.check_count("array element", count, elem.min_encoded_size() as u64)?;
+    let len = c.check_count("array element", count, c.pos as u64 - 8, elem.min_encoded_size() as u64)?;
     let items = match elem {
         ValueType::String => {
             let mut spans = Vec::with_capacity(len);
