@@ -22,6 +22,15 @@ fn avx2_backend_matches_references() {
     check_backend(Backend::Avx2);
 }
 
+#[test]
+fn avx512_backend_matches_references() {
+    if let Err(e) = Backend::Avx512.table() {
+        eprintln!("skipping: {e}");
+        return;
+    }
+    check_backend(Backend::Avx512);
+}
+
 fn check_backend(backend: Backend) {
     let opts = ModelOptions {
         backend: BackendChoice::Force(backend),

@@ -98,6 +98,48 @@ fn tile_4x2(x: [&[f32]; 4], w0: &[f32], w1: &[f32]) -> [[f32; 2]; 4] {
     out
 }
 
+/// The register-tile kernel a matmul driver runs over decoded weight rows: what a wider tier
+/// (AVX-512) replaces while keeping the driver, the decoders and the epilogue.
+pub trait Tiles: Send + Sync + 'static {
+    /// Proof of the CPU features the kernel needs.
+    type Cpu: Copy + Send + Sync;
+    /// The proof; only called from tables handed out after detection.
+    fn cpu() -> Self::Cpu;
+    /// `put(t, x_t · a, x_t · b)` for tokens `t0..t1` (`b` absent: 0). The sums must not
+    /// depend on `t0`, `t1` (a value never depends on its batch position).
+    fn dots(
+        cpu: Self::Cpu,
+        x: &Activations<'_>,
+        t0: usize,
+        t1: usize,
+        a: &[f32],
+        b: Option<&[f32]>,
+        put: impl FnMut(usize, f32, f32),
+    );
+}
+
+/// 8-lane FMA tiles of 4 tokens × 2 rows.
+pub struct Avx2Tiles;
+
+impl Tiles for Avx2Tiles {
+    type Cpu = Avx2;
+    fn cpu() -> Avx2 {
+        cpu()
+    }
+    fn dots(
+        _: Avx2,
+        x: &Activations<'_>,
+        t0: usize,
+        t1: usize,
+        a: &[f32],
+        b: Option<&[f32]>,
+        put: impl FnMut(usize, f32, f32),
+    ) {
+        // SAFETY: the token proves AVX2 and FMA.
+        unsafe { tile_dots(x, t0, t1, a, b, put) }
+    }
+}
+
 /// Dots of the token tile `t0..t1` with weight rows `a` and `b` (when given).
 ///
 /// # Safety
@@ -134,7 +176,18 @@ fn check_k(k: usize) {
 
 /// `out (rows, n) = x (rows, k) · W (n, k)ᵀ`
 pub fn matmul<R: Avx2Rows>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, par: Par) {
-    let cpu = cpu();
+    matmul_with::<R, Avx2Tiles>(x, w, out, n, par)
+}
+
+/// `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, `W (2f, k)` = Wg stacked over Wu.
+pub fn matmul_geglu<R: Avx2Rows>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: usize, par: Par) {
+    matmul_geglu_with::<R, Avx2Tiles>(x, w, out, f, par)
+}
+
+/// The matmul driver: threads take chunks of weight rows, rows are decoded by `R` once per
+/// token tile, `T` runs the register tiles.
+pub fn matmul_with<R: Avx2Rows, T: Tiles>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, par: Par) {
+    let (cpu, tiles) = (cpu(), T::cpu());
     let (rows, k) = (x.rows, x.k);
     check_k(k);
     assert!(out.len() >= rows * n, "matmul output too short");
@@ -151,17 +204,17 @@ pub fn matmul<R: Avx2Rows>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32
                 if pair {
                     R::decode(cpu, w, j + 1, 0, &mut wb[..k]);
                 }
-                // SAFETY: `cpu` proves AVX2, FMA and F16C; writes go to columns j and j+1 of
-                // rows t < rows, owned by this chunk.
-                unsafe {
-                    let b = pair.then_some(&wb[..k]);
-                    tile_dots(&x, t0, t1, &wa[..k], b, |t, p, q| {
+                let b = pair.then_some(&wb[..k]);
+                T::dots(tiles, &x, t0, t1, &wa[..k], b, |t, p, q| {
+                    // SAFETY: writes go to columns j and j+1 of rows t < rows, owned by this
+                    // chunk.
+                    unsafe {
                         *ptr.get().add(t * n + j) = p;
                         if pair {
                             *ptr.get().add(t * n + j + 1) = q;
                         }
-                    });
-                }
+                    }
+                });
                 j += if pair { 2 } else { 1 };
             }
         }
@@ -169,9 +222,15 @@ pub fn matmul<R: Avx2Rows>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32
     for_row_chunks(n, par, work);
 }
 
-/// `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, `W (2f, k)` = Wg stacked over Wu.
-pub fn matmul_geglu<R: Avx2Rows>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: usize, par: Par) {
-    let cpu = cpu();
+/// The GeGLU driver, as [`matmul_with`] with the gate/up epilogue.
+pub fn matmul_geglu_with<R: Avx2Rows, T: Tiles>(
+    x: Activations<'_>,
+    w: WeightView<'_>,
+    out: &mut [f32],
+    f: usize,
+    par: Par,
+) {
+    let (cpu, tiles) = (cpu(), T::cpu());
     let (rows, k) = (x.rows, x.k);
     check_k(k);
     assert!(out.len() >= rows * f, "matmul_geglu output too short");
@@ -186,13 +245,14 @@ pub fn matmul_geglu<R: Avx2Rows>(x: Activations<'_>, w: WeightView<'_>, out: &mu
             for j in j0..j1 {
                 R::decode(cpu, w, j, 0, &mut gate[..k]);
                 R::decode(cpu, w, f + j, 0, &mut up[..k]);
-                // SAFETY: as in `matmul`; column j of rows t < rows belongs to this chunk.
+                T::dots(tiles, &x, t0, t1, &gate[..k], Some(&up[..k]), |t, g, u| {
+                    gs[t - t0] = g;
+                    us[t - t0] = u;
+                });
+                let n = t1 - t0;
+                // SAFETY: `cpu` proves AVX2 and FMA; column j of rows t < rows belongs to
+                // this chunk.
                 unsafe {
-                    tile_dots(&x, t0, t1, &gate[..k], Some(&up[..k]), |t, g, u| {
-                        gs[t - t0] = g;
-                        us[t - t0] = u;
-                    });
-                    let n = t1 - t0;
                     geglu(&gs[..n], &us[..n], &mut hs[..n]);
                     for (i, &h) in hs[..n].iter().enumerate() {
                         *ptr.get().add((t0 + i) * f + j) = h;

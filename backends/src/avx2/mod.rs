@@ -8,7 +8,7 @@
 //! entry point asks for the token (or re-checks the cached detection) before it enters
 //! `#[target_feature]` code.
 
-mod matmul;
+pub(crate) mod matmul;
 pub mod simd;
 
 use std::sync::OnceLock;
@@ -74,7 +74,8 @@ const fn kernels<R: matmul::Avx2Rows>(name: &'static str) -> WeightKernels {
     }
 }
 
-static KERNELS: KernelTable = KernelTable {
+/// The tier's table as a constant, so a wider tier can start from it.
+pub(crate) const TABLE: KernelTable = KernelTable {
     backend: Backend::Avx2,
     weight_kernels: &[
         (DType::F32, kernels::<matmul::Spec<F32>>("avx2.f32")),
@@ -85,3 +86,5 @@ static KERNELS: KernelTable = KernelTable {
     attention,
     ..scalar::TABLE
 };
+
+static KERNELS: KernelTable = TABLE;

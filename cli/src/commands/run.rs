@@ -18,6 +18,7 @@ pub enum BackendArg {
     Auto,
     Scalar,
     Avx2,
+    Avx512,
 }
 
 impl BackendArg {
@@ -26,6 +27,7 @@ impl BackendArg {
             BackendArg::Auto => BackendChoice::Auto,
             BackendArg::Scalar => BackendChoice::Force(Backend::Scalar),
             BackendArg::Avx2 => BackendChoice::Force(Backend::Avx2),
+            BackendArg::Avx512 => BackendChoice::Force(Backend::Avx512),
         }
     }
 }
