@@ -1,7 +1,7 @@
 //! End-to-end latency and throughput on the real model and the benchmark workloads
 //! (../shared/bench). Prints a table; pick workloads by name:
 //!
-//!     cargo bench --bench e2e -- [short] [512] [queries] [docs] [long] [--backend scalar] [--threads N]
+//!     cargo bench --bench e2e -- [short] [512] [queries] [docs] [long] [--backend scalar] [--threads N] [--profile]
 //!
 //! Default: `short 512`. Times are wall-clock medians on this machine; compare ratios measured
 //! side by side, not absolute numbers (the machines are shared).
@@ -38,6 +38,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut workloads: Vec<&str> = Vec::new();
     let mut options = ModelOptions::default();
+    let mut profile = false;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -53,6 +54,7 @@ fn main() {
                 i += 1;
                 options.threads = args[i].parse().expect("thread count");
             }
+            "--profile" => profile = true,
             w => workloads.push(w),
         }
         i += 1;
@@ -63,7 +65,10 @@ fn main() {
     let model = Model::load_with(support::model_path(), &options, &SentenceTransformersHead).unwrap();
     println!("backend {}, {} threads", model.backend(), model.threads());
     let bench = support::shared_dir().join("bench");
-    let opts = EmbedOptions::default();
+    let opts = EmbedOptions {
+        profile: profile.then(|| model.new_profile()),
+        ..Default::default()
+    };
     let one_by_one = |texts: &[String], reps: usize| -> (Duration, usize) {
         let mut times = Vec::new();
         let mut tokens = 0;
@@ -124,5 +129,8 @@ fn main() {
             }
             other => panic!("unknown workload {other:?} (short, 512, queries, docs, long)"),
         }
+    }
+    if let Some(p) = &opts.profile {
+        print!("{}", model.profile_report(p));
     }
 }

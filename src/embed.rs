@@ -72,6 +72,20 @@ pub struct EmbedOptions {
     /// Threads for this call (default: the model's pool, `ModelOptions::threads`). A
     /// different count builds a pool for the call.
     pub threads: Option<usize>,
+    /// Add every step's wall time to this profile ([`Model::new_profile`]).
+    pub profile: Option<Arc<Profile>>,
+}
+
+/// Where the time of forward passes went, per step; [`Model::profile_report`] sums it by op
+/// kind and by layer.
+pub struct Profile {
+    times: gg_backends::StepTimes,
+}
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Profile({} runs)", self.times.runs())
+    }
 }
 
 /// The result for one text.
@@ -134,7 +148,7 @@ impl Model {
 
     /// Run one prepared batch in `arena`, on the model's threads. Allocates nothing.
     pub fn forward(&self, batch: &Batch<'_>, arena: &mut Arena) -> Result<(), Error> {
-        self.forward_on((&self.pool, self.threads), batch, arena)
+        self.forward_on((&self.pool, self.threads), batch, arena, None)
     }
 
     fn forward_on(
@@ -142,9 +156,59 @@ impl Model {
         (pool, threads): (&rayon::ThreadPool, usize),
         batch: &Batch<'_>,
         arena: &mut Arena,
+        profile: Option<&Profile>,
     ) -> Result<(), Error> {
-        pool.install(|| self.program.run(&self.weights, batch, arena, Par { threads }))?;
+        let times = profile.map(|p| &p.times);
+        pool.install(|| {
+            self.program
+                .run_timed(&self.weights, batch, arena, Par { threads }, times)
+        })?;
         Ok(())
+    }
+
+    /// An empty profile for this model's program (pass it in [`EmbedOptions::profile`]).
+    pub fn new_profile(&self) -> Arc<Profile> {
+        Arc::new(Profile {
+            times: gg_backends::StepTimes::new(&self.program),
+        })
+    }
+
+    /// The profile as a table: time per kernel, then per layer, with shares of the total.
+    pub fn profile_report(&self, profile: &Profile) -> String {
+        use std::collections::BTreeMap;
+        use std::fmt::Write;
+        let steps = self.program.steps();
+        let total: u64 = (0..steps.len()).map(|i| profile.times.step_nanos(i)).sum();
+        let mut by_kernel: BTreeMap<&str, (u64, usize)> = BTreeMap::new();
+        let mut by_layer: BTreeMap<Option<usize>, u64> = BTreeMap::new();
+        for (i, step) in steps.iter().enumerate() {
+            let ns = profile.times.step_nanos(i);
+            let k = by_kernel.entry(step.kernel.as_str()).or_default();
+            k.0 += ns;
+            k.1 += 1;
+            *by_layer.entry(self.graph.node(step.node).layer).or_default() += ns;
+        }
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let pct = |ns: u64| 100.0 * ns as f64 / total.max(1) as f64;
+        let mut out = format!(
+            "profile: {} forward passes, {:.1} ms in {} steps ({} backend)\n",
+            profile.times.runs(),
+            ms(total),
+            steps.len(),
+            self.program.backend()
+        );
+        let mut kernels: Vec<_> = by_kernel.into_iter().collect();
+        kernels.sort_by_key(|(_, (ns, _))| std::cmp::Reverse(*ns));
+        let _ = writeln!(out, "  {:<34} {:>6} {:>10} {:>6}", "kernel", "steps", "ms", "%");
+        for (k, (ns, n)) in kernels {
+            let _ = writeln!(out, "  {k:<34} {n:>6} {:>10.1} {:>5.1}%", ms(ns), pct(ns));
+        }
+        let _ = writeln!(out, "  {:<34} {:>6} {:>10} {:>6}", "layer", "", "ms", "%");
+        for (layer, ns) in by_layer {
+            let name = layer.map_or("(outside layers)".to_string(), |l| format!("layer {l}"));
+            let _ = writeln!(out, "  {name:<34} {:>6} {:>10.1} {:>5.1}%", "", ms(ns), pct(ns));
+        }
+        out
     }
 
     /// The head's output for the batch last run in `arena`: one row per sequence (or per
@@ -288,7 +352,7 @@ impl Model {
                 seqs: &b_seqs,
                 row_seq: &b_rows,
             };
-            self.forward_on(pool, &batch, arena)?;
+            self.forward_on(pool, &batch, arena, options.profile.as_deref())?;
             let result = self.output(arena, &batch);
             for (s, span) in b_seqs.iter().enumerate() {
                 let index = first + s;

@@ -18,7 +18,7 @@ pub mod head;
 pub mod model;
 pub mod paths;
 
-pub use embed::{CancelToken, EmbedOptions, Embeddings, Prompt, TextEmbedding};
+pub use embed::{CancelToken, EmbedOptions, Embeddings, Profile, Prompt, TextEmbedding};
 pub use error::Error;
 pub use gg_backends::{Arena, Backend, Batch, SeqSpan, Unavailable};
 pub use gg_graph::{CompiledGraph, Pipeline};

@@ -249,3 +249,24 @@ fn without_mmap_a_truncated_file_cannot_crash_a_loaded_model() {
     assert!(mapped.contains("no-mmap"), "{mapped}");
     std::fs::remove_file(path).ok();
 }
+
+#[test]
+fn profile_sums_time_per_kernel_and_layer() {
+    let model = tiny("profile");
+    let profile = model.new_profile();
+    let opts = EmbedOptions {
+        profile: Some(profile.clone()),
+        batch_tokens: Some(8),
+        ..Default::default()
+    };
+    let texts = ["the world", "the the world world", "a"];
+    let profiled = model.embed(&texts, &opts).unwrap();
+    // Timing changes nothing in the vectors.
+    assert_eq!(profiled, model.embed(&texts, &EmbedOptions::default()).unwrap());
+    let report = model.profile_report(&profile);
+    assert!(report.contains("forward passes"), "{report}");
+    assert!(!report.starts_with("profile: 0 forward"), "{report}");
+    for needle in ["attention", "matmul", "layer 0", "layer 6"] {
+        assert!(report.contains(needle), "{needle:?} missing from\n{report}");
+    }
+}

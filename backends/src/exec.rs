@@ -2,6 +2,9 @@
 //! the arena is made once (`Program::new_arena`), inputs are copied into it, and every step
 //! calls its kernel on typed views of it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
 use gg_ops::{DType, InputKind, Rows};
 
 use crate::kernels::{Par, SeqSpan};
@@ -176,6 +179,32 @@ impl Ctx<'_> {
     }
 }
 
+/// Wall time spent in each step of a program, added up over the runs that were given it.
+/// Atomic counters made once: timing a run allocates nothing.
+pub struct StepTimes {
+    nanos: Vec<AtomicU64>,
+    runs: AtomicU64,
+}
+
+impl StepTimes {
+    pub fn new(program: &Program) -> StepTimes {
+        StepTimes {
+            nanos: (0..program.n_steps()).map(|_| AtomicU64::new(0)).collect(),
+            runs: AtomicU64::new(0),
+        }
+    }
+
+    /// Nanoseconds spent in step `i`.
+    pub fn step_nanos(&self, i: usize) -> u64 {
+        self.nanos[i].load(Ordering::Relaxed)
+    }
+
+    /// Forward passes timed.
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+}
+
 impl Program {
     /// A zeroed arena for this program (the one allocation of a run).
     pub fn new_arena(&self) -> Arena {
@@ -194,6 +223,18 @@ impl Program {
 
     /// Run one batch. Allocates nothing.
     pub fn run(&self, weights: &WeightTable, batch: &Batch<'_>, arena: &mut Arena, par: Par) -> Result<(), ExecError> {
+        self.run_timed(weights, batch, arena, par, None)
+    }
+
+    /// [`Program::run`], adding each step's wall time to `times` when given.
+    pub fn run_timed(
+        &self,
+        weights: &WeightTable,
+        batch: &Batch<'_>,
+        arena: &mut Arena,
+        par: Par,
+        times: Option<&StepTimes>,
+    ) -> Result<(), ExecError> {
         let (t, s) = (batch.tokens(), batch.seqs.len());
         if t > self.max_tokens() {
             return Err(ExecError::TooManyTokens {
@@ -230,8 +271,20 @@ impl Program {
                 InputKind::Positions => batch.positions,
             });
         }
-        for step in self.steps() {
-            (step.run)(&ctx)?;
+        match times {
+            None => {
+                for step in self.steps() {
+                    (step.run)(&ctx)?;
+                }
+            }
+            Some(times) => {
+                for (step, nanos) in self.steps().iter().zip(&times.nanos) {
+                    let t0 = Instant::now();
+                    (step.run)(&ctx)?;
+                    nanos.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                }
+                times.runs.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ pub mod wtypes;
 
 use std::sync::OnceLock;
 
-pub use exec::{Arena, Batch, ExecError};
+pub use exec::{Arena, Batch, ExecError, StepTimes};
 pub use gg_ops::WeightView;
 pub use kernels::{Activations, KernelTable, Par, SeqSpan};
 pub use lower::{LowerError, OutputSlot, Program, Step};

@@ -53,6 +53,9 @@ pub struct Args {
     /// running process cannot crash it).
     #[arg(long)]
     no_mmap: bool,
+    /// Print where the time went (per kernel and per layer) to stderr.
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     prompt: PromptArgs,
     /// Matryoshka dimension (768, 512, 256 or 128): truncate and re-normalize.
@@ -120,6 +123,7 @@ pub fn run(args: Args) -> Result<()> {
         prompt,
         dim: args.dim,
         batch_tokens: args.batch_tokens,
+        profile: args.profile.then(|| model.new_profile()),
         encode: EncodeOptions {
             control_literals: if args.plain_control {
                 ControlLiterals::PlainText
@@ -132,6 +136,9 @@ pub fn run(args: Args) -> Result<()> {
     };
     let t1 = Instant::now();
     let out = model.embed(&texts, &embed)?;
+    if let Some(p) = &embed.profile {
+        eprint!("{}", model.profile_report(p));
+    }
     if args.verbose {
         let tokens: usize = out.items.iter().map(|i| i.tokens).sum();
         let secs = t1.elapsed().as_secs_f64();
