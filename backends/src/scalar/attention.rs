@@ -239,6 +239,12 @@ pub fn attention_with<V: VecOps>(ops: V, args: AttentionArgs<'_>, par: Par) {
     if par.is_serial() {
         seqs.iter().flat_map(blocks_of).for_each(run);
     } else {
-        seqs.par_iter().flat_map_iter(blocks_of).for_each(run);
+        // Blocks of one sequence in parallel too: a single long text (one sequence) would
+        // otherwise run its attention on one thread.
+        seqs.par_iter().for_each(|&s| {
+            (0..s.len.div_ceil(ROW_BLOCK))
+                .into_par_iter()
+                .for_each(|b| run((s, s.start + b * ROW_BLOCK)))
+        });
     }
 }
