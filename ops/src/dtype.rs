@@ -58,6 +58,13 @@ impl DType {
         (n / self.block_len()).checked_mul(self.block_bytes())
     }
 
+    /// Whether weights may be stored in this type (every float or quantized type; the
+    /// integer types are activations and batch inputs). Which weight types have kernels is
+    /// the backends' registry's to say, at lowering.
+    pub const fn is_weight_type(self) -> bool {
+        !matches!(self, DType::I32 | DType::I8 | DType::I16)
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",

@@ -309,8 +309,8 @@ impl Op {
         };
         let weight_dtype = |i: usize| -> Result<(), ShapeError> {
             match inputs[i].0 {
-                DType::F32 | DType::F16 | DType::BF16 | DType::Q8_0 => Ok(()),
-                d => Err(err(format!("input {i} must be a float or Q8_0 weight, is {d}"))),
+                d if d.is_weight_type() => Ok(()),
+                d => Err(err(format!("input {i} must be a float or quantized weight, is {d}"))),
             }
         };
         match self {
@@ -512,7 +512,7 @@ fn plain_matmul(x: Typed, w: Typed) -> Result<Typed, String> {
     if xd != DType::F32 {
         return Err(format!("activations must be f32, are {xd}"));
     }
-    if !matches!(wd, DType::F32 | DType::F16 | DType::BF16 | DType::Q8_0) {
+    if !wd.is_weight_type() {
         return Err(format!("the weight must be a float or quantized matrix, is {wd}"));
     }
     let Rows::Fixed(n) = ws.rows else {
