@@ -171,9 +171,9 @@ fn control_literals_can_be_plain_text() {
     assert!(!plain.contains("\t4 tokens"), "{plain}");
 }
 
-#[test]
-fn saved_graphs_are_checked_not_trusted() {
-    let ron = tmp("g.ron");
+/// The tiny model's compiled graph as `dump --format ron` saves it (planned for 64 tokens).
+fn saved_graph(name: &str) -> (PathBuf, String) {
+    let ron = tmp(name);
     succeeds(run(&[
         "dump",
         "--format",
@@ -183,18 +183,25 @@ fn saved_graphs_are_checked_not_trusted() {
         "-o",
         ron.to_str().unwrap(),
     ]));
+    let text = std::fs::read_to_string(&ron).unwrap();
+    (ron, text)
+}
+
+/// `run --graph` on an edited copy of a saved graph.
+fn run_edited_graph(name: &str, text: &str) -> Output {
+    let edited = write(name, text.as_bytes());
+    run(&["run", "--graph", edited.to_str().unwrap(), "x"])
+}
+
+#[test]
+fn saved_graphs_are_checked_not_trusted() {
+    let (ron, text) = saved_graph("g.ron");
     succeeds(run(&["run", "--graph", ron.to_str().unwrap(), "x"]));
     // The plan section used to be ignored whatever it said.
-    let text = std::fs::read_to_string(&ron).unwrap();
     let at = text.find("arena_bytes: ").unwrap() + "arena_bytes: ".len();
     let end = at + text[at..].find(',').unwrap();
     let edited = format!("{}1{}", &text[..at], &text[end..]);
-    let bad = write("plan.ron", edited.as_bytes());
-    fails_with(
-        run(&["run", "--graph", bad.to_str().unwrap(), "x"]),
-        1,
-        &["saved graph", "plan"],
-    );
+    fails_with(run_edited_graph("plan.ron", &edited), 1, &["saved graph", "plan"]);
 }
 
 #[test]
@@ -236,25 +243,14 @@ fn corrupt_values_in_a_model_file_are_named() {
 #[test]
 fn saved_graph_with_swapped_inputs_is_refused() {
     // Used to panic in a worker thread inside the RoPE kernel.
-    let ron = tmp("swap.ron");
-    succeeds(run(&[
-        "dump",
-        "--format",
-        "ron",
-        "--tokens",
-        "64",
-        "-o",
-        ron.to_str().unwrap(),
-    ]));
-    let text = std::fs::read_to_string(&ron).unwrap();
+    let (_, text) = saved_graph("swap.ron");
     let swapped = text
         .replace("Input(TokenIds)", "Input(X)")
         .replace("Input(Positions)", "Input(TokenIds)")
         .replace("Input(X)", "Input(Positions)");
     assert_ne!(swapped, text);
-    let bad = write("swapped.ron", swapped.as_bytes());
     fails_with(
-        run(&["run", "--graph", bad.to_str().unwrap(), "x"]),
+        run_edited_graph("swapped.ron", &swapped),
         1,
         &["must be the batch's", "input"],
     );

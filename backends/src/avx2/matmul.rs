@@ -98,23 +98,28 @@ fn tile_4x2(x: [&[f32]; 4], w0: &[f32], w1: &[f32]) -> [[f32; 2]; 4] {
     out
 }
 
+/// Most weight rows a register-tile kernel takes at once.
+pub const MAX_TILE_ROWS: usize = 4;
+
 /// The register-tile kernel a matmul driver runs over decoded weight rows: what a wider tier
 /// (AVX-512) replaces while keeping the driver, the decoders and the epilogue.
 pub trait Tiles: Send + Sync + 'static {
     /// Proof of the CPU features the kernel needs.
     type Cpu: Copy + Send + Sync;
+    /// Weight rows [`Tiles::dots`] takes at once (2 ..= [`MAX_TILE_ROWS`]).
+    const ROWS: usize;
     /// The proof; only called from tables handed out after detection.
     fn cpu() -> Self::Cpu;
-    /// `put(t, x_t · a, x_t · b)` for tokens `t0..t1` (`b` absent: 0). The sums must not
-    /// depend on `t0`, `t1` (a value never depends on its batch position).
+    /// `put(t, r, x_t · rows[r])` for tokens `t0..t1` and each of the 1 ..= `ROWS` rows. A sum
+    /// must not depend on `t0`, `t1` or the other rows (a value never depends on its batch
+    /// position).
     fn dots(
         cpu: Self::Cpu,
         x: &Activations<'_>,
         t0: usize,
         t1: usize,
-        a: &[f32],
-        b: Option<&[f32]>,
-        put: impl FnMut(usize, f32, f32),
+        rows: &[&[f32]],
+        put: impl FnMut(usize, usize, f32),
     );
 }
 
@@ -123,6 +128,7 @@ pub struct Avx2Tiles;
 
 impl Tiles for Avx2Tiles {
     type Cpu = Avx2;
+    const ROWS: usize = 2;
     fn cpu() -> Avx2 {
         cpu()
     }
@@ -131,12 +137,19 @@ impl Tiles for Avx2Tiles {
         x: &Activations<'_>,
         t0: usize,
         t1: usize,
-        a: &[f32],
-        b: Option<&[f32]>,
-        put: impl FnMut(usize, f32, f32),
+        rows: &[&[f32]],
+        mut put: impl FnMut(usize, usize, f32),
     ) {
+        let b = rows.get(1).copied();
         // SAFETY: the token proves AVX2 and FMA.
-        unsafe { tile_dots(x, t0, t1, a, b, put) }
+        unsafe {
+            tile_dots(x, t0, t1, rows[0], b, |t, p, q| {
+                put(t, 0, p);
+                if b.is_some() {
+                    put(t, 1, q);
+                }
+            })
+        }
     }
 }
 
@@ -193,29 +206,25 @@ pub fn matmul_with<R: Avx2Rows, T: Tiles>(x: Activations<'_>, w: WeightView<'_>,
     assert!(out.len() >= rows * n, "matmul output too short");
     let ptr = OutPtr::new(out);
     let work = |j0: usize, j1: usize| {
-        let mut wa = [0f32; K_SEGMENT];
-        let mut wb = [0f32; K_SEGMENT];
+        let mut bufs = [[0f32; K_SEGMENT]; MAX_TILE_ROWS];
         for t0 in (0..rows).step_by(TOKEN_TILE) {
             let t1 = (t0 + TOKEN_TILE).min(rows);
             let mut j = j0;
             while j < j1 {
-                let pair = j + 1 < j1;
-                R::decode(cpu, w, j, 0, &mut wa[..k]);
-                if pair {
-                    R::decode(cpu, w, j + 1, 0, &mut wb[..k]);
+                let m = T::ROWS.min(j1 - j);
+                for (r, buf) in bufs.iter_mut().take(m).enumerate() {
+                    R::decode(cpu, w, j + r, 0, &mut buf[..k]);
                 }
-                let b = pair.then_some(&wb[..k]);
-                T::dots(tiles, &x, t0, t1, &wa[..k], b, |t, p, q| {
-                    // SAFETY: writes go to columns j and j+1 of rows t < rows, owned by this
-                    // chunk.
-                    unsafe {
-                        *ptr.get().add(t * n + j) = p;
-                        if pair {
-                            *ptr.get().add(t * n + j + 1) = q;
-                        }
-                    }
+                let mut views: [&[f32]; MAX_TILE_ROWS] = [&[]; MAX_TILE_ROWS];
+                for (v, buf) in views.iter_mut().zip(&bufs).take(m) {
+                    *v = &buf[..k];
+                }
+                T::dots(tiles, &x, t0, t1, &views[..m], |t, r, v| {
+                    // SAFETY: t < rows and j + r < j1 <= n: inside `out`; columns j..j + m
+                    // belong to this chunk.
+                    unsafe { *ptr.get().add(t * n + j + r) = v };
                 });
-                j += if pair { 2 } else { 1 };
+                j += m;
             }
         }
     };
@@ -245,9 +254,12 @@ pub fn matmul_geglu_with<R: Avx2Rows, T: Tiles>(
             for j in j0..j1 {
                 R::decode(cpu, w, j, 0, &mut gate[..k]);
                 R::decode(cpu, w, f + j, 0, &mut up[..k]);
-                T::dots(tiles, &x, t0, t1, &gate[..k], Some(&up[..k]), |t, g, u| {
-                    gs[t - t0] = g;
-                    us[t - t0] = u;
+                T::dots(tiles, &x, t0, t1, &[&gate[..k], &up[..k]], |t, r, v| {
+                    if r == 0 {
+                        gs[t - t0] = v;
+                    } else {
+                        us[t - t0] = v;
+                    }
                 });
                 let n = t1 - t0;
                 // SAFETY: `cpu` proves AVX2 and FMA; column j of rows t < rows belongs to
