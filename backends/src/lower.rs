@@ -165,11 +165,11 @@ impl Program {
                     _ => val(i).map(Arg::Value),
                 })
                 .collect::<Result<Vec<_>, LowerError>>()?;
-            let scratch = plan.scratch(n).map(|slot| Val {
+            let scratch = choice.scratch.zip(plan.scratch(n)).map(|(need, slot)| Val {
                 offset: slot.offset,
-                dtype: DType::F32,
-                rows: choice.scratch.map_or(Rows::Tokens, |s| s.shape.rows),
-                cols: choice.scratch.map_or(0, |s| s.shape.cols),
+                dtype: need.dtype,
+                rows: need.shape.rows,
+                cols: need.shape.cols,
             });
             let in_place = plan.value(n).is_some_and(|v| v.in_place);
             check_disjoint(graph, n, out, &args, scratch, in_place, &plan)?;
@@ -498,7 +498,7 @@ fn check_disjoint(
 /// RoPE cos/sin tables, shared by every step with the same base and head size.
 #[derive(Default)]
 struct RopeCache {
-    tables: std::sync::Mutex<Vec<Arc<RopeTable>>>,
+    tables: std::cell::RefCell<Vec<Arc<RopeTable>>>,
 }
 
 /// cos/sin of `pos · base^(−2i/hd)` for every position the plan allows.
@@ -511,7 +511,7 @@ struct RopeTable {
 
 impl RopeCache {
     fn get(&self, base: f32, head_dim: usize, positions: usize) -> Arc<RopeTable> {
-        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tables = self.tables.borrow_mut();
         if let Some(t) = tables.iter().find(|t| t.base == base && t.head_dim == head_dim) {
             return t.clone();
         }
