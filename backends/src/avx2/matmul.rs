@@ -14,7 +14,7 @@ use super::{cpu, Avx2};
 use crate::kernels::{Activations, Par};
 use crate::scalar::matmul::{K_SEGMENT, TOKEN_TILE};
 use crate::split::{for_row_chunks, OutPtr};
-use crate::wtypes::WeightType;
+use crate::wtypes::{WeightKernels, WeightType};
 
 /// Longest row the kernels take (two decoded rows live on the stack).
 pub const MAX_K: usize = K_SEGMENT;
@@ -187,14 +187,16 @@ fn check_k(k: usize) {
     assert!(k <= MAX_K, "the AVX2 matmul supports k up to {MAX_K}, got {k}");
 }
 
-/// `out (rows, n) = x (rows, k) · W (n, k)ᵀ`
-pub fn matmul<R: Avx2Rows>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, par: Par) {
-    matmul_with::<R, Avx2Tiles>(x, w, out, n, par)
-}
-
-/// `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, `W (2f, k)` = Wg stacked over Wu.
-pub fn matmul_geglu<R: Avx2Rows>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: usize, par: Par) {
-    matmul_geglu_with::<R, Avx2Tiles>(x, w, out, f, par)
+/// The kernels of one weight type (decoded by `R`) with register tiles `T`: a tier's entry in
+/// its `weight_kernels` list.
+pub const fn weight_kernels<R: Avx2Rows, T: Tiles>(name: &'static str) -> WeightKernels {
+    WeightKernels {
+        name,
+        matmul: matmul_with::<R, T>,
+        matmul_geglu: matmul_geglu_with::<R, T>,
+        dequantize_row: dequantize_row::<R>,
+        max_k: MAX_K,
+    }
 }
 
 /// The matmul driver: threads take chunks of weight rows, rows are decoded by `R` once per

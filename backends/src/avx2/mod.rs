@@ -17,7 +17,7 @@ use gg_ops::DType;
 
 use crate::kernels::KernelTable;
 use crate::scalar::{self, attention};
-use crate::wtypes::{Bf16, WeightKernels, F32};
+use crate::wtypes::{Bf16, F32};
 use crate::Backend;
 
 /// Proof that this CPU has AVX2, FMA and F16C. Only [`Avx2::detect`] makes one.
@@ -64,24 +64,26 @@ fn cpu() -> Avx2 {
     Avx2::detect().expect("the AVX2 table is only reachable on a CPU with AVX2, FMA and F16C")
 }
 
-const fn kernels<R: matmul::Avx2Rows>(name: &'static str) -> WeightKernels {
-    WeightKernels {
-        name,
-        matmul: matmul::matmul::<R>,
-        matmul_geglu: matmul::matmul_geglu::<R>,
-        dequantize_row: matmul::dequantize_row::<R>,
-        max_k: matmul::MAX_K,
-    }
-}
-
 /// The tier's table as a constant, so a wider tier can start from it.
 pub(crate) const TABLE: KernelTable = KernelTable {
     backend: Backend::Avx2,
     weight_kernels: &[
-        (DType::F32, kernels::<matmul::Spec<F32>>("avx2.f32")),
-        (DType::F16, kernels::<matmul::F16Rows>("avx2.f16")),
-        (DType::BF16, kernels::<matmul::Spec<Bf16>>("avx2.bf16")),
-        (DType::Q8_0, kernels::<matmul::Q8Rows>("avx2.q8_0")),
+        (
+            DType::F32,
+            matmul::weight_kernels::<matmul::Spec<F32>, matmul::Avx2Tiles>("avx2.f32"),
+        ),
+        (
+            DType::F16,
+            matmul::weight_kernels::<matmul::F16Rows, matmul::Avx2Tiles>("avx2.f16"),
+        ),
+        (
+            DType::BF16,
+            matmul::weight_kernels::<matmul::Spec<Bf16>, matmul::Avx2Tiles>("avx2.bf16"),
+        ),
+        (
+            DType::Q8_0,
+            matmul::weight_kernels::<matmul::Q8Rows, matmul::Avx2Tiles>("avx2.q8_0"),
+        ),
     ],
     attention,
     ..scalar::TABLE

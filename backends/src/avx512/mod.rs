@@ -11,10 +11,10 @@ use std::sync::OnceLock;
 
 use gg_ops::DType;
 
-use crate::avx2::matmul::{self as mm, Avx2Rows, Tiles};
+use crate::avx2::matmul::{self as mm, Tiles};
 use crate::avx2::{self, Avx2};
 use crate::kernels::{Activations, KernelTable};
-use crate::wtypes::{Bf16, WeightKernels, F32};
+use crate::wtypes::{Bf16, F32};
 use crate::Backend;
 
 /// Proof that this CPU has AVX-512F/BW/VL and what the AVX2 tier needs.
@@ -198,23 +198,22 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     _mm512_reduce_add_ps(acc)
 }
 
-const fn kernels<R: Avx2Rows>(name: &'static str) -> WeightKernels {
-    WeightKernels {
-        name,
-        matmul: mm::matmul_with::<R, Avx512Tiles>,
-        matmul_geglu: mm::matmul_geglu_with::<R, Avx512Tiles>,
-        dequantize_row: mm::dequantize_row::<R>,
-        max_k: mm::MAX_K,
-    }
-}
-
 static KERNELS: KernelTable = KernelTable {
     backend: Backend::Avx512,
     weight_kernels: &[
-        (DType::F32, kernels::<mm::Spec<F32>>("avx512.f32")),
-        (DType::F16, kernels::<mm::F16Rows>("avx512.f16")),
-        (DType::BF16, kernels::<mm::Spec<Bf16>>("avx512.bf16")),
-        (DType::Q8_0, kernels::<mm::Q8Rows>("avx512.q8_0")),
+        (
+            DType::F32,
+            mm::weight_kernels::<mm::Spec<F32>, Avx512Tiles>("avx512.f32"),
+        ),
+        (DType::F16, mm::weight_kernels::<mm::F16Rows, Avx512Tiles>("avx512.f16")),
+        (
+            DType::BF16,
+            mm::weight_kernels::<mm::Spec<Bf16>, Avx512Tiles>("avx512.bf16"),
+        ),
+        (
+            DType::Q8_0,
+            mm::weight_kernels::<mm::Q8Rows, Avx512Tiles>("avx512.q8_0"),
+        ),
     ],
     ..avx2::TABLE
 };
