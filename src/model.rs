@@ -395,7 +395,7 @@ fn check_finite(graph: &Graph, weights: &WeightTable) -> Result<(), Error> {
         if let Some(block) = (info.first_non_finite)(weights.view(i)) {
             return Err(Error::NonFiniteWeight {
                 weight: desc.name(),
-                element: block * info.block_len,
+                element: block * desc.dtype.block_len(),
             });
         }
     }

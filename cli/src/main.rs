@@ -69,13 +69,10 @@ impl std::io::Write for Out {
 /// is an error, a closed pipe ends the command quietly in `main`).
 pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    out.write_all(bytes).and_then(|()| out.flush()).map_err(stdout_error)
-}
-
-/// An error writing standard output, named as such.
-pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
-    anyhow::Error::new(e).context("writing to standard output")
+    let mut out = Out::stdout();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(())
 }
 
 /// Whether the error is the reader of our stdout having gone away (`| head`).

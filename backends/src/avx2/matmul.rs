@@ -16,8 +16,9 @@ use crate::scalar::matmul::{K_SEGMENT, TOKEN_TILE};
 use crate::split::{for_row_chunks, OutPtr};
 use crate::wtypes::{WeightKernels, WeightType};
 
-/// Longest row the kernels take (two decoded rows live on the stack).
-pub const MAX_K: usize = K_SEGMENT;
+/// Longest row the kernels take: decoded rows live in `K_SEGMENT`-long stack buffers, as in
+/// the scalar kernels.
+pub use crate::scalar::matmul::MAX_K;
 
 /// How the AVX2 kernels decode elements `k0..k0 + out.len()` of weight row `j` to f32:
 /// exactly the type's specification, faster where the tier can.

@@ -73,8 +73,6 @@ pub struct WeightKernels {
 pub struct WeightTypeInfo {
     pub dtype: DType,
     pub vec_dot_type: DType,
-    /// Elements per block.
-    pub block_len: usize,
     /// [`first_non_finite`] for this type.
     pub first_non_finite: fn(WeightView<'_>) -> Option<usize>,
     /// The specification's kernels (the scalar tier).
@@ -86,7 +84,6 @@ pub const fn entry<W: WeightType>(name: &'static str) -> WeightTypeInfo {
     WeightTypeInfo {
         dtype: W::DTYPE,
         vec_dot_type: W::VEC_DOT_TYPE,
-        block_len: W::BLOCK_LEN,
         first_non_finite: first_non_finite::<W>,
         scalar: WeightKernels {
             name,
