@@ -74,6 +74,50 @@ pub struct EmbedOptions {
     pub threads: Option<usize>,
     /// Add every step's wall time to this profile ([`Model::new_profile`]).
     pub profile: Option<Arc<Profile>>,
+    /// Most texts packed into one forward pass (default: as many as the token budget and the
+    /// plan allow; 1 runs each text alone).
+    pub batch_texts: Option<usize>,
+    /// What a text longer than the context gets.
+    pub truncation: Truncation,
+    /// Record every forward pass (texts, tokens, wall time) here.
+    pub passes: Option<Arc<PassLog>>,
+}
+
+/// What happens to a text longer than the model's context.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Truncation {
+    /// Keep BOS + the first context−2 tokens + EOS, as sentence-transformers does (default).
+    #[default]
+    Right,
+    /// Refuse the call ([`Error::WouldTruncate`] names the text).
+    Error,
+}
+
+/// One forward pass of an `embed` call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PassInfo {
+    pub texts: usize,
+    pub tokens: usize,
+    pub seconds: f64,
+}
+
+/// The forward passes of `embed` calls, appended as they finish (for statistics).
+#[derive(Debug, Default)]
+pub struct PassLog(std::sync::Mutex<Vec<PassInfo>>);
+
+impl PassLog {
+    pub fn new() -> Arc<PassLog> {
+        Arc::default()
+    }
+
+    /// The passes so far, leaving the log empty.
+    pub fn take(&self) -> Vec<PassInfo> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn push(&self, pass: PassInfo) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(pass);
+    }
 }
 
 /// Where the time of forward passes went, per step; [`Model::profile_report`] sums it by op
@@ -128,6 +172,7 @@ impl Embeddings {
 #[derive(Clone, Copy)]
 struct Call<'a> {
     budget: usize,
+    batch_texts: usize,
     dim: usize,
     options: &'a EmbedOptions,
     pool: (&'a rayon::ThreadPool, usize),
@@ -234,6 +279,13 @@ impl Model {
                 self.out_dim
             )));
         }
+        let max_texts = self.program.max_seqs();
+        let batch_texts = options.batch_texts.unwrap_or(max_texts);
+        if batch_texts == 0 || batch_texts > max_texts {
+            return Err(Error::InvalidOption(format!(
+                "batch_texts {batch_texts} must be between 1 and {max_texts}"
+            )));
+        }
         let prompt = match &options.prompt {
             Some(p) => p.text()?,
             None => "",
@@ -254,6 +306,13 @@ impl Model {
             let enc = self.tokenizer.encode(&joined, &encode);
             if enc.ids.is_empty() {
                 return Err(Error::EmptyText { index });
+            }
+            if enc.dropped > 0 && options.truncation == Truncation::Error {
+                return Err(Error::WouldTruncate {
+                    index,
+                    tokens: enc.ids.len() + enc.dropped,
+                    context: self.config.context_length,
+                });
             }
             if enc.ids.len() > max {
                 return Err(Error::TextTooLong {
@@ -283,6 +342,7 @@ impl Model {
         let mut arena = arena.take().unwrap_or_else(|| self.program.new_arena());
         let call = Call {
             budget,
+            batch_texts,
             dim,
             options,
             pool,
@@ -301,6 +361,7 @@ impl Model {
     ) -> Result<Embeddings, Error> {
         let Call {
             budget,
+            batch_texts,
             dim,
             options,
             pool,
@@ -332,7 +393,7 @@ impl Model {
             let first = next;
             while next < ids.len()
                 && (b_seqs.is_empty() || b_ids.len() + ids[next].len() <= budget)
-                && b_seqs.len() < self.program.max_seqs()
+                && b_seqs.len() < batch_texts
             {
                 let seq = &ids[next];
                 b_seqs.push(SeqSpan {
@@ -352,7 +413,15 @@ impl Model {
                 seqs: &b_seqs,
                 row_seq: &b_rows,
             };
+            let started = Instant::now();
             self.forward_on(pool, &batch, arena, options.profile.as_deref())?;
+            if let Some(log) = &options.passes {
+                log.push(PassInfo {
+                    texts: b_seqs.len(),
+                    tokens: b_ids.len(),
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+            }
             let result = self.output(arena, &batch);
             for (s, span) in b_seqs.iter().enumerate() {
                 let index = first + s;

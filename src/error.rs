@@ -34,6 +34,12 @@ pub enum Error {
     Head { head: String, what: String },
     #[error("text {index} has {tokens} tokens, more than the {max}-token batch this model was loaded for (ModelOptions::max_batch_tokens sets it)")]
     TextTooLong { index: usize, tokens: usize, max: usize },
+    #[error("text {index} has {tokens} tokens, more than the model's {context}-token context, and truncation is off")]
+    WouldTruncate {
+        index: usize,
+        tokens: usize,
+        context: usize,
+    },
     #[error("text {index} has no tokens (the model's tokenizer adds no BOS/EOS and the text is empty)")]
     EmptyText { index: usize },
     #[error("cancelled after {} of {total} texts", done.len())]

@@ -12,20 +12,22 @@
 
 #![forbid(unsafe_code)]
 
+mod chunk;
 mod embed;
 mod error;
 pub mod head;
 pub mod model;
 pub mod paths;
 
-pub use embed::{CancelToken, EmbedOptions, Embeddings, Profile, Prompt, TextEmbedding};
+pub use chunk::{Chunk, ChunkOptions};
+pub use embed::{CancelToken, EmbedOptions, Embeddings, PassInfo, PassLog, Profile, Prompt, TextEmbedding, Truncation};
 pub use error::Error;
 pub use gg_backends::{Arena, Backend, Batch, SeqSpan, Unavailable};
 pub use gg_graph::{CompiledGraph, Pipeline};
 pub use gg_loader::gemma::{MATRYOSHKA_DIMS, PROMPTS};
 pub use gg_loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization};
 pub use head::{HeadBuilder, PoolKind, PoolingHead, SentenceTransformersHead, Value};
-pub use model::{BackendChoice, Model, ModelOptions};
+pub use model::{BackendChoice, Model, ModelOptions, MAX_BATCH_TOKENS, MAX_TEXTS_PER_BATCH};
 pub use paths::{cache_dir, default_checkpoint_dir, default_model_path};
 
 /// The crates behind the facade, for users who want the compiler's pieces.

@@ -59,3 +59,42 @@ fn all_golden_texts_tokenize_exactly() {
         panic!("{msg}");
     }
 }
+
+/// Chunking relies on every token covering a known byte range of the text: on every golden
+/// text the spans tile the text exactly, and each normal piece spells its bytes.
+#[test]
+fn token_spans_tile_every_golden_text() {
+    let g = Gguf::open(model_path()).unwrap();
+    let tok = Tokenizer::from_gguf(&g).unwrap();
+    let opts = EncodeOptions {
+        add_special: false,
+        ..EncodeOptions::default()
+    };
+    let lines = read_jsonl(&golden_file("tokens.jsonl"));
+    let mut checked = 0;
+    for line in &lines {
+        let text = line["text"].as_str().unwrap();
+        let ids = tok.encode(text, &opts).ids;
+        let spans = tok.token_spans(text, &ids).unwrap_or_else(|| {
+            panic!(
+                "id {}: tokens do not spell {:?}",
+                line["id"],
+                text.chars().take(60).collect::<String>()
+            )
+        });
+        assert_eq!(spans.len(), ids.len());
+        let mut at = 0;
+        for s in &spans {
+            assert_eq!(s.start, at, "id {}: spans are contiguous", line["id"]);
+            assert!(s.end > s.start);
+            at = s.end;
+        }
+        assert_eq!(at, text.len());
+        checked += 1;
+    }
+    assert!(checked >= 9000);
+    // Spans of ids that do not spell the text are refused.
+    let ids = tok.encode("hello world", &opts).ids;
+    assert!(tok.token_spans("hello there", &ids).is_none());
+    assert!(tok.token_spans("hello world!", &ids).is_none());
+}

@@ -5,18 +5,23 @@
 
 mod commands;
 mod input;
+mod output;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+const EXIT_CODES: &str =
+    "Exit codes: 0 success, 1 runtime or input error (the message names the file, line, key or tensor), 2 usage error.";
+
 #[derive(Parser)]
 #[command(
     name = "gemma-graph",
     version,
     about = "EmbeddingGemma text embeddings from GGUF, via a graph compiler",
-    after_help = "Exit codes: 0 success, 1 runtime or input error (the message names the file, line, key or tensor), 2 usage error."
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -25,15 +30,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Embed texts with the model.
+    /// Embed texts: arguments or a JSONL/lines/CSV/TSV file, to JSONL/JSON/CSV/TSV/npy.
+    #[command(after_help = EXIT_CODES)]
     Run(commands::run::Args),
+    /// Find the texts of a corpus closest to queries.
+    #[command(after_help = EXIT_CODES)]
+    Search(commands::search::Args),
+    /// The cosine similarity of every pair of texts.
+    #[command(after_help = EXIT_CODES)]
+    Similarity(commands::similarity::Args),
     /// Show the compiled graph and its memory plan (text, Graphviz DOT, RON, SVG).
+    #[command(after_help = EXIT_CODES)]
     Dump(commands::dump::Args),
     /// Show a GGUF file: metadata, tensors, totals, and the model as the loader understands it.
+    #[command(after_help = EXIT_CODES)]
     Inspect(commands::inspect::Args),
     /// Convert a sentence-transformers EmbeddingGemma checkpoint to GGUF.
+    #[command(after_help = EXIT_CODES)]
     Convert(commands::convert::Args),
     /// Show the token ids and pieces of texts, exactly as embedding sees them.
+    #[command(after_help = EXIT_CODES)]
     Tokenize(commands::tokenize::Args),
 }
 
@@ -128,6 +144,8 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(args) => commands::run::run(args),
+        Command::Search(args) => commands::search::run(args),
+        Command::Similarity(args) => commands::similarity::run(args),
         Command::Dump(args) => commands::dump::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Convert(args) => commands::convert::run(args),

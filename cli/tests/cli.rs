@@ -215,3 +215,161 @@ fn convert_refuses_a_checkpoint_missing_a_listed_dense_module() {
     tmp_name.push(".tmp");
     assert!(!PathBuf::from(tmp_name).exists(), "no partial file left behind");
 }
+
+fn rows(stdout: &str) -> Vec<serde_json::Value> {
+    stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn dim_outputs_are_renormalized_prefixes() {
+    let texts = [
+        "How do I bake bread?",
+        "Matryoshka embeddings nest smaller vectors in larger ones.",
+    ];
+    let full = embeddings(&ok(bin()
+        .args(["run", "--format", "jsonl"])
+        .args(texts)
+        .output()
+        .unwrap()));
+    for dim in ["512", "256", "128"] {
+        let small = embeddings(&ok(bin()
+            .args(["run", "--format", "jsonl", "--dim", dim])
+            .args(texts)
+            .output()
+            .unwrap()));
+        let d: usize = dim.parse().unwrap();
+        for (s, f) in small.iter().zip(&full) {
+            assert_eq!(s.len(), d);
+            let norm = f[..d].iter().map(|x| x * x).sum::<f64>().sqrt();
+            for (a, b) in s.iter().zip(&f[..d]) {
+                assert!((a - b / norm).abs() < 1e-6, "dim {dim}: {a} vs {}", b / norm);
+            }
+        }
+    }
+    let bad = bin().args(["run", "--dim", "300", "x"]).output().unwrap();
+    assert!(fails(bad).contains("--dim 300: EmbeddingGemma is trained for [768, 512, 256, 128]"));
+}
+
+/// The first 40 documents of the bench corpus, without the document prompt they carry.
+fn corpus() -> PathBuf {
+    let docs = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/docs.jsonl"))
+        .unwrap();
+    let lines: Vec<String> = docs
+        .lines()
+        .take(40)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let t = v["text"].as_str().unwrap().trim_start_matches("title: none | text: ");
+            serde_json::json!({ "text": t }).to_string()
+        })
+        .collect();
+    let p = tmp("corpus.jsonl");
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    p
+}
+
+#[test]
+fn search_finds_the_document_and_reuses_saved_vectors() {
+    let corpus = corpus();
+    let search = |extra: &[&str]| {
+        rows(&ok(bin()
+            .args([
+                "search",
+                "--format",
+                "jsonl",
+                "--top",
+                "3",
+                "-q",
+                "software to edit DNA and plasmid maps",
+                "--input",
+            ])
+            .arg(&corpus)
+            .args(extra)
+            .output()
+            .unwrap()))
+    };
+    let fresh = search(&[]);
+    let results = fresh[0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert!(
+        results[0]["text"].as_str().unwrap().starts_with("GENtle"),
+        "{}",
+        results[0]
+    );
+    assert_eq!(results[0]["index"], 1);
+    let s: Vec<f64> = results.iter().map(|r| r["score"].as_f64().unwrap()).collect();
+    assert!(s[0] >= s[1] && s[1] >= s[2]);
+
+    // The same corpus embedded once with `run`, then searched from the file: same answer.
+    let npy = tmp("corpus.npy");
+    ok(bin()
+        .args(["run", "--prompt", "document", "--quiet", "--input"])
+        .arg(&corpus)
+        .arg("--output")
+        .arg(&npy)
+        .output()
+        .unwrap());
+    let saved = search(&["--embeddings", npy.to_str().unwrap()]);
+    for (a, b) in fresh[0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(saved[0]["results"].as_array().unwrap())
+    {
+        assert_eq!(a["index"], b["index"]);
+        assert!((a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs() < 1e-6);
+    }
+    // Vectors of another corpus are refused.
+    let other = tmp("other.jsonl");
+    std::fs::write(&other, "{\"text\": \"one\"}\n").unwrap();
+    let e = fails(
+        bin()
+            .args(["search", "-q", "x", "--input"])
+            .arg(&other)
+            .arg("--embeddings")
+            .arg(&npy)
+            .output()
+            .unwrap(),
+    );
+    assert!(e.contains("40 rows, but the corpus has 1 texts"), "{e}");
+}
+
+#[test]
+fn similarity_is_the_cosine_of_run_vectors() {
+    let texts = [
+        "A cat sits on the mat",
+        "A kitten rests on the rug",
+        "Stock markets fell today",
+    ];
+    let out = ok(bin()
+        .args(["similarity", "--prompt", "STS", "--format", "json"])
+        .args(texts)
+        .output()
+        .unwrap());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let m: Vec<Vec<f64>> = v["similarity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .collect();
+    let vecs = embeddings(&ok(bin()
+        .args(["run", "--prompt", "STS", "--format", "jsonl"])
+        .args(texts)
+        .output()
+        .unwrap()));
+    for i in 0..3 {
+        for j in 0..3 {
+            let dot: f64 = vecs[i].iter().zip(&vecs[j]).map(|(a, b)| a * b).sum();
+            assert!((m[i][j] - dot).abs() < 1e-5, "[{i}][{j}] {} vs {dot}", m[i][j]);
+            assert!((m[i][j] - m[j][i]).abs() < 1e-6);
+        }
+        assert!((m[i][i] - 1.0).abs() < 1e-5);
+    }
+    assert!(
+        m[0][1] > m[0][2] + 0.2,
+        "cats are closer to kittens than to stock markets: {m:?}"
+    );
+    let text = ok(bin().args(["similarity", "a", "b"]).output().unwrap());
+    assert!(text.contains("[0] \"a\"") && text.contains("1.0000"), "{text}");
+}

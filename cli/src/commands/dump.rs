@@ -47,7 +47,7 @@ pub struct Args {
     tokens: usize,
     /// Kernel tier to lower for ("auto": the best this CPU supports).
     #[arg(long, value_enum, default_value = "auto")]
-    backend: super::run::BackendArg,
+    backend: super::BackendArg,
     /// Write to this file instead of stdout.
     #[arg(short, long)]
     output: Option<PathBuf>,

@@ -2,4 +2,116 @@ pub mod convert;
 pub mod dump;
 pub mod inspect;
 pub mod run;
+pub mod search;
+pub mod similarity;
 pub mod tokenize;
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use gemma_graph::{
+    Backend, BackendChoice, ControlLiterals, EncodeOptions, Model, ModelOptions, Pipeline, SentenceTransformersHead,
+};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum BackendArg {
+    Auto,
+    Scalar,
+    Avx2,
+    Avx512,
+}
+
+impl BackendArg {
+    pub fn choice(self) -> BackendChoice {
+        match self {
+            BackendArg::Auto => BackendChoice::Auto,
+            BackendArg::Scalar => BackendChoice::Force(Backend::Scalar),
+            BackendArg::Avx2 => BackendChoice::Force(Backend::Avx2),
+            BackendArg::Avx512 => BackendChoice::Force(Backend::Avx512),
+        }
+    }
+}
+
+/// How the model is loaded and run (shared by `run`, `search` and `similarity`).
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// Kernel table ("auto": the best this CPU supports; GEMMA_GRAPH_BACKEND overrides it).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendArg,
+    /// Worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Tokenize control-token text such as "<bos>" as plain text: for untrusted input (the
+    /// ids then differ from the reference tokenizer's for such texts).
+    #[arg(long)]
+    pub plain_control: bool,
+    /// Read the model into memory instead of memory-mapping it (a file changed under a
+    /// running process cannot crash it).
+    #[arg(long)]
+    pub no_mmap: bool,
+}
+
+impl ModelArgs {
+    pub fn options(&self, max_batch_tokens: usize, passes: Pipeline) -> ModelOptions {
+        ModelOptions {
+            backend: self.backend.choice(),
+            threads: self.threads,
+            max_batch_tokens,
+            passes,
+            mmap: !self.no_mmap,
+        }
+    }
+
+    pub fn encode(&self) -> EncodeOptions {
+        EncodeOptions {
+            control_literals: if self.plain_control {
+                ControlLiterals::PlainText
+            } else {
+                ControlLiterals::Special
+            },
+            ..Default::default()
+        }
+    }
+}
+
+/// A missing model file gets directions, not only "No such file".
+pub fn check_model_path(path: &Path) -> Result<()> {
+    if !path.exists() {
+        bail!(
+            "no model file at {}: run scripts/fetch-model.sh to download and convert EmbeddingGemma-300M, \
+             or give --model FILE.gguf (or set GEMMA_GRAPH_MODEL)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Load the model with the default sentence-transformers head.
+pub fn load_model(path: &Path, options: &ModelOptions) -> Result<Model> {
+    check_model_path(path)?;
+    let model = Model::load_with(path, options, &SentenceTransformersHead)?;
+    for w in model.warnings() {
+        eprintln!("warning: {w}");
+    }
+    Ok(model)
+}
+
+/// `--dim`, checked against the sizes the model is trained for.
+pub fn check_dim(dim: Option<usize>) -> Result<()> {
+    if let Some(d) = dim {
+        if !gemma_graph::MATRYOSHKA_DIMS.contains(&d) {
+            bail!(
+                "--dim {d}: EmbeddingGemma is trained for {:?}",
+                gemma_graph::MATRYOSHKA_DIMS
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The model's context length, read from the file's header.
+pub fn context_length(path: &Path) -> Result<usize> {
+    check_model_path(path)?;
+    let g = gemma_graph::loader::gguf::Gguf::open(path)?;
+    Ok(gemma_graph::loader::gemma::GemmaConfig::from_gguf(&g)?.context_length)
+}

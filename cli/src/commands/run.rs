@@ -1,69 +1,73 @@
-//! `gemma-graph run [TEXT ...] [--input F.jsonl] [--format text|json|jsonl] ...`
+//! `gemma-graph run [TEXT ...] [--input FILE] [--format F] [--output FILE] ...`: embed texts,
+//! streaming — records are read, embedded and written a window at a time, in input order.
 
-use std::io::Write;
+use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use gemma_graph::{
-    Backend, BackendChoice, CompiledGraph, ControlLiterals, EmbedOptions, EncodeOptions, Model, ModelOptions, Pipeline,
-    SentenceTransformersHead,
+    ChunkOptions, CompiledGraph, EmbedOptions, Error as LibError, Model, PassLog, Pipeline, Truncation,
+    MAX_BATCH_TOKENS, MAX_TEXTS_PER_BATCH,
 };
-use serde_json::json;
 
-use crate::input::{Format, PromptArgs, TextArgs};
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum BackendArg {
-    Auto,
-    Scalar,
-    Avx2,
-    Avx512,
-}
-
-impl BackendArg {
-    pub fn choice(self) -> BackendChoice {
-        match self {
-            BackendArg::Auto => BackendChoice::Auto,
-            BackendArg::Scalar => BackendChoice::Force(Backend::Scalar),
-            BackendArg::Avx2 => BackendChoice::Force(Backend::Avx2),
-            BackendArg::Avx512 => BackendChoice::Force(Backend::Avx512),
-        }
-    }
-}
+use super::ModelArgs;
+use crate::input::{PromptArgs, Record, Source, TextArgs};
+use crate::output::{Destination, OutputFormat, Row, Sink};
+use crate::stats::Stats;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     source: TextArgs,
-    /// text: a short preview per text; json: one array; jsonl: one {"embedding": [...]} per line.
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
-    /// Kernel table ("auto": the best this CPU supports; GEMMA_GRAPH_BACKEND overrides it).
-    #[arg(long, value_enum, default_value = "auto")]
-    backend: BackendArg,
-    /// Worker threads (0: all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Tokenize control-token text such as "<bos>" as plain text: for untrusted input (the
-    /// ids then differ from the reference tokenizer's for such texts).
-    #[arg(long)]
-    plain_control: bool,
-    /// Read the model into memory instead of memory-mapping it (a file changed under a
-    /// running process cannot crash it).
-    #[arg(long)]
-    no_mmap: bool,
-    /// Print where the time went (per kernel and per layer) to stderr.
-    #[arg(long)]
-    profile: bool,
+    /// Output format [default: from --output's extension (.jsonl .json .csv .tsv .npy), else text].
+    #[arg(long, short, value_enum)]
+    format: Option<OutputFormat>,
+    /// Write here instead of stdout (under a temporary name until complete).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    model_args: ModelArgs,
     #[command(flatten)]
     prompt: PromptArgs,
     /// Matryoshka dimension (768, 512, 256 or 128): truncate and re-normalize.
     #[arg(long)]
     dim: Option<usize>,
-    /// Tokens per batch (default: the model's context length).
+    /// Token budget of one forward pass; the memory plan is made for it (default: the
+    /// context length), so it may exceed the context to pack more short texts per pass.
     #[arg(long)]
     batch_tokens: Option<usize>,
+    /// Most texts per forward pass (1: each text alone).
+    #[arg(long)]
+    batch_texts: Option<usize>,
+    /// Split each text into windows of N tokens (prompt and BOS/EOS added per window) and
+    /// write one row per window with its character offsets, instead of truncating.
+    #[arg(long, value_name = "N")]
+    chunk_tokens: Option<usize>,
+    /// Tokens shared by consecutive windows (with --chunk-tokens).
+    #[arg(long, value_name = "M", requires = "chunk_tokens", default_value_t = 0)]
+    chunk_overlap: usize,
+    /// A text longer than the context is an error naming its line (default: truncate it,
+    /// with a count on stderr).
+    #[arg(long)]
+    no_truncate: bool,
+    /// Write a null row (JSONL/JSON), empty cells (CSV/TSV) or a NaN row (npy) for a bad
+    /// input line instead of stopping; the count is reported at the end.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// No progress bar and no notes on stderr (errors still).
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print statistics to stderr at the end: texts, tokens, time, throughput, pass latency,
+    /// backend, threads, arena, peak RSS.
+    #[arg(long)]
+    stats: bool,
+    /// Write the statistics as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    stats_json: Option<PathBuf>,
+    /// Print where the time went (per kernel and per layer) to stderr.
+    #[arg(long)]
+    profile: bool,
     /// Compiler passes: none, default, or a comma-separated list of pass names.
     #[arg(long, default_value = "default")]
     passes: Pipeline,
@@ -75,26 +79,52 @@ pub struct Args {
     verbose: bool,
 }
 
+/// Records read per window: bounds memory whatever the input's length, and is several full
+/// forward passes of short texts.
+const WINDOW_TEXTS: usize = 1024;
+const WINDOW_BYTES: usize = 8 << 20;
+/// A progress bar appears when a job has run this long.
+const PROGRESS_AFTER: Duration = Duration::from_secs(1);
+
 pub fn run(args: Args) -> Result<()> {
-    let texts = args.source.read()?;
-    if let Some(d) = args.dim {
-        if !gemma_graph::MATRYOSHKA_DIMS.contains(&d) {
-            bail!(
-                "--dim {d}: EmbeddingGemma is trained for {:?}",
-                gemma_graph::MATRYOSHKA_DIMS
-            );
+    super::check_dim(args.dim)?;
+    if let Some(n) = args.batch_texts {
+        if n == 0 || n > MAX_TEXTS_PER_BATCH {
+            bail!("--batch-texts {n}: must be between 1 and {MAX_TEXTS_PER_BATCH}");
         }
     }
-    let prompt = args.prompt.prompt()?;
-    let options = ModelOptions {
-        backend: args.backend.choice(),
-        threads: args.threads,
-        passes: args.passes,
-        mmap: !args.no_mmap,
-        ..Default::default()
+    if let Some(n) = args.batch_tokens {
+        if n == 0 || n > MAX_BATCH_TOKENS {
+            bail!("--batch-tokens {n}: must be between 1 and {MAX_BATCH_TOKENS}");
+        }
+    }
+    let chunk = args.chunk_tokens.map(|tokens| ChunkOptions {
+        tokens,
+        overlap: args.chunk_overlap,
+    });
+    if let Some(c) = chunk {
+        if c.tokens == 0 || c.overlap >= c.tokens {
+            bail!("--chunk-tokens must be at least 1 and --chunk-overlap smaller than it");
+        }
+    }
+    let format = match (args.format, &args.output) {
+        (Some(f), _) => f,
+        (None, Some(path)) => format_from_extension(path)?,
+        (None, None) => OutputFormat::Text,
     };
+    let prompt = args.prompt.prompt()?;
+    // The input first: a missing file is reported before seconds of model loading.
+    let mut source = Source::open(&args.source)?;
     let path = args.source.model_path();
+    super::check_model_path(&path)?;
+
     let t0 = Instant::now();
+    // The plan covers one text of the whole context even when the pass budget is smaller.
+    let plan_tokens = match args.batch_tokens {
+        Some(b) => b.max(super::context_length(&path)?.min(gemma_graph::model::DEFAULT_PLAN_TOKENS)),
+        None => 0,
+    };
+    let options = args.model_args.options(plan_tokens, args.passes.clone());
     let model = match &args.graph {
         Some(ron) => {
             let text = read_bounded(ron, MAX_GRAPH_BYTES)?;
@@ -102,95 +132,301 @@ pub fn run(args: Args) -> Result<()> {
                 CompiledGraph::from_ron(&text).with_context(|| format!("{}: not a compiled graph", ron.display()))?;
             Model::load_compiled(&path, &compiled, &options)?
         }
-        None => Model::load_with(&path, &options, &SentenceTransformersHead)?,
+        None => super::load_model(&path, &options)?,
     };
-    for w in model.warnings() {
-        eprintln!("warning: {w}");
-    }
+    let load_seconds = t0.elapsed().as_secs_f64();
     if args.verbose {
         eprintln!(
             "model {} loaded in {:.0} ms: backend {} (cpu: {}), {} threads, arena {} bytes for {} tokens",
             path.display(),
-            t0.elapsed().as_secs_f64() * 1e3,
+            load_seconds * 1e3,
             model.backend(),
             gemma_graph::backends::cpu_features().join(" "),
             model.threads(),
             model.plan().arena_bytes,
             model.max_batch_tokens()
         );
+        if let Some(f) = source.format {
+            eprintln!("input format {f:?}");
+        }
     }
+    let passes = PassLog::new();
     let embed = EmbedOptions {
         prompt,
         dim: args.dim,
-        batch_tokens: args.batch_tokens,
-        profile: args.profile.then(|| model.new_profile()),
-        encode: EncodeOptions {
-            control_literals: if args.plain_control {
-                ControlLiterals::PlainText
-            } else {
-                ControlLiterals::Special
-            },
-            ..Default::default()
+        batch_tokens: args.batch_tokens.map(|b| b.min(model.max_batch_tokens())),
+        batch_texts: args.batch_texts,
+        truncation: if args.no_truncate {
+            Truncation::Error
+        } else {
+            Truncation::Right
         },
+        profile: args.profile.then(|| model.new_profile()),
+        passes: Some(passes.clone()),
+        encode: args.model_args.encode(),
         ..Default::default()
     };
+    let dim = args.dim.unwrap_or(model.output_dim());
+    let dest = Destination::open(args.output.as_deref())?;
+    let mut job = Job {
+        model: &model,
+        embed: &embed,
+        chunk,
+        skip_invalid: args.skip_invalid,
+        stats: Stats {
+            load_seconds,
+            backend: model.backend().to_string(),
+            threads: model.threads(),
+            arena_bytes: model.plan().arena_bytes,
+            ..Default::default()
+        },
+        truncated_at: Vec::new(),
+        invalid_at: Vec::new(),
+    };
     let t1 = Instant::now();
-    let out = model.embed(&texts, &embed)?;
+    let result = Sink::new(
+        format,
+        &dest,
+        dim,
+        source.columns().map(|c| (c, args.source.text_field.as_str())),
+    )
+    .and_then(|sink| job.stream(&mut source, sink, !args.quiet && std::io::stderr().is_terminal()));
+    match result {
+        Ok(()) => dest.commit()?,
+        Err(e) => {
+            dest.abandon();
+            return Err(e);
+        }
+    }
+    let mut stats = job.stats;
+    stats.finish(
+        passes.take().iter().map(|p| p.seconds).collect(),
+        t1.elapsed().as_secs_f64(),
+    );
     if let Some(p) = &embed.profile {
         eprint!("{}", model.profile_report(p));
     }
-    if args.verbose {
-        let tokens: usize = out.items.iter().map(|i| i.tokens).sum();
-        let secs = t1.elapsed().as_secs_f64();
-        eprintln!(
-            "embedded {} texts ({tokens} tokens) in {:.3} s: {:.1} texts/s, {:.0} tokens/s",
-            out.len(),
-            secs,
-            out.len() as f64 / secs,
-            tokens as f64 / secs
+    if !args.quiet {
+        note(
+            "texts were longer than the context and were truncated",
+            &job.truncated_at,
+            "--no-truncate makes this an error; --chunk-tokens N splits long texts instead",
+        );
+        note(
+            "input lines were invalid and written as empty rows",
+            &job.invalid_at,
+            "",
         );
     }
-    for (i, item) in out.items.iter().enumerate() {
-        if item.dropped_tokens > 0 {
-            eprintln!(
-                "note: text {i} was truncated to {} tokens ({} dropped)",
-                item.tokens, item.dropped_tokens
-            );
+    if args.stats || args.verbose {
+        eprint!("{}", stats.report());
+    }
+    if let Some(p) = &args.stats_json {
+        let json = serde_json::to_string_pretty(&stats)? + "\n";
+        std::fs::write(p, json).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// A count with the first few places on stderr.
+fn note(what: &str, places: &[String], hint: &str) {
+    if places.is_empty() {
+        return;
+    }
+    let shown: Vec<&str> = places.iter().take(5).map(String::as_str).collect();
+    let more = if places.len() > shown.len() { ", ..." } else { "" };
+    let hint = if hint.is_empty() {
+        String::new()
+    } else {
+        format!("; {hint}")
+    };
+    eprintln!("note: {} {what} ({}{more}){hint}", places.len(), shown.join(", "));
+}
+
+fn format_from_extension(path: &std::path::Path) -> Result<OutputFormat> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    Ok(match ext.as_str() {
+        "jsonl" | "ndjson" => OutputFormat::Jsonl,
+        "json" => OutputFormat::Json,
+        "csv" => OutputFormat::Csv,
+        "tsv" => OutputFormat::Tsv,
+        "npy" => OutputFormat::Npy,
+        "txt" => OutputFormat::Text,
+        _ => bail!(
+            "--output {}: cannot tell the format from the extension; give --format jsonl|json|csv|tsv|npy|text",
+            path.display()
+        ),
+    })
+}
+
+/// One text to embed: a record's text or one chunk of it.
+struct Unit {
+    record: usize,
+    text: String,
+    chunk: Option<(usize, usize, usize)>,
+    /// Why it cannot be embedded (the record was bad, or too long with --no-truncate).
+    error: Option<String>,
+}
+
+struct Job<'a> {
+    model: &'a Model,
+    embed: &'a EmbedOptions,
+    chunk: Option<ChunkOptions>,
+    skip_invalid: bool,
+    stats: Stats,
+    truncated_at: Vec<String>,
+    invalid_at: Vec<String>,
+}
+
+impl Job<'_> {
+    fn stream(&mut self, source: &mut Source, mut sink: Sink, progress: bool) -> Result<()> {
+        let started = Instant::now();
+        let mut bar: Option<indicatif::ProgressBar> = None;
+        let mut window: Vec<Record> = Vec::new();
+        let mut first_index = 0;
+        loop {
+            window.clear();
+            let mut bytes = 0;
+            while window.len() < WINDOW_TEXTS && bytes < WINDOW_BYTES {
+                let Some(r) = source.next()? else { break };
+                bytes += r.text.as_ref().map_or(0, String::len);
+                window.push(r);
+            }
+            if window.is_empty() {
+                break;
+            }
+            self.window(source, &window, first_index, &mut sink)?;
+            first_index += window.len();
+            if progress && bar.is_none() && started.elapsed() > PROGRESS_AFTER {
+                bar = Some(progress_bar(source.progress().1));
+            }
+            if let Some(b) = &bar {
+                let (read, total) = source.progress();
+                b.set_position(if total.is_some() { read } else { first_index as u64 });
+                b.set_message(format!("{first_index} texts"));
+            }
         }
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        sink.finish()
     }
 
-    let mut w = crate::Out::stdout();
-    match args.format {
-        Format::Jsonl => {
-            for i in 0..out.len() {
-                serde_json::to_writer(&mut w, &json!({ "embedding": out.vector(i) }))?;
-                w.write_all(b"\n")?;
+    /// Embed one window of records and write its rows.
+    fn window(&mut self, source: &Source, window: &[Record], first_index: usize, sink: &mut Sink) -> Result<()> {
+        let mut units = Vec::with_capacity(window.len());
+        for (i, r) in window.iter().enumerate() {
+            let text = match &r.text {
+                Ok(t) => t,
+                Err(e) if self.skip_invalid => {
+                    self.invalid_at.push(source.place(r.number));
+                    units.push(Unit {
+                        record: i,
+                        text: String::new(),
+                        chunk: None,
+                        error: Some(e.clone()),
+                    });
+                    continue;
+                }
+                Err(e) => bail!("{}: {e}", source.place(r.number)),
+            };
+            match self.chunk {
+                None => units.push(Unit {
+                    record: i,
+                    text: text.clone(),
+                    chunk: None,
+                    error: None,
+                }),
+                Some(c) => {
+                    let chunks = self.model.chunk_text(text, c, self.embed)?;
+                    for (k, ch) in chunks.iter().enumerate() {
+                        units.push(Unit {
+                            record: i,
+                            text: ch.text(text).to_string(),
+                            chunk: Some((k, ch.chars.start, ch.chars.end)),
+                            error: None,
+                        });
+                    }
+                }
             }
         }
-        Format::Json => {
-            let all: Vec<_> = (0..out.len())
-                .map(|i| json!({ "embedding": out.vector(i), "tokens": out.items[i].tokens }))
+        let out = loop {
+            let todo: Vec<&str> = units
+                .iter()
+                .filter(|u| u.error.is_none())
+                .map(|u| u.text.as_str())
                 .collect();
-            serde_json::to_writer(&mut w, &all)?;
-            w.write_all(b"\n")?;
-        }
-        Format::Text => {
-            for (i, text) in texts.iter().enumerate() {
-                let v = out.vector(i);
-                let preview: Vec<String> = v.iter().take(6).map(|x| format!("{x:+.5}")).collect();
-                let excerpt: String = text.chars().take(40).collect();
-                writeln!(
-                    w,
-                    "{i}\t{excerpt:?}\t{} tokens\t[{} ...] ({} dims)",
-                    out.items[i].tokens,
-                    preview.join(", "),
-                    v.len()
-                )?;
+            match self.model.embed(&todo, self.embed) {
+                Ok(out) => break out,
+                Err(LibError::WouldTruncate { index, tokens, context }) => {
+                    let unit = units
+                        .iter_mut()
+                        .filter(|u| u.error.is_none())
+                        .nth(index)
+                        .context("a text index past the window")?;
+                    let place = source.place(window[unit.record].number);
+                    let msg = format!("{tokens} tokens, more than the {context}-token context (--no-truncate)");
+                    if !self.skip_invalid {
+                        bail!("{place}: {msg}");
+                    }
+                    self.invalid_at.push(place);
+                    unit.error = Some(msg);
+                }
+                Err(LibError::NonFiniteOutput { index }) => {
+                    let unit = units.iter().filter(|u| u.error.is_none()).nth(index);
+                    let place = unit.map_or("?".into(), |u| source.place(window[u.record].number));
+                    bail!("{place}: the model gave a vector with NaN or infinite values; refusing to write it");
+                }
+                Err(e) => return Err(e.into()),
             }
+        };
+        let mut done = out.items.iter();
+        for u in &units {
+            let r = &window[u.record];
+            let item = if u.error.is_none() { done.next() } else { None };
+            if let Some(item) = item {
+                self.stats.tokens += item.tokens;
+                if item.dropped_tokens > 0 {
+                    self.stats.truncated += 1;
+                    self.truncated_at.push(source.place(r.number));
+                }
+            } else {
+                self.stats.invalid += 1;
+            }
+            sink.write(&Row {
+                index: first_index + u.record,
+                embedding: item.map(|it| &it.values[..it.dim]),
+                error: u.error.as_deref(),
+                tokens: item.map_or(0, |it| it.tokens),
+                truncated: item.is_some_and(|it| it.dropped_tokens > 0),
+                chunk: u.chunk,
+                fields: &r.fields,
+                text: &u.text,
+            })?;
+            self.stats.rows += 1;
         }
+        self.stats.texts += window.len();
+        Ok(())
     }
-    w.flush()?;
-    Ok(())
+}
+
+fn progress_bar(total_bytes: Option<u64>) -> indicatif::ProgressBar {
+    let bar = match total_bytes {
+        Some(total) => indicatif::ProgressBar::new(total).with_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {msg} {elapsed} (eta {eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        ),
+        None => indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        ),
+    };
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar
 }
 
 /// A saved graph is well under a megabyte; refuse to read gigabytes of something else.

@@ -275,6 +275,44 @@ impl Tokenizer {
         bpe::encode_fragment(&self.vocab, fragment, bpe, out);
     }
 
+    /// The byte range of `text` each of `ids` covers, for ids that [`Tokenizer::encode`]
+    /// produced from `text` with identity normalization and without special tokens (what
+    /// chunking on token boundaries needs). `None` when the ids do not spell `text`.
+    /// A character split by byte fallback gives ranges that are not on char boundaries.
+    pub fn token_spans(&self, text: &str, ids: &[u32]) -> Option<Vec<std::ops::Range<usize>>> {
+        let bytes = text.as_bytes();
+        let mut spans = Vec::with_capacity(ids.len());
+        let mut at = 0;
+        for &id in ids {
+            let piece = self.piece(id)?;
+            let start = at;
+            match self.vocab.types[id as usize] {
+                token_type::BYTE => {
+                    let b = vocab::parse_byte_piece(piece)?;
+                    if bytes.get(at) != Some(&b) {
+                        return None;
+                    }
+                    at += 1;
+                }
+                // Matched whole in the raw text: the piece is the text.
+                token_type::CONTROL | token_type::USER_DEFINED if bytes[at..].starts_with(piece.as_bytes()) => {
+                    at += piece.len();
+                }
+                _ => {
+                    for c in piece.chars() {
+                        let got = text.get(at..)?.chars().next()?;
+                        if got != c && !(c == '\u{2581}' && got == ' ') {
+                            return None;
+                        }
+                        at += got.len_utf8();
+                    }
+                }
+            }
+            spans.push(start..at);
+        }
+        (at == bytes.len()).then_some(spans)
+    }
+
     /// Ids back to text: byte-fallback bytes reassembled, `▁` as spaces, a leading BOS and a
     /// trailing EOS dropped; other control ids are written as their text.
     pub fn decode(&self, ids: &[u32]) -> String {

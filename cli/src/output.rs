@@ -1,0 +1,425 @@
+//! Writing vectors as rows are ready: JSONL, one JSON array, CSV, TSV, `.npy` or a readable
+//! preview, to stdout or a file (written under a temporary name, renamed when complete).
+
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+/// Output format of `run`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// One JSON object per row: index, embedding, tokens, truncated, copied fields.
+    Jsonl,
+    /// One JSON array of those objects.
+    Json,
+    /// A header, then index, tokens, truncated, copied fields, e0..eN per row.
+    Csv,
+    /// As csv, tab-separated.
+    Tsv,
+    /// A float32 matrix (rows × dim) that numpy.load reads.
+    Npy,
+    /// A short preview per row, for people.
+    Text,
+}
+
+/// One output row: a text's (or chunk's) vector, or the reason it has none.
+pub struct Row<'a> {
+    pub index: usize,
+    pub embedding: Option<&'a [f32]>,
+    pub error: Option<&'a str>,
+    pub tokens: usize,
+    pub truncated: bool,
+    /// (chunk number, char start, char end) when texts are split into chunks.
+    pub chunk: Option<(usize, usize, usize)>,
+    pub fields: &'a [(String, Value)],
+    pub text: &'a str,
+}
+
+/// Names our own columns take; input fields with these names are not copied.
+const RESERVED: [&str; 8] = [
+    "index",
+    "embedding",
+    "error",
+    "tokens",
+    "truncated",
+    "chunk",
+    "start",
+    "end",
+];
+
+/// Where output goes: stdout or a file being written under a temporary name.
+pub struct Destination {
+    file: Option<(File, PathBuf, PathBuf)>,
+}
+
+impl Destination {
+    pub fn open(path: Option<&Path>) -> Result<Destination> {
+        let Some(path) = path else {
+            return Ok(Destination { file: None });
+        };
+        if path.is_dir() {
+            bail!("--output {} is a directory", path.display());
+        }
+        let name = path
+            .file_name()
+            .with_context(|| format!("--output {}: not a file name", path.display()))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".partial-{}", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
+        let f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        Ok(Destination {
+            file: Some((f, tmp, path.to_path_buf())),
+        })
+    }
+
+    /// The output as a seekable file, when it is one (a file, or stdout redirected to one).
+    fn seekable(&self) -> Option<File> {
+        match &self.file {
+            Some((f, ..)) => f.try_clone().ok(),
+            None => {
+                use std::os::fd::AsFd;
+                let fd = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+                let mut f = File::from(fd);
+                let regular = f.metadata().is_ok_and(|m| m.is_file());
+                // Appending (`>>`) cannot patch a header written earlier in the file.
+                (regular && f.stream_position().is_ok_and(|p| p == 0)).then_some(f)
+            }
+        }
+    }
+
+    fn writer(&self) -> Result<Box<dyn Write>> {
+        Ok(match &self.file {
+            Some((f, tmp, _)) => Box::new(Tagged(
+                BufWriter::with_capacity(1 << 16, f.try_clone()?),
+                tmp.display().to_string(),
+            )),
+            None => Box::new(crate::Out::stdout()),
+        })
+    }
+
+    /// Put the finished file in place.
+    pub fn commit(self) -> Result<()> {
+        if let Some((f, tmp, path)) = self.file {
+            f.sync_all().with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Remove the unfinished file.
+    pub fn abandon(self) {
+        if let Some((_, tmp, _)) = self.file {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+/// A file writer whose errors name the file.
+struct Tagged<W>(W, String);
+
+impl<W: Write> Write for Tagged<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .write(buf)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", self.1)))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0
+            .flush()
+            .map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", self.1)))
+    }
+}
+
+/// Writes rows in one format.
+pub struct Sink {
+    format: OutputFormat,
+    out: Box<dyn Write>,
+    dim: usize,
+    rows: usize,
+    /// CSV/TSV: the writer and the copied columns, fixed by the first row (or the input's header).
+    table: Option<Vec<String>>,
+    columns: Option<Vec<String>>,
+    /// npy: the file to patch the header of at the end, or rows kept until the end when the
+    /// output cannot seek (a pipe).
+    npy_file: Option<File>,
+    npy_rows: Vec<u8>,
+}
+
+/// Fixed npy header length: room for any row count, so it can be rewritten in place.
+const NPY_HEADER: usize = 128;
+
+impl Sink {
+    /// `columns`: the input's own columns (CSV/TSV input) and its text column; the others
+    /// are copied in that order.
+    pub fn new(
+        format: OutputFormat,
+        dest: &Destination,
+        dim: usize,
+        columns: Option<(&[String], &str)>,
+    ) -> Result<Sink> {
+        let mut sink = Sink {
+            format,
+            out: dest.writer()?,
+            dim,
+            rows: 0,
+            table: None,
+            columns: columns.map(|(cols, text)| {
+                cols.iter()
+                    .filter(|c| !RESERVED.contains(&c.as_str()) && *c != text)
+                    .cloned()
+                    .collect()
+            }),
+            npy_file: None,
+            npy_rows: Vec::new(),
+        };
+        match format {
+            OutputFormat::Json => sink.out.write_all(b"[")?,
+            OutputFormat::Npy => {
+                sink.npy_file = dest.seekable();
+                if sink.npy_file.is_some() {
+                    sink.out.write_all(&npy_header(0, dim))?;
+                }
+            }
+            _ => {}
+        }
+        Ok(sink)
+    }
+
+    pub fn write(&mut self, row: &Row<'_>) -> Result<()> {
+        match self.format {
+            OutputFormat::Jsonl => {
+                serde_json::to_writer(&mut self.out, &JsonRow(row))?;
+                self.out.write_all(b"\n")?;
+            }
+            OutputFormat::Json => {
+                self.out.write_all(if self.rows == 0 { b"\n" } else { b",\n" })?;
+                serde_json::to_writer(&mut self.out, &JsonRow(row))?;
+            }
+            OutputFormat::Csv | OutputFormat::Tsv => self.table_row(row)?,
+            OutputFormat::Npy => {
+                let nan = vec![f32::NAN; self.dim];
+                let v = row.embedding.unwrap_or(&nan);
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                if self.npy_file.is_some() {
+                    self.out.write_all(&bytes)?;
+                } else {
+                    self.npy_rows.extend_from_slice(&bytes);
+                }
+            }
+            OutputFormat::Text => {
+                let excerpt: String = row.text.chars().take(40).collect();
+                let chunk = row
+                    .chunk
+                    .map_or(String::new(), |(c, s, e)| format!("chunk {c} [{s}..{e}]\t"));
+                match (row.embedding, row.error) {
+                    (Some(v), _) => {
+                        let preview: Vec<String> = v.iter().take(6).map(|x| format!("{x:+.5}")).collect();
+                        writeln!(
+                            self.out,
+                            "{}\t{chunk}{excerpt:?}\t{} tokens{}\t[{} ...] ({} dims)",
+                            row.index,
+                            row.tokens,
+                            if row.truncated { " (truncated)" } else { "" },
+                            preview.join(", "),
+                            v.len()
+                        )?;
+                    }
+                    (None, e) => writeln!(self.out, "{}\tskipped: {}", row.index, e.unwrap_or("invalid"))?,
+                }
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn table_row(&mut self, row: &Row<'_>) -> Result<()> {
+        if self.table.is_none() {
+            let copied = self.columns.clone().unwrap_or_else(|| {
+                row.fields
+                    .iter()
+                    .map(|(k, _)| k.clone())
+                    .filter(|k| !RESERVED.contains(&k.as_str()))
+                    .collect()
+            });
+            let delimiter = if self.format == OutputFormat::Csv { b',' } else { b'\t' };
+            let mut header: Vec<String> = vec!["index".into()];
+            if row.chunk.is_some() {
+                header.extend(["chunk", "start", "end"].map(String::from));
+            }
+            header.extend(["tokens", "truncated"].map(String::from));
+            header.extend(copied.iter().cloned());
+            header.extend((0..self.dim).map(|i| format!("e{i}")));
+            self.record(delimiter, &header)?;
+            self.table = Some(copied);
+        }
+        let delimiter = if self.format == OutputFormat::Csv { b',' } else { b'\t' };
+        let copied = self.table.as_deref().unwrap_or_default();
+        let mut cells: Vec<String> = vec![row.index.to_string()];
+        if let Some((c, s, e)) = row.chunk {
+            cells.extend([c, s, e].map(|x| x.to_string()));
+        }
+        let ok = row.embedding.is_some();
+        cells.push(if ok { row.tokens.to_string() } else { String::new() });
+        cells.push(if ok { row.truncated.to_string() } else { String::new() });
+        for name in copied.iter() {
+            cells.push(match row.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v) {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => String::new(),
+            });
+        }
+        match row.embedding {
+            Some(v) => cells.extend(v.iter().map(|x| x.to_string())),
+            None => cells.extend(std::iter::repeat_n(String::new(), self.dim)),
+        }
+        self.record(delimiter, &cells)?;
+        Ok(())
+    }
+
+    /// One CSV/TSV record, quoted where needed.
+    fn record(&mut self, delimiter: u8, cells: &[String]) -> Result<()> {
+        let mut w = csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
+        w.write_record(cells)?;
+        let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{}", e.error()))?;
+        self.out.write_all(&bytes)?;
+        Ok(())
+    }
+
+    /// Close the output: the JSON array's bracket, the npy header's row count.
+    pub fn finish(mut self) -> Result<()> {
+        match self.format {
+            OutputFormat::Json => self.out.write_all(b"\n]\n")?,
+            OutputFormat::Npy => match self.npy_file.take() {
+                Some(mut f) => {
+                    self.out.flush()?;
+                    f.seek(SeekFrom::Start(0))?;
+                    f.write_all(&npy_header(self.rows, self.dim))?;
+                    f.seek(SeekFrom::End(0))?;
+                }
+                None => {
+                    self.out.write_all(&npy_header(self.rows, self.dim))?;
+                    self.out.write_all(&self.npy_rows)?;
+                }
+            },
+            OutputFormat::Csv | OutputFormat::Tsv if self.table.is_none() => {
+                // No rows: still a header, so readers see the columns.
+                let delimiter = if self.format == OutputFormat::Csv { "," } else { "\t" };
+                let mut header = vec!["index".to_string(), "tokens".into(), "truncated".into()];
+                header.extend((0..self.dim).map(|i| format!("e{i}")));
+                writeln!(self.out, "{}", header.join(delimiter))?;
+            }
+            _ => {}
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+/// A row as a JSON object: our fields first, then the input's other fields. Floats are
+/// written as f32 (the shortest text that reads back to the same f32).
+struct JsonRow<'a, 'b>(&'a Row<'b>);
+
+impl serde::Serialize for JsonRow<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let row = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("index", &row.index)?;
+        if let Some((c, start, end)) = row.chunk {
+            m.serialize_entry("chunk", &c)?;
+            m.serialize_entry("start", &start)?;
+            m.serialize_entry("end", &end)?;
+        }
+        match row.embedding {
+            Some(v) => {
+                m.serialize_entry("embedding", v)?;
+                m.serialize_entry("tokens", &row.tokens)?;
+                m.serialize_entry("truncated", &row.truncated)?;
+            }
+            None => {
+                m.serialize_entry("embedding", &Value::Null)?;
+                m.serialize_entry("error", row.error.unwrap_or("invalid"))?;
+            }
+        }
+        for (k, v) in row.fields {
+            if !RESERVED.contains(&k.as_str()) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// An npy v1.0 header for a little-endian float32 C-order matrix, padded to
+/// [`NPY_HEADER`] bytes.
+pub fn npy_header(rows: usize, dim: usize) -> Vec<u8> {
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
+    let mut h = b"\x93NUMPY\x01\x00".to_vec();
+    let len = (NPY_HEADER - 10) as u16;
+    h.extend_from_slice(&len.to_le_bytes());
+    h.extend_from_slice(dict.as_bytes());
+    h.resize(NPY_HEADER - 1, b' ');
+    h.push(b'\n');
+    h
+}
+
+/// A float32 matrix read back from an `.npy` file `run --format npy` wrote (or numpy saved
+/// as little-endian float32, C order, 2-D).
+pub fn read_npy(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bad = |what: &str| anyhow::anyhow!("{}: {what}", path.display());
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not an .npy file"));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(bad(&format!("npy format version {v} is not supported"))),
+    };
+    let header = bytes
+        .get(start..start.saturating_add(header_len))
+        .ok_or_else(|| bad("header runs past the end of the file"))?;
+    let header = std::str::from_utf8(header).map_err(|_| bad("header is not text"))?;
+    let compact: String = header.chars().filter(|c| !c.is_whitespace()).collect();
+    if !compact.contains("'descr':'<f4'") {
+        return Err(bad("not a float32 (<f4) array"));
+    }
+    if !compact.contains("'fortran_order':False") {
+        return Err(bad("a Fortran-order array; save it in C order"));
+    }
+    let shape = compact
+        .split("'shape':(")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(|| bad("no shape in the header"))?;
+    let dims: Vec<usize> = shape
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| bad("shape is not a tuple of integers")))
+        .collect::<Result<_>>()?;
+    let [rows, dim] = dims[..] else {
+        return Err(bad(&format!("a {}-D array; expected rows × dim", dims.len())));
+    };
+    let data = &bytes[start + header_len..];
+    let want = rows.checked_mul(dim).and_then(|n| n.checked_mul(4));
+    if want != Some(data.len()) {
+        return Err(bad(&format!(
+            "shape ({rows}, {dim}) needs {} bytes of data, the file has {}",
+            want.map_or("more than addressable".to_string(), |w| w.to_string()),
+            data.len()
+        )));
+    }
+    let values = data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok((rows, dim, values))
+}
