@@ -1,10 +1,26 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: fetch the real model if it is not cached yet, then
-# formatting, lints, and every test (unit, golden parity on the real model, CLI, bad input).
+# formatting, lints, the README's quick start, and every test (unit, golden parity on the real
+# model, CLI, bad input, the README's common tasks, the examples).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/fetch-model.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+# numpy, so the tests show that numpy.load reads what `run --format npy` writes (a small venv
+# in the cache, made once).
+cache="${GEMMA_GRAPH_CACHE:-$HOME/.cache/gemma-graph}"
+venv="$cache/venv-tools"
+if ! "$venv/bin/python" -c "import numpy" >/dev/null 2>&1; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet numpy
+fi
+export GEMMA_GRAPH_PYTHON="$venv/bin/python"
+
+# The README's "Start here", as written.
+cargo build --release --quiet
+PATH="$PWD/target/release:$PATH" gemma-graph run --prompt query "How do I bake bread?"
+
 cargo test --workspace --quiet

@@ -270,3 +270,98 @@ fn profile_sums_time_per_kernel_and_layer() {
         assert!(report.contains(needle), "{needle:?} missing from\n{report}");
     }
 }
+
+#[test]
+fn chunks_tile_the_text_on_token_boundaries() {
+    use gemma_graph::ChunkOptions;
+    let model = tiny("chunks");
+    let opts = EmbedOptions::default();
+    let c = |tokens, overlap| ChunkOptions { tokens, overlap };
+    // Empty and short texts: one chunk.
+    assert_eq!(model.chunk_text("", c(8, 2), &opts).unwrap().len(), 1);
+    let short = model.chunk_text("the world", c(8, 2), &opts).unwrap();
+    assert_eq!(
+        (short.len(), short[0].bytes.clone(), short[0].chars.clone()),
+        (1, 0..9, 0..9)
+    );
+    // Non-ASCII characters are byte-fallback tokens in the tiny vocabulary: a window edge
+    // inside one takes the whole character, so every chunk is valid text.
+    let text = "é the wörld ünïcode ☃ the world ".repeat(6);
+    let chunks = model.chunk_text(&text, c(10, 3), &opts).unwrap();
+    assert!(chunks.len() > 5);
+    let chars: Vec<char> = text.chars().collect();
+    for (i, ch) in chunks.iter().enumerate() {
+        let by_chars: String = chars[ch.chars.clone()].iter().collect();
+        assert_eq!(ch.text(&text), by_chars, "chunk {i}: byte and char ranges agree");
+        assert_eq!(ch.text(&text), ch.text(&text).trim());
+        if i > 0 {
+            assert!(ch.bytes.start >= chunks[i - 1].bytes.start && ch.bytes.start < chunks[i - 1].bytes.end);
+        }
+    }
+    assert_eq!(chunks[0].bytes.start, 0);
+    assert_eq!(chunks.last().unwrap().bytes.end, text.trim_end().len());
+    // Bad sizes, and windows that cannot fit the context with the prompt.
+    assert!(matches!(
+        model.chunk_text("x", c(0, 0), &opts),
+        Err(Error::InvalidOption(_))
+    ));
+    assert!(matches!(
+        model.chunk_text("x", c(4, 4), &opts),
+        Err(Error::InvalidOption(_))
+    ));
+    let prompted = EmbedOptions {
+        prompt: Some(Prompt::Text("a long prompt ".repeat(10))),
+        ..Default::default()
+    };
+    let e = model.chunk_text("x", c(100, 0), &prompted).unwrap_err().to_string();
+    assert!(e.contains("do not fit the 128-token context"), "{e}");
+}
+
+#[test]
+fn batch_texts_and_truncation_options() {
+    use gemma_graph::{PassLog, Truncation};
+    let model = tiny("batch-texts");
+    let texts = ["the world", "rain on the other", "tea", "an other win"];
+    let log = PassLog::new();
+    let one_each = EmbedOptions {
+        batch_texts: Some(1),
+        passes: Some(log.clone()),
+        ..Default::default()
+    };
+    let a = model.embed(&texts, &one_each).unwrap();
+    let passes = log.take();
+    assert_eq!(passes.len(), 4);
+    assert!(passes.iter().all(|p| p.texts == 1 && p.seconds >= 0.0));
+    assert_eq!(
+        passes.iter().map(|p| p.tokens).sum::<usize>(),
+        a.items.iter().map(|i| i.tokens).sum::<usize>()
+    );
+    let b = model.embed(&texts, &EmbedOptions::default()).unwrap();
+    for i in 0..texts.len() {
+        let diff = a
+            .vector(i)
+            .iter()
+            .zip(b.vector(i))
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(diff <= 1e-6);
+    }
+    let too_many = EmbedOptions {
+        batch_texts: Some(100_000),
+        ..Default::default()
+    };
+    assert!(matches!(model.embed(&texts, &too_many), Err(Error::InvalidOption(_))));
+    let long = "the world ".repeat(100);
+    let strict = EmbedOptions {
+        truncation: Truncation::Error,
+        ..Default::default()
+    };
+    match model.embed(&["fine", long.as_str()], &strict) {
+        Err(Error::WouldTruncate {
+            index: 1,
+            tokens,
+            context: 128,
+        }) => assert!(tokens > 128),
+        other => panic!("{other:?}"),
+    }
+}

@@ -6,6 +6,8 @@
 mod commands;
 mod input;
 mod output;
+#[cfg(test)]
+mod readme_check;
 mod stats;
 
 use std::path::PathBuf;

@@ -642,3 +642,40 @@ fn memory_does_not_grow_with_the_input() {
         "peak RSS {small} bytes on 1,000 lines, {large} bytes on 30,000"
     );
 }
+
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    let words = ["the", "world", "rain", "on", "an", "other", "three", "win", "tea"];
+    let lines: String = (0..8000)
+        .map(|i| format!("{} {} {}\n", words[i % 9], words[i / 9 % 9], words[i / 81 % 9]))
+        .collect();
+    let input = write("progress.txt", lines.as_bytes());
+    let out_file = tmp("progress.npy");
+    // Not a terminal: nothing on stderr.
+    let out = run(&["--input", arg(&input), "--output", arg(&out_file), "--threads", "1"]);
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A terminal (util-linux `script` gives the command a pseudo-terminal).
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipping the terminal case: no `script`");
+        return;
+    }
+    let cmd = format!(
+        "{} run --model {} --input {} --output {} --threads 1",
+        env!("CARGO_BIN_EXE_gemma-graph"),
+        arg(&model()),
+        arg(&input),
+        arg(&out_file)
+    );
+    let log = tmp("progress.log");
+    let status = Command::new("script")
+        .args(["-qec", &cmd])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let seen = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).to_string();
+    assert!(seen.contains(" texts"), "no progress bar on a terminal: {seen:?}");
+}
