@@ -27,15 +27,14 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Fill in the derived figures from the pass latencies (seconds) and the wall time.
-    pub fn finish(&mut self, mut pass_seconds: Vec<f64>, wall: f64) {
+    /// Fill in the derived figures from the pass latencies and the wall time.
+    pub fn finish(&mut self, latency: &Latency, wall: f64) {
         self.wall_seconds = wall;
         self.texts_per_second = self.texts as f64 / wall.max(1e-9);
         self.tokens_per_second = self.tokens as f64 / wall.max(1e-9);
-        pass_seconds.sort_by(f64::total_cmp);
-        self.passes = pass_seconds.len();
-        self.pass_p50_ms = percentile(&pass_seconds, 0.50) * 1e3;
-        self.pass_p95_ms = percentile(&pass_seconds, 0.95) * 1e3;
+        self.passes = latency.count() as usize;
+        self.pass_p50_ms = latency.percentile(0.50) * 1e3;
+        self.pass_p95_ms = latency.percentile(0.95) * 1e3;
         self.peak_rss_bytes = peak_rss();
     }
 
@@ -68,13 +67,67 @@ impl Stats {
     }
 }
 
-/// Nearest-rank percentile of sorted values (0 for none).
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
+/// Forward-pass latencies in fixed memory, whatever the job's length: a histogram with 16
+/// buckets per doubling from 1 µs (percentiles within ±2.2 %).
+pub struct Latency {
+    buckets: Vec<u64>,
+}
+
+const SUB: f64 = 16.0;
+const MIN_SECONDS: f64 = 1e-6;
+
+impl Default for Latency {
+    fn default() -> Self {
+        // 1 µs · 2^40 ≈ 12 days.
+        Latency {
+            buckets: vec![0; 40 * SUB as usize],
+        }
     }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl Latency {
+    pub fn add(&mut self, seconds: f64) {
+        let b = ((seconds / MIN_SECONDS).max(1.0).log2() * SUB) as usize;
+        let last = self.buckets.len() - 1;
+        self.buckets[b.min(last)] += 1;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// The nearest-rank percentile, as its bucket's geometric middle (0 for no passes).
+    pub fn percentile(&self, q: f64) -> f64 {
+        let n = self.count();
+        if n == 0 {
+            return 0.0;
+        }
+        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        let mut seen = 0;
+        for (b, &c) in self.buckets.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return MIN_SECONDS * 2f64.powf((b as f64 + 0.5) / SUB);
+            }
+        }
+        0.0
+    }
+}
+
+/// A count of places (file and line) and the first few of them, in fixed memory.
+#[derive(Default)]
+pub struct Places {
+    pub count: usize,
+    pub first: Vec<String>,
+}
+
+impl Places {
+    pub fn push(&mut self, place: String) {
+        self.count += 1;
+        if self.first.len() < 5 {
+            self.first.push(place);
+        }
+    }
 }
 
 /// Peak resident set size of this process (Linux: `VmHWM` in `/proc/self/status`).
@@ -83,4 +136,26 @@ pub fn peak_rss() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_percentiles_are_within_a_bucket() {
+        let mut l = Latency::default();
+        assert_eq!(l.percentile(0.5), 0.0);
+        for ms in 1..=100 {
+            l.add(ms as f64 * 1e-3);
+        }
+        assert_eq!(l.count(), 100);
+        let p50 = l.percentile(0.5);
+        let p95 = l.percentile(0.95);
+        assert!((p50 / 0.050 - 1.0).abs() < 0.025, "{p50}");
+        assert!((p95 / 0.095 - 1.0).abs() < 0.025, "{p95}");
+        l.add(1e9);
+        l.add(0.0);
+        assert_eq!(l.count(), 102);
+    }
 }

@@ -14,7 +14,7 @@ use gemma_graph::{
 use super::ModelArgs;
 use crate::input::{PromptArgs, Record, Source, TextArgs};
 use crate::output::{Destination, OutputFormat, Row, Sink};
-use crate::stats::Stats;
+use crate::stats::{Latency, Places, Stats};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -180,8 +180,10 @@ pub fn run(args: Args) -> Result<()> {
             arena_bytes: model.plan().arena_bytes,
             ..Default::default()
         },
-        truncated_at: Vec::new(),
-        invalid_at: Vec::new(),
+        truncated_at: Places::default(),
+        invalid_at: Places::default(),
+        latency: Latency::default(),
+        passes: passes.clone(),
     };
     let t1 = Instant::now();
     let result = Sink::new(
@@ -199,10 +201,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     let mut stats = job.stats;
-    stats.finish(
-        passes.take().iter().map(|p| p.seconds).collect(),
-        t1.elapsed().as_secs_f64(),
-    );
+    stats.finish(&job.latency, t1.elapsed().as_secs_f64());
     if let Some(p) = &embed.profile {
         eprint!("{}", model.profile_report(p));
     }
@@ -229,18 +228,21 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// A count with the first few places on stderr.
-fn note(what: &str, places: &[String], hint: &str) {
-    if places.is_empty() {
+fn note(what: &str, places: &Places, hint: &str) {
+    if places.count == 0 {
         return;
     }
-    let shown: Vec<&str> = places.iter().take(5).map(String::as_str).collect();
-    let more = if places.len() > shown.len() { ", ..." } else { "" };
+    let more = if places.count > places.first.len() { ", ..." } else { "" };
     let hint = if hint.is_empty() {
         String::new()
     } else {
         format!("; {hint}")
     };
-    eprintln!("note: {} {what} ({}{more}){hint}", places.len(), shown.join(", "));
+    eprintln!(
+        "note: {} {what} ({}{more}){hint}",
+        places.count,
+        places.first.join(", ")
+    );
 }
 
 fn format_from_extension(path: &std::path::Path) -> Result<OutputFormat> {
@@ -278,8 +280,11 @@ struct Job<'a> {
     chunk: Option<ChunkOptions>,
     skip_invalid: bool,
     stats: Stats,
-    truncated_at: Vec<String>,
-    invalid_at: Vec<String>,
+    truncated_at: Places,
+    invalid_at: Places,
+    /// Pass timings, drained from the library's log after every window.
+    latency: Latency,
+    passes: std::sync::Arc<PassLog>,
 }
 
 impl Job<'_> {
@@ -410,6 +415,9 @@ impl Job<'_> {
             self.stats.rows += 1;
         }
         self.stats.texts += window.len();
+        for p in self.passes.take() {
+            self.latency.add(p.seconds);
+        }
         Ok(())
     }
 }
