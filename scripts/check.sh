@@ -9,13 +9,14 @@ scripts/fetch-model.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-# numpy, so the tests show that numpy.load reads what `run --format npy` writes (a small venv
-# in the cache, made once).
+# A venv in the cache (made once) with what the Python-side tests use: numpy (numpy.load reads
+# what `run --format npy` writes), scikit-learn, pyyaml and safetensors (the classifier head
+# example trains on our embeddings and must agree with predict_proba).
 cache="${GEMMA_GRAPH_CACHE:-$HOME/.cache/gemma-graph}"
 venv="$cache/venv-tools"
-if ! "$venv/bin/python" -c "import numpy" >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c "import numpy, sklearn, yaml, safetensors" >/dev/null 2>&1; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet numpy
+  "$venv/bin/pip" install --quiet numpy scikit-learn pyyaml safetensors
 fi
 export GEMMA_GRAPH_PYTHON="$venv/bin/python"
 

@@ -144,6 +144,16 @@ pub struct TextEmbedding {
     pub tokens: usize,
     /// Tokens dropped by truncation to the context length.
     pub dropped_tokens: usize,
+    /// The outputs of the model's other heads (`Model::load_heads`), in order.
+    pub extra: Vec<HeadRows>,
+}
+
+/// One head's rows for one text: `rows × dim` values, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadRows {
+    pub values: Vec<f32>,
+    pub rows: usize,
+    pub dim: usize,
 }
 
 /// Results in input order.
@@ -165,6 +175,15 @@ impl Embeddings {
     pub fn vector(&self, i: usize) -> &[f32] {
         let it = &self.items[i];
         &it.values[..it.dim]
+    }
+
+    /// Head `h`'s output for text `i` (all its rows; head 0 is [`Embeddings::vector`]'s).
+    pub fn head(&self, h: usize, i: usize) -> &[f32] {
+        let it = &self.items[i];
+        match h {
+            0 => &it.values,
+            h => &it.extra[h - 1].values,
+        }
     }
 }
 
@@ -445,12 +464,34 @@ impl Model {
                         renormalize(&mut values[start..]);
                     }
                 }
+                // The other heads' rows, as they come (no Matryoshka truncation).
+                let mut extra = Vec::with_capacity(self.heads.len() - 1);
+                for (h, head) in self.heads.iter().enumerate().skip(1) {
+                    let result = self.program.output(arena, h, batch.tokens(), batch.seqs.len());
+                    let (rows, src) = if head.per_token {
+                        (
+                            span.len,
+                            &result[span.start * head.dim..(span.start + span.len) * head.dim],
+                        )
+                    } else {
+                        (1, &result[s * head.dim..(s + 1) * head.dim])
+                    };
+                    if !src.iter().all(|v| v.is_finite()) {
+                        return Err(Error::NonFiniteOutput { index });
+                    }
+                    extra.push(HeadRows {
+                        values: src.to_vec(),
+                        rows,
+                        dim: head.dim,
+                    });
+                }
                 out.items.push(crate::TextEmbedding {
                     values,
                     rows,
                     dim,
                     tokens: span.len,
                     dropped_tokens: dropped[index],
+                    extra,
                 });
             }
         }

@@ -30,6 +30,8 @@ pub enum Error {
     PlanMismatch(String),
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    #[error("{file}: {what}")]
+    UserWeights { file: String, what: String },
     #[error("pooling head {head:?}: {what}")]
     Head { head: String, what: String },
     #[error("text {index} has {tokens} tokens, more than the {max}-token batch this model was loaded for (ModelOptions::max_batch_tokens sets it)")]

@@ -5,14 +5,25 @@
 //! this API; `examples/custom_head.rs` builds others (max pooling, per-token vectors) the same
 //! way, without touching the crate's internals.
 
-use gg_graph::{Graph, NodeId};
+use std::path::Path;
+
+use gg_graph::{Graph, NodeId, WeightDesc, WeightSource};
 use gg_loader::gemma::{add_weight, GemmaConfig, PoolingType};
 use gg_loader::gguf::Gguf;
-use gg_ops::{Op, Rows};
+use gg_ops::{DType, Op, Rows, Shape, UnaryOp};
 
 pub use gg_ops::PoolKind;
 
+use crate::user_weights::UserWeights;
 use crate::Error;
+
+/// GELU's two forms: the tanh approximation (Gemma's, `gelu_pytorch_tanh`) or the exact
+/// erf form (torch's `nn.GELU()` default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeluKind {
+    Tanh,
+    Erf,
+}
 
 /// A node of the graph under construction, as a head sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +36,11 @@ pub struct HeadBuilder<'a> {
     config: &'a GemmaConfig,
     hidden: NodeId,
     head: String,
+    /// Label prefix of this head's nodes (`head` for the first head, `head.NAME` after).
+    prefix: String,
+    user: &'a mut UserWeights,
+    /// Files this head loaded, searched in order for tensor names.
+    files: Vec<String>,
 }
 
 impl<'a> HeadBuilder<'a> {
@@ -34,6 +50,8 @@ impl<'a> HeadBuilder<'a> {
         config: &'a GemmaConfig,
         hidden: NodeId,
         head: String,
+        prefix: String,
+        user: &'a mut UserWeights,
     ) -> Self {
         HeadBuilder {
             graph,
@@ -41,6 +59,9 @@ impl<'a> HeadBuilder<'a> {
             config,
             hidden,
             head,
+            prefix,
+            user,
+            files: Vec::new(),
         }
     }
 
@@ -52,8 +73,12 @@ impl<'a> HeadBuilder<'a> {
     }
 
     fn add(&mut self, op: Op, inputs: &[NodeId], label: &str) -> Result<Value, Error> {
-        let label = format!("head.{label}");
-        Ok(Value(self.graph.add(op, inputs, label, None)?))
+        let name = op.name();
+        let label = format!("{}.{label}", self.prefix);
+        self.graph
+            .add(op, inputs, label, None)
+            .map(Value)
+            .map_err(|e| self.err(format!("{name}: {e}")))
     }
 
     /// The encoder output: one `d_model` row per token, after the final norm.
@@ -106,8 +131,141 @@ impl<'a> HeadBuilder<'a> {
         self.add(Op::Scale(factor), &[x.0], "scale")
     }
 
+    /// The head's name (errors and dumps use it).
+    pub fn head_name(&self) -> &str {
+        &self.head
+    }
+
     pub(crate) fn node(v: Value) -> NodeId {
         v.0
+    }
+
+    /// Make the tensors of a weight file available to this head by name: a safetensors file,
+    /// or an `.npy` array (named by its file stem). F32, F64, F16 and BF16 are read as f32.
+    /// Returns the tensor names.
+    pub fn weights_from(&mut self, path: impl AsRef<Path>) -> Result<Vec<String>, Error> {
+        let (file, names) = self.user.load(path.as_ref())?;
+        if !self.files.contains(&file) {
+            self.files.push(file);
+        }
+        Ok(names)
+    }
+
+    /// A value of the safetensors metadata of a file this head loaded (e.g. `"labels"`).
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.files.iter().find_map(|f| self.user.metadata(f, key))
+    }
+
+    /// A tensor of the loaded files as a weight node, checked to be `[rows, cols]`
+    /// (`rows == 1` for vectors).
+    fn user_weight(&mut self, op: &str, name: &str, rows: usize, cols: usize) -> Result<NodeId, Error> {
+        let Some((file, t)) = self
+            .files
+            .iter()
+            .find_map(|f| self.user.get(f, name).map(|t| (f.clone(), t)))
+        else {
+            let known: Vec<String> = self.files.clone();
+            return Err(self.err(format!(
+                "{op}: no tensor {name:?} in the head's weight files ({})",
+                if known.is_empty() {
+                    "none loaded: call weights_from first".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        if (t.rows, t.cols) != (rows, cols) {
+            return Err(self.err(format!(
+                "{op}: tensor {name:?} of {file} is [{}, {}], the op needs [{rows}, {cols}]",
+                t.rows, t.cols
+            )));
+        }
+        Ok(self.graph.weight(
+            WeightDesc {
+                source: WeightSource::User {
+                    file,
+                    tensor: name.to_string(),
+                },
+                dtype: DType::F32,
+                shape: Shape::fixed(rows, cols),
+            },
+            None,
+        ))
+    }
+
+    /// Rows of a loaded tensor (its output size, for a matrix).
+    fn user_rows(&self, op: &str, name: &str) -> Result<usize, Error> {
+        self.files
+            .iter()
+            .find_map(|f| self.user.get(f, name))
+            .map(|t| t.rows)
+            .ok_or_else(|| self.err(format!("{op}: no tensor {name:?} in the head's weight files")))
+    }
+
+    /// `x · Wᵀ (+ bias)` with a `[out, in]` matrix (and a `[out]` vector) of the loaded files
+    /// — torch's `nn.Linear`, scikit-learn's `coef_` and `intercept_`.
+    pub fn linear(&mut self, x: Value, weight: &str, bias: Option<&str>) -> Result<Value, Error> {
+        let n_in = self.width(x);
+        let n_out = self.user_rows("linear", weight)?;
+        let w = self.user_weight("linear", weight, n_out, n_in)?;
+        let mut y = self.add(Op::matmul(), &[x.0, w], &format!("linear.{weight}"))?;
+        if let Some(b) = bias {
+            let b = self.user_weight("linear bias", b, 1, n_out)?;
+            y = self.add(Op::AddBias, &[y.0, b], "add_bias")?;
+        }
+        Ok(y)
+    }
+
+    /// `b` (a `[cols]` vector of the loaded files) added to every row.
+    pub fn add_bias(&mut self, x: Value, bias: &str) -> Result<Value, Error> {
+        let cols = self.width(x);
+        let b = self.user_weight("add_bias", bias, 1, cols)?;
+        self.add(Op::AddBias, &[x.0, b], "add_bias")
+    }
+
+    /// Layer normalization of each row, times `weight`, plus `bias` (`[cols]` vectors of the
+    /// loaded files).
+    pub fn layer_norm(&mut self, x: Value, weight: &str, bias: &str, eps: f32) -> Result<Value, Error> {
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(self.err(format!("layer_norm: eps {eps} must be positive")));
+        }
+        let cols = self.width(x);
+        let w = self.user_weight("layer_norm", weight, 1, cols)?;
+        let b = self.user_weight("layer_norm", bias, 1, cols)?;
+        self.add(Op::LayerNorm { eps }, &[x.0, w, b], "layer_norm")
+    }
+
+    pub fn silu(&mut self, x: Value) -> Result<Value, Error> {
+        self.add(Op::Unary(UnaryOp::Silu), &[x.0], "silu")
+    }
+
+    pub fn gelu(&mut self, x: Value, kind: GeluKind) -> Result<Value, Error> {
+        match kind {
+            GeluKind::Tanh => self.add(Op::Gelu, &[x.0], "gelu"),
+            GeluKind::Erf => self.add(Op::Unary(UnaryOp::GeluErf), &[x.0], "gelu_erf"),
+        }
+    }
+
+    pub fn tanh(&mut self, x: Value) -> Result<Value, Error> {
+        self.add(Op::Unary(UnaryOp::Tanh), &[x.0], "tanh")
+    }
+
+    pub fn relu(&mut self, x: Value) -> Result<Value, Error> {
+        self.add(Op::Unary(UnaryOp::Relu), &[x.0], "relu")
+    }
+
+    /// Each row to probabilities.
+    pub fn softmax(&mut self, x: Value) -> Result<Value, Error> {
+        self.add(Op::Softmax, &[x.0], "softmax")
+    }
+
+    /// Two values' rows side by side (e.g. mean ‖ max pooling); both per text or both per
+    /// token.
+    pub fn concat(&mut self, a: Value, b: Value) -> Result<Value, Error> {
+        if self.is_per_token(a) != self.is_per_token(b) {
+            return Err(self.err("concat: one value is per token, the other per text"));
+        }
+        self.add(Op::ConcatCols, &[a.0, b.0], "concat")
     }
 }
 
@@ -149,5 +307,50 @@ impl PoolingHead for SentenceTransformersHead {
             x = b.dense(x, tensor)?;
         }
         b.l2_normalize(x)
+    }
+}
+
+/// A linear layer (and optionally a softmax) trained on the model's embeddings, read from a
+/// weight file: the sentence-transformers embedding → `x · Wᵀ + b` → softmax. What a
+/// scikit-learn `LogisticRegression` (`coef_`, `intercept_`) or a torch `nn.Linear` saved as
+/// safetensors gives.
+#[derive(Clone, Debug)]
+pub struct LinearHead {
+    pub name: String,
+    pub path: std::path::PathBuf,
+    /// Tensor names of `W [classes, dim]` and `b [classes]` in the file.
+    pub weight: String,
+    pub bias: Option<String>,
+    /// Probabilities (softmax over the outputs) instead of logits.
+    pub softmax: bool,
+}
+
+impl LinearHead {
+    /// A classifier head from a file holding `weight` and `bias` tensors.
+    pub fn classifier(path: impl Into<std::path::PathBuf>) -> LinearHead {
+        LinearHead {
+            name: "classifier".into(),
+            path: path.into(),
+            weight: "weight".into(),
+            bias: Some("bias".into()),
+            softmax: true,
+        }
+    }
+}
+
+impl PoolingHead for LinearHead {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn build(&self, b: &mut HeadBuilder<'_>) -> Result<Value, Error> {
+        b.weights_from(&self.path)?;
+        let x = SentenceTransformersHead.build(b)?;
+        let y = b.linear(x, &self.weight, self.bias.as_deref())?;
+        if self.softmax {
+            b.softmax(y)
+        } else {
+            Ok(y)
+        }
     }
 }

@@ -18,17 +18,21 @@ mod error;
 pub mod head;
 pub mod model;
 pub mod paths;
+mod user_weights;
 
 pub use chunk::{Chunk, ChunkOptions};
-pub use embed::{CancelToken, EmbedOptions, Embeddings, PassInfo, PassLog, Profile, Prompt, TextEmbedding, Truncation};
+pub use embed::{
+    CancelToken, EmbedOptions, Embeddings, HeadRows, PassInfo, PassLog, Profile, Prompt, TextEmbedding, Truncation,
+};
 pub use error::Error;
 pub use gg_backends::{Arena, Backend, Batch, SeqSpan, Unavailable};
 pub use gg_graph::{CompiledGraph, Pipeline};
 pub use gg_loader::gemma::{MATRYOSHKA_DIMS, PROMPTS};
 pub use gg_loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization};
-pub use head::{HeadBuilder, PoolKind, PoolingHead, SentenceTransformersHead, Value};
-pub use model::{BackendChoice, Model, ModelOptions, MAX_BATCH_TOKENS, MAX_TEXTS_PER_BATCH};
+pub use head::{GeluKind, HeadBuilder, LinearHead, PoolKind, PoolingHead, SentenceTransformersHead, Value};
+pub use model::{BackendChoice, HeadInfo, Model, ModelOptions, MAX_BATCH_TOKENS, MAX_TEXTS_PER_BATCH};
 pub use paths::{cache_dir, default_checkpoint_dir, default_model_path};
+pub use user_weights::{UserTensor, UserWeights};
 
 /// The crates behind the facade, for users who want the compiler's pieces.
 pub use gg_backends as backends;

@@ -11,6 +11,7 @@ use gg_loader::tokenizer::Tokenizer;
 use gg_ops::Rows;
 
 use crate::head::{HeadBuilder, PoolingHead, SentenceTransformersHead};
+use crate::user_weights::UserWeights;
 use crate::Error;
 
 /// Which kernel table to run.
@@ -100,9 +101,21 @@ pub struct Model {
     pub(crate) per_token: bool,
     pub(crate) out_dim: usize,
     pub(crate) head_name: String,
+    /// Every head (the first is also `per_token`/`out_dim`/`head_name`).
+    pub(crate) heads: Vec<HeadInfo>,
+    pub(crate) user: UserWeights,
     warnings: Vec<String>,
     built: Option<Graph>,
     pass_records: Vec<PassRecord>,
+}
+
+/// One head's output as the model returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeadInfo {
+    pub name: String,
+    /// One row per token (else one per text).
+    pub per_token: bool,
+    pub dim: usize,
 }
 
 /// What every way of loading needs before it has a graph.
@@ -140,7 +153,8 @@ impl Parts {
         built: Option<Graph>,
         pass_records: Vec<PassRecord>,
         options: &ModelOptions,
-        head_name: String,
+        head_names: Vec<String>,
+        user: UserWeights,
     ) -> Result<Model, Error> {
         let Parts {
             gguf,
@@ -148,9 +162,17 @@ impl Parts {
             tokenizer,
             warnings,
         } = self;
-        let out = graph.outputs()[0];
-        let per_token = graph.node(out).shape.rows == Rows::Tokens;
-        let out_dim = graph.node(out).shape.cols;
+        let heads: Vec<HeadInfo> = graph
+            .outputs()
+            .iter()
+            .zip(&head_names)
+            .map(|(&o, name)| HeadInfo {
+                name: name.clone(),
+                per_token: graph.node(o).shape.rows == Rows::Tokens,
+                dim: graph.node(o).shape.cols,
+            })
+            .collect();
+        let (per_token, out_dim, head_name) = (heads[0].per_token, heads[0].dim, heads[0].name.clone());
         let backend = match options.backend {
             BackendChoice::Auto => gg_backends::backend_from_env()?,
             BackendChoice::Force(b) => b,
@@ -171,7 +193,7 @@ impl Parts {
         let min_tokens_per_text = tokenizer.n_special(&Default::default()).max(1);
         let max_seqs = (max_tokens / min_tokens_per_text).clamp(1, MAX_TEXTS_PER_BATCH);
         let program = Program::compile(&graph, table, max_tokens, max_seqs)?;
-        let weights = bind_weights(&graph, &gguf)?;
+        let weights = bind_weights(&graph, &gguf, &user)?;
         check_finite(&graph, &weights)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -193,6 +215,8 @@ impl Parts {
             per_token,
             out_dim,
             head_name,
+            heads,
+            user,
             warnings,
             built,
             pass_records,
@@ -210,21 +234,52 @@ impl Model {
 
     /// Load with options and a pooling head of your choice.
     pub fn load_with(path: impl AsRef<Path>, options: &ModelOptions, head: &dyn PoolingHead) -> Result<Model, Error> {
+        Self::load_heads(path, options, &[head])
+    }
+
+    /// Load the encoder once with several heads on it: one forward pass computes every
+    /// head's output ([`crate::Embeddings::head`]). The first head's output is the
+    /// embedding (`vector`, Matryoshka `dim`); names must differ.
+    pub fn load_heads(
+        path: impl AsRef<Path>,
+        options: &ModelOptions,
+        heads: &[&dyn PoolingHead],
+    ) -> Result<Model, Error> {
+        if heads.is_empty() {
+            return Err(Error::InvalidOption("a model needs at least one head".into()));
+        }
         let parts = Parts::open(path.as_ref(), options.mmap)?;
         let (mut graph, hidden) = build_encoder(&parts.gguf, &parts.config)?;
-        let name = head.name().to_string();
-        let out = head.build(&mut HeadBuilder::new(
-            &mut graph,
-            &parts.gguf,
-            &parts.config,
-            hidden,
-            name.clone(),
-        ))?;
-        graph.set_outputs(vec![HeadBuilder::node(out)]);
+        let mut user = UserWeights::default();
+        let mut names: Vec<String> = Vec::new();
+        let mut outputs = Vec::new();
+        for (i, head) in heads.iter().enumerate() {
+            let name = head.name().to_string();
+            if names.contains(&name) {
+                return Err(Error::InvalidOption(format!("two heads are named {name:?}")));
+            }
+            let prefix = if i == 0 {
+                "head".to_string()
+            } else {
+                format!("head.{name}")
+            };
+            let out = head.build(&mut HeadBuilder::new(
+                &mut graph,
+                &parts.gguf,
+                &parts.config,
+                hidden,
+                name.clone(),
+                prefix,
+                &mut user,
+            ))?;
+            outputs.push(HeadBuilder::node(out));
+            names.push(name);
+        }
+        graph.set_outputs(outputs);
         graph.validate()?;
         let built = graph.clone();
         let pass_records = gg_graph::run_pipeline(&mut graph, &options.passes)?;
-        parts.assemble(graph, Some(built), pass_records, options, name)
+        parts.assemble(graph, Some(built), pass_records, options, names, user)
     }
 
     /// Load a graph compiled earlier (`gemma-graph dump --format ron`) over the weights of
@@ -244,7 +299,16 @@ impl Model {
         if let (Some(p), 0) = (&compiled.plan, options.max_batch_tokens) {
             options.max_batch_tokens = p.max_tokens;
         }
-        let model = parts.assemble(graph, None, Vec::new(), &options, "compiled".into())?;
+        let names = (0..graph.outputs().len())
+            .map(|i| {
+                if i == 0 {
+                    "compiled".to_string()
+                } else {
+                    format!("compiled.{i}")
+                }
+            })
+            .collect();
+        let model = parts.assemble(graph, None, Vec::new(), &options, names, UserWeights::default())?;
         if let Some(saved) = &compiled.plan {
             let now = model.plan();
             let same = (saved.max_tokens, saved.max_seqs, saved.arena_bytes, &saved.values)
@@ -322,6 +386,16 @@ impl Model {
         &self.head_name
     }
 
+    /// Every head, in the order they were given.
+    pub fn heads(&self) -> &[HeadInfo] {
+        &self.heads
+    }
+
+    /// The weights heads loaded from their own files (and those files' metadata).
+    pub fn user_weights(&self) -> &UserWeights {
+        &self.user
+    }
+
     /// Things the caller may want to show the user (e.g. a file without dense heads).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
@@ -345,6 +419,12 @@ fn check_weights_against_file(graph: &Graph, gguf: &Gguf) -> Result<(), Error> {
         let names: Vec<&str> = match &desc.source {
             WeightSource::Tensor(n) => vec![n.as_str()],
             WeightSource::ConcatRows(ns) => ns.iter().map(String::as_str).collect(),
+            WeightSource::User { file, .. } => return Err(Error::GraphMismatch {
+                weight: desc.name(),
+                what: format!(
+                    "saved graphs do not carry a head's own weights; load the model with the head (and {file}) instead"
+                ),
+            }),
         };
         let mismatch = |what: String| Error::GraphMismatch {
             weight: desc.name(),
@@ -403,15 +483,25 @@ fn check_finite(graph: &Graph, weights: &WeightTable) -> Result<(), Error> {
 }
 
 /// Weights for the graph's table: file tensors zero-copy, concatenations built once.
-fn bind_weights(graph: &Graph, gguf: &Arc<Gguf>) -> Result<WeightTable, Error> {
+fn bind_weights(graph: &Graph, gguf: &Arc<Gguf>, user: &UserWeights) -> Result<WeightTable, Error> {
     let source: Arc<dyn ByteSource> = Arc::new(SharedGguf(gguf.clone()));
-    let table = WeightTable::bind(graph.weights(), |name| {
-        let t = gguf.tensor(name).map_err(|e| e.to_string())?;
-        Ok(WeightBytes::Shared {
-            source: source.clone(),
-            start: (gguf.data_start() + t.offset) as usize,
-            len: t.n_bytes as usize,
-        })
-    })?;
+    let table = WeightTable::bind(
+        graph.weights(),
+        |name| {
+            let t = gguf.tensor(name).map_err(|e| e.to_string())?;
+            Ok(WeightBytes::Shared {
+                source: source.clone(),
+                start: (gguf.data_start() + t.offset) as usize,
+                len: t.n_bytes as usize,
+            })
+        },
+        |file, tensor| {
+            let t = user
+                .get(file, tensor)
+                .ok_or_else(|| format!("no tensor {tensor:?} was loaded from {file}"))?;
+            let bytes: Vec<u8> = t.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            Ok(WeightBytes::owned(&bytes))
+        },
+    )?;
     Ok(table)
 }

@@ -2,7 +2,7 @@
 //! is the specification every SIMD table is tested against; a SIMD tier starts from it
 //! (`..scalar::TABLE`) and overrides the slots it accelerates, weight-type kernels included.
 
-use gg_ops::{DType, PoolKind, WeightView};
+use gg_ops::{DType, PoolKind, UnaryOp, WeightView};
 
 use crate::wtypes::{WeightKernels, WeightTypeInfo};
 use crate::Backend;
@@ -139,6 +139,15 @@ pub struct KernelTable {
     /// For each row: `width` values from column `x_start` of `x (R, x_cols)` into the first
     /// `width` columns of `out (R, out_cols)` (a column slice, or a copy into a wider row).
     pub copy_cols: fn(x: &[f32], x_cols: usize, x_start: usize, out: &mut [f32], out_cols: usize, width: usize),
+    /// In place per row of `w.len()`: layer normalization, times `w`, plus `b`.
+    pub layer_norm: fn(x: &mut [f32], w: &[f32], b: &[f32], eps: f32),
+    /// In place: `b` added to every row of `b.len()` columns.
+    pub add_bias: fn(x: &mut [f32], b: &[f32]),
+    pub unary: fn(x: &mut [f32], op: UnaryOp),
+    /// In place, per row of `cols`.
+    pub softmax: fn(x: &mut [f32], cols: usize),
+    /// `out (R, ca + cb)` = rows of `a (R, ca)` and `b (R, cb)` side by side.
+    pub concat_cols: fn(a: &[f32], ca: usize, b: &[f32], cb: usize, out: &mut [f32]),
 }
 
 impl KernelTable {

@@ -402,9 +402,24 @@ fn select(graph: &Graph, n: NodeId, table: &'static KernelTable) -> Result<Choic
             want_value(0)?;
             Ok(slot)
         }
-        Op::Add | Op::Mul => {
+        Op::Add | Op::Mul | Op::ConcatCols => {
             want_value(0)?;
             want_value(1)?;
+            Ok(slot)
+        }
+        Op::Unary(_) | Op::Softmax => {
+            want_value(0)?;
+            Ok(slot)
+        }
+        Op::AddBias => {
+            want_value(0)?;
+            want_f32_weight(1)?;
+            Ok(slot)
+        }
+        Op::LayerNorm { .. } => {
+            want_value(0)?;
+            want_f32_weight(1)?;
+            want_f32_weight(2)?;
             Ok(slot)
         }
         Op::PoolHead { n_dense, .. } => {
@@ -783,6 +798,56 @@ impl Bound {
                         // SAFETY: operands checked in bounds and disjoint from the output at lowering.
                         let (o, ys) = unsafe { (c.f32s_mut(out), c.f32s(y)) };
                         f(o, ys);
+                        Ok(())
+                    }),
+                );
+            }
+            (Op::LayerNorm { eps }, _) => {
+                let (w, b) = (self.weight(1), self.weight(2));
+                push(
+                    "layer_norm",
+                    Box::new(move |c| {
+                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                        (table.layer_norm)(unsafe { c.f32s_mut(out) }, c.weights.f32(w), c.weights.f32(b), eps);
+                        Ok(())
+                    }),
+                );
+            }
+            (Op::AddBias, _) => {
+                let b = self.weight(1);
+                push(
+                    "add_bias",
+                    Box::new(move |c| {
+                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                        (table.add_bias)(unsafe { c.f32s_mut(out) }, c.weights.f32(b));
+                        Ok(())
+                    }),
+                );
+            }
+            (Op::Unary(f), _) => push(
+                Op::Unary(f).name(),
+                Box::new(move |c| {
+                    // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                    (table.unary)(unsafe { c.f32s_mut(out) }, f);
+                    Ok(())
+                }),
+            ),
+            (Op::Softmax, _) => push(
+                "softmax",
+                Box::new(move |c| {
+                    // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                    (table.softmax)(unsafe { c.f32s_mut(out) }, out.cols);
+                    Ok(())
+                }),
+            ),
+            (Op::ConcatCols, _) => {
+                let (a, b) = (self.value(0), self.value(1));
+                push(
+                    "concat_cols",
+                    Box::new(move |c| {
+                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                        let (xa, xb, o) = unsafe { (c.f32s(a), c.f32s(b), c.f32s_mut(out)) };
+                        (table.concat_cols)(xa, a.cols, xb, b.cols, o);
                         Ok(())
                     }),
                 );

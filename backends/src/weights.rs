@@ -82,11 +82,13 @@ impl WeightTable {
         Ok(WeightTable { weights })
     }
 
-    /// Bind a graph's weight table: `tensor` gives the bytes of a named tensor; rows of
-    /// concatenated weights are stacked here, once.
+    /// Bind a graph's weight table: `tensor` gives the bytes of a named tensor of the model
+    /// file, `user` those of a tensor of a user's weight file; rows of concatenated weights
+    /// are stacked here, once.
     pub fn bind(
         descs: &[gg_graph::WeightDesc],
         tensor: impl Fn(&str) -> Result<WeightBytes, String>,
+        user: impl Fn(&str, &str) -> Result<WeightBytes, String>,
     ) -> Result<WeightTable, WeightError> {
         let mut weights = Vec::with_capacity(descs.len());
         for (index, desc) in descs.iter().enumerate() {
@@ -97,6 +99,7 @@ impl WeightTable {
             };
             let bytes = match &desc.source {
                 gg_graph::WeightSource::Tensor(name) => tensor(name).map_err(err)?,
+                gg_graph::WeightSource::User { file, tensor } => user(file, tensor).map_err(err)?,
                 gg_graph::WeightSource::ConcatRows(names) => {
                     let mut all = Vec::new();
                     for name in names {

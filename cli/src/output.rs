@@ -39,7 +39,7 @@ pub struct Row<'a> {
 }
 
 /// Names our own columns take; input fields with these names are not copied.
-const RESERVED: [&str; 8] = [
+const RESERVED: [&str; 12] = [
     "index",
     "embedding",
     "error",
@@ -48,7 +48,43 @@ const RESERVED: [&str; 8] = [
     "chunk",
     "start",
     "end",
+    "label",
+    "score",
+    "probabilities",
+    "logits",
 ];
+
+/// Rows are a classifier head's outputs: one value per class, written with the class
+/// labels (`key` is `probabilities` or `logits`).
+pub struct Classes {
+    pub labels: Vec<String>,
+    pub key: &'static str,
+}
+
+impl Classes {
+    /// The best class and its value.
+    fn best<'a>(&'a self, v: &[f32]) -> (&'a str, f32) {
+        let (i, &x) = v
+            .iter()
+            .enumerate()
+            .fold((0, &f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+        (self.labels.get(i).map_or("?", String::as_str), x)
+    }
+}
+
+/// `{label: value, ...}` in class order.
+struct LabelMap<'a>(&'a [String], &'a [f32]);
+
+impl serde::Serialize for LabelMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0.iter().zip(self.1) {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
 
 /// Where output goes: stdout or a file being written under a temporary name.
 pub struct Destination {
@@ -148,6 +184,7 @@ pub struct Sink {
     /// output cannot seek (a pipe).
     npy_file: Option<File>,
     npy_rows: Vec<u8>,
+    classes: Option<Classes>,
 }
 
 /// Fixed npy header length: room for any row count, so it can be rewritten in place.
@@ -161,6 +198,7 @@ impl Sink {
         dest: &Destination,
         dim: usize,
         columns: Option<(&[String], &str)>,
+        classes: Option<Classes>,
     ) -> Result<Sink> {
         let mut sink = Sink {
             format,
@@ -176,6 +214,7 @@ impl Sink {
             }),
             npy_file: None,
             npy_rows: Vec::new(),
+            classes,
         };
         match format {
             OutputFormat::Json => sink.out.write_all(b"[")?,
@@ -193,12 +232,12 @@ impl Sink {
     pub fn write(&mut self, row: &Row<'_>) -> Result<()> {
         match self.format {
             OutputFormat::Jsonl => {
-                serde_json::to_writer(&mut self.out, &JsonRow(row))?;
+                serde_json::to_writer(&mut self.out, &JsonRow(row, self.classes.as_ref()))?;
                 self.out.write_all(b"\n")?;
             }
             OutputFormat::Json => {
                 self.out.write_all(if self.rows == 0 { b"\n" } else { b",\n" })?;
-                serde_json::to_writer(&mut self.out, &JsonRow(row))?;
+                serde_json::to_writer(&mut self.out, &JsonRow(row, self.classes.as_ref()))?;
             }
             OutputFormat::Csv | OutputFormat::Tsv => self.table_row(row)?,
             OutputFormat::Npy => {
@@ -217,6 +256,24 @@ impl Sink {
                     .chunk
                     .map_or(String::new(), |(c, s, e)| format!("chunk {c} [{s}..{e}]\t"));
                 match (row.embedding, row.error) {
+                    (Some(v), _) if self.classes.is_some() => {
+                        let classes = self.classes.as_ref().expect("checked");
+                        let mut order: Vec<usize> = (0..v.len()).collect();
+                        order.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+                        let (label, score) = classes.best(v);
+                        let top: Vec<String> = order
+                            .iter()
+                            .skip(1)
+                            .take(3)
+                            .map(|&c| format!("{} {:.4}", classes.labels.get(c).map_or("?", String::as_str), v[c]))
+                            .collect();
+                        writeln!(
+                            self.out,
+                            "{}\t{chunk}{excerpt:?}\t{label} {score:.4}\t(then {})",
+                            row.index,
+                            top.join(", ")
+                        )?;
+                    }
                     (Some(v), _) => {
                         let preview: Vec<String> = v.iter().take(6).map(|x| format!("{x:+.5}")).collect();
                         writeln!(
@@ -253,7 +310,13 @@ impl Sink {
             }
             header.extend(["tokens", "truncated"].map(String::from));
             header.extend(copied.iter().cloned());
-            header.extend((0..self.dim).map(|i| format!("e{i}")));
+            match &self.classes {
+                Some(c) => {
+                    header.extend(["label", "score"].map(String::from));
+                    header.extend(c.labels.iter().cloned());
+                }
+                None => header.extend((0..self.dim).map(|i| format!("e{i}"))),
+            }
             self.record(delimiter, &header)?;
             self.table = Some(copied);
         }
@@ -273,9 +336,16 @@ impl Sink {
                 None => String::new(),
             });
         }
+        let class_cells = usize::from(self.classes.is_some()) * 2;
         match row.embedding {
-            Some(v) => cells.extend(v.iter().map(|x| x.to_string())),
-            None => cells.extend(std::iter::repeat_n(String::new(), self.dim)),
+            Some(v) => {
+                if let Some(c) = &self.classes {
+                    let (label, score) = c.best(v);
+                    cells.extend([label.to_string(), score.to_string()]);
+                }
+                cells.extend(v.iter().map(|x| x.to_string()));
+            }
+            None => cells.extend(std::iter::repeat_n(String::new(), self.dim + class_cells)),
         }
         self.record(delimiter, &cells)?;
         Ok(())
@@ -322,7 +392,7 @@ impl Sink {
 
 /// A row as a JSON object: our fields first, then the input's other fields. Floats are
 /// written as f32 (the shortest text that reads back to the same f32).
-struct JsonRow<'a, 'b>(&'a Row<'b>);
+struct JsonRow<'a, 'b>(&'a Row<'b>, Option<&'a Classes>);
 
 impl serde::Serialize for JsonRow<'_, '_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -335,14 +405,22 @@ impl serde::Serialize for JsonRow<'_, '_> {
             m.serialize_entry("start", &start)?;
             m.serialize_entry("end", &end)?;
         }
-        match row.embedding {
-            Some(v) => {
+        match (row.embedding, self.1) {
+            (Some(v), Some(classes)) => {
+                let (label, score) = classes.best(v);
+                m.serialize_entry("label", label)?;
+                m.serialize_entry("score", &score)?;
+                m.serialize_entry(classes.key, &LabelMap(&classes.labels, v))?;
+                m.serialize_entry("tokens", &row.tokens)?;
+                m.serialize_entry("truncated", &row.truncated)?;
+            }
+            (Some(v), None) => {
                 m.serialize_entry("embedding", v)?;
                 m.serialize_entry("tokens", &row.tokens)?;
                 m.serialize_entry("truncated", &row.truncated)?;
             }
-            None => {
-                m.serialize_entry("embedding", &Value::Null)?;
+            (None, _) => {
+                m.serialize_entry(self.1.map_or("embedding", |c| c.key), &Value::Null)?;
                 m.serialize_entry("error", row.error.unwrap_or("invalid"))?;
             }
         }

@@ -170,6 +170,24 @@ pub fn to_text(graph: &Graph, plan: Option<&Plan>, before: Option<&Graph>, layer
             let _ = writeln!(out, "  {:<20} {:>8}", "nodes", graph.node_count());
         }
     }
+    let user: Vec<&crate::WeightDesc> = graph
+        .weights()
+        .iter()
+        .filter(|w| matches!(w.source, crate::WeightSource::User { .. }))
+        .collect();
+    if !user.is_empty() {
+        let _ = writeln!(out, "\nweights of the heads' own files");
+        for w in user {
+            if let crate::WeightSource::User { file, tensor } = &w.source {
+                let _ = writeln!(
+                    out,
+                    "  {tensor:<24} {:<5} {:<12} {file}",
+                    w.dtype.name(),
+                    w.shape.to_string()
+                );
+            }
+        }
+    }
     if let Some(p) = plan {
         let _ = writeln!(
             out,

@@ -19,6 +19,8 @@ pub enum WeightSource {
     Tensor(String),
     /// These tensors' rows stacked in order, built once at compile time.
     ConcatRows(Vec<String>),
+    /// A tensor of a file the user gave a pooling head (safetensors or npy), as f32.
+    User { file: String, tensor: String },
 }
 
 /// One entry of the weight table.
@@ -36,6 +38,7 @@ impl WeightDesc {
         match &self.source {
             WeightSource::Tensor(n) => n.clone(),
             WeightSource::ConcatRows(ns) => ns.join("+"),
+            WeightSource::User { file, tensor } => format!("{tensor} ({file})"),
         }
     }
 }

@@ -13,6 +13,6 @@ pub mod testing;
 pub mod view;
 
 pub use dtype::DType;
-pub use op::{InputKind, MatMulSpec, Op, PoolKind, Rows, Shape, ShapeError, WeightId};
+pub use op::{InputKind, MatMulSpec, Op, PoolKind, Rows, Shape, ShapeError, UnaryOp, WeightId};
 pub use quant::{BlockQ8_0, QK8_0};
 pub use view::{ViewError, WeightView};

@@ -135,6 +135,17 @@ pub enum Op {
     Pool(PoolKind),
     /// Each row divided by its L2 norm.
     L2Norm,
+    /// `(x [R, C], w [1, C], b [1, C]) -> [R, C]`: `(x − mean) / sqrt(var + eps) ⊙ w + b`
+    /// per row (population variance, as torch's `LayerNorm`).
+    LayerNorm { eps: f32 },
+    /// `(x [R, C], b [1, C]) -> [R, C]`: `b` added to every row.
+    AddBias,
+    /// `x -> f(x)` element-wise.
+    Unary(UnaryOp),
+    /// Each row to `exp(x − max) / Σ exp(x − max)`.
+    Softmax,
+    /// `(a [R, C₁], b [R, C₂]) -> [R, C₁ + C₂]`: rows side by side.
+    ConcatCols,
 
     // ---- Fused ops (made by compiler passes, never by model builders) ----
     /// `(x [R, C]) -> [R, len]`: columns `start..start + len`.
@@ -163,6 +174,18 @@ pub enum Op {
         n_dense: usize,
         normalize: bool,
     },
+}
+
+/// Element-wise functions of head ops (GELU with tanh is [`Op::Gelu`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UnaryOp {
+    /// `x · sigmoid(x)`.
+    Silu,
+    /// `x · Φ(x)`, Φ the normal CDF through `erf` (torch's default `GELU`).
+    GeluErf,
+    Tanh,
+    /// `max(x, 0)`.
+    Relu,
 }
 
 /// What a matmul does around `x · Wᵀ`. The default is the plain product.
@@ -226,6 +249,14 @@ impl Op {
             Op::Pool(PoolKind::Last) => "pool.last",
             Op::Pool(PoolKind::Max) => "pool.max",
             Op::L2Norm => "l2_norm",
+            Op::LayerNorm { .. } => "layer_norm",
+            Op::AddBias => "add_bias",
+            Op::Unary(UnaryOp::Silu) => "silu",
+            Op::Unary(UnaryOp::GeluErf) => "gelu_erf",
+            Op::Unary(UnaryOp::Tanh) => "tanh",
+            Op::Unary(UnaryOp::Relu) => "relu",
+            Op::Softmax => "softmax",
+            Op::ConcatCols => "concat_cols",
             Op::SliceCols { .. } => "slice_cols",
             Op::RmsNormRope { .. } => "rms_norm_rope",
             Op::AddRmsNorm { .. } => "add_rms_norm",
@@ -258,8 +289,15 @@ impl Op {
     pub fn arity(&self) -> usize {
         match self {
             Op::Input(_) | Op::Weight(_) => 0,
-            Op::Gelu | Op::Scale(_) | Op::Pool(_) | Op::L2Norm | Op::SliceCols { .. } => 1,
-            Op::Embed { .. } | Op::RmsNorm { .. } | Op::Rope { .. } | Op::Add | Op::Mul => 2,
+            Op::Gelu | Op::Scale(_) | Op::Pool(_) | Op::L2Norm | Op::SliceCols { .. } | Op::Unary(_) | Op::Softmax => 1,
+            Op::Embed { .. }
+            | Op::RmsNorm { .. }
+            | Op::Rope { .. }
+            | Op::Add
+            | Op::Mul
+            | Op::AddBias
+            | Op::ConcatCols => 2,
+            Op::LayerNorm { .. } => 3,
             Op::Attention { packed: true, .. } => 1,
             Op::Attention { .. } | Op::RmsNormRope { .. } | Op::AddRmsNorm { .. } => 3,
             Op::ResidualNorm { .. } => 4,
@@ -278,6 +316,10 @@ impl Op {
             | Op::Mul
             | Op::Scale(_)
             | Op::L2Norm
+            | Op::LayerNorm { .. }
+            | Op::AddBias
+            | Op::Unary(_)
+            | Op::Softmax
             | Op::RmsNormRope { .. }
             | Op::AddRmsNorm { .. }
             | Op::ResidualNorm { .. }
@@ -289,6 +331,7 @@ impl Op {
             | Op::Attention { .. }
             | Op::Pool(_)
             | Op::SliceCols { .. }
+            | Op::ConcatCols
             | Op::PoolHead { .. } => None,
         }
     }
@@ -379,7 +422,33 @@ impl Op {
                 }
                 Ok((DType::F32, q))
             }
-            Op::Gelu | Op::Scale(_) | Op::L2Norm => Ok((DType::F32, f32_act(0)?)),
+            Op::Gelu | Op::Scale(_) | Op::L2Norm | Op::Unary(_) | Op::Softmax => Ok((DType::F32, f32_act(0)?)),
+            Op::LayerNorm { .. } | Op::AddBias => {
+                let x = f32_act(0)?;
+                for i in 1..inputs.len() {
+                    let v = f32_act(i)?;
+                    if v != Shape::fixed(1, x.cols) {
+                        return Err(err(format!(
+                            "x {x} needs a [1, {}] vector as input {i}, got {v}",
+                            x.cols
+                        )));
+                    }
+                }
+                Ok((DType::F32, x))
+            }
+            Op::ConcatCols => {
+                let (a, b) = (f32_act(0)?, f32_act(1)?);
+                if a.rows != b.rows {
+                    return Err(err(format!("rows differ: {a} and {b}")));
+                }
+                Ok((
+                    DType::F32,
+                    Shape {
+                        rows: a.rows,
+                        cols: a.cols + b.cols,
+                    },
+                ))
+            }
             Op::Add | Op::Mul => {
                 let (a, b) = (f32_act(0)?, f32_act(1)?);
                 if a != b {

@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod elementwise;
+pub mod head;
 pub mod matmul;
 
 use crate::kernels::KernelTable;
@@ -26,6 +27,11 @@ pub const TABLE: KernelTable = KernelTable {
     embed: elementwise::embed,
     pool: elementwise::pool,
     copy_cols: elementwise::copy_cols,
+    layer_norm: head::layer_norm,
+    add_bias: head::add_bias,
+    unary: head::unary,
+    softmax: head::softmax,
+    concat_cols: head::concat_cols,
 };
 
 pub static KERNELS: KernelTable = TABLE;

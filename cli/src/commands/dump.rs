@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use gemma_graph::graph::dump::{plan_to_svg, to_dot, to_text};
 use gemma_graph::graph::{CompiledGraph, Graph, Pipeline};
-use gemma_graph::{Model, ModelOptions, SentenceTransformersHead};
+use gemma_graph::{LinearHead, Model, ModelOptions, SentenceTransformersHead};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Stage {
@@ -48,6 +48,11 @@ pub struct Args {
     /// Kernel tier to lower for ("auto": the best this CPU supports).
     #[arg(long, value_enum, default_value = "auto")]
     backend: super::BackendArg,
+    /// Also build a head trained on the embeddings (as `run --head`).
+    #[arg(long, value_name = "FILE.safetensors")]
+    head: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "linear-softmax", requires = "head")]
+    head_kind: super::run::HeadKind,
     /// Write to this file instead of stdout.
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -83,7 +88,18 @@ pub fn run(args: Args) -> Result<()> {
         backend: args.backend.choice(),
         ..Default::default()
     };
-    let model = Model::load_with(crate::model_path(args.model), &options, &SentenceTransformersHead)?;
+    let path = crate::model_path(args.model);
+    super::check_model_path(&path)?;
+    let model = match &args.head {
+        None => Model::load_with(&path, &options, &SentenceTransformersHead)?,
+        Some(file) => {
+            let head = LinearHead {
+                softmax: args.head_kind == super::run::HeadKind::LinearSoftmax,
+                ..LinearHead::classifier(file)
+            };
+            Model::load_heads(&path, &options, &[&SentenceTransformersHead, &head])?
+        }
+    };
     let built: &Graph = model.built_graph().expect("built from the GGUF");
     let graph = if args.stage == Stage::Built {
         built

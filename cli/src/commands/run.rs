@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use gemma_graph::{
-    ChunkOptions, CompiledGraph, EmbedOptions, Error as LibError, Model, PassLog, Pipeline, Truncation,
-    MAX_BATCH_TOKENS, MAX_TEXTS_PER_BATCH,
+    ChunkOptions, CompiledGraph, EmbedOptions, Error as LibError, LinearHead, Model, PassLog, Pipeline,
+    SentenceTransformersHead, Truncation, MAX_BATCH_TOKENS, MAX_TEXTS_PER_BATCH,
 };
 
 use super::ModelArgs;
 use crate::input::{PromptArgs, Record, Source, TextArgs};
-use crate::output::{Destination, OutputFormat, Row, Sink};
+use crate::output::{Classes, Destination, OutputFormat, Row, Sink};
 use crate::stats::{Latency, Places, Stats};
 
 #[derive(clap::Args)]
@@ -68,6 +68,14 @@ pub struct Args {
     /// Print where the time went (per kernel and per layer) to stderr.
     #[arg(long)]
     profile: bool,
+    /// A head trained on the embeddings (safetensors with `weight` [classes, 768] and
+    /// `bias` [classes], class names in the metadata key "labels" as a JSON array): rows
+    /// are its outputs with the best label instead of embeddings.
+    #[arg(long, value_name = "FILE.safetensors", conflicts_with_all = ["dim", "graph"])]
+    head: Option<PathBuf>,
+    /// What the head computes: linear (logits) or linear-softmax (probabilities).
+    #[arg(long, value_enum, default_value = "linear-softmax", requires = "head")]
+    head_kind: HeadKind,
     /// Compiler passes: none, default, or a comma-separated list of pass names.
     #[arg(long, default_value = "default")]
     passes: Pipeline,
@@ -77,6 +85,12 @@ pub struct Args {
     /// Print the backend, plan and timings to stderr.
     #[arg(long, short)]
     verbose: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HeadKind {
+    Linear,
+    LinearSoftmax,
 }
 
 /// Records read per window: bounds memory whatever the input's length, and is several full
@@ -132,8 +146,34 @@ pub fn run(args: Args) -> Result<()> {
                 CompiledGraph::from_ron(&text).with_context(|| format!("{}: not a compiled graph", ron.display()))?;
             Model::load_compiled(&path, &compiled, &options)?
         }
-        None => super::load_model(&path, &options)?,
+        None => match &args.head {
+            None => super::load_model(&path, &options)?,
+            Some(file) => {
+                let head = LinearHead {
+                    softmax: args.head_kind == HeadKind::LinearSoftmax,
+                    ..LinearHead::classifier(file)
+                };
+                Model::load_heads(&path, &options, &[&SentenceTransformersHead, &head])?
+            }
+        },
     };
+    let classes = args.head.as_ref().map(|file| {
+        let dim = model.heads()[1].dim;
+        let labels = model
+            .user_weights()
+            .metadata(&file.display().to_string(), "labels")
+            .and_then(|l| serde_json::from_str::<Vec<String>>(l).ok())
+            .filter(|l| l.len() == dim)
+            .unwrap_or_else(|| (0..dim).map(|i| i.to_string()).collect());
+        Classes {
+            labels,
+            key: if args.head_kind == HeadKind::LinearSoftmax {
+                "probabilities"
+            } else {
+                "logits"
+            },
+        }
+    });
     let load_seconds = t0.elapsed().as_secs_f64();
     if args.verbose {
         eprintln!(
@@ -166,7 +206,10 @@ pub fn run(args: Args) -> Result<()> {
         encode: args.model_args.encode(),
         ..Default::default()
     };
-    let dim = args.dim.unwrap_or(model.output_dim());
+    let dim = match &classes {
+        Some(c) => c.labels.len(),
+        None => args.dim.unwrap_or(model.output_dim()),
+    };
     let dest = Destination::open(args.output.as_deref())?;
     let mut job = Job {
         model: &model,
@@ -191,6 +234,7 @@ pub fn run(args: Args) -> Result<()> {
         &dest,
         dim,
         source.columns().map(|c| (c, args.source.text_field.as_str())),
+        classes,
     )
     .and_then(|sink| job.stream(&mut source, sink, !args.quiet && std::io::stderr().is_terminal()));
     match result {
@@ -404,7 +448,10 @@ impl Job<'_> {
             }
             sink.write(&Row {
                 index: first_index + u.record,
-                embedding: item.map(|it| &it.values[..it.dim]),
+                embedding: item.map(|it| match it.extra.first() {
+                    Some(head) => &head.values[..],
+                    None => &it.values[..it.dim],
+                }),
                 error: u.error.as_deref(),
                 tokens: item.map_or(0, |it| it.tokens),
                 truncated: item.is_some_and(|it| it.dropped_tokens > 0),

@@ -44,7 +44,12 @@ pub fn fuse_pool_head(g: &mut Graph) -> Result<bool, GraphError> {
             normalize,
         };
         let mut patch = Patch::new("fuse-pool-head");
-        let fused = patch.add(g, op, &inputs, "head.pool_head", None, &chain)?;
+        // `head.pool_mean` → `head.pool_head`: each head's region keeps its head's prefix.
+        let label = match g.node(pool).label.rsplit_once('.') {
+            Some((prefix, _)) => format!("{prefix}.pool_head"),
+            None => "pool_head".to_string(),
+        };
+        let fused = patch.add(g, op, &inputs, &label, None, &chain)?;
         patch.reroute(g, last, fused);
         patch.commit(g)?;
         changed = true;

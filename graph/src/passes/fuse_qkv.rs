@@ -13,7 +13,7 @@ pub(crate) fn tensor_weight(g: &Graph, w: NodeId) -> Option<(String, WeightDesc)
     let desc = g.weight_of(w)?;
     match &desc.source {
         WeightSource::Tensor(name) => Some((name.clone(), desc.clone())),
-        WeightSource::ConcatRows(_) => None,
+        WeightSource::ConcatRows(_) | WeightSource::User { .. } => None,
     }
 }
 
