@@ -17,6 +17,7 @@ mod embed;
 mod error;
 pub mod head;
 pub mod model;
+pub mod npy;
 pub mod paths;
 mod user_weights;
 

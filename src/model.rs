@@ -419,12 +419,14 @@ fn check_weights_against_file(graph: &Graph, gguf: &Gguf) -> Result<(), Error> {
         let names: Vec<&str> = match &desc.source {
             WeightSource::Tensor(n) => vec![n.as_str()],
             WeightSource::ConcatRows(ns) => ns.iter().map(String::as_str).collect(),
-            WeightSource::User { file, .. } => return Err(Error::GraphMismatch {
-                weight: desc.name(),
-                what: format!(
+            WeightSource::User { file, .. } => {
+                return Err(Error::GraphMismatch {
+                    weight: desc.name(),
+                    what: format!(
                     "saved graphs do not carry a head's own weights; load the model with the head (and {file}) instead"
                 ),
-            }),
+                })
+            }
         };
         let mismatch = |what: String| Error::GraphMismatch {
             weight: desc.name(),

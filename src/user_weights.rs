@@ -124,61 +124,9 @@ fn tensor(view: &safetensors::tensor::TensorView<'_>) -> Result<UserTensor, Stri
     Ok(UserTensor { rows, cols, values })
 }
 
-/// A little-endian f32 or f64 array, C order, 1-D or 2-D.
+/// A little-endian f32 or f64 array, C order, 1-D or 2-D, with finite values.
 fn npy(bytes: &[u8]) -> Result<UserTensor, String> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err("not an .npy file".into());
-    }
-    let (hlen, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => return Err(format!("npy version {v} is not supported")),
-    };
-    let header = bytes
-        .get(start..start.saturating_add(hlen))
-        .ok_or("header past the end of the file")?;
-    let header: String = String::from_utf8_lossy(header)
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    let width = if header.contains("'descr':'<f4'") {
-        4
-    } else if header.contains("'descr':'<f8'") {
-        8
-    } else {
-        return Err("not a little-endian float32/float64 array".into());
-    };
-    if !header.contains("'fortran_order':False") {
-        return Err("a Fortran-order array; save it in C order".into());
-    }
-    let shape = header
-        .split("'shape':(")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .ok_or("no shape")?;
-    let dims: Vec<usize> = shape
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| format!("shape ({shape}) is not integers")))
-        .collect::<Result<_, _>>()?;
-    let (rows, cols) = shape2(&dims)?;
-    let data = &bytes[start + hlen..];
-    let want = rows.checked_mul(cols).and_then(|n| n.checked_mul(width));
-    if want != Some(data.len()) {
-        return Err(format!("shape ({shape}) does not match the {} data bytes", data.len()));
-    }
-    let values: Vec<f32> = if width == 4 {
-        data.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    } else {
-        data.chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
-            .collect()
-    };
+    let (rows, cols, values) = crate::npy::parse(bytes)?;
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         return Err(format!("a NaN or infinite value (element {i})"));
     }

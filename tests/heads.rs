@@ -103,13 +103,7 @@ fn safetensors_file(name: &str, tensors: &[(&str, Vec<usize>, Vec<f32>)], meta: 
 }
 
 fn npy_file(name: &str, rows: usize, cols: usize, v: &[f32]) -> std::path::PathBuf {
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    let mut h = b"\x93NUMPY\x01\x00".to_vec();
-    let pad = 64 - (10 + dict.len() + 1) % 64;
-    h.extend_from_slice(&((dict.len() + pad + 1) as u16).to_le_bytes());
-    h.extend_from_slice(dict.as_bytes());
-    h.extend(std::iter::repeat_n(b' ', pad));
-    h.push(b'\n');
+    let mut h = gemma_graph::npy::header(rows, cols);
     h.extend(v.iter().flat_map(|x| x.to_le_bytes()));
     // The tensor takes the file's stem as its name.
     let dir = std::env::temp_dir().join(format!("gemma-graph-heads-{}", std::process::id()));

@@ -187,9 +187,6 @@ pub struct Sink {
     classes: Option<Classes>,
 }
 
-/// Fixed npy header length: room for any row count, so it can be rewritten in place.
-const NPY_HEADER: usize = 128;
-
 impl Sink {
     /// `columns`: the input's own columns (CSV/TSV input) and its text column; the others
     /// are copied in that order.
@@ -221,7 +218,7 @@ impl Sink {
             OutputFormat::Npy => {
                 sink.npy_file = dest.seekable();
                 if sink.npy_file.is_some() {
-                    sink.out.write_all(&npy_header(0, dim))?;
+                    sink.out.write_all(&gemma_graph::npy::header(0, dim))?;
                 }
             }
             _ => {}
@@ -368,11 +365,11 @@ impl Sink {
                 Some(mut f) => {
                     self.out.flush()?;
                     f.seek(SeekFrom::Start(0))?;
-                    f.write_all(&npy_header(self.rows, self.dim))?;
+                    f.write_all(&gemma_graph::npy::header(self.rows, self.dim))?;
                     f.seek(SeekFrom::End(0))?;
                 }
                 None => {
-                    self.out.write_all(&npy_header(self.rows, self.dim))?;
+                    self.out.write_all(&gemma_graph::npy::header(self.rows, self.dim))?;
                     self.out.write_all(&self.npy_rows)?;
                 }
             },
@@ -433,71 +430,9 @@ impl serde::Serialize for JsonRow<'_, '_> {
     }
 }
 
-/// An npy v1.0 header for a little-endian float32 C-order matrix, padded to
-/// [`NPY_HEADER`] bytes.
-pub fn npy_header(rows: usize, dim: usize) -> Vec<u8> {
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
-    let mut h = b"\x93NUMPY\x01\x00".to_vec();
-    let len = (NPY_HEADER - 10) as u16;
-    h.extend_from_slice(&len.to_le_bytes());
-    h.extend_from_slice(dict.as_bytes());
-    h.resize(NPY_HEADER - 1, b' ');
-    h.push(b'\n');
-    h
-}
-
 /// A float32 matrix read back from an `.npy` file `run --format npy` wrote (or numpy saved
 /// as little-endian float32, C order, 2-D).
 pub fn read_npy(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let bad = |what: &str| anyhow::anyhow!("{}: {what}", path.display());
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("not an .npy file"));
-    }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => return Err(bad(&format!("npy format version {v} is not supported"))),
-    };
-    let header = bytes
-        .get(start..start.saturating_add(header_len))
-        .ok_or_else(|| bad("header runs past the end of the file"))?;
-    let header = std::str::from_utf8(header).map_err(|_| bad("header is not text"))?;
-    let compact: String = header.chars().filter(|c| !c.is_whitespace()).collect();
-    if !compact.contains("'descr':'<f4'") {
-        return Err(bad("not a float32 (<f4) array"));
-    }
-    if !compact.contains("'fortran_order':False") {
-        return Err(bad("a Fortran-order array; save it in C order"));
-    }
-    let shape = compact
-        .split("'shape':(")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .ok_or_else(|| bad("no shape in the header"))?;
-    let dims: Vec<usize> = shape
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| bad("shape is not a tuple of integers")))
-        .collect::<Result<_>>()?;
-    let [rows, dim] = dims[..] else {
-        return Err(bad(&format!("a {}-D array; expected rows × dim", dims.len())));
-    };
-    let data = &bytes[start + header_len..];
-    let want = rows.checked_mul(dim).and_then(|n| n.checked_mul(4));
-    if want != Some(data.len()) {
-        return Err(bad(&format!(
-            "shape ({rows}, {dim}) needs {} bytes of data, the file has {}",
-            want.map_or("more than addressable".to_string(), |w| w.to_string()),
-            data.len()
-        )));
-    }
-    let values = data
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    Ok((rows, dim, values))
+    gemma_graph::npy::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
