@@ -114,7 +114,7 @@ fn npy_file(name: &str, rows: usize, cols: usize, v: &[f32]) -> std::path::PathB
 }
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
-    gemma_graph::ops::testing::XorShift(seed * 0x9e37_79b9_7f4a_7c15 + 1).vec(n)
+    gemma_graph::ops::testing::XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1).vec(n)
 }
 
 /// Every head op in one head: mean ‖ max → layer norm → linear → GELU(erf) → linear (npy
