@@ -197,6 +197,23 @@ struct Call<'a> {
     pool: (&'a rayon::ThreadPool, usize),
 }
 
+/// Sequence `s`'s rows of a head's output (one per token, or its one row) — refused when not
+/// finite: an index poisoned by a NaN/Inf is worse than an error.
+fn seq_rows<'a>(
+    result: &'a [f32],
+    head: &crate::HeadInfo,
+    s: usize,
+    span: SeqSpan,
+    index: usize,
+) -> Result<(usize, &'a [f32]), Error> {
+    let (rows, first) = if head.per_token { (span.len, span.start) } else { (1, s) };
+    let src = &result[first * head.dim..(first + rows) * head.dim];
+    if !src.iter().all(|v| v.is_finite()) {
+        return Err(Error::NonFiniteOutput { index });
+    }
+    Ok((rows, src))
+}
+
 fn renormalize(v: &mut [f32]) {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     for x in v {
@@ -444,18 +461,7 @@ impl Model {
             let result = self.output(arena, &batch);
             for (s, span) in b_seqs.iter().enumerate() {
                 let index = first + s;
-                let (rows, src) = if self.per_token {
-                    (
-                        span.len,
-                        &result[span.start * self.out_dim..(span.start + span.len) * self.out_dim],
-                    )
-                } else {
-                    (1, &result[s * self.out_dim..(s + 1) * self.out_dim])
-                };
-                // Never hand out NaN/Inf: an index poisoned by one is worse than an error.
-                if !src.iter().all(|v| v.is_finite()) {
-                    return Err(Error::NonFiniteOutput { index });
-                }
+                let (rows, src) = seq_rows(result, &self.heads[0], s, *span, index)?;
                 let mut values = Vec::with_capacity(rows * dim);
                 for row in src.chunks_exact(self.out_dim) {
                     let start = values.len();
@@ -468,17 +474,7 @@ impl Model {
                 let mut extra = Vec::with_capacity(self.heads.len() - 1);
                 for (h, head) in self.heads.iter().enumerate().skip(1) {
                     let result = self.program.output(arena, h, batch.tokens(), batch.seqs.len());
-                    let (rows, src) = if head.per_token {
-                        (
-                            span.len,
-                            &result[span.start * head.dim..(span.start + span.len) * head.dim],
-                        )
-                    } else {
-                        (1, &result[s * head.dim..(s + 1) * head.dim])
-                    };
-                    if !src.iter().all(|v| v.is_finite()) {
-                        return Err(Error::NonFiniteOutput { index });
-                    }
+                    let (rows, src) = seq_rows(result, head, s, *span, index)?;
                     extra.push(HeadRows {
                         values: src.to_vec(),
                         rows,
