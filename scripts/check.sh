@@ -25,3 +25,6 @@ cargo build --release --quiet
 PATH="$PWD/target/release:$PATH" gemma-graph run --prompt query "How do I bake bread?"
 
 cargo test --workspace --quiet
+
+# The NEON tier under qemu, and the Apple Silicon build.
+scripts/check-neon.sh

@@ -26,7 +26,7 @@ pub use embed::{
     CancelToken, EmbedOptions, Embeddings, HeadRows, PassInfo, PassLog, Profile, Prompt, TextEmbedding, Truncation,
 };
 pub use error::Error;
-pub use gg_backends::{Arena, Backend, Batch, SeqSpan, Unavailable};
+pub use gg_backends::{Arena, Backend, Batch, Precision, Prepared, SeqSpan, Unavailable};
 pub use gg_graph::{CompiledGraph, Pipeline};
 pub use gg_loader::gemma::{MATRYOSHKA_DIMS, PROMPTS};
 pub use gg_loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization};

@@ -27,10 +27,10 @@ fn real_model_plans_are_valid_and_reported() {
     for t in [16, 512, 2048] {
         let seqs = (t / 2).min(MAX_TEXTS_PER_BATCH);
         // Planned as lowering plans them: values plus the chosen kernels' scratch.
-        let unfused_program = Program::compile(unfused.graph(), table, t, seqs).unwrap();
+        let unfused_program = Program::compile(unfused.graph(), table, t, seqs, gemma_graph::Precision::Fast).unwrap();
         let before = unfused_program.plan();
         check_plan(before).unwrap();
-        let program = Program::compile(g, table, t, seqs).unwrap();
+        let program = Program::compile(g, table, t, seqs, gemma_graph::Precision::Fast).unwrap();
         let p = program.plan();
         println!("T = {t:>4}: unfused graph arena {:>11} bytes", before.arena_bytes);
         check_plan(p).unwrap();

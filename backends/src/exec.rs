@@ -21,6 +21,8 @@ pub enum ExecError {
     BadBatch(String),
     #[error("token id {id} at batch row {row} is outside the {vocab}-row embedding table")]
     TokenOutOfRange { row: usize, id: i32, vocab: usize },
+    #[error("packed weight {index} is missing: the weight table was not prepared for this program")]
+    NotPrepared { index: usize },
     #[error("the arena has {got} bytes, the program needs {want} (made for another program?)")]
     WrongArena { got: usize, want: usize },
 }

@@ -4,6 +4,7 @@
 
 use gg_ops::{DType, PoolKind, UnaryOp, WeightView};
 
+use crate::fast::FastKernels;
 use crate::wtypes::{WeightKernels, WeightTypeInfo};
 use crate::Backend;
 
@@ -32,7 +33,38 @@ pub trait VecOps: Copy + Send + Sync {
     fn dot4(self, a: [&[f32]; 4], b: &[f32]) -> [f32; 4] {
         a.map(|x| self.dot(x, b))
     }
+    /// Attention scores of a key block: `out[qi][j] = (q[qi] · k[j]) · scale`.
+    fn scores(self, q: &[&[f32]], k: &[&[f32]], scale: f32, out: &mut [[f32; KEY_BLOCK]]) {
+        for (j, kj) in k.iter().enumerate() {
+            let mut qi = 0;
+            while qi + 4 <= q.len() {
+                let dots = self.dot4([q[qi], q[qi + 1], q[qi + 2], q[qi + 3]], kj);
+                for (u, dot) in dots.into_iter().enumerate() {
+                    out[qi + u][j] = dot * scale;
+                }
+                qi += 4;
+            }
+            for (qi, row) in out.iter_mut().enumerate().take(q.len()).skip(qi) {
+                row[j] = self.dot(q[qi], kj) * scale;
+            }
+        }
+    }
+    /// `acc[qi] += Σ_j p[qi][j] · v[j]` over rows of `acc` of `hd` values (zero weights
+    /// skipped).
+    fn pv(self, acc: &mut [f32], hd: usize, p: &[[f32; KEY_BLOCK]], v: &[&[f32]]) {
+        for (qi, a) in acc.chunks_exact_mut(hd).take(p.len()).enumerate() {
+            for (j, vj) in v.iter().enumerate() {
+                let w = p[qi][j];
+                if w != 0.0 {
+                    self.axpy(a, w, vj);
+                }
+            }
+        }
+    }
 }
+
+/// Keys scored at a time by attention.
+pub const KEY_BLOCK: usize = 64;
 
 /// Threads a kernel may use (rayon, inside the caller's pool).
 #[derive(Clone, Copy, Debug)]
@@ -118,6 +150,9 @@ pub struct KernelTable {
     pub backend: Backend,
     /// The weight types whose kernels this tier overrides; the others run the scalar spec.
     pub weight_kernels: &'static [(DType, WeightKernels)],
+    /// The `fast` precision's kernels per weight type (integer dot products over packed
+    /// weights); a type without them runs its exact kernels in every precision.
+    pub fast_kernels: &'static [(DType, FastKernels)],
     /// In place: `x += rmsnorm(a) ⊙ w` per row of `w.len()` columns.
     pub add_rms_norm: fn(x: &mut [f32], a: &[f32], w: &[f32], eps: f32, par: Par),
     /// In place on rows of `2C`: `s = x[..C] + rmsnorm(a) ⊙ w1`, then `x = [s | rmsnorm(s) ⊙ w2]`.
@@ -157,5 +192,10 @@ impl KernelTable {
         let info = crate::wtypes::info(dtype)?;
         let own = self.weight_kernels.iter().find(|(d, _)| *d == dtype).map(|(_, k)| k);
         Some((own.unwrap_or(&info.scalar), info))
+    }
+
+    /// The fast kernels for a weight type on this tier, if the type has any.
+    pub fn fast(&self, dtype: DType) -> Option<&'static FastKernels> {
+        self.fast_kernels.iter().find(|(d, _)| *d == dtype).map(|(_, k)| k)
     }
 }

@@ -13,8 +13,11 @@ pub mod avx2;
 pub mod avx512;
 pub mod composite;
 pub mod exec;
+pub mod fast;
 pub mod kernels;
 pub mod lower;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 pub mod scalar;
 mod split;
 pub mod weights;
@@ -25,8 +28,8 @@ use std::sync::OnceLock;
 pub use exec::{Arena, Batch, ExecError, StepTimes};
 pub use gg_ops::WeightView;
 pub use kernels::{Activations, KernelTable, Par, SeqSpan};
-pub use lower::{LowerError, OutputSlot, Program, Step};
-pub use weights::{ByteSource, Weight, WeightBytes, WeightTable};
+pub use lower::{LowerError, OutputSlot, PackSpec, Program, Step};
+pub use weights::{ByteSource, Prepared, Weight, WeightBytes, WeightTable};
 
 /// A kernel tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,6 +39,8 @@ pub enum Backend {
     Avx2,
     /// x86_64 with AVX-512F/BW/VL besides the AVX2 tier's features.
     Avx512,
+    /// aarch64 (Advanced SIMD).
+    Neon,
 }
 
 /// Why a backend cannot run here.
@@ -52,7 +57,7 @@ pub enum Unavailable {
         arch: &'static str,
         this: &'static str,
     },
-    #[error("unknown backend {0:?}; known: scalar, avx2, avx512")]
+    #[error("unknown backend {0:?}; known: scalar, avx2, avx512, neon")]
     Unknown(String),
 }
 
@@ -62,6 +67,7 @@ impl Backend {
             Backend::Scalar => "scalar",
             Backend::Avx2 => "avx2",
             Backend::Avx512 => "avx512",
+            Backend::Neon => "neon",
         }
     }
 
@@ -86,6 +92,14 @@ impl Backend {
             Backend::Avx2 | Backend::Avx512 => Err(Unavailable::OtherArch {
                 backend: self.name(),
                 arch: "x86_64",
+                this: std::env::consts::ARCH,
+            }),
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon => Ok(neon::missing_features()),
+            #[cfg(not(target_arch = "aarch64"))]
+            Backend::Neon => Err(Unavailable::OtherArch {
+                backend: self.name(),
+                arch: "aarch64",
                 this: std::env::consts::ARCH,
             }),
         }
@@ -118,12 +132,57 @@ impl Backend {
             },
             #[cfg(not(target_arch = "x86_64"))]
             Backend::Avx2 | Backend::Avx512 => Err(self.missing_features().expect_err("not on this arch")),
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon => match neon::Neon::detect() {
+                Some(cpu) => Ok(neon::table(cpu)),
+                None => Err(Unavailable::MissingFeatures {
+                    backend: "neon",
+                    missing: neon::missing_features(),
+                }),
+            },
+            #[cfg(not(target_arch = "aarch64"))]
+            Backend::Neon => Err(self.missing_features().expect_err("not on this arch")),
         }
     }
 
     /// Every backend, from the plainest to the fastest.
     pub fn all() -> &'static [Backend] {
-        &[Backend::Scalar, Backend::Avx2, Backend::Avx512]
+        &[Backend::Scalar, Backend::Avx2, Backend::Avx512, Backend::Neon]
+    }
+}
+
+/// How matmuls over quantized weights compute (chosen per model, applied at lowering).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// f32 activations times exactly dequantized weights: the scalar tier's answer, to
+    /// summation order.
+    Exact,
+    /// Integer dot products over the weight blocks with activations quantized per block to
+    /// 16 bits ([`fast`]); weight types without such kernels run their exact kernels.
+    #[default]
+    Fast,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Exact => "exact",
+            Precision::Fast => "fast",
+        }
+    }
+
+    pub fn all() -> &'static [Precision] {
+        &[Precision::Exact, Precision::Fast]
+    }
+
+    pub fn from_name(name: &str) -> Option<Precision> {
+        Precision::all().iter().copied().find(|p| p.name() == name)
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -135,7 +194,7 @@ impl std::fmt::Display for Backend {
 
 /// What `auto` picks from, fastest first (measured: AVX-512's 8 × 2 tiles beat AVX2 by ~12 %
 /// on 512-token texts and tie on short queries on the Xeon they were written on).
-const AUTO_ORDER: &[Backend] = &[Backend::Avx512, Backend::Avx2, Backend::Scalar];
+const AUTO_ORDER: &[Backend] = &[Backend::Avx512, Backend::Avx2, Backend::Neon, Backend::Scalar];
 
 /// The fastest backend this CPU supports, detected once.
 pub fn best_backend() -> Backend {

@@ -13,8 +13,10 @@ use gg_ops::{DType, InputKind, MatMulSpec, Op, Rows, Shape, WeightId};
 
 use crate::composite;
 use crate::exec::{Ctx, ExecError, Val};
+use crate::fast::{PackFn, PackedMatMulFn};
 use crate::kernels::{Activations, AttentionArgs, AttentionIo, KernelTable};
 use crate::scalar::attention::{MAX_GROUP, MAX_HEAD_DIM};
+use crate::Precision;
 
 /// Most dense layers one pooling-head step runs.
 pub const MAX_DENSE: usize = 8;
@@ -64,9 +66,21 @@ impl OutputSlot {
     }
 }
 
+/// A weight a step reads repacked for its kernel: made once by
+/// [`crate::WeightTable::prepare`], found by its index in [`Program::packs`].
+#[derive(Clone, Copy)]
+pub struct PackSpec {
+    pub weight: WeightId,
+    /// Row groups (2 for GeGLU's gate and up halves).
+    pub groups: usize,
+    pub pack: PackFn,
+}
+
 /// A graph lowered for one backend tier and one batch size.
 pub struct Program {
     steps: Vec<Step>,
+    packs: Vec<PackSpec>,
+    precision: Precision,
     inputs: Vec<(InputKind, Val)>,
     outputs: Vec<OutputSlot>,
     plan: Plan,
@@ -106,18 +120,29 @@ impl Program {
         self.steps.len()
     }
 
+    /// The weights to repack before running, in the order steps refer to them.
+    pub fn packs(&self) -> &[PackSpec] {
+        &self.packs
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
     /// The tier the program was lowered for.
     pub fn backend(&self) -> &'static str {
         self.backend
     }
 
     /// Lower `graph` onto `table` for batches of up to `max_tokens` tokens in `max_seqs`
-    /// sequences: kernels chosen and limits checked per node, memory planned, steps bound.
+    /// sequences: kernels chosen (in `precision`) and limits checked per node, memory
+    /// planned, steps bound.
     pub fn compile(
         graph: &Graph,
         table: &'static KernelTable,
         max_tokens: usize,
         max_seqs: usize,
+        precision: Precision,
     ) -> Result<Program, LowerError> {
         graph.validate()?;
         let order = graph.topo_order()?;
@@ -127,7 +152,7 @@ impl Program {
             if matches!(graph.node(n).op, Op::Weight(_)) {
                 continue;
             }
-            let choice = select(graph, n, table)?;
+            let choice = select(graph, n, table, precision)?;
             if let Some(need) = choice.scratch {
                 scratch.insert(n, need);
             }
@@ -148,6 +173,7 @@ impl Program {
             })
         };
         let mut steps = Vec::new();
+        let mut packs = Vec::new();
         let mut inputs = Vec::new();
         let rope = RopeCache::default();
         for (n, choice) in choices {
@@ -181,7 +207,7 @@ impl Program {
                 in_place,
                 max_tokens: plan.max_tokens,
             };
-            bound.emit(graph, n, choice, &rope, &mut steps)?;
+            bound.emit(graph, n, choice, &rope, &mut steps, &mut packs)?;
         }
         let outputs = graph
             .outputs()
@@ -195,6 +221,8 @@ impl Program {
             .collect::<Result<Vec<_>, LowerError>>()?;
         Ok(Program {
             steps,
+            packs,
+            precision,
             inputs,
             outputs,
             plan,
@@ -226,6 +254,11 @@ enum Kernel {
     MatMul {
         f: crate::kernels::MatMulFn,
     },
+    /// A matmul of the fast precision over repacked weights.
+    PackedMatMul {
+        f: PackedMatMulFn,
+        pack: PackFn,
+    },
     PoolHead {
         dense: [Option<crate::kernels::MatMulFn>; MAX_DENSE],
     },
@@ -254,7 +287,7 @@ fn limit(graph: &Graph, n: NodeId, table: &KernelTable, what: &'static str, valu
 }
 
 /// Pick the kernel for node `n`, check its limits and operand kinds, and say its scratch.
-fn select(graph: &Graph, n: NodeId, table: &'static KernelTable) -> Result<Choice, LowerError> {
+fn select(graph: &Graph, n: NodeId, table: &'static KernelTable, precision: Precision) -> Result<Choice, LowerError> {
     let node = graph.node(n);
     let ins = graph.inputs(n);
     let err = |what: String| unsupported(graph, n, table, what);
@@ -345,10 +378,21 @@ fn select(graph: &Graph, n: NodeId, table: &'static KernelTable) -> Result<Choic
                 return Err(limit(graph, n, table, "the row length k", inner, k.max_k));
             }
             let x = graph.node(ins[0]).shape;
-            Ok(Choice {
-                kernel: Kernel::MatMul {
+            let fast = table
+                .fast(graph.node(ins[wi]).dtype)
+                .filter(|_| precision == Precision::Fast)
+                .filter(|fk| inner <= fk.max_k && inner.is_multiple_of(crate::fast::QBLOCK));
+            let kernel = match fast {
+                Some(fk) => Kernel::PackedMatMul {
+                    f: if spec.geglu { fk.matmul_geglu } else { fk.matmul },
+                    pack: fk.pack,
+                },
+                None => Kernel::MatMul {
                     f: if spec.geglu { k.matmul_geglu } else { k.matmul },
                 },
+            };
+            Ok(Choice {
+                kernel,
                 // The normalized activations.
                 scratch: spec.norm_eps.map(|_| ScratchNeed {
                     dtype: DType::F32,
@@ -590,6 +634,7 @@ impl Bound {
         choice: Choice,
         rope: &RopeCache,
         steps: &mut Vec<Step>,
+        packs: &mut Vec<PackSpec>,
     ) -> Result<(), LowerError> {
         let table = self.table;
         let tier = table.backend.name();
@@ -695,6 +740,66 @@ impl Bound {
                         }),
                     ),
                 }
+            }
+            (Op::MatMul(spec), Kernel::PackedMatMul { f, pack }) => {
+                let x = self.value(0);
+                let w = self.weight(self.args.len() - 1);
+                let MatMulSpec { norm_eps, in_cols, .. } = spec;
+                let (start, k) = in_cols.unwrap_or((0, x.cols));
+                let n_out = out.cols;
+                let groups = if spec.geglu { 2 } else { 1 };
+                let name = format!(
+                    "{}{}<{}×i16>",
+                    if norm_eps.is_some() { "norm_" } else { "" },
+                    if spec.geglu { "matmul_geglu" } else { "matmul" },
+                    graph.weights()[w].dtype
+                );
+                // One packed copy per (weight, grouping), however many steps read it.
+                let index = match packs.iter().position(|p| p.weight == w && p.groups == groups) {
+                    Some(i) => i,
+                    None => {
+                        packs.push(PackSpec {
+                            weight: w,
+                            groups,
+                            pack,
+                        });
+                        packs.len() - 1
+                    }
+                };
+                let norm = norm_eps.map(|eps| {
+                    (
+                        eps,
+                        self.weight(1),
+                        self.scratch.expect("selection planned the scratch"),
+                    )
+                });
+                push(
+                    &name,
+                    Box::new(move |c| {
+                        let pw = c.weights.packed(index).ok_or(ExecError::NotPrepared { index })?;
+                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
+                        let (xs, o) = unsafe { (c.f32s(x), c.f32s_mut(out)) };
+                        let rows = xs.len() / x.cols;
+                        let acts = match norm {
+                            Some((eps, norm_w, scratch)) => {
+                                // SAFETY: the planned scratch, disjoint from every operand.
+                                let tmp = unsafe { c.f32s_mut(scratch) };
+                                let normed = &mut tmp[..xs.len()];
+                                normed.copy_from_slice(xs);
+                                (table.rms_norm)(normed, c.weights.f32(norm_w), k, eps, c.par);
+                                Activations::dense(normed, rows, k)
+                            }
+                            None => Activations {
+                                data: &xs[start..],
+                                rows,
+                                k,
+                                stride: x.cols,
+                            },
+                        };
+                        f(acts, pw, o, n_out, c.par);
+                        Ok(())
+                    }),
+                );
             }
             (Op::Rope { base, head_dim }, _) => {
                 let pos = self.value(1);

@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use gg_ops::{DType, Shape, WeightView};
 
+use crate::fast::PackedQ8;
+use crate::lower::Program;
+
 /// Something that owns bytes for as long as the weights are used (the memory-mapped file).
 pub trait ByteSource: Send + Sync {
     fn bytes(&self) -> &[u8];
@@ -56,10 +59,21 @@ pub struct WeightError {
     pub what: String,
 }
 
-/// The weights of a compiled graph, indexed by `WeightId`.
+/// The weights of a compiled graph, indexed by `WeightId`, and the repacked copies a
+/// program's fast kernels read (indexed as [`Program::packs`]).
 #[derive(Default)]
 pub struct WeightTable {
     weights: Vec<Weight>,
+    packed: Vec<PackedQ8>,
+}
+
+/// What [`WeightTable::prepare`] did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Prepared {
+    /// Weights repacked, and the bytes their copies hold.
+    pub weights: usize,
+    pub bytes: usize,
+    pub seconds: f64,
 }
 
 impl WeightTable {
@@ -79,7 +93,10 @@ impl WeightTable {
                 what: e.to_string(),
             })?;
         }
-        Ok(WeightTable { weights })
+        Ok(WeightTable {
+            weights,
+            packed: Vec::new(),
+        })
     }
 
     /// Bind a graph's weight table: `tensor` gives the bytes of a named tensor of the model
@@ -118,6 +135,39 @@ impl WeightTable {
             name: Some(descs[e.index].name()),
             ..e
         })
+    }
+
+    /// Repack the weights `program`'s kernels want repacked (once; a table prepared for
+    /// another program is repacked again).
+    pub fn prepare(&mut self, program: &Program) -> Result<Prepared, WeightError> {
+        let started = std::time::Instant::now();
+        let mut packed = Vec::with_capacity(program.packs().len());
+        for spec in program.packs() {
+            if spec.weight >= self.weights.len() {
+                return Err(WeightError {
+                    index: spec.weight,
+                    name: None,
+                    what: format!("the program reads weight {} of {}", spec.weight, self.weights.len()),
+                });
+            }
+            let p = (spec.pack)(self.view(spec.weight), spec.groups).map_err(|what| WeightError {
+                index: spec.weight,
+                name: None,
+                what,
+            })?;
+            packed.push(p);
+        }
+        self.packed = packed;
+        Ok(Prepared {
+            weights: self.packed.len(),
+            bytes: self.packed.iter().map(PackedQ8::bytes).sum(),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Repacked weight `index` of the program the table was prepared for.
+    pub fn packed(&self, index: usize) -> Option<&PackedQ8> {
+        self.packed.get(index)
     }
 
     pub fn len(&self) -> usize {

@@ -367,3 +367,125 @@ fn tanh_matches_libm() {
         }
     }
 }
+
+/// Tiers with fast kernels, and the scalar specification's.
+fn fast_kernels(b: Backend) -> &'static gg_backends::fast::FastKernels {
+    b.table()
+        .unwrap()
+        .fast(DType::Q8_0)
+        .expect("every tier has fast Q8_0 kernels")
+}
+
+#[test]
+fn fast_quantization_matches_the_spec() {
+    // Every tier's block quantizer equals the specification bit for bit: ties, zeros,
+    // extremes, and non-finite blocks (d = NaN).
+    let mut rng = XorShift(9);
+    let mut blocks: Vec<Vec<f32>> = (0..200).map(|_| rng.vec(32)).collect();
+    blocks.push(vec![0.0; 32]);
+    blocks.push((0..32).map(|i| (i as f32 - 16.0) * 0.5).collect()); // many exact ties
+    blocks.push((0..32).map(|i| if i == 3 { 1e-30 } else { 0.0 }).collect());
+    blocks.push((0..32).map(|i| if i == 7 { f32::NAN } else { 1.0 }).collect());
+    blocks.push((0..32).map(|i| if i == 31 { f32::NEG_INFINITY } else { 1.0 }).collect());
+    blocks.push((0..32).map(|i| 3e38 * if i % 2 == 0 { 1.0 } else { -1.0 }).collect());
+    for b in simd_backends() {
+        let f = fast_kernels(b).quantize;
+        for (n, x) in blocks.iter().enumerate() {
+            let (mut want, mut got) = ([0i16; 32], [1i16; 32]);
+            let dw = gg_backends::fast::quantize_block(x, &mut want);
+            let dg = f(x, &mut got);
+            assert_eq!(want, got, "{b} quants of block {n}");
+            assert!(
+                dw.to_bits() == dg.to_bits() || (dw.is_nan() && dg.is_nan()),
+                "{b} scale of block {n}: {dw} vs {dg}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fast_matmuls_match_scalar_bit_for_bit() {
+    let scalar = fast_kernels(Backend::Scalar);
+    let mut rng = XorShift(77);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    for b in simd_backends() {
+        let kern = fast_kernels(b);
+        for k in [32usize, 96, 768] {
+            for rows in [1usize, 3, 8, 9, 16, 17, 40] {
+                for n in [1usize, 5, 16, 17, 40, 300] {
+                    for geglu in [false, true] {
+                        let groups = if geglu { 2 } else { 1 };
+                        let w = W::new(DType::Q8_0, groups * n, k, &rng.vec(groups * n * k));
+                        let (ps, pk) = (
+                            (scalar.pack)(w.view(), groups).unwrap(),
+                            (kern.pack)(w.view(), groups).unwrap(),
+                        );
+                        let stride = k + 5;
+                        let xs = rng.vec(rows * stride);
+                        let x = Activations {
+                            data: &xs[3..],
+                            rows,
+                            k,
+                            stride,
+                        };
+                        let f = |kk: &gg_backends::fast::FastKernels, p, par| {
+                            let mut out = vec![f32::NAN; rows * n];
+                            if geglu {
+                                (kk.matmul_geglu)(x, p, &mut out, n, par);
+                            } else {
+                                (kk.matmul)(x, p, &mut out, n, par);
+                            }
+                            out
+                        };
+                        let want = f(scalar, &ps, Par::SERIAL);
+                        for par in [Par::SERIAL, Par { threads: 2 }] {
+                            let got = pool.install(|| f(kern, &pk, par));
+                            let what = format!("{b} fast matmul (geglu {geglu}) rows {rows} k {k} n {n}");
+                            if geglu {
+                                // The tiers' GELU differs from the scalar one by rounding.
+                                assert_close(&want, &got, &what);
+                            } else {
+                                let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+                                assert!(same, "{what}: not bit-identical to the scalar spec");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_matmul_rows_do_not_depend_on_their_batch() {
+    // A token's outputs are the same alone, at any position of a batch, and at any thread
+    // count, on every tier (bit for bit).
+    let mut rng = XorShift(31);
+    let (k, n, rows) = (96, 48, 37);
+    let w = W::new(DType::Q8_0, n, k, &rng.vec(n * k));
+    let xs = rng.vec(rows * k);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let mut tiers = simd_backends();
+    tiers.push(Backend::Scalar);
+    for b in tiers {
+        let kern = fast_kernels(b);
+        let p = (kern.pack)(w.view(), 1).unwrap();
+        let mut all = vec![0f32; rows * n];
+        pool.install(|| (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut all, n, Par { threads: 2 }));
+        for t in [0, 15, 16, 17, 36] {
+            let mut alone = vec![0f32; n];
+            (kern.matmul)(
+                Activations::dense(&xs[t * k..(t + 1) * k], 1, k),
+                &p,
+                &mut alone,
+                n,
+                Par::SERIAL,
+            );
+            assert_eq!(
+                &all[t * n..(t + 1) * n],
+                &alone[..],
+                "{b}: token {t} alone vs in a batch of {rows}"
+            );
+        }
+    }
+}

@@ -46,11 +46,12 @@ def cpu():
     return model, keep
 
 
-def gemma_graph(binary, model, workload, kind, threads):
+def gemma_graph(binary, model, workload, kind, threads, precision):
     with tempfile.TemporaryDirectory() as tmp:
         stats = os.path.join(tmp, "stats.json")
         cmd = [binary, "run", "--model", model, "--input", workload, "--threads", str(threads), "--quiet",
-               "--format", "npy", "--output", os.path.join(tmp, "out.npy"), "--stats-json", stats]
+               "--format", "npy", "--output", os.path.join(tmp, "out.npy"), "--stats-json", stats,
+               "--precision", precision]
         if kind != "docs":
             cmd += ["--batch-texts", "1"]
         subprocess.run(cmd, check=True)
@@ -81,6 +82,7 @@ def main():
     ap.add_argument("--model", default=os.environ.get("GEMMA_GRAPH_MODEL", os.path.join(CACHE, "embeddinggemma-300m-Q8_0.gguf")))
     ap.add_argument("--gemma-graph", default=os.path.join(REPO, "target", "release", "gemma-graph"))
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--precision", default="fast", choices=["fast", "exact"], help="gemma-graph's precision")
     args = ap.parse_args()
 
     llama_py = os.path.join(CACHE, "venv-llama", "bin", "python")
@@ -94,7 +96,8 @@ def main():
 
     model_name, flags = cpu()
     print(f"CPU: {model_name}, {os.cpu_count()} cores; flags: {' '.join(flags)}")
-    print(f"model {args.model}, {args.threads} threads, {args.rounds} round(s), engines alternating")
+    print(f"model {args.model}, {args.threads} threads, {args.rounds} round(s), engines alternating, "
+          f"gemma-graph precision {args.precision}")
     rows = []
     for name in args.workloads.split(","):
         file, what = WORKLOADS[name]
@@ -107,7 +110,7 @@ def main():
                 order.append("sentence-transformers")
             for engine in order:
                 if engine == "gemma-graph":
-                    f, rss, backend = gemma_graph(args.gemma_graph, args.model, workload, name, args.threads)
+                    f, rss, backend = gemma_graph(args.gemma_graph, args.model, workload, name, args.threads, args.precision)
                 elif engine == "llama.cpp":
                     f, rss = peer("llama", llama_py, args.model, workload, name, args.threads)
                 else:
@@ -130,7 +133,7 @@ def main():
         print(line)
     print(f"(ratio: gemma-graph's time or RSS over llama.cpp's; below 1 is better for gemma-graph; backend {rows[0][3] if rows else '?'})")
     if args.json:
-        json.dump({"cpu": model_name, "flags": flags, "threads": args.threads,
+        json.dump({"cpu": model_name, "flags": flags, "threads": args.threads, "precision": args.precision,
                    "results": {n: {e: {"figure_seconds": f, "peak_rss_bytes": r} for e, (f, r) in m.items()} for n, _, m, _ in rows}},
                   open(args.json, "w"), indent=1)
 

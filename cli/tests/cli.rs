@@ -176,9 +176,18 @@ fn backend_choice_is_checked() {
         .output()
         .unwrap());
     assert!(out.contains("lowered for the scalar backend"), "{out}");
+    // Fast precision (the default): integer matmuls over 16-bit activation blocks.
     assert!(
-        out.contains("scalar.matmul<q8_0>") && out.contains("scalar.attention"),
+        out.contains("precision fast") && out.contains("scalar.matmul<q8_0×i16>") && out.contains("scalar.attention"),
         "{out}"
+    );
+    let exact = ok(bin()
+        .args(["dump", "--backend", "scalar", "--layers", "1", "--precision", "exact"])
+        .output()
+        .unwrap());
+    assert!(
+        exact.contains("precision exact") && exact.contains("scalar.matmul<q8_0>") && !exact.contains("×i16"),
+        "{exact}"
     );
 }
 

@@ -77,9 +77,15 @@ fn fails_with(out: Output, code: i32, needles: &[&str]) -> String {
     err
 }
 
+/// Write a test file atomically (a unique temporary name, then a rename): tests run in
+/// parallel and several write the same input file, which another may be reading.
 fn write(name: &str, bytes: &[u8]) -> PathBuf {
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let p = tmp(name);
-    std::fs::write(&p, bytes).unwrap();
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let part = tmp(&format!("{name}.part{n}"));
+    std::fs::write(&part, bytes).unwrap();
+    std::fs::rename(&part, &p).unwrap();
     p
 }
 

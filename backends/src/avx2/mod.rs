@@ -8,6 +8,7 @@
 //! entry point asks for the token (or re-checks the cached detection) before it enters
 //! `#[target_feature]` code.
 
+pub(crate) mod fast;
 pub(crate) mod matmul;
 pub mod simd;
 
@@ -85,6 +86,7 @@ pub(crate) const TABLE: KernelTable = KernelTable {
             matmul::weight_kernels::<matmul::Q8Rows, matmul::Avx2Tiles>("avx2.q8_0"),
         ),
     ],
+    fast_kernels: &[(DType::Q8_0, crate::fast::q8_0_kernels::<fast::Avx2Fast>("avx2.q8_0"))],
     attention,
     ..scalar::TABLE
 };

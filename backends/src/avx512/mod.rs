@@ -6,6 +6,9 @@
 //! As for AVX2, nothing here runs without the feature check: the table is handed out only for
 //! an [`Avx512`] token, which [`Avx512::detect`] makes only on a CPU with every feature.
 
+pub mod attention;
+pub mod fast;
+
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
@@ -35,6 +38,11 @@ impl Avx512 {
             return None;
         }
         Avx2::detect().map(|a| Avx512 { _avx2: a })
+    }
+
+    /// The AVX2 token this one implies.
+    pub fn avx2(self) -> Avx2 {
+        self._avx2
     }
 }
 
@@ -215,5 +223,15 @@ static KERNELS: KernelTable = KernelTable {
             mm::weight_kernels::<mm::Q8Rows, Avx512Tiles>("avx512.q8_0"),
         ),
     ],
+    fast_kernels: &[(
+        DType::Q8_0,
+        crate::fast::q8_0_kernels::<fast::Avx512Fast>("avx512.q8_0"),
+    )],
+    attention: attention_kernel,
     ..avx2::TABLE
 };
+
+fn attention_kernel(args: crate::kernels::AttentionArgs<'_>, par: crate::kernels::Par) {
+    let cpu = Avx512::detect().expect("the AVX-512 table is only reachable on a CPU with AVX-512");
+    crate::scalar::attention::attention_with(attention::Avx512Ops::new(cpu), args, par)
+}

@@ -10,10 +10,8 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::{AttentionArgs, AttentionIo, Par, SeqSpan, VecOps};
+use crate::kernels::{AttentionArgs, AttentionIo, Par, SeqSpan, VecOps, KEY_BLOCK};
 
-/// Keys scored at a time.
-const KEY_BLOCK: usize = 64;
 /// Query rows processed together.
 pub const ROW_BLOCK: usize = 4;
 /// Largest head size the stack accumulators hold.
@@ -103,53 +101,43 @@ unsafe fn attend_block<V: VecOps>(ops: V, l: Layout, d: &Dims, seq: SeqSpan, fir
         acc[..nq * hd].fill(0.0);
         m[..nq].fill(f32::NEG_INFINITY);
         sum[..nq].fill(0.0);
+        let queries: [&[f32]; MAX_QUERIES] = std::array::from_fn(|qi| if qi < nq { query(qi) } else { &[] });
         for b0 in (lo..=hi).step_by(KEY_BLOCK) {
             let b1 = (b0 + KEY_BLOCK).min(hi + 1);
-            for j in b0..b1 {
-                let kj = key(j);
-                let mut qi = 0;
-                while qi + 4 <= nq {
-                    let dots = ops.dot4([query(qi), query(qi + 1), query(qi + 2), query(qi + 3)], kj);
-                    for (u, dot) in dots.into_iter().enumerate() {
-                        scores[qi + u][j - b0] = dot * d.scale;
-                    }
-                    qi += 4;
-                }
-                for (qi, row_scores) in scores[..nq].iter_mut().enumerate().skip(qi) {
-                    row_scores[j - b0] = ops.dot(query(qi), kj) * d.scale;
-                }
-                // Keys outside a row's window do not count.
-                for (qi, row_scores) in scores[..nq].iter_mut().enumerate() {
-                    let (klo, khi) = reach(i0 + qi / d.group);
+            let keys: [&[f32]; KEY_BLOCK] = std::array::from_fn(|u| if b0 + u < b1 { key(b0 + u) } else { &[] });
+            ops.scores(&queries[..nq], &keys[..b1 - b0], d.scale, &mut scores[..nq]);
+            // Keys outside a row's window do not count.
+            for (qi, row_scores) in scores[..nq].iter_mut().enumerate() {
+                let (klo, khi) = reach(i0 + qi / d.group);
+                for (j, s) in (b0..b1).zip(row_scores.iter_mut()) {
                     if !(klo..=khi).contains(&j) {
-                        row_scores[j - b0] = f32::NEG_INFINITY;
+                        *s = f32::NEG_INFINITY;
                     }
                 }
             }
             for qi in 0..nq {
-                let block_max = scores[qi][..b1 - b0].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                let ps = &mut scores[qi][..b1 - b0];
+                let block_max = ps.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
                 let m_new = m[qi].max(block_max);
                 if m_new == f32::NEG_INFINITY {
-                    continue; // no key of this row yet
+                    ps.fill(0.0); // no key of this row yet
+                    continue;
                 }
                 let correction = (m[qi] - m_new).exp();
-                let a = &mut acc[qi * hd..(qi + 1) * hd];
                 if correction != 1.0 {
-                    for x in a.iter_mut() {
+                    for x in acc[qi * hd..(qi + 1) * hd].iter_mut() {
                         *x *= correction;
                     }
                     sum[qi] *= correction;
                 }
-                let ps = &mut scores[qi][..b1 - b0];
                 ops.exp_sub(ps, m_new);
-                for (j, &p) in (b0..b1).zip(ps.iter()) {
-                    if p != 0.0 {
-                        sum[qi] += p;
-                        ops.axpy(a, p, val(j));
-                    }
+                for &p in ps.iter() {
+                    sum[qi] += p;
                 }
                 m[qi] = m_new;
             }
+            let vals: [&[f32]; KEY_BLOCK] = std::array::from_fn(|u| if b0 + u < b1 { val(b0 + u) } else { &[] });
+            ops.pv(&mut acc[..nq * hd], hd, &scores[..nq], &vals[..b1 - b0]);
         }
         for qi in 0..nq {
             let (r, h) = (first + qi / d.group, kvh * d.group + qi % d.group);

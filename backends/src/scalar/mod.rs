@@ -5,6 +5,8 @@ pub mod elementwise;
 pub mod head;
 pub mod matmul;
 
+use gg_ops::DType;
+
 use crate::kernels::KernelTable;
 use crate::Backend;
 
@@ -14,6 +16,10 @@ pub const TABLE: KernelTable = KernelTable {
     backend: Backend::Scalar,
     // The registry's own entries are the scalar kernels.
     weight_kernels: &[],
+    fast_kernels: &[(
+        DType::Q8_0,
+        crate::fast::q8_0_kernels::<crate::fast::scalar::Scalar>("scalar.q8_0"),
+    )],
     add_rms_norm: elementwise::add_rms_norm,
     residual_norm: elementwise::residual_norm,
     rms_norm: elementwise::rms_norm,

@@ -48,6 +48,9 @@ pub struct Args {
     /// Kernel tier to lower for ("auto": the best this CPU supports).
     #[arg(long, value_enum, default_value = "auto")]
     backend: super::BackendArg,
+    /// Matmul arithmetic the steps are lowered for (see `run --help`).
+    #[arg(long, value_enum, default_value = "fast")]
+    precision: super::PrecisionArg,
     /// Also build a head trained on the embeddings (as `run --head`).
     #[arg(long, value_name = "FILE.safetensors")]
     head: Option<PathBuf>,
@@ -86,6 +89,7 @@ pub fn run(args: Args) -> Result<()> {
         passes: args.passes,
         max_batch_tokens: args.tokens,
         backend: args.backend.choice(),
+        precision: args.precision.into(),
         ..Default::default()
     };
     let path = crate::model_path(args.model);
@@ -111,13 +115,14 @@ pub fn run(args: Args) -> Result<()> {
     let bytes: Vec<u8> = match args.format {
         Format::Text => {
             let mut text = format!(
-                "gemma-graph dump: stage {}, backend {}, {} threads\n",
+                "gemma-graph dump: stage {}, backend {}, precision {}, {} threads\n",
                 match args.stage {
                     Stage::Built => "built",
                     Stage::Fused => "fused",
                     Stage::Planned => "planned",
                 },
                 model.backend(),
+                model.precision(),
                 model.threads()
             );
             if args.stage != Stage::Built {
@@ -166,9 +171,10 @@ fn kernel_summary(model: &Model) -> String {
         *counts.entry(step.kernel.as_str()).or_default() += 1;
     }
     let mut out = format!(
-        "\nlowered for the {} backend (cpu: {}): {} steps\n",
+        "\nlowered for the {} backend (cpu: {}), precision {}: {} steps\n",
         program.backend(),
         gemma_graph::backends::cpu_features().join(" "),
+        program.precision(),
         program.n_steps()
     );
     for (kernel, n) in counts {

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use gemma_graph::{
-    Backend, BackendChoice, ControlLiterals, EncodeOptions, Model, ModelOptions, Pipeline, SentenceTransformersHead,
+    Backend, BackendChoice, ControlLiterals, EncodeOptions, Model, ModelOptions, Pipeline, Precision,
+    SentenceTransformersHead,
 };
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -19,6 +20,7 @@ pub enum BackendArg {
     Scalar,
     Avx2,
     Avx512,
+    Neon,
 }
 
 impl BackendArg {
@@ -28,6 +30,22 @@ impl BackendArg {
             BackendArg::Scalar => BackendChoice::Force(Backend::Scalar),
             BackendArg::Avx2 => BackendChoice::Force(Backend::Avx2),
             BackendArg::Avx512 => BackendChoice::Force(Backend::Avx512),
+            BackendArg::Neon => BackendChoice::Force(Backend::Neon),
+        }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PrecisionArg {
+    Fast,
+    Exact,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Precision {
+        match p {
+            PrecisionArg::Fast => Precision::Fast,
+            PrecisionArg::Exact => Precision::Exact,
         }
     }
 }
@@ -41,6 +59,11 @@ pub struct ModelArgs {
     /// Worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Matmul arithmetic: "fast" (integer dot products, activations quantized per block to
+    /// 16 bits; cosine ≥ 0.9999 with the exact answer) or "exact" (f32 on exactly
+    /// dequantized weights).
+    #[arg(long, value_enum, default_value = "fast")]
+    pub precision: PrecisionArg,
     /// Tokenize control-token text such as "<bos>" as plain text: for untrusted input (the
     /// ids then differ from the reference tokenizer's for such texts).
     #[arg(long)]
@@ -59,6 +82,7 @@ impl ModelArgs {
             max_batch_tokens,
             passes,
             mmap: !self.no_mmap,
+            precision: self.precision.into(),
         }
     }
 

@@ -177,15 +177,26 @@ pub fn run(args: Args) -> Result<()> {
     let load_seconds = t0.elapsed().as_secs_f64();
     if args.verbose {
         eprintln!(
-            "model {} loaded in {:.0} ms: backend {} (cpu: {}), {} threads, arena {} bytes for {} tokens",
+            "model {} loaded in {:.0} ms: backend {} (cpu: {}), precision {}, {} threads, arena {} bytes for {} tokens",
             path.display(),
             load_seconds * 1e3,
             model.backend(),
             gemma_graph::backends::cpu_features().join(" "),
+            model.precision(),
             model.threads(),
             model.plan().arena_bytes,
             model.max_batch_tokens()
         );
+        let p = model.prepared();
+        if p.weights > 0 {
+            eprintln!(
+                "repacked {} weights for the {} kernels: {:.1} MiB in {:.0} ms",
+                p.weights,
+                model.precision(),
+                p.bytes as f64 / (1 << 20) as f64,
+                p.seconds * 1e3
+            );
+        }
         if let Some(f) = source.format {
             eprintln!("input format {f:?}");
         }

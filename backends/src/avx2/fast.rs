@@ -1,0 +1,140 @@
+//! The fast kernels on AVX2: 16-bit activation pairs broadcast against the panel's 16 rows in
+//! two 8-lane halves, `vpmaddwd` + `vpaddd` per pair (AVX2 has no `vpdpwssd`), up to four
+//! tokens per register tile.
+
+use std::arch::x86_64::*;
+
+use super::simd::geglu;
+use super::{cpu, Avx2};
+use crate::fast::pack::{PANEL, SCALES_AT};
+use crate::fast::{block_scales, FastTier, QTile, PANEL_BLOCK_BYTES, QBLOCK, QMAX, TOKEN_TILE};
+
+pub struct Avx2Fast;
+
+impl FastTier for Avx2Fast {
+    fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
+        let _: Avx2 = cpu();
+        assert!(x.len() == QBLOCK && q.len() == QBLOCK);
+        // SAFETY: the token proves AVX2; both slices hold one block.
+        unsafe { quantize(x, q) }
+    }
+
+    fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+        let _: Avx2 = cpu();
+        assert!(panel.len() == tile.k / QBLOCK * PANEL_BLOCK_BYTES);
+        let mut t = 0;
+        while t < tile.tokens {
+            let n = (tile.tokens - t).min(4);
+            // SAFETY: the token proves AVX2; the panel has one block per block of k (asserted)
+            // and every token of the tile has k values.
+            unsafe {
+                match n {
+                    4 => tokens::<4>(tile, t, panel, out),
+                    3 => tokens::<3>(tile, t, panel, out),
+                    2 => tokens::<2>(tile, t, panel, out),
+                    _ => tokens::<1>(tile, t, panel, out),
+                }
+            }
+            t += n;
+        }
+    }
+
+    fn geglu(g: &[f32], u: &[f32], h: &mut [f32]) {
+        let _: Avx2 = cpu();
+        // SAFETY: the token proves AVX2 and FMA.
+        unsafe { geglu(g, u, h) }
+    }
+}
+
+/// [`crate::fast::quantize_block`] in 8-lane vectors.
+///
+/// # Safety
+/// AVX2 must be available; `x` and `q` hold 32 values.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
+    // SAFETY: 4 × 8 values inside x (the caller's contract).
+    let v: [__m256; 4] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * i)) });
+    let sign = _mm256_set1_ps(-0.0);
+    let abs = v.map(|a| _mm256_andnot_ps(sign, a));
+    let inf = _mm256_set1_ps(f32::INFINITY);
+    let bad = abs
+        .iter()
+        .fold(0, |m, &a| m | _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NLT_UQ>(a, inf)));
+    if bad != 0 {
+        q.fill(0);
+        return f32::NAN;
+    }
+    let m = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+    let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+    let (d, id) = block_scales(amax);
+    let idv = _mm256_set1_ps(id);
+    let (lo, hi) = (_mm256_set1_epi32(-(QMAX as i32)), _mm256_set1_epi32(QMAX as i32));
+    let i: [__m256i; 4] =
+        v.map(|a| _mm256_min_epi32(hi, _mm256_max_epi32(lo, _mm256_cvtps_epi32(_mm256_mul_ps(a, idv)))));
+    // packs interleaves 128-bit lanes: (0,1) → [i0.lo, i1.lo, i0.hi, i1.hi]; permute back.
+    let p01 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(i[0], i[1]));
+    let p23 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(i[2], i[3]));
+    // SAFETY: 2 × 16 values inside q.
+    unsafe {
+        _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, p01);
+        _mm256_storeu_si256(q.as_mut_ptr().add(16) as *mut __m256i, p23);
+    }
+    d
+}
+
+/// Tokens `t0..t0 + N` of the tile against one panel.
+///
+/// # Safety
+/// AVX2 must be available; `panel` holds `tile.k / 32` panel blocks and `t0 + N ≤ tile.tokens`.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::needless_range_loop)] // register tiles indexed in lock step
+unsafe fn tokens<const N: usize>(tile: &QTile, t0: usize, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+    let nb = tile.k / QBLOCK;
+    let mut acc_f = [[_mm256_setzero_ps(); 2]; N];
+    let base = panel.as_ptr();
+    for b in 0..nb {
+        // SAFETY: block b < nb is inside the panel (the caller's contract).
+        let blk = unsafe { base.add(b * PANEL_BLOCK_BYTES) };
+        // The tile's pairs of this block: `[i][t]`, tokens from t0.
+        let xp = tile.pairs[b * QBLOCK / 2 * TOKEN_TILE + t0..].as_ptr();
+        let mut acc_i = [[_mm256_setzero_si256(); 2]; N];
+        for i in 0..QBLOCK / 2 {
+            // SAFETY: 32 bytes of pair i inside the block.
+            let (w0, w1) = unsafe {
+                (
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(32 * i) as *const __m128i)),
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(32 * i + 16) as *const __m128i)),
+                )
+            };
+            for t in 0..N {
+                // SAFETY: pair i of token t0 + t < TOKEN_TILE, inside this block's pairs.
+                let x = _mm256_set1_epi32(unsafe { *xp.add(i * TOKEN_TILE + t) });
+                acc_i[t][0] = _mm256_add_epi32(acc_i[t][0], _mm256_madd_epi16(w0, x));
+                acc_i[t][1] = _mm256_add_epi32(acc_i[t][1], _mm256_madd_epi16(w1, x));
+            }
+        }
+        // SAFETY: the 16 scales at the block's end.
+        let sc = unsafe {
+            [
+                _mm256_loadu_ps(blk.add(SCALES_AT) as *const f32),
+                _mm256_loadu_ps(blk.add(SCALES_AT + 32) as *const f32),
+            ]
+        };
+        for t in 0..N {
+            let dx = _mm256_set1_ps(tile.d[b * TOKEN_TILE + t0 + t]);
+            for h in 0..2 {
+                let s = _mm256_mul_ps(sc[h], dx);
+                acc_f[t][h] = _mm256_add_ps(acc_f[t][h], _mm256_mul_ps(_mm256_cvtepi32_ps(acc_i[t][h]), s));
+            }
+        }
+    }
+    for t in 0..N {
+        // SAFETY: 2 × 8 floats into a row of 16.
+        unsafe {
+            _mm256_storeu_ps(out[t0 + t].as_mut_ptr(), acc_f[t][0]);
+            _mm256_storeu_ps(out[t0 + t].as_mut_ptr().add(8), acc_f[t][1]);
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The fast kernels on AVX-512: a panel's 16 rows fill one 16-lane register; each broadcast
+//! pair of 16-bit activations meets a pair of every row in one `vpdpwssd` (VNNI) or
+//! `vpmaddwd` + `vpaddd` (AVX-512BW without VNNI), up to eight tokens per register tile.
+
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use super::Avx512;
+use crate::avx2::simd::geglu;
+use crate::fast::pack::{PANEL, SCALES_AT};
+use crate::fast::{block_scales, FastTier, QTile, PANEL_BLOCK_BYTES, QBLOCK, QMAX, TOKEN_TILE};
+
+/// Whether this CPU has AVX-512 VNNI (detected once).
+pub fn has_vnni() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512vnni"))
+}
+
+pub struct Avx512Fast;
+
+fn cpu() -> Avx512 {
+    Avx512::detect().expect("the AVX-512 table is only reachable on a CPU with AVX-512")
+}
+
+impl FastTier for Avx512Fast {
+    fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
+        let _: Avx512 = cpu();
+        assert!(x.len() == QBLOCK && q.len() == QBLOCK);
+        // SAFETY: the token proves AVX-512F/BW; both slices hold one block.
+        unsafe { quantize(x, q) }
+    }
+
+    fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+        let _: Avx512 = cpu();
+        assert!(panel.len() == tile.k / QBLOCK * PANEL_BLOCK_BYTES);
+        let vnni = has_vnni();
+        let mut t = 0;
+        while t < tile.tokens {
+            let n = (tile.tokens - t).min(8);
+            macro_rules! run {
+                ($($n:literal)*) => {
+                    match (n, vnni) {
+                        $(
+                            // SAFETY: the token proves AVX-512F/BW and `has_vnni` VNNI; the panel
+                            // has one block per block of k (asserted); tokens t..t + n are in
+                            // the tile.
+                            ($n, true) => unsafe { tokens_vnni::<$n>(tile, t, panel, out) },
+                            // SAFETY: as above, without VNNI.
+                            ($n, false) => unsafe { tokens_bw::<$n>(tile, t, panel, out) },
+                        )*
+                        _ => unreachable!("1 ..= 8 tokens"),
+                    }
+                };
+            }
+            run!(1 2 3 4 5 6 7 8);
+            t += n;
+        }
+    }
+
+    fn geglu(g: &[f32], u: &[f32], h: &mut [f32]) {
+        let _: Avx512 = cpu();
+        // SAFETY: the AVX-512 token implies AVX2 and FMA.
+        unsafe { geglu(g, u, h) }
+    }
+}
+
+/// [`crate::fast::quantize_block`] in two 16-lane vectors.
+///
+/// # Safety
+/// AVX-512F/BW must be available; `x` and `q` hold 32 values.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
+    // SAFETY: 2 × 16 values inside x (the caller's contract).
+    let v: [__m512; 2] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(x.as_ptr().add(16 * i)) });
+    let abs = [_mm512_abs_ps(v[0]), _mm512_abs_ps(v[1])];
+    let inf = _mm512_set1_ps(f32::INFINITY);
+    let bad = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(abs[0], inf) | _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(abs[1], inf);
+    if bad != 0 {
+        q.fill(0);
+        return f32::NAN;
+    }
+    let amax = _mm512_reduce_max_ps(_mm512_max_ps(abs[0], abs[1]));
+    let (d, id) = block_scales(amax);
+    let idv = _mm512_set1_ps(id);
+    let (lo, hi) = (_mm512_set1_epi32(-(QMAX as i32)), _mm512_set1_epi32(QMAX as i32));
+    for (h, a) in v.into_iter().enumerate() {
+        let i = _mm512_min_epi32(hi, _mm512_max_epi32(lo, _mm512_cvtps_epi32(_mm512_mul_ps(a, idv))));
+        // SAFETY: 16 values of q from 16h.
+        unsafe { _mm256_storeu_si256(q.as_mut_ptr().add(16 * h) as *mut __m256i, _mm512_cvtepi32_epi16(i)) };
+    }
+    d
+}
+
+/// The register tile: tokens `t0..t0 + N` against one panel, the pair product written once
+/// per instruction set.
+macro_rules! tokens_kernel {
+    ($name:ident, $features:literal, |$acc:ident, $w:ident, $x:ident| $mac:expr) => {
+        /// Tokens `t0..t0 + N` of the tile against one panel.
+        ///
+        /// # Safety
+        /// The features must be available; `panel` holds `tile.k / 32` panel blocks and
+        /// `t0 + N ≤ tile.tokens`.
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const N: usize>(tile: &QTile, t0: usize, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+            let nb = tile.k / QBLOCK;
+            let mut acc_f = [_mm512_setzero_ps(); N];
+            let base = panel.as_ptr();
+            for b in 0..nb {
+                // SAFETY: block b < nb is inside the panel (the caller's contract).
+                let blk = unsafe { base.add(b * PANEL_BLOCK_BYTES) };
+                // The tile's pairs of this block: `[i][t]`, tokens from t0.
+                let xp = tile.pairs[b * QBLOCK / 2 * TOKEN_TILE + t0..].as_ptr();
+                let mut acc_i = [_mm512_setzero_si512(); N];
+                for i in 0..QBLOCK / 2 {
+                    // SAFETY: the 32 bytes of pair i inside the block.
+                    let $w = _mm512_cvtepi8_epi16(unsafe { _mm256_loadu_si256(blk.add(32 * i) as *const __m256i) });
+                    for t in 0..N {
+                        // SAFETY: pair i of token t0 + t < TOKEN_TILE, inside this block's pairs.
+                        let $x = _mm512_set1_epi32(unsafe { *xp.add(i * TOKEN_TILE + t) });
+                        let $acc = acc_i[t];
+                        acc_i[t] = $mac;
+                    }
+                }
+                // SAFETY: the 16 scales at the block's end.
+                let sc = unsafe { _mm512_loadu_ps(blk.add(SCALES_AT) as *const f32) };
+                for t in 0..N {
+                    let s = _mm512_mul_ps(sc, _mm512_set1_ps(tile.d[b * TOKEN_TILE + t0 + t]));
+                    acc_f[t] = _mm512_add_ps(acc_f[t], _mm512_mul_ps(_mm512_cvtepi32_ps(acc_i[t]), s));
+                }
+            }
+            for t in 0..N {
+                // SAFETY: 16 floats into a row of 16.
+                unsafe { _mm512_storeu_ps(out[t0 + t].as_mut_ptr(), acc_f[t]) };
+            }
+        }
+    };
+}
+
+tokens_kernel!(tokens_vnni, "avx512f,avx512bw,avx512vnni", |acc, w, x| {
+    _mm512_dpwssd_epi32(acc, w, x)
+});
+tokens_kernel!(tokens_bw, "avx512f,avx512bw", |acc, w, x| _mm512_add_epi32(
+    acc,
+    _mm512_madd_epi16(w, x)
+));

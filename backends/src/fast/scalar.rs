@@ -1,0 +1,47 @@
+//! The specification of the fast kernels: plain Rust over the packed panels.
+
+use super::pack::{scales, PANEL};
+use super::{quantize_block, FastTier, QTile, PANEL_BLOCK_BYTES, QBLOCK, TOKEN_TILE};
+
+/// The scalar tier.
+pub struct Scalar;
+
+impl FastTier for Scalar {
+    fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
+        quantize_block(x, q)
+    }
+
+    fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+        for (t, o) in out.iter_mut().enumerate().take(tile.tokens) {
+            *o = panel_dots(tile, t, panel);
+        }
+    }
+
+    fn geglu(g: &[f32], u: &[f32], h: &mut [f32]) {
+        for ((h, &g), &u) in h.iter_mut().zip(g).zip(u) {
+            *h = crate::scalar::elementwise::gelu_one(g) * u;
+        }
+    }
+}
+
+/// Token `t` of the tile against the 16 rows of a panel: per block the exact integer sum of
+/// the 32 products, then `acc += (sum as f32) · (d_w · d_x)`.
+pub fn panel_dots(tile: &QTile, t: usize, panel: &[u8]) -> [f32; PANEL] {
+    let mut acc = [0f32; PANEL];
+    for (b, blk) in panel.chunks_exact(PANEL_BLOCK_BYTES).enumerate() {
+        let mut sums = [0i32; PANEL];
+        for i in 0..QBLOCK / 2 {
+            let (x0, x1) = tile.pair(t, b * QBLOCK / 2 + i);
+            let (x0, x1) = (x0 as i32, x1 as i32);
+            let pairs = &blk[i * PANEL * 2..(i + 1) * PANEL * 2];
+            for (s, w) in sums.iter_mut().zip(pairs.chunks_exact(2)) {
+                *s += w[0] as i8 as i32 * x0 + w[1] as i8 as i32 * x1;
+            }
+        }
+        let (sc, dx) = (scales(blk), tile.scale(t, b));
+        for r in 0..PANEL {
+            acc[r] += sums[r] as f32 * (sc[r] * dx);
+        }
+    }
+    acc
+}

@@ -1,0 +1,59 @@
+//! The NEON tier (aarch64, where Advanced SIMD is always present). It starts from the scalar
+//! table and overrides the fast precision's Q8_0 kernels (16-bit widening multiply-accumulate
+//! over the packed panels) and attention's vector primitives (4-lane FMA, two chains summed
+//! in the scalar kernel's order). The exact precision's matmuls and the row-wise ops keep the
+//! scalar specification for now.
+//!
+//! `sdot` (the dotprod extension) multiplies 8-bit pairs only; the fast precision's 16-bit
+//! activations use `smlal` instead, so the tier does not need dotprod.
+
+pub mod fast;
+pub mod simd;
+
+use gg_ops::DType;
+
+use crate::kernels::KernelTable;
+use crate::scalar::{self, attention};
+use crate::Backend;
+
+/// Proof that this CPU has NEON (every aarch64 CPU does; the token keeps the tiers alike).
+#[derive(Clone, Copy, Debug)]
+pub struct Neon {
+    _private: (),
+}
+
+impl Neon {
+    pub const FEATURES: &'static [&'static str] = &["neon"];
+
+    pub fn detect() -> Option<Neon> {
+        std::arch::is_aarch64_feature_detected!("neon").then_some(Neon { _private: () })
+    }
+}
+
+/// Which of the tier's features this CPU lacks.
+pub fn missing_features() -> Vec<&'static str> {
+    if Neon::detect().is_some() {
+        Vec::new()
+    } else {
+        vec!["neon"]
+    }
+}
+
+pub fn table(_: Neon) -> &'static KernelTable {
+    &KERNELS
+}
+
+pub(crate) fn cpu() -> Neon {
+    Neon::detect().expect("the NEON table is only reachable on a CPU with NEON")
+}
+
+fn attention(args: crate::kernels::AttentionArgs<'_>, par: crate::kernels::Par) {
+    attention::attention_with(simd::NeonOps::new(cpu()), args, par)
+}
+
+static KERNELS: KernelTable = KernelTable {
+    backend: Backend::Neon,
+    fast_kernels: &[(DType::Q8_0, crate::fast::q8_0_kernels::<fast::NeonFast>("neon.q8_0"))],
+    attention,
+    ..scalar::TABLE
+};
