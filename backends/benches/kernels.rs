@@ -1,4 +1,5 @@
-//! Kernel throughput per backend on the model's shapes (random data).
+//! Kernel throughput per backend and precision on the model's shapes (random data), one thread:
+//! `cargo bench -p gg-backends --bench kernels`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gg_backends::kernels::{AttentionArgs, AttentionIo};
@@ -22,10 +23,17 @@ fn bench(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("matmul_q8_0_{rows}x{k}x{n}"));
         g.throughput(Throughput::Elements((rows * k * n) as u64));
         g.sample_size(10);
+        // Elements are multiply-adds: criterion's "elem/s" reads as MAC/s (half the FLOP/s).
         for &b in Backend::all().iter().filter(|b| b.is_available()) {
-            let kern = b.table().unwrap().weight(DType::Q8_0).unwrap().0;
-            g.bench_function(b.name(), |bn| {
+            let table = b.table().unwrap();
+            let kern = table.weight(DType::Q8_0).unwrap().0;
+            g.bench_function(format!("{}/exact", b.name()), |bn| {
                 bn.iter(|| (kern.matmul)(Activations::dense(&x, rows, k), wv, &mut out, n, Par::SERIAL))
+            });
+            let fast = table.fast(DType::Q8_0).unwrap();
+            let packed = (fast.pack)(wv, 1).unwrap();
+            g.bench_function(format!("{}/fast", b.name()), |bn| {
+                bn.iter(|| (fast.matmul)(Activations::dense(&x, rows, k), &packed, &mut out, n, Par::SERIAL))
             });
         }
         g.finish();
