@@ -88,6 +88,10 @@ impl ByteSource for SharedGguf {
     fn bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
+
+    fn release(&self, start: usize, len: usize) {
+        self.0.release(start, len)
+    }
 }
 
 /// A loaded, compiled model. `Send + Sync`: share it across threads; each call takes its

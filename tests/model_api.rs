@@ -6,7 +6,7 @@ mod common;
 use std::time::Instant;
 
 use common::tiny::{tiny_model_file, TinySpec};
-use gemma_graph::{CancelToken, EmbedOptions, Error, Model, ModelOptions, Prompt, SentenceTransformersHead};
+use gemma_graph::{CancelToken, EmbedOptions, Error, Model, ModelOptions, Precision, Prompt, SentenceTransformersHead};
 
 fn tiny(tag: &str) -> Model {
     Model::load(tiny_model_file(tag, &TinySpec::default())).unwrap()
@@ -364,4 +364,33 @@ fn batch_texts_and_truncation_options() {
         }) => assert!(tokens > 128),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn fast_precision_repacks_and_releases_its_weights() {
+    let path = tiny_model_file("precision", &TinySpec::default());
+    let load = |precision| {
+        let o = ModelOptions {
+            precision,
+            ..Default::default()
+        };
+        Model::load_with(&path, &o, &SentenceTransformersHead).unwrap()
+    };
+    let (fast, exact) = (load(Precision::Fast), load(Precision::Exact));
+    assert_eq!(
+        (fast.precision(), exact.precision()),
+        (Precision::Fast, Precision::Exact)
+    );
+    let p = fast.prepared();
+    // Every layer's q|k|v, output, gate|up and down matrices are Q8_0 and repacked; their
+    // originals (concatenations freed, file pages released) are let go of.
+    assert!(p.weights >= 4 && p.bytes > 0 && p.released > 0, "{p:?}");
+    assert_eq!(exact.prepared().weights, 0);
+    let (a, b) = (
+        fast.embed(&["the world"], &EmbedOptions::default()).unwrap(),
+        exact.embed(&["the world"], &EmbedOptions::default()).unwrap(),
+    );
+    let cos: f32 = a.vector(0).iter().zip(b.vector(0)).map(|(x, y)| x * y).sum();
+    assert!(cos > 0.9999, "fast vs exact cosine {cos}");
+    assert_ne!(a.vector(0), b.vector(0), "the two precisions compute differently");
 }

@@ -80,6 +80,8 @@ pub struct PackSpec {
 pub struct Program {
     steps: Vec<Step>,
     packs: Vec<PackSpec>,
+    /// Weights no step reads except through their packed copies.
+    repacked_only: Vec<WeightId>,
     precision: Precision,
     inputs: Vec<(InputKind, Val)>,
     outputs: Vec<OutputSlot>,
@@ -123,6 +125,11 @@ impl Program {
     /// The weights to repack before running, in the order steps refer to them.
     pub fn packs(&self) -> &[PackSpec] {
         &self.packs
+    }
+
+    /// Weights that only packed kernels read: once repacked, the originals may leave memory.
+    pub fn repacked_only(&self) -> &[WeightId] {
+        &self.repacked_only
     }
 
     pub fn precision(&self) -> Precision {
@@ -174,6 +181,7 @@ impl Program {
         };
         let mut steps = Vec::new();
         let mut packs = Vec::new();
+        let mut read_as_stored = std::collections::HashSet::new();
         let mut inputs = Vec::new();
         let rope = RopeCache::default();
         for (n, choice) in choices {
@@ -198,6 +206,16 @@ impl Program {
                 cols: need.shape.cols,
             });
             let in_place = plan.value(n).is_some_and(|v| v.in_place);
+            // Every weight a step reads as stored (a packed matmul reads its matrix, the last
+            // input, packed).
+            let packed_matrix = matches!(choice.kernel, Kernel::PackedMatMul { .. }).then(|| args.len() - 1);
+            for (i, a) in args.iter().enumerate() {
+                if let Arg::Weight(w) = a {
+                    if Some(i) != packed_matrix {
+                        read_as_stored.insert(*w);
+                    }
+                }
+            }
             check_disjoint(graph, n, out, &args, scratch, in_place, &plan)?;
             let bound = Bound {
                 table,
@@ -219,9 +237,16 @@ impl Program {
                 })
             })
             .collect::<Result<Vec<_>, LowerError>>()?;
+        let mut repacked_only: Vec<WeightId> = packs
+            .iter()
+            .map(|p: &PackSpec| p.weight)
+            .filter(|w| !read_as_stored.contains(w))
+            .collect();
+        repacked_only.dedup();
         Ok(Program {
             steps,
             packs,
+            repacked_only,
             precision,
             inputs,
             outputs,

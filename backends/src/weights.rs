@@ -11,6 +11,9 @@ use crate::lower::Program;
 /// Something that owns bytes for as long as the weights are used (the memory-mapped file).
 pub trait ByteSource: Send + Sync {
     fn bytes(&self) -> &[u8];
+    /// Bytes `start..start + len` will not be read again soon: the source may let them leave
+    /// memory (they must stay readable). Default: keep them.
+    fn release(&self, _start: usize, _len: usize) {}
 }
 
 /// Where a weight's bytes are.
@@ -23,6 +26,9 @@ pub enum WeightBytes {
     },
     /// Owned bytes in u64 words, so typed views are aligned.
     Owned { words: Vec<u64>, len: usize },
+    /// Owned bytes freed after repacking: no step of the program reads them
+    /// ([`WeightTable::prepare`]).
+    Released,
 }
 
 impl WeightBytes {
@@ -39,6 +45,7 @@ impl WeightBytes {
         match self {
             WeightBytes::Shared { source, start, len } => &source.bytes()[*start..*start + *len],
             WeightBytes::Owned { words, len } => &bytemuck::cast_slice(words)[..*len],
+            WeightBytes::Released => &[],
         }
     }
 }
@@ -73,6 +80,8 @@ pub struct Prepared {
     /// Weights repacked, and the bytes their copies hold.
     pub weights: usize,
     pub bytes: usize,
+    /// Bytes of originals let go of (file pages released, owned copies freed).
+    pub released: usize,
     pub seconds: f64,
 }
 
@@ -142,7 +151,9 @@ impl WeightTable {
     pub fn prepare(&mut self, program: &Program) -> Result<Prepared, WeightError> {
         let started = std::time::Instant::now();
         let mut packed = Vec::with_capacity(program.packs().len());
-        for spec in program.packs() {
+        let mut released = 0;
+        let specs = program.packs();
+        for (i, spec) in specs.iter().enumerate() {
             if spec.weight >= self.weights.len() {
                 return Err(WeightError {
                     index: spec.weight,
@@ -156,11 +167,25 @@ impl WeightTable {
                 what,
             })?;
             packed.push(p);
+            // What only the repacked copies are read as need not stay in memory: file pages
+            // are dropped (read again if ever touched), owned copies (concatenated rows) freed
+            // — right after the weight's last packing, so the peak stays low too.
+            let last = !specs[i + 1..].iter().any(|s| s.weight == spec.weight);
+            if last && program.repacked_only().contains(&spec.weight) {
+                let w = &mut self.weights[spec.weight];
+                released += w.bytes.as_bytes().len();
+                match &w.bytes {
+                    WeightBytes::Shared { source, start, len } => source.release(*start, *len),
+                    WeightBytes::Owned { .. } => w.bytes = WeightBytes::Released,
+                    WeightBytes::Released => {}
+                }
+            }
         }
         self.packed = packed;
         Ok(Prepared {
             weights: self.packed.len(),
             bytes: self.packed.iter().map(PackedQ8::bytes).sum(),
+            released,
             seconds: started.elapsed().as_secs_f64(),
         })
     }
@@ -182,8 +207,14 @@ impl WeightTable {
         &self.weights[id]
     }
 
+    /// Weight `id` as stored. Not for a weight the table released after repacking (the
+    /// program it was prepared for never asks).
     pub fn view(&self, id: usize) -> WeightView<'_> {
         let w = &self.weights[id];
+        assert!(
+            !matches!(w.bytes, WeightBytes::Released),
+            "weight {id} was released after repacking: only its packed copy exists"
+        );
         WeightView::new(w.dtype, w.shape.rows_for(0, 0), w.shape.cols, w.bytes.as_bytes())
             .expect("weights are checked when the table is made")
     }

@@ -190,11 +190,12 @@ pub fn run(args: Args) -> Result<()> {
         let p = model.prepared();
         if p.weights > 0 {
             eprintln!(
-                "repacked {} weights for the {} kernels: {:.1} MiB in {:.0} ms",
+                "repacked {} weights for the {} kernels: {:.1} MiB in {:.0} ms ({:.1} MiB of originals released)",
                 p.weights,
                 model.precision(),
                 p.bytes as f64 / (1 << 20) as f64,
-                p.seconds * 1e3
+                p.seconds * 1e3,
+                p.released as f64 / (1 << 20) as f64
             );
         }
         if let Some(f) = source.format {

@@ -275,6 +275,23 @@ impl Gguf {
         self.bytes.as_slice()
     }
 
+    /// Tell the kernel that bytes `start..start + len` will not be read again soon, so their
+    /// pages may leave memory (whole pages inside the range only; a mapped file's pages are
+    /// read again from the file if touched later). A no-op for files read into memory.
+    pub fn release(&self, start: usize, len: usize) {
+        #[cfg(unix)]
+        if let Bytes::Mapped(m) = &self.bytes {
+            let page = 4096;
+            let (lo, hi) = (start.div_ceil(page) * page, (start + len) / page * page);
+            if hi > lo && hi <= m.len() {
+                // SAFETY: the map is a private read-only mapping of a file we never write:
+                // dropping its pages loses nothing, a later read faults them in again.
+                #[allow(unsafe_code)]
+                let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, lo, hi - lo) };
+            }
+        }
+    }
+
     pub fn file_len(&self) -> u64 {
         self.bytes.as_slice().len() as u64
     }
