@@ -35,29 +35,39 @@ pub trait VecOps: Copy + Send + Sync {
     }
     /// Attention scores of a key block: `out[qi][j] = (q[qi] · k[j]) · scale`.
     fn scores(self, q: &[&[f32]], k: &[&[f32]], scale: f32, out: &mut [[f32; KEY_BLOCK]]) {
-        for (j, kj) in k.iter().enumerate() {
-            let mut qi = 0;
-            while qi + 4 <= q.len() {
-                let dots = self.dot4([q[qi], q[qi + 1], q[qi + 2], q[qi + 3]], kj);
-                for (u, dot) in dots.into_iter().enumerate() {
-                    out[qi + u][j] = dot * scale;
-                }
-                qi += 4;
-            }
-            for (qi, row) in out.iter_mut().enumerate().take(q.len()).skip(qi) {
-                row[j] = self.dot(q[qi], kj) * scale;
-            }
-        }
+        plain_scores(self, q, k, scale, out)
     }
     /// `acc[qi] += Σ_j p[qi][j] · v[j]` over rows of `acc` of `hd` values (zero weights
     /// skipped).
     fn pv(self, acc: &mut [f32], hd: usize, p: &[[f32; KEY_BLOCK]], v: &[&[f32]]) {
-        for (qi, a) in acc.chunks_exact_mut(hd).take(p.len()).enumerate() {
-            for (j, vj) in v.iter().enumerate() {
-                let w = p[qi][j];
-                if w != 0.0 {
-                    self.axpy(a, w, vj);
-                }
+        plain_pv(self, acc, hd, p, v)
+    }
+}
+
+/// [`VecOps::scores`] from `dot4`/`dot` (the specification's order).
+pub fn plain_scores<V: VecOps>(ops: V, q: &[&[f32]], k: &[&[f32]], scale: f32, out: &mut [[f32; KEY_BLOCK]]) {
+    for (j, kj) in k.iter().enumerate() {
+        let mut qi = 0;
+        while qi + 4 <= q.len() {
+            let dots = ops.dot4([q[qi], q[qi + 1], q[qi + 2], q[qi + 3]], kj);
+            for (u, dot) in dots.into_iter().enumerate() {
+                out[qi + u][j] = dot * scale;
+            }
+            qi += 4;
+        }
+        for (qi, row) in out.iter_mut().enumerate().take(q.len()).skip(qi) {
+            row[j] = ops.dot(q[qi], kj) * scale;
+        }
+    }
+}
+
+/// [`VecOps::pv`] from `axpy` (the specification's order).
+pub fn plain_pv<V: VecOps>(ops: V, acc: &mut [f32], hd: usize, p: &[[f32; KEY_BLOCK]], v: &[&[f32]]) {
+    for (qi, a) in acc.chunks_exact_mut(hd).take(p.len()).enumerate() {
+        for (j, vj) in v.iter().enumerate() {
+            let w = p[qi][j];
+            if w != 0.0 {
+                ops.axpy(a, w, vj);
             }
         }
     }

@@ -182,7 +182,7 @@ fn attention_matches_scalar() {
     let mut rng = XorShift(7);
     for b in simd_backends() {
         let kern = b.table().unwrap();
-        for (heads, kv, hd) in [(3usize, 1usize, 256usize), (2, 2, 20), (4, 2, 13)] {
+        for (heads, kv, hd) in [(3usize, 1usize, 256usize), (2, 2, 20), (4, 2, 13), (6, 1, 24)] {
             let lens = [1usize, 5, 70, 3];
             let seqs: Vec<SeqSpan> = lens
                 .iter()

@@ -8,7 +8,7 @@ use gg_ops::{BlockQ8_0, QK8_0};
 use half::f16;
 
 use super::Avx2;
-use crate::kernels::VecOps;
+use crate::kernels::{plain_pv, plain_scores, VecOps, KEY_BLOCK};
 
 /// The scalar reduction order: lanes (l0+l4, l1+l5, l2+l6, l3+l7), then
 /// ((s0+s1) + (s2+s3)).
@@ -157,6 +157,136 @@ impl VecOps for Avx2Ops {
     fn exp_sub(self, x: &mut [f32], m: f32) {
         // SAFETY: as for `dot`.
         unsafe { exp_sub(x, m) }
+    }
+
+    fn scores(self, q: &[&[f32]], k: &[&[f32]], scale: f32, out: &mut [[f32; KEY_BLOCK]]) {
+        let hd = k.first().map_or(0, |r| r.len());
+        if !hd.is_multiple_of(8) || q.iter().chain(k).any(|r| r.len() != hd) {
+            return plain_scores(self, q, k, scale, out);
+        }
+        let (nq, nk) = (q.len(), k.len());
+        let (q4, k2) = (nq / 4 * 4, nk / 2 * 2);
+        for qi in (0..q4).step_by(4) {
+            for j in (0..k2).step_by(2) {
+                // SAFETY: the token proves AVX2 and FMA; every row has hd values, a multiple of 8.
+                let s = unsafe { tile4x2([q[qi], q[qi + 1], q[qi + 2], q[qi + 3]], [k[j], k[j + 1]]) };
+                for u in 0..4 {
+                    out[qi + u][j] = s[2 * u] * scale;
+                    out[qi + u][j + 1] = s[2 * u + 1] * scale;
+                }
+            }
+        }
+        for (qi, row) in out.iter_mut().enumerate().take(nq) {
+            let from = if qi < q4 { k2 } else { 0 };
+            for j in from..nk {
+                row[j] = self.dot(q[qi], k[j]) * scale;
+            }
+        }
+    }
+
+    fn pv(self, acc: &mut [f32], hd: usize, p: &[[f32; KEY_BLOCK]], v: &[&[f32]]) {
+        if !hd.is_multiple_of(8) || v.iter().any(|r| r.len() != hd) || acc.len() < p.len() * hd {
+            return plain_pv(self, acc, hd, p, v);
+        }
+        let mut q0 = 0;
+        while q0 < p.len() {
+            let n = (p.len() - q0).min(PV_ROWS);
+            let rows = &mut acc[q0 * hd..(q0 + n) * hd];
+            let ps = &p[q0..q0 + n];
+            macro_rules! run {
+                ($($n:literal)*) => {
+                    match n {
+                        // SAFETY: the token proves AVX2 and FMA; `rows` holds n rows of hd, every
+                        // value row hd values, hd a multiple of 8.
+                        $($n => unsafe { pv_rows::<$n>(rows, hd, ps, v) },)*
+                        _ => unreachable!("1 ..= {PV_ROWS} rows"),
+                    }
+                };
+            }
+            run!(1 2 3 4 5 6 7 8 9 10 11 12);
+            q0 += n;
+        }
+    }
+}
+
+/// Query rows whose accumulators [`VecOps::pv`] keeps in registers (12 of the 16).
+const PV_ROWS: usize = 12;
+
+/// `[q_u · k_w]` for 4 queries × 2 keys, as `s[u * 2 + w]`.
+///
+/// # Safety
+/// AVX2 and FMA must be available; every row has the same length, a multiple of 8.
+#[target_feature(enable = "avx2,fma")]
+fn tile4x2(q: [&[f32]; 4], k: [&[f32]; 2]) -> [f32; 8] {
+    let hd = q[0].len();
+    let mut acc = [_mm256_setzero_ps(); 8];
+    let mut i = 0;
+    while i < hd {
+        // SAFETY: i + 8 <= hd, every row's length.
+        let kv = unsafe {
+            [
+                _mm256_loadu_ps(k[0].as_ptr().add(i)),
+                _mm256_loadu_ps(k[1].as_ptr().add(i)),
+            ]
+        };
+        for u in 0..4 {
+            // SAFETY: as above.
+            let qv = unsafe { _mm256_loadu_ps(q[u].as_ptr().add(i)) };
+            acc[2 * u] = _mm256_fmadd_ps(qv, kv[0], acc[2 * u]);
+            acc[2 * u + 1] = _mm256_fmadd_ps(qv, kv[1], acc[2 * u + 1]);
+        }
+        i += 8;
+    }
+    let mut out = [0f32; 8];
+    // SAFETY: one store of 8 floats.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), hsum8(&acc)) };
+    out
+}
+
+/// Lane `i` = the sum of `h[i]`'s lanes, for eight vectors.
+///
+/// # Safety
+/// AVX2 must be available.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub fn hsum8(h: &[__m256; 8]) -> __m256 {
+    let t0 = _mm256_hadd_ps(h[0], h[1]);
+    let t1 = _mm256_hadd_ps(h[2], h[3]);
+    let t2 = _mm256_hadd_ps(h[4], h[5]);
+    let t3 = _mm256_hadd_ps(h[6], h[7]);
+    let u0 = _mm256_hadd_ps(t0, t1);
+    let u1 = _mm256_hadd_ps(t2, t3);
+    _mm256_add_ps(
+        _mm256_permute2f128_ps::<0x20>(u0, u1),
+        _mm256_permute2f128_ps::<0x31>(u0, u1),
+    )
+}
+
+/// `rows[i] += Σ_j p[i][j] · v[j]` for `N` rows, 8 columns at a time held in registers.
+///
+/// # Safety
+/// AVX2 and FMA must be available; `rows` holds `N` rows of `hd` (a multiple of 8) and every
+/// value row `hd` values.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::needless_range_loop)] // register tiles indexed in lock step
+fn pv_rows<const N: usize>(rows: &mut [f32], hd: usize, p: &[[f32; KEY_BLOCK]], v: &[&[f32]]) {
+    let base = rows.as_mut_ptr();
+    let mut c = 0;
+    while c < hd {
+        // SAFETY: row i's columns c..c + 8 are inside `rows`.
+        let mut a: [__m256; N] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(base.add(i * hd + c)) });
+        for (j, vj) in v.iter().enumerate() {
+            // SAFETY: c + 8 <= hd, the value row's length.
+            let vv = unsafe { _mm256_loadu_ps(vj.as_ptr().add(c)) };
+            for i in 0..N {
+                a[i] = _mm256_fmadd_ps(_mm256_set1_ps(p[i][j]), vv, a[i]);
+            }
+        }
+        for (i, ai) in a.iter().enumerate() {
+            // SAFETY: as for the loads.
+            unsafe { _mm256_storeu_ps(base.add(i * hd + c), *ai) };
+        }
+        c += 8;
     }
 }
 
