@@ -24,6 +24,21 @@ impl OutPtr {
     }
 }
 
+/// Run `work(j0, j1)` over `0..n` in exactly one chunk per thread (a static split: for
+/// kernels whose chunks are equal work and that pay a per-chunk setup, such as quantizing
+/// the activations).
+pub(crate) fn for_static_chunks(n: usize, par: Par, work: impl Fn(usize, usize) + Sync) {
+    let chunks = par.threads.clamp(1, n.max(1));
+    if chunks == 1 {
+        work(0, n);
+    } else {
+        let per = n.div_ceil(chunks);
+        (0..chunks)
+            .into_par_iter()
+            .for_each(|c| work((c * per).min(n), ((c + 1) * per).min(n)));
+    }
+}
+
 /// Run `work(j0, j1)` over weight rows `0..n`: serially, or in a few chunks per thread on
 /// the current rayon pool.
 pub(crate) fn for_row_chunks(n: usize, par: Par, work: impl Fn(usize, usize) + Sync) {

@@ -19,6 +19,15 @@ impl FastTier for Avx2Fast {
         unsafe { quantize(x, q) }
     }
 
+    fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]) {
+        let _: Avx2 = cpu();
+        assert!(x.len() == q.len() && d.len() * QBLOCK == x.len());
+        for ((xb, qb), db) in x.chunks_exact(QBLOCK).zip(q.chunks_exact_mut(QBLOCK)).zip(d.iter_mut()) {
+            // SAFETY: the token proves AVX2; each chunk holds one block.
+            *db = unsafe { quantize(xb, qb) };
+        }
+    }
+
     fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
         let _: Avx2 = cpu();
         assert!(panel.len() == tile.k / QBLOCK * PANEL_BLOCK_BYTES);
@@ -98,7 +107,7 @@ unsafe fn tokens<const N: usize>(tile: &QTile, t0: usize, panel: &[u8], out: &mu
         // SAFETY: block b < nb is inside the panel (the caller's contract).
         let blk = unsafe { base.add(b * PANEL_BLOCK_BYTES) };
         // The tile's pairs of this block: `[i][t]`, tokens from t0.
-        let xp = tile.pairs[b * QBLOCK / 2 * TOKEN_TILE + t0..].as_ptr();
+        let xp = tile.block_pairs(b, t0);
         let mut acc_i = [[_mm256_setzero_si256(); 2]; N];
         for i in 0..QBLOCK / 2 {
             // SAFETY: 32 bytes of pair i inside the block.
@@ -123,7 +132,7 @@ unsafe fn tokens<const N: usize>(tile: &QTile, t0: usize, panel: &[u8], out: &mu
             ]
         };
         for t in 0..N {
-            let dx = _mm256_set1_ps(tile.d[b * TOKEN_TILE + t0 + t]);
+            let dx = _mm256_set1_ps(tile.scale(t0 + t, b));
             for h in 0..2 {
                 let s = _mm256_mul_ps(sc[h], dx);
                 acc_f[t][h] = _mm256_add_ps(acc_f[t][h], _mm256_mul_ps(_mm256_cvtepi32_ps(acc_i[t][h]), s));

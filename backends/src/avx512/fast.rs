@@ -30,6 +30,15 @@ impl FastTier for Avx512Fast {
         unsafe { quantize(x, q) }
     }
 
+    fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]) {
+        let _: Avx512 = cpu();
+        assert!(x.len() == q.len() && d.len() * QBLOCK == x.len());
+        for ((xb, qb), db) in x.chunks_exact(QBLOCK).zip(q.chunks_exact_mut(QBLOCK)).zip(d.iter_mut()) {
+            // SAFETY: the token proves AVX-512F/BW; each chunk holds one block.
+            *db = unsafe { quantize(xb, qb) };
+        }
+    }
+
     fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
         let _: Avx512 = cpu();
         assert!(panel.len() == tile.k / QBLOCK * PANEL_BLOCK_BYTES);
@@ -109,7 +118,7 @@ macro_rules! tokens_kernel {
                 // SAFETY: block b < nb is inside the panel (the caller's contract).
                 let blk = unsafe { base.add(b * PANEL_BLOCK_BYTES) };
                 // The tile's pairs of this block: `[i][t]`, tokens from t0.
-                let xp = tile.pairs[b * QBLOCK / 2 * TOKEN_TILE + t0..].as_ptr();
+                let xp = tile.block_pairs(b, t0);
                 let mut acc_i = [_mm512_setzero_si512(); N];
                 for i in 0..QBLOCK / 2 {
                     // SAFETY: the 32 bytes of pair i inside the block.
@@ -124,7 +133,7 @@ macro_rules! tokens_kernel {
                 // SAFETY: the 16 scales at the block's end.
                 let sc = unsafe { _mm512_loadu_ps(blk.add(SCALES_AT) as *const f32) };
                 for t in 0..N {
-                    let s = _mm512_mul_ps(sc, _mm512_set1_ps(tile.d[b * TOKEN_TILE + t0 + t]));
+                    let s = _mm512_mul_ps(sc, _mm512_set1_ps(tile.scale(t0 + t, b)));
                     acc_f[t] = _mm512_add_ps(acc_f[t], _mm512_mul_ps(_mm512_cvtepi32_ps(acc_i[t]), s));
                 }
             }

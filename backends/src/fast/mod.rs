@@ -19,7 +19,9 @@ pub mod scalar;
 pub use pack::{pack_q8_0, PackedQ8, PANEL, PANEL_BLOCK_BYTES};
 
 use crate::kernels::{Activations, Par};
-use crate::split::{for_row_chunks, OutPtr};
+use crate::split::{for_static_chunks, OutPtr};
+
+use std::mem::MaybeUninit;
 
 /// Elements per quantization block (Q8_0's).
 pub const QBLOCK: usize = 32;
@@ -89,9 +91,13 @@ fn round_clamp(v: f32) -> i16 {
 /// that uses them, laid out for the kernels: value pairs `(2p, 2p + 1)` of every token side by
 /// side (`pairs[p · TOKEN_TILE + t]`, two i16 in one i32), so a register tile broadcasts
 /// token `t`'s pair from a fixed offset; block scales likewise (`d[b · TOKEN_TILE + t]`).
+///
+/// The arrays start uninitialized (zeroing 136 KB per kernel call cost more than the
+/// quantization itself); [`QTile::fill`] writes every entry of tokens `0..tokens`, and only
+/// those are read.
 pub struct QTile {
-    pub pairs: [i32; TOKEN_TILE * MAX_K / 2],
-    pub d: [f32; TOKEN_TILE * MAX_K / QBLOCK],
+    pairs: [MaybeUninit<i32>; TOKEN_TILE * MAX_K / 2],
+    d: [MaybeUninit<f32>; TOKEN_TILE * MAX_K / QBLOCK],
     pub k: usize,
     pub tokens: usize,
 }
@@ -103,8 +109,8 @@ impl QTile {
             "fast kernels take k ≤ {MAX_K} in blocks of {QBLOCK}, got {k}"
         );
         QTile {
-            pairs: [0; TOKEN_TILE * MAX_K / 2],
-            d: [0.0; TOKEN_TILE * MAX_K / QBLOCK],
+            pairs: [MaybeUninit::uninit(); TOKEN_TILE * MAX_K / 2],
+            d: [MaybeUninit::uninit(); TOKEN_TILE * MAX_K / QBLOCK],
             k,
             tokens: 0,
         }
@@ -113,31 +119,59 @@ impl QTile {
     /// Token `t`'s values `2p` and `2p + 1`.
     #[inline]
     pub fn pair(&self, t: usize, p: usize) -> (i16, i16) {
-        let v = self.pairs[p * TOKEN_TILE + t];
+        assert!(
+            t < self.tokens && p < self.k / 2,
+            "pair ({t}, {p}) outside the filled tile"
+        );
+        // SAFETY: `fill` wrote every pair of tokens 0..tokens (checked above).
+        let v = unsafe { self.pairs[p * TOKEN_TILE + t].assume_init() };
         (v as i16, (v >> 16) as i16)
     }
 
     /// Token `t`'s scale of block `b`.
     #[inline]
     pub fn scale(&self, t: usize, b: usize) -> f32 {
-        self.d[b * TOKEN_TILE + t]
+        assert!(
+            t < self.tokens && b < self.k / QBLOCK,
+            "scale ({t}, {b}) outside the filled tile"
+        );
+        // SAFETY: `fill` wrote every scale of tokens 0..tokens (checked above).
+        unsafe { self.d[b * TOKEN_TILE + t].assume_init() }
     }
 
-    /// Quantize tokens `t0..t1` of `x` with a tier's block quantizer (which must compute
-    /// what [`quantize_block`] does).
-    pub fn fill(&mut self, x: &Activations<'_>, t0: usize, t1: usize, quantize: impl Fn(&[f32], &mut [i16]) -> f32) {
-        debug_assert!(t1 - t0 <= TOKEN_TILE && x.k == self.k);
-        let mut q = [0i16; QBLOCK];
-        for (t, row) in (t0..t1).map(|r| x.row(r)).enumerate() {
-            for (b, block) in row.chunks_exact(QBLOCK).enumerate() {
-                self.d[b * TOKEN_TILE + t] = quantize(block, &mut q);
-                for (i, pair) in q.chunks_exact(2).enumerate() {
-                    let v = (pair[0] as u16 as u32 | (pair[1] as u16 as u32) << 16) as i32;
-                    self.pairs[(b * QBLOCK / 2 + i) * TOKEN_TILE + t] = v;
-                }
+    /// The pairs of block `b` from token `t0` on, for a tier's register tile: pair `i` of
+    /// token `t0 + t` at offset `i · TOKEN_TILE + t`. Entries of tokens at or past
+    /// `tokens` are not initialized: a kernel reads tokens `t0..tokens` only.
+    #[inline]
+    pub fn block_pairs(&self, b: usize, t0: usize) -> *const i32 {
+        self.pairs[b * QBLOCK / 2 * TOKEN_TILE + t0..].as_ptr() as *const i32
+    }
+
+    /// Quantize tokens `t0..t1` of `x` with a tier's row quantizer (which must compute what
+    /// [`quantize_block`] does, block by block).
+    pub fn fill(&mut self, x: &Activations<'_>, t0: usize, t1: usize, quantize: fn(&[f32], &mut [i16], &mut [f32])) {
+        assert!(t1 - t0 <= TOKEN_TILE && x.k == self.k);
+        let (k, nb) = (self.k, self.k / QBLOCK);
+        let mut q = [0i16; MAX_K];
+        let mut d = [0f32; MAX_K / QBLOCK];
+        for (t, r) in (t0..t1).enumerate() {
+            quantize(x.row(r), &mut q[..k], &mut d[..nb]);
+            for (b, &s) in d[..nb].iter().enumerate() {
+                self.d[b * TOKEN_TILE + t] = MaybeUninit::new(s);
+            }
+            for (p, pair) in q[..k].chunks_exact(2).enumerate() {
+                let v = (pair[0] as u16 as u32 | (pair[1] as u16 as u32) << 16) as i32;
+                self.pairs[p * TOKEN_TILE + t] = MaybeUninit::new(v);
             }
         }
         self.tokens = t1 - t0;
+    }
+}
+
+/// [`quantize_block`] over a row: `q` gets `x.len()` values, `d` one scale per block.
+pub fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]) {
+    for ((xb, qb), db) in x.chunks_exact(QBLOCK).zip(q.chunks_exact_mut(QBLOCK)).zip(d.iter_mut()) {
+        *db = quantize_block(xb, qb);
     }
 }
 
@@ -145,6 +179,8 @@ impl QTile {
 pub trait FastTier: Send + Sync + 'static {
     /// [`quantize_block`], exactly.
     fn quantize(x: &[f32], q: &mut [i16]) -> f32;
+    /// [`quantize_row`], exactly (one feature check per row, not per block).
+    fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]);
     /// For tokens `0..tile.tokens`: the 16 rows' values of one panel, computed as
     /// [`scalar::panel_dots`] does (the same integer sums, the same f32 operations in order).
     fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]);
@@ -188,14 +224,14 @@ pub fn matmul<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], n:
         let mut vals = [[0f32; PANEL]; TOKEN_TILE];
         for t0 in (0..x.rows).step_by(TOKEN_TILE) {
             let t1 = (t0 + TOKEN_TILE).min(x.rows);
-            tile.fill(&x, t0, t1, T::quantize);
+            tile.fill(&x, t0, t1, T::quantize_row);
             for p in p0..p1 {
                 T::dots(&tile, w.panel(0, p), &mut vals);
                 store(ptr, &vals, t0, t1 - t0, p, n);
             }
         }
     };
-    for_row_chunks(w.panels(), par, work);
+    for_static_chunks(w.panels(), par, work);
 }
 
 /// The GeGLU driver: `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, gate and up panels of
@@ -211,7 +247,7 @@ pub fn matmul_geglu<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f3
         let mut h = [[0f32; PANEL]; TOKEN_TILE];
         for t0 in (0..x.rows).step_by(TOKEN_TILE) {
             let t1 = (t0 + TOKEN_TILE).min(x.rows);
-            tile.fill(&x, t0, t1, T::quantize);
+            tile.fill(&x, t0, t1, T::quantize_row);
             let len = (t1 - t0) * PANEL;
             for p in p0..p1 {
                 T::dots(&tile, w.panel(0, p), &mut gate);
@@ -225,7 +261,7 @@ pub fn matmul_geglu<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f3
             }
         }
     };
-    for_row_chunks(w.panels(), par, work);
+    for_static_chunks(w.panels(), par, work);
 }
 
 /// A tier's fast kernels for Q8_0 weights.

@@ -11,6 +11,10 @@ impl FastTier for Scalar {
         quantize_block(x, q)
     }
 
+    fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]) {
+        super::quantize_row(x, q, d)
+    }
+
     fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
         for (t, o) in out.iter_mut().enumerate().take(tile.tokens) {
             *o = panel_dots(tile, t, panel);

@@ -17,6 +17,10 @@ impl FastTier for NeonFast {
         quantize_block(x, q)
     }
 
+    fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]) {
+        crate::fast::quantize_row(x, q, d)
+    }
+
     fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
         let _: Neon = cpu();
         assert!(panel.len() == tile.k / QBLOCK * PANEL_BLOCK_BYTES);
@@ -54,7 +58,7 @@ unsafe fn tokens<const N: usize>(tile: &QTile, t0: usize, panel: &[u8], out: &mu
     for b in 0..nb {
         // SAFETY: block b < nb is inside the panel (the caller's contract).
         let blk = unsafe { base.add(b * PANEL_BLOCK_BYTES) };
-        let xp = tile.pairs[b * QBLOCK / 2 * TOKEN_TILE + t0..].as_ptr();
+        let xp = tile.block_pairs(b, t0);
         // acc[t][v]: 32-bit lanes (row 2v', column c) products, 8 vectors of 4 per token.
         let mut acc = [[vdupq_n_s32(0); 8]; N];
         for i in 0..QBLOCK / 2 {
@@ -85,7 +89,7 @@ unsafe fn tokens<const N: usize>(tile: &QTile, t0: usize, panel: &[u8], out: &mu
         let sc: [float32x4_t; 4] =
             std::array::from_fn(|v| unsafe { vld1q_f32((blk.add(SCALES_AT) as *const f32).add(4 * v)) });
         for t in 0..N {
-            let dx = vdupq_n_f32(tile.d[b * TOKEN_TILE + t0 + t]);
+            let dx = vdupq_n_f32(tile.scale(t0 + t, b));
             for v in 0..4 {
                 // Lanes (r, c0), (r, c1), (r+1, c0), (r+1, c1) → per-row sums of rows 4v..4v+4.
                 let sums = vpaddq_s32(acc[t][2 * v], acc[t][2 * v + 1]);
