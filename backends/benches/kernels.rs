@@ -72,5 +72,30 @@ fn bench_attention(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_attention);
+/// What a parallel step costs beyond its work: a fast matmul so small (1 token × 32 × 512) that
+/// its time is the fork-join of the rayon pool (2 threads) against the same call serially.
+fn bench_sync(c: &mut Criterion) {
+    let (k, n) = (32, 512);
+    let w: Vec<BlockQ8_0> = random(k * n, 5)
+        .chunks_exact(32)
+        .map(|c| BlockQ8_0::quantize(c.try_into().unwrap()))
+        .collect();
+    let wv = WeightView::new(DType::Q8_0, n, k, bytemuck::cast_slice(&w)).unwrap();
+    let x = random(k, 6);
+    let mut out = vec![0f32; n];
+    let fast = Backend::Scalar.table().unwrap().fast(DType::Q8_0).unwrap();
+    let packed = (fast.pack)(wv, 1).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let mut g = c.benchmark_group("sync_fast_matmul_1x32x512");
+    for threads in [1usize, 2] {
+        g.bench_function(format!("{threads}_threads"), |bn| {
+            pool.install(|| {
+                bn.iter(|| (fast.matmul)(Activations::dense(&x, 1, k), &packed, &mut out, n, Par { threads }))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_attention, bench_sync);
 criterion_main!(benches);
