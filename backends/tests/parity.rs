@@ -489,3 +489,41 @@ fn fast_matmul_rows_do_not_depend_on_their_batch() {
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_fast_path_without_vnni_matches_scalar_bit_for_bit() {
+    // CPUs with AVX-512BW but no VNNI (Skylake-X) take `vpmaddwd` + `vpaddd`; held to that path
+    // here whatever this CPU has.
+    if !Backend::Avx512.is_available() {
+        eprintln!("skipping: no AVX-512 here");
+        return;
+    }
+    let scalar = fast_kernels(Backend::Scalar);
+    let bw = gg_backends::avx512::fast::without_vnni();
+    let mut rng = XorShift(91);
+    for (rows, k, n) in [(1usize, 32usize, 16usize), (9, 96, 40), (17, 768, 33)] {
+        for groups in [1usize, 2] {
+            let w = W::new(DType::Q8_0, groups * n, k, &rng.vec(groups * n * k));
+            let (ps, pb) = (
+                (scalar.pack)(w.view(), groups).unwrap(),
+                (bw.pack)(w.view(), groups).unwrap(),
+            );
+            let xs = rng.vec(rows * k);
+            let x = Activations::dense(&xs, rows, k);
+            let (mut want, mut got) = (vec![0f32; rows * n], vec![1f32; rows * n]);
+            if groups == 1 {
+                (scalar.matmul)(x, &ps, &mut want, n, Par::SERIAL);
+                (bw.matmul)(x, &pb, &mut got, n, Par::SERIAL);
+                assert!(
+                    want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "rows {rows} k {k} n {n}: not bit-identical"
+                );
+            } else {
+                (scalar.matmul_geglu)(x, &ps, &mut want, n, Par::SERIAL);
+                (bw.matmul_geglu)(x, &pb, &mut got, n, Par::SERIAL);
+                assert_close(&want, &got, &format!("geglu rows {rows} k {k} n {n}"));
+            }
+        }
+    }
+}

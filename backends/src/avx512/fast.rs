@@ -16,7 +16,35 @@ pub fn has_vnni() -> bool {
     *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512vnni"))
 }
 
+/// The tier's fast kernels: `vpdpwssd` where the CPU has VNNI, else `vpmaddwd` + `vpaddd`.
 pub struct Avx512Fast;
+
+/// The same kernels held to `vpmaddwd` + `vpaddd` whatever the CPU has, so the path CPUs
+/// without VNNI take is tested on CPUs with it ([`without_vnni`]).
+pub struct Avx512BwFast;
+
+/// The fast Q8_0 kernels of the AVX-512BW path without VNNI (for parity tests and benches).
+pub fn without_vnni() -> crate::fast::FastKernels {
+    crate::fast::q8_0_kernels::<Avx512BwFast>("avx512bw.q8_0")
+}
+
+impl FastTier for Avx512BwFast {
+    fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
+        Avx512Fast::quantize(x, q)
+    }
+
+    fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]) {
+        Avx512Fast::quantize_row(x, q, d)
+    }
+
+    fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+        dots(tile, panel, out, false)
+    }
+
+    fn geglu(g: &[f32], u: &[f32], h: &mut [f32]) {
+        Avx512Fast::geglu(g, u, h)
+    }
+}
 
 fn cpu() -> Avx512 {
     Avx512::detect().expect("the AVX-512 table is only reachable on a CPU with AVX-512")
@@ -40,36 +68,41 @@ impl FastTier for Avx512Fast {
     }
 
     fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
-        let _: Avx512 = cpu();
-        assert!(panel.len() == tile.k / QBLOCK * PANEL_BLOCK_BYTES);
-        let vnni = has_vnni();
-        let mut t = 0;
-        while t < tile.tokens {
-            let n = (tile.tokens - t).min(8);
-            macro_rules! run {
-                ($($n:literal)*) => {
-                    match (n, vnni) {
-                        $(
-                            // SAFETY: the token proves AVX-512F/BW and `has_vnni` VNNI; the panel
-                            // has one block per block of k (asserted); tokens t..t + n are in
-                            // the tile.
-                            ($n, true) => unsafe { tokens_vnni::<$n>(tile, t, panel, out) },
-                            // SAFETY: as above, without VNNI.
-                            ($n, false) => unsafe { tokens_bw::<$n>(tile, t, panel, out) },
-                        )*
-                        _ => unreachable!("1 ..= 8 tokens"),
-                    }
-                };
-            }
-            run!(1 2 3 4 5 6 7 8);
-            t += n;
-        }
+        dots(tile, panel, out, has_vnni())
     }
 
     fn geglu(g: &[f32], u: &[f32], h: &mut [f32]) {
         let _: Avx512 = cpu();
         // SAFETY: the AVX-512 token implies AVX2 and FMA.
         unsafe { geglu(g, u, h) }
+    }
+}
+
+/// Every token of the tile against one panel, with or without VNNI.
+fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE], vnni: bool) {
+    let _: Avx512 = cpu();
+    assert!(panel.len() == tile.k / QBLOCK * PANEL_BLOCK_BYTES);
+    assert!(!vnni || has_vnni(), "VNNI kernels on a CPU without VNNI");
+    let mut t = 0;
+    while t < tile.tokens {
+        let n = (tile.tokens - t).min(8);
+        macro_rules! run {
+            ($($n:literal)*) => {
+                match (n, vnni) {
+                    $(
+                        // SAFETY: the token proves AVX-512F/BW and `has_vnni` VNNI; the panel
+                        // has one block per block of k (asserted); tokens t..t + n are in
+                        // the tile.
+                        ($n, true) => unsafe { tokens_vnni::<$n>(tile, t, panel, out) },
+                        // SAFETY: as above, without VNNI.
+                        ($n, false) => unsafe { tokens_bw::<$n>(tile, t, panel, out) },
+                    )*
+                    _ => unreachable!("1 ..= 8 tokens"),
+                }
+            };
+        }
+        run!(1 2 3 4 5 6 7 8);
+        t += n;
     }
 }
 
