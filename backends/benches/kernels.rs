@@ -10,12 +10,17 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
     gg_ops::testing::XorShift(seed).vec(n)
 }
 
-fn bench(c: &mut Criterion) {
-    let (k, n) = (768, 1152);
-    let w: Vec<BlockQ8_0> = random(k * n, 1)
+/// A random `(n, k)` Q8_0 weight's blocks.
+fn q8_weight(n: usize, k: usize, seed: u64) -> Vec<BlockQ8_0> {
+    random(k * n, seed)
         .chunks_exact(32)
         .map(|c| BlockQ8_0::quantize(c.try_into().unwrap()))
-        .collect();
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let (k, n) = (768, 1152);
+    let w = q8_weight(n, k, 1);
     let wv = WeightView::new(DType::Q8_0, n, k, bytemuck::cast_slice(&w)).unwrap();
     for rows in [16usize, 512] {
         let x = random(rows * k, 2);
@@ -76,10 +81,7 @@ fn bench_attention(c: &mut Criterion) {
 /// its time is the fork-join of the rayon pool (2 threads) against the same call serially.
 fn bench_sync(c: &mut Criterion) {
     let (k, n) = (32, 512);
-    let w: Vec<BlockQ8_0> = random(k * n, 5)
-        .chunks_exact(32)
-        .map(|c| BlockQ8_0::quantize(c.try_into().unwrap()))
-        .collect();
+    let w = q8_weight(n, k, 5);
     let wv = WeightView::new(DType::Q8_0, n, k, bytemuck::cast_slice(&w)).unwrap();
     let x = random(k, 6);
     let mut out = vec![0f32; n];

@@ -20,12 +20,25 @@ pub fn norm_matmul(
     out: &mut [f32],
     par: Par,
 ) {
-    let rows = x.len() / k;
-    let n = out.len() / rows.max(1);
+    let n = out.len() / (x.len() / k).max(1);
+    matmul(rms_normed(table, x, k, norm_w, eps, scratch, par), weight, out, n, par);
+}
+
+/// `rmsnorm(x) ⊙ w` for `x (R, k)`, written to `scratch (R, k)`: the activations of a matmul
+/// with a fused norm, whatever kernel then runs.
+pub fn rms_normed<'a>(
+    table: &KernelTable,
+    x: &[f32],
+    k: usize,
+    norm_w: &[f32],
+    eps: f32,
+    scratch: &'a mut [f32],
+    par: Par,
+) -> Activations<'a> {
     let normed = &mut scratch[..x.len()];
     normed.copy_from_slice(x);
     (table.rms_norm)(normed, norm_w, k, eps, par);
-    matmul(Activations::dense(normed, rows, k), weight, out, n, par);
+    Activations::dense(normed, x.len() / k, k)
 }
 
 /// Per-head RMSNorm then RoPE, in place on `x (T, cols)`: on every column, or only on

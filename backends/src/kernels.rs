@@ -73,6 +73,39 @@ pub fn plain_pv<V: VecOps>(ops: V, acc: &mut [f32], hd: usize, p: &[[f32; KEY_BL
     }
 }
 
+/// The scores a tier's register tiles left: rows `q_tiled..` against every key, and rows
+/// below `q_tiled` against keys `k_tiled..`, one dot at a time.
+pub fn score_edges<V: VecOps>(
+    ops: V,
+    q: &[&[f32]],
+    k: &[&[f32]],
+    scale: f32,
+    out: &mut [[f32; KEY_BLOCK]],
+    (q_tiled, k_tiled): (usize, usize),
+) {
+    for (qi, row) in out.iter_mut().enumerate().take(q.len()) {
+        let from = if qi < q_tiled { k_tiled } else { 0 };
+        for (j, s) in row.iter_mut().enumerate().take(k.len()).skip(from) {
+            *s = ops.dot(q[qi], k[j]) * scale;
+        }
+    }
+}
+
+/// `acc`'s query rows in groups of up to `group`: `f(rows, p, n)` with the group's `n` rows of
+/// `hd` and their weights (a tier's `p · V` tile keeps one group in registers).
+pub fn for_row_groups(
+    acc: &mut [f32],
+    hd: usize,
+    p: &[[f32; KEY_BLOCK]],
+    group: usize,
+    mut f: impl FnMut(&mut [f32], &[[f32; KEY_BLOCK]], usize),
+) {
+    for (q0, ps) in (0..p.len()).step_by(group).zip(p.chunks(group)) {
+        let n = ps.len();
+        f(&mut acc[q0 * hd..(q0 + n) * hd], ps, n);
+    }
+}
+
 /// Keys scored at a time by attention.
 pub const KEY_BLOCK: usize = 64;
 

@@ -242,6 +242,7 @@ impl Program {
             .map(|p: &PackSpec| p.weight)
             .filter(|w| !read_as_stored.contains(w))
             .collect();
+        repacked_only.sort_unstable();
         repacked_only.dedup();
         Ok(Program {
             steps,
@@ -624,6 +625,15 @@ impl RopeCache {
     }
 }
 
+/// A matmul step's kernel name: `[norm_]matmul[_geglu]<types>`.
+fn matmul_name(spec: &MatMulSpec, types: &str) -> String {
+    format!(
+        "{}{}<{types}>",
+        if spec.norm_eps.is_some() { "norm_" } else { "" },
+        if spec.geglu { "matmul_geglu" } else { "matmul" },
+    )
+}
+
 /// A node's operands, bound to arena offsets.
 struct Bound {
     table: &'static KernelTable,
@@ -726,12 +736,7 @@ impl Bound {
                 let MatMulSpec { norm_eps, in_cols, .. } = spec;
                 let (start, k) = in_cols.unwrap_or((0, x.cols));
                 let n_out = out.cols;
-                let name = format!(
-                    "{}{}<{}>",
-                    if norm_eps.is_some() { "norm_" } else { "" },
-                    if spec.geglu { "matmul_geglu" } else { "matmul" },
-                    graph.weights()[w].dtype
-                );
+                let name = matmul_name(&spec, &graph.weights()[w].dtype.to_string());
                 match norm_eps {
                     Some(eps) => {
                         let norm_w = self.weight(1);
@@ -773,12 +778,7 @@ impl Bound {
                 let (start, k) = in_cols.unwrap_or((0, x.cols));
                 let n_out = out.cols;
                 let groups = if spec.geglu { 2 } else { 1 };
-                let name = format!(
-                    "{}{}<{}×i16>",
-                    if norm_eps.is_some() { "norm_" } else { "" },
-                    if spec.geglu { "matmul_geglu" } else { "matmul" },
-                    graph.weights()[w].dtype
-                );
+                let name = matmul_name(&spec, &format!("{}×i16", graph.weights()[w].dtype));
                 // One packed copy per (weight, grouping), however many steps read it.
                 let index = match packs.iter().position(|p| p.weight == w && p.groups == groups) {
                     Some(i) => i,
@@ -809,10 +809,7 @@ impl Bound {
                             Some((eps, norm_w, scratch)) => {
                                 // SAFETY: the planned scratch, disjoint from every operand.
                                 let tmp = unsafe { c.f32s_mut(scratch) };
-                                let normed = &mut tmp[..xs.len()];
-                                normed.copy_from_slice(xs);
-                                (table.rms_norm)(normed, c.weights.f32(norm_w), k, eps, c.par);
-                                Activations::dense(normed, rows, k)
+                                composite::rms_normed(table, xs, k, c.weights.f32(norm_w), eps, tmp, c.par)
                             }
                             None => Activations {
                                 data: &xs[start..],

@@ -28,8 +28,13 @@ impl OutPtr {
 /// kernels whose chunks are equal work and that pay a per-chunk setup, such as quantizing
 /// the activations).
 pub(crate) fn for_static_chunks(n: usize, par: Par, work: impl Fn(usize, usize) + Sync) {
-    let chunks = par.threads.clamp(1, n.max(1));
-    if chunks == 1 {
+    for_chunks(n, par.threads.clamp(1, n.max(1)), work)
+}
+
+/// `work` over `0..n` in `chunks` equal chunks (the last may be shorter or empty), on the
+/// current rayon pool unless there is one chunk.
+fn for_chunks(n: usize, chunks: usize, work: impl Fn(usize, usize) + Sync) {
+    if chunks <= 1 {
         work(0, n);
     } else {
         let per = n.div_ceil(chunks);
@@ -45,10 +50,6 @@ pub(crate) fn for_row_chunks(n: usize, par: Par, work: impl Fn(usize, usize) + S
     if par.is_serial() || n < 16 {
         work(0, n);
     } else {
-        let chunks = (par.threads * 4).min(n);
-        let per = n.div_ceil(chunks);
-        (0..chunks)
-            .into_par_iter()
-            .for_each(|c| work(c * per, ((c + 1) * per).min(n)));
+        for_chunks(n, (par.threads * 4).min(n), work);
     }
 }

@@ -8,7 +8,7 @@ use gg_ops::{BlockQ8_0, QK8_0};
 use half::f16;
 
 use super::Avx2;
-use crate::kernels::{plain_pv, plain_scores, VecOps, KEY_BLOCK};
+use crate::kernels::{for_row_groups, plain_pv, plain_scores, score_edges, VecOps, KEY_BLOCK};
 
 /// The scalar reduction order: lanes (l0+l4, l1+l5, l2+l6, l3+l7), then
 /// ((s0+s1) + (s2+s3)).
@@ -176,23 +176,14 @@ impl VecOps for Avx2Ops {
                 }
             }
         }
-        for (qi, row) in out.iter_mut().enumerate().take(nq) {
-            let from = if qi < q4 { k2 } else { 0 };
-            for j in from..nk {
-                row[j] = self.dot(q[qi], k[j]) * scale;
-            }
-        }
+        score_edges(self, q, k, scale, out, (q4, k2));
     }
 
     fn pv(self, acc: &mut [f32], hd: usize, p: &[[f32; KEY_BLOCK]], v: &[&[f32]]) {
         if !hd.is_multiple_of(8) || v.iter().any(|r| r.len() != hd) || acc.len() < p.len() * hd {
             return plain_pv(self, acc, hd, p, v);
         }
-        let mut q0 = 0;
-        while q0 < p.len() {
-            let n = (p.len() - q0).min(PV_ROWS);
-            let rows = &mut acc[q0 * hd..(q0 + n) * hd];
-            let ps = &p[q0..q0 + n];
+        for_row_groups(acc, hd, p, PV_ROWS, |rows, ps, n| {
             macro_rules! run {
                 ($($n:literal)*) => {
                     match n {
@@ -204,8 +195,7 @@ impl VecOps for Avx2Ops {
                 };
             }
             run!(1 2 3 4 5 6 7 8 9 10 11 12);
-            q0 += n;
-        }
+        });
     }
 }
 

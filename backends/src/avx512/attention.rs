@@ -5,8 +5,8 @@
 use std::arch::x86_64::*;
 
 use super::Avx512;
-use crate::avx2::simd::Avx2Ops;
-use crate::kernels::{VecOps, KEY_BLOCK};
+use crate::avx2::simd::{hsum8, Avx2Ops};
+use crate::kernels::{for_row_groups, score_edges, VecOps, KEY_BLOCK};
 
 /// The tier's primitives; a value exists only where an [`Avx512`] token does.
 #[derive(Clone, Copy, Debug)]
@@ -65,24 +65,14 @@ impl VecOps for Avx512Ops {
                 }
             }
         }
-        // The edges: dots one by one.
-        for (qi, row) in out.iter_mut().enumerate().take(nq) {
-            let from = if qi < q4 { k4 } else { 0 };
-            for j in from..nk {
-                row[j] = self.dot(q[qi], k[j]) * scale;
-            }
-        }
+        score_edges(self, q, k, scale, out, (q4, k4));
     }
 
     fn pv(self, acc: &mut [f32], hd: usize, p: &[[f32; KEY_BLOCK]], v: &[&[f32]]) {
         if !hd.is_multiple_of(16) || v.iter().any(|r| r.len() != hd) || acc.len() < p.len() * hd {
             return self.avx2.pv(acc, hd, p, v);
         }
-        let mut q0 = 0;
-        while q0 < p.len() {
-            let n = (p.len() - q0).min(PV_ROWS);
-            let rows = &mut acc[q0 * hd..(q0 + n) * hd];
-            let ps = &p[q0..q0 + n];
+        for_row_groups(acc, hd, p, PV_ROWS, |rows, ps, n| {
             macro_rules! run {
                 ($($n:literal)*) => {
                     match n {
@@ -94,8 +84,7 @@ impl VecOps for Avx512Ops {
                 };
             }
             run!(1 2 3 4 5 6 7 8 9 10 11 12);
-            q0 += n;
-        }
+        });
     }
 }
 
@@ -128,23 +117,12 @@ fn tile4x4(q: [&[f32]; 4], k: [&[f32]; 4]) -> [f32; 16] {
             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)),
         )
     });
-    let eight = |h: &[__m256]| {
-        let t0 = _mm256_hadd_ps(h[0], h[1]);
-        let t1 = _mm256_hadd_ps(h[2], h[3]);
-        let t2 = _mm256_hadd_ps(h[4], h[5]);
-        let t3 = _mm256_hadd_ps(h[6], h[7]);
-        let u0 = _mm256_hadd_ps(t0, t1);
-        let u1 = _mm256_hadd_ps(t2, t3);
-        _mm256_add_ps(
-            _mm256_permute2f128_ps::<0x20>(u0, u1),
-            _mm256_permute2f128_ps::<0x31>(u0, u1),
-        )
-    };
+    let (lo, hi): ([__m256; 8], [__m256; 8]) = (std::array::from_fn(|a| h[a]), std::array::from_fn(|a| h[8 + a]));
     let mut out = [0f32; 16];
-    // SAFETY: two stores of 8 into 16 floats.
+    // SAFETY: two stores of 8 into 16 floats; the token implies AVX2.
     unsafe {
-        _mm256_storeu_ps(out.as_mut_ptr(), eight(&h[..8]));
-        _mm256_storeu_ps(out.as_mut_ptr().add(8), eight(&h[8..]));
+        _mm256_storeu_ps(out.as_mut_ptr(), hsum8(&lo));
+        _mm256_storeu_ps(out.as_mut_ptr().add(8), hsum8(&hi));
     }
     out
 }

@@ -60,11 +60,8 @@ impl FastTier for Avx512Fast {
 
     fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]) {
         let _: Avx512 = cpu();
-        assert!(x.len() == q.len() && d.len() * QBLOCK == x.len());
-        for ((xb, qb), db) in x.chunks_exact(QBLOCK).zip(q.chunks_exact_mut(QBLOCK)).zip(d.iter_mut()) {
-            // SAFETY: the token proves AVX-512F/BW; each chunk holds one block.
-            *db = unsafe { quantize(xb, qb) };
-        }
+        // SAFETY: the token proves AVX-512F/BW; `quantize_blocks` hands over one block at a time.
+        crate::fast::quantize_blocks(x, q, d, |xb, qb| unsafe { quantize(xb, qb) })
     }
 
     fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {

@@ -170,8 +170,18 @@ impl QTile {
 
 /// [`quantize_block`] over a row: `q` gets `x.len()` values, `d` one scale per block.
 pub fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]) {
+    quantize_blocks(x, q, d, quantize_block)
+}
+
+/// A row, block by block, with a tier's block quantizer (each call gets exactly one block of
+/// [`QBLOCK`] values and its quants).
+pub fn quantize_blocks(x: &[f32], q: &mut [i16], d: &mut [f32], mut block: impl FnMut(&[f32], &mut [i16]) -> f32) {
+    assert!(
+        x.len() == q.len() && d.len() * QBLOCK == x.len(),
+        "a row of whole blocks"
+    );
     for ((xb, qb), db) in x.chunks_exact(QBLOCK).zip(q.chunks_exact_mut(QBLOCK)).zip(d.iter_mut()) {
-        *db = quantize_block(xb, qb);
+        *db = block(xb, qb);
     }
 }
 
@@ -213,11 +223,18 @@ fn store(ptr: OutPtr, vals: &[[f32; PANEL]; TOKEN_TILE], t0: usize, tokens: usiz
     }
 }
 
-/// The plain matmul driver: threads take chunks of panels; each quantizes a tile of tokens
-/// on its stack and runs every panel of its chunk over it.
-pub fn matmul<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], n: usize, par: Par) {
+/// The driver both matmuls share: threads take one chunk of panels each; each quantizes a
+/// tile of tokens on its stack and has `panel(tile, p, out)` write panel `p`'s 16 columns of
+/// every token of the tile, which are then stored.
+fn drive<T: FastTier>(
+    x: Activations<'_>,
+    w: &PackedQ8,
+    out: &mut [f32],
+    n: usize,
+    par: Par,
+    panel: impl Fn(&QTile, usize, &mut [[f32; PANEL]; TOKEN_TILE]) + Sync,
+) {
     check(&x, w, out, n);
-    assert_eq!(w.groups(), 1, "a plain matmul's weight is one group");
     let ptr = OutPtr::new(out);
     let work = |p0: usize, p1: usize| {
         let mut tile = QTile::new(x.k);
@@ -226,7 +243,7 @@ pub fn matmul<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], n:
             let t1 = (t0 + TOKEN_TILE).min(x.rows);
             tile.fill(&x, t0, t1, T::quantize_row);
             for p in p0..p1 {
-                T::dots(&tile, w.panel(0, p), &mut vals);
+                panel(&tile, p, &mut vals);
                 store(ptr, &vals, t0, t1 - t0, p, n);
             }
         }
@@ -234,34 +251,28 @@ pub fn matmul<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], n:
     for_static_chunks(w.panels(), par, work);
 }
 
+/// The plain matmul driver.
+pub fn matmul<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], n: usize, par: Par) {
+    assert_eq!(w.groups(), 1, "a plain matmul's weight is one group");
+    drive::<T>(x, w, out, n, par, |tile, p, vals| T::dots(tile, w.panel(0, p), vals));
+}
+
 /// The GeGLU driver: `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, gate and up panels of
 /// the same columns side by side.
 pub fn matmul_geglu<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], f: usize, par: Par) {
-    check(&x, w, out, f);
     assert_eq!(w.groups(), 2, "a GeGLU weight is two groups (gate, up)");
-    let ptr = OutPtr::new(out);
-    let work = |p0: usize, p1: usize| {
-        let mut tile = QTile::new(x.k);
+    drive::<T>(x, w, out, f, par, |tile, p, h| {
         let mut gate = [[0f32; PANEL]; TOKEN_TILE];
         let mut up = [[0f32; PANEL]; TOKEN_TILE];
-        let mut h = [[0f32; PANEL]; TOKEN_TILE];
-        for t0 in (0..x.rows).step_by(TOKEN_TILE) {
-            let t1 = (t0 + TOKEN_TILE).min(x.rows);
-            tile.fill(&x, t0, t1, T::quantize_row);
-            let len = (t1 - t0) * PANEL;
-            for p in p0..p1 {
-                T::dots(&tile, w.panel(0, p), &mut gate);
-                T::dots(&tile, w.panel(1, p), &mut up);
-                T::geglu(
-                    &gate.as_flattened()[..len],
-                    &up.as_flattened()[..len],
-                    &mut h.as_flattened_mut()[..len],
-                );
-                store(ptr, &h, t0, t1 - t0, p, f);
-            }
-        }
-    };
-    for_static_chunks(w.panels(), par, work);
+        T::dots(tile, w.panel(0, p), &mut gate);
+        T::dots(tile, w.panel(1, p), &mut up);
+        let len = tile.tokens * PANEL;
+        T::geglu(
+            &gate.as_flattened()[..len],
+            &up.as_flattened()[..len],
+            &mut h.as_flattened_mut()[..len],
+        );
+    });
 }
 
 /// A tier's fast kernels for Q8_0 weights.
