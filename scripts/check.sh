@@ -26,5 +26,10 @@ PATH="$PWD/target/release:$PATH" gemma-graph run --prompt query "How do I bake b
 
 cargo test --workspace --quiet
 
+# The Python package: wheel built with maturin, installed into a cache venv, pytest.
+scripts/check-python.sh
+# The HTTP server with curl and the official openai client.
+scripts/check-server.sh
+
 # The NEON tier under qemu, and the Apple Silicon build.
 scripts/check-neon.sh

@@ -221,6 +221,16 @@ fn renormalize(v: &mut [f32]) {
     }
 }
 
+/// Matryoshka truncation as [`EmbedOptions::dim`] does it: the first `dim` values, scaled
+/// back to unit length (bit for bit the same arithmetic, for callers that truncate later).
+pub fn matryoshka(vector: &[f32], dim: usize) -> Vec<f32> {
+    let mut v = vector[..dim.min(vector.len())].to_vec();
+    if v.len() < vector.len() {
+        renormalize(&mut v);
+    }
+    v
+}
+
 impl Model {
     /// A scratch arena for [`Model::forward`] (the only allocation of a run).
     pub fn new_arena(&self) -> Arena {
@@ -240,10 +250,18 @@ impl Model {
         profile: Option<&Profile>,
     ) -> Result<(), Error> {
         let times = profile.map(|p| &p.times);
-        pool.install(|| {
+        let mut run = || {
             self.program
                 .run_timed(&self.weights, batch, arena, Par { threads }, times)
-        })?;
+        };
+        // One thread runs on the caller's: serial kernels never touch rayon, and concurrent
+        // calls on a one-thread model (one per server worker or Python thread) then run side
+        // by side instead of queueing for the pool's single worker.
+        if threads <= 1 {
+            run()?;
+        } else {
+            pool.install(run)?;
+        }
         Ok(())
     }
 
@@ -301,27 +319,8 @@ impl Model {
     /// Embed texts. Results come back in input order; a text's vector does not depend on
     /// the other texts of the call.
     pub fn embed<S: AsRef<str>>(&self, texts: &[S], options: &EmbedOptions) -> Result<Embeddings, Error> {
+        let checked = self.check_options(options)?;
         let max = self.program.max_tokens();
-        let budget = options.batch_tokens.unwrap_or(max);
-        if budget == 0 || budget > max {
-            return Err(Error::InvalidOption(format!(
-                "batch_tokens {budget} must be between 1 and {max}"
-            )));
-        }
-        let dim = options.dim.unwrap_or(self.out_dim);
-        if dim == 0 || dim > self.out_dim {
-            return Err(Error::InvalidOption(format!(
-                "dim {dim} must be between 1 and {}",
-                self.out_dim
-            )));
-        }
-        let max_texts = self.program.max_seqs();
-        let batch_texts = options.batch_texts.unwrap_or(max_texts);
-        if batch_texts == 0 || batch_texts > max_texts {
-            return Err(Error::InvalidOption(format!(
-                "batch_texts {batch_texts} must be between 1 and {max_texts}"
-            )));
-        }
         let prompt = match &options.prompt {
             Some(p) => p.text()?,
             None => "",
@@ -360,7 +359,69 @@ impl Model {
             dropped.push(enc.dropped);
             ids.push(enc.ids);
         }
+        self.run_encoded(&ids, &dropped, options, checked)
+    }
 
+    /// Embed texts given as token ids (each with its BOS/EOS, at most the context length;
+    /// the caller tokenized and truncated them). `prompt`, `encode` and `truncation` in
+    /// `options` do not apply. Ids outside the vocabulary are an error naming the text.
+    pub fn embed_tokens(&self, ids: &[Vec<u32>], options: &EmbedOptions) -> Result<Embeddings, Error> {
+        let checked = self.check_options(options)?;
+        let max = self.program.max_tokens().min(self.config.context_length);
+        let vocab = self.tokenizer.vocab_size();
+        for (index, seq) in ids.iter().enumerate() {
+            if seq.is_empty() {
+                return Err(Error::EmptyText { index });
+            }
+            if seq.len() > max {
+                return Err(Error::TextTooLong {
+                    index,
+                    tokens: seq.len(),
+                    max,
+                });
+            }
+            if let Some(bad) = seq.iter().find(|&&id| id as usize >= vocab) {
+                return Err(Error::InvalidOption(format!(
+                    "text {index}: token id {bad} is outside the vocabulary (size {vocab})"
+                )));
+            }
+        }
+        self.run_encoded(ids, &vec![0; ids.len()], options, checked)
+    }
+
+    /// `batch_tokens`, `dim` and `batch_texts` checked against the model.
+    fn check_options(&self, options: &EmbedOptions) -> Result<(usize, usize, usize), Error> {
+        let max = self.program.max_tokens();
+        let budget = options.batch_tokens.unwrap_or(max);
+        if budget == 0 || budget > max {
+            return Err(Error::InvalidOption(format!(
+                "batch_tokens {budget} must be between 1 and {max}"
+            )));
+        }
+        let dim = options.dim.unwrap_or(self.out_dim);
+        if dim == 0 || dim > self.out_dim {
+            return Err(Error::InvalidOption(format!(
+                "dim {dim} must be between 1 and {}",
+                self.out_dim
+            )));
+        }
+        let max_texts = self.program.max_seqs();
+        let batch_texts = options.batch_texts.unwrap_or(max_texts);
+        if batch_texts == 0 || batch_texts > max_texts {
+            return Err(Error::InvalidOption(format!(
+                "batch_texts {batch_texts} must be between 1 and {max_texts}"
+            )));
+        }
+        Ok((budget, dim, batch_texts))
+    }
+
+    fn run_encoded(
+        &self,
+        ids: &[Vec<u32>],
+        dropped: &[usize],
+        options: &EmbedOptions,
+        (budget, dim, batch_texts): (usize, usize, usize),
+    ) -> Result<Embeddings, Error> {
         let call_pool = match options.threads {
             Some(0) => return Err(Error::InvalidOption("threads must be at least 1".into())),
             Some(n) if n != self.threads => {
@@ -383,7 +444,7 @@ impl Model {
             options,
             pool,
         };
-        let result = self.run_batches(&ids, &dropped, &call, &mut arena);
+        let result = self.run_batches(ids, dropped, &call, &mut arena);
         self.arenas.lock().unwrap_or_else(|e| e.into_inner()).push(arena);
         result
     }

@@ -23,7 +23,8 @@ mod user_weights;
 
 pub use chunk::{Chunk, ChunkOptions};
 pub use embed::{
-    CancelToken, EmbedOptions, Embeddings, HeadRows, PassInfo, PassLog, Profile, Prompt, TextEmbedding, Truncation,
+    matryoshka, CancelToken, EmbedOptions, Embeddings, HeadRows, PassInfo, PassLog, Profile, Prompt, TextEmbedding,
+    Truncation,
 };
 pub use error::Error;
 pub use gg_backends::{Arena, Backend, Batch, Precision, Prepared, SeqSpan, Unavailable};

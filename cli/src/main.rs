@@ -53,6 +53,9 @@ enum Command {
     /// Show the token ids and pieces of texts, exactly as embedding sees them.
     #[command(after_help = EXIT_CODES)]
     Tokenize(commands::tokenize::Args),
+    /// Serve embeddings over HTTP: OpenAI /v1/embeddings, TEI /embed, /health, /metrics.
+    #[command(after_help = EXIT_CODES)]
+    Serve(commands::serve::Args),
 }
 
 /// `--model` default: `$GEMMA_GRAPH_MODEL`, else the fetched model in the cache.
@@ -152,6 +155,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Convert(args) => commands::convert::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

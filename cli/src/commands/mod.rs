@@ -3,6 +3,7 @@ pub mod dump;
 pub mod inspect;
 pub mod run;
 pub mod search;
+pub mod serve;
 pub mod similarity;
 pub mod tokenize;
 

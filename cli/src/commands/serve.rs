@@ -1,0 +1,154 @@
+//! `gemma-graph serve`: the OpenAI and TEI embedding APIs over HTTP (see the `gg-server`
+//! crate). Logs one line per request to stderr.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use gemma_graph::Pipeline;
+use gg_server::{Limits, ServeConfig, Server};
+
+use super::{load_model, ModelArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// GGUF model file [default: $GEMMA_GRAPH_MODEL, else the fetched model in the cache].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[command(flatten)]
+    model_args: ModelArgs,
+    /// Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Require `Authorization: Bearer KEY` on every route but /health [env: GEMMA_GRAPH_API_KEY].
+    #[arg(long, value_name = "KEY")]
+    api_key: Option<String>,
+    /// Allow browser requests from this origin (repeatable; default: no CORS headers).
+    #[arg(long, value_name = "ORIGIN")]
+    cors_allow_origin: Vec<String>,
+    /// Name reported by /v1/models, /info and responses [default: the file's stem].
+    #[arg(long)]
+    model_name: Option<String>,
+    /// Tokens per forward pass (texts from many requests are packed up to it).
+    #[arg(long, default_value_t = 8192)]
+    max_batch_tokens: usize,
+    /// Milliseconds a batch waits to fill before it runs.
+    #[arg(long, default_value_t = 5)]
+    max_wait_ms: u64,
+    /// Tokens queued at most; a request past it gets 429 with Retry-After.
+    #[arg(long, default_value_t = 262_144)]
+    max_queue_tokens: usize,
+    /// Texts (or token arrays) per request.
+    #[arg(long, default_value_t = 2048)]
+    max_inputs: usize,
+    /// Request body size in bytes, checked before parsing.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_body_bytes: usize,
+    /// Seconds a request may take; past it, 503 and its queued texts are dropped.
+    #[arg(long, default_value_t = 300.0)]
+    request_timeout: f64,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let path = crate::model_path(args.model.clone());
+    if args.max_batch_tokens == 0 || args.max_queue_tokens == 0 || args.max_inputs == 0 || args.max_body_bytes == 0 {
+        bail!("--max-batch-tokens, --max-queue-tokens, --max-inputs and --max-body-bytes must be at least 1");
+    }
+    if !(args.request_timeout > 0.0 && args.request_timeout.is_finite()) {
+        bail!(
+            "--request-timeout {}: must be a positive number of seconds",
+            args.request_timeout
+        );
+    }
+    let api_key = args
+        .api_key
+        .clone()
+        .or_else(|| std::env::var("GEMMA_GRAPH_API_KEY").ok())
+        .filter(|k| !k.is_empty());
+    let mut options = args.model_args.options(args.max_batch_tokens, Pipeline::Default);
+    options.max_batch_tokens = args.max_batch_tokens;
+    let model = load_model(&path, &options)?;
+    let model_name = args.model_name.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .map_or_else(|| "embeddinggemma".into(), |s| s.to_string_lossy().into_owned())
+    });
+    let config = ServeConfig {
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            max_inputs: args.max_inputs,
+            max_batch_tokens: args.max_batch_tokens,
+            max_wait: Duration::from_millis(args.max_wait_ms),
+            max_queue_tokens: args.max_queue_tokens,
+            request_timeout: Duration::from_secs_f64(args.request_timeout),
+        },
+        api_key,
+        cors_allow_origins: args.cors_allow_origin.clone(),
+        model_name,
+        encode: args.model_args.encode(),
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let addr = SocketAddr::new(args.host, args.port);
+        let backend = model.backend().name();
+        let precision = model.precision().name();
+        let threads = model.threads();
+        let server = Server::bind(Arc::new(model), config, addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        tracing::info!(
+            address = %server.local_addr()?,
+            model = %path.display(),
+            backend,
+            precision,
+            threads,
+            auth = api_key_state(&args.api_key),
+            "serving"
+        );
+        server.run(shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+fn api_key_state(flag: &Option<String>) -> &'static str {
+    if flag.is_some() || std::env::var("GEMMA_GRAPH_API_KEY").is_ok_and(|k| !k.is_empty()) {
+        "bearer"
+    } else {
+        "none"
+    }
+}
+
+/// SIGINT or SIGTERM: stop accepting, finish in-flight requests, exit 0.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

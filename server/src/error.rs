@@ -1,0 +1,81 @@
+//! Errors as JSON: OpenAI's shape on `/v1` routes, TEI's on the others.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Which API's error body to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// `{"error": {"message", "type", "code"}}`
+    OpenAi,
+    /// `{"error": message, "error_type": type}`
+    Tei,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// OpenAI's `type`: invalid_request_error, authentication_error, rate_limit_error, ...
+    pub kind: &'static str,
+    /// A stable machine-readable code (`context_length_exceeded`, `queue_full`, ...).
+    pub code: &'static str,
+    pub retry_after: Option<u64>,
+    pub flavor: Flavor,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            kind,
+            code,
+            retry_after: None,
+            flavor: Flavor::OpenAi,
+        }
+    }
+
+    /// 400: the request is wrong.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", code, message)
+    }
+
+    /// 413: past a size limit.
+    pub fn too_large(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", code, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal_error",
+            message,
+        )
+    }
+
+    pub fn with_flavor(mut self, flavor: Flavor) -> ApiError {
+        self.flavor = flavor;
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match self.flavor {
+            Flavor::OpenAi => json!({
+                "error": {"message": self.message, "type": self.kind, "code": self.code, "param": null}
+            }),
+            Flavor::Tei => json!({"error": self.message, "error_type": self.code}),
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

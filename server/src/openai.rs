@@ -1,0 +1,249 @@
+//! `POST /v1/embeddings` and `GET /v1/models`: the OpenAI embeddings API.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::api::{self, AppState, Stats, Truncate};
+use crate::error::{ApiError, Flavor};
+use crate::{ClientGone, RequestId};
+
+#[derive(Deserialize)]
+struct Request {
+    input: Option<Value>,
+    #[allow(dead_code)]
+    model: Option<String>,
+    dimensions: Option<Value>,
+    encoding_format: Option<String>,
+    #[allow(dead_code)]
+    user: Option<Value>,
+    /// Extensions: one of the model's prompt names, or literal prompt text.
+    prompt_name: Option<String>,
+    prompt: Option<String>,
+    /// Extension: `false` refuses texts past the context instead of truncating them.
+    truncate: Option<bool>,
+}
+
+enum Inputs {
+    Texts(Vec<String>),
+    Tokens(Vec<Vec<u64>>),
+}
+
+/// `input`: a string, an array of strings, an array of token ids, or an array of those.
+fn parse_input(input: Option<Value>, max_inputs: usize) -> Result<Inputs, ApiError> {
+    let bad = |what: String| ApiError::invalid("invalid_input", what);
+    let input = input.ok_or_else(|| bad("`input` is required".into()))?;
+    let items = match input {
+        Value::String(s) => return Ok(Inputs::Texts(vec![s])),
+        Value::Array(items) => items,
+        other => {
+            return Err(bad(format!(
+                "`input` must be a string or an array, not {}",
+                kind(&other)
+            )))
+        }
+    };
+    if items.is_empty() {
+        return Err(bad("`input` is an empty array".into()));
+    }
+    let count = if items.iter().all(Value::is_number) {
+        1
+    } else {
+        items.len()
+    };
+    if count > max_inputs {
+        return Err(ApiError::too_large(
+            "too_many_inputs",
+            format!("`input` has {count} items, more than {max_inputs} per request (--max-inputs)"),
+        ));
+    }
+    let token = |v: &Value, at: String| {
+        v.as_u64()
+            .ok_or_else(|| bad(format!("{at} must be a non-negative integer token id, not {v}")))
+    };
+    match &items[0] {
+        Value::String(_) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) => Ok(s),
+                other => Err(bad(format!(
+                    "input[{i}] must be a string like input[0], not {}",
+                    kind(&other)
+                ))),
+            })
+            .collect::<Result<_, _>>()
+            .map(Inputs::Texts),
+        Value::Number(_) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| token(v, format!("input[{i}]")))
+            .collect::<Result<_, _>>()
+            .map(|ids| Inputs::Tokens(vec![ids])),
+        Value::Array(_) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::Array(ids) => ids
+                    .iter()
+                    .enumerate()
+                    .map(|(j, t)| token(t, format!("input[{i}][{j}]")))
+                    .collect(),
+                other => Err(bad(format!(
+                    "input[{i}] must be an array of token ids like input[0], not {}",
+                    kind(other)
+                ))),
+            })
+            .collect::<Result<_, _>>()
+            .map(Inputs::Tokens),
+        other => Err(bad(format!(
+            "input[0] must be a string, a token id or an array of token ids, not {}",
+            kind(other)
+        ))),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Vector {
+    Float(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Serialize)]
+struct Item {
+    object: &'static str,
+    index: usize,
+    embedding: Vector,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: usize,
+    total_tokens: usize,
+}
+
+/// Serialized straight from f32 (shortest round-trip digits), not through `serde_json::Value`.
+#[derive(Serialize)]
+struct Body<'a> {
+    object: &'static str,
+    data: Vec<Item>,
+    model: &'a str,
+    usage: Usage,
+}
+
+async fn handle(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    gone: Option<ClientGone>,
+) -> Result<(Response, Stats), ApiError> {
+    let request: Request = api::parse_body(body, &state.limits)?;
+    let dimensions = match request.dimensions {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().map(|d| d as usize),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "invalid_dimensions",
+                format!("`dimensions` must be an integer, not {other}"),
+            ))
+        }
+    };
+    let dim = api::check_dimensions(dimensions, &state.model)?;
+    let base64 = match request.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "invalid_encoding_format",
+                format!("encoding_format {other:?} is not \"float\" or \"base64\""),
+            ))
+        }
+    };
+    let prompt = api::prompt_text(request.prompt_name.as_deref(), request.prompt.as_deref())?;
+    let truncate = Truncate {
+        enabled: request.truncate.unwrap_or(true),
+        left: false,
+    };
+    let ids = match parse_input(request.input, state.limits.max_inputs)? {
+        Inputs::Texts(texts) => api::tokenize_texts(state, texts, prompt, truncate).await?,
+        Inputs::Tokens(arrays) => {
+            if !prompt.is_empty() {
+                return Err(ApiError::invalid(
+                    "invalid_prompt",
+                    "a prompt applies to text inputs, not token arrays",
+                ));
+            }
+            api::token_inputs(&state.model, arrays, truncate)?
+        }
+    };
+    let tokens: usize = ids.iter().map(Vec::len).sum();
+    let inputs = ids.len();
+    let done = api::embed(state, ids, gone).await?;
+    let data: Vec<Item> = done
+        .vectors
+        .iter()
+        .enumerate()
+        .map(|(index, v)| {
+            let v = api::cut(v, dim, true);
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Vector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                Vector::Float(v)
+            };
+            Item {
+                object: "embedding",
+                index,
+                embedding,
+            }
+        })
+        .collect();
+    let body = Body {
+        object: "list",
+        data,
+        model: &state.model_name,
+        usage: Usage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        },
+    };
+    Ok((Json(body).into_response(), Stats::of(&done, inputs, tokens)))
+}
+
+pub async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<RequestId>,
+    gone: Option<Extension<ClientGone>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = handle(&state, body, gone.map(|g| g.0)).await;
+    api::finish(&state, "/v1/embeddings", Flavor::OpenAi, &id, started, result)
+}
+
+pub async fn models(State(state): State<Arc<AppState>>) -> Response {
+    Json(json!({
+        "object": "list",
+        "data": [{"id": state.model_name, "object": "model", "created": 0, "owned_by": "gemma-graph"}],
+    }))
+    .into_response()
+}

@@ -1,0 +1,187 @@
+//! Hugging Face text-embeddings-inference routes: `POST /embed`, `POST /tokenize`,
+//! `GET /info`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use gemma_graph::EncodeOptions;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::api::{self, AppState, Stats, Truncate};
+use crate::error::{ApiError, Flavor};
+use crate::{ClientGone, RequestId};
+
+/// One text or several.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Inputs {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Inputs {
+    fn into_vec(self, max_inputs: usize) -> Result<Vec<String>, ApiError> {
+        let texts = match self {
+            Inputs::One(s) => vec![s],
+            Inputs::Many(v) => v,
+        };
+        if texts.is_empty() {
+            return Err(ApiError::invalid("invalid_input", "`inputs` is an empty array"));
+        }
+        if texts.len() > max_inputs {
+            return Err(ApiError::too_large(
+                "too_many_inputs",
+                format!(
+                    "`inputs` has {} items, more than {max_inputs} per request (--max-inputs)",
+                    texts.len()
+                ),
+            ));
+        }
+        Ok(texts)
+    }
+}
+
+#[derive(Deserialize)]
+enum Direction {
+    Left,
+    Right,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmbedRequest {
+    inputs: Inputs,
+    normalize: Option<bool>,
+    truncate: Option<bool>,
+    truncation_direction: Option<Direction>,
+    prompt_name: Option<String>,
+    dimensions: Option<usize>,
+}
+
+async fn embed_request(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    gone: Option<ClientGone>,
+) -> Result<(Response, Stats), ApiError> {
+    let request: EmbedRequest = api::parse_body(body, &state.limits)?;
+    let texts = request.inputs.into_vec(state.limits.max_inputs)?;
+    let dim = api::check_dimensions(request.dimensions, &state.model)?;
+    let prompt = api::prompt_text(request.prompt_name.as_deref(), None)?;
+    let truncate = Truncate {
+        enabled: request.truncate.unwrap_or(true),
+        left: matches!(request.truncation_direction, Some(Direction::Left)),
+    };
+    let ids = api::tokenize_texts(state, texts, prompt, truncate).await?;
+    let tokens: usize = ids.iter().map(Vec::len).sum();
+    let inputs = ids.len();
+    let done = api::embed(state, ids, gone).await?;
+    let normalize = request.normalize.unwrap_or(true);
+    let vectors: Vec<Vec<f32>> = done.vectors.iter().map(|v| api::cut(v, dim, normalize)).collect();
+    Ok((Json(vectors).into_response(), Stats::of(&done, inputs, tokens)))
+}
+
+pub async fn embed(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<RequestId>,
+    gone: Option<Extension<ClientGone>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = embed_request(&state, body, gone.map(|g| g.0)).await;
+    api::finish(&state, "/embed", Flavor::Tei, &id, started, result)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenizeRequest {
+    inputs: Inputs,
+    add_special_tokens: Option<bool>,
+    prompt_name: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Token {
+    id: u32,
+    text: String,
+    special: bool,
+    start: Option<usize>,
+    stop: Option<usize>,
+}
+
+async fn tokenize_request(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Response, Stats), ApiError> {
+    let request: TokenizeRequest = api::parse_body(body, &state.limits)?;
+    let texts = request.inputs.into_vec(state.limits.max_inputs)?;
+    let prompt = api::prompt_text(request.prompt_name.as_deref(), None)?;
+    let options = EncodeOptions {
+        add_special: request.add_special_tokens.unwrap_or(true),
+        max_tokens: Some(state.model.config().context_length),
+        ..state.encode
+    };
+    let model = Arc::clone(&state.model);
+    let out = tokio::task::spawn_blocking(move || {
+        let tok = model.tokenizer();
+        texts
+            .iter()
+            .map(|t| {
+                tok.encode(&format!("{prompt}{t}"), &options)
+                    .ids
+                    .into_iter()
+                    .map(|id| Token {
+                        id,
+                        text: tok.piece(id).unwrap_or_default().to_string(),
+                        // Control and unknown tokens (types 2 and 3) and BOS/EOS.
+                        special: matches!(tok.token_type(id), Some(2) | Some(3)) || id == tok.bos() || id == tok.eos(),
+                        start: None,
+                        stop: None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("tokenizer thread: {e}")))?;
+    Ok((Json(out).into_response(), Stats::default()))
+}
+
+pub async fn tokenize(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<RequestId>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = tokenize_request(&state, body).await;
+    api::finish(&state, "/tokenize", Flavor::Tei, &id, started, result)
+}
+
+pub async fn info(State(state): State<Arc<AppState>>) -> Response {
+    let model = &state.model;
+    let prompts: serde_json::Map<String, serde_json::Value> = gemma_graph::PROMPTS
+        .iter()
+        .map(|(n, t)| (n.to_string(), json!(t)))
+        .collect();
+    Json(json!({
+        "model_id": state.model_name,
+        "model_type": {"embedding": {"pooling": "mean"}},
+        "dimensions": model.output_dim(),
+        "matryoshka_dimensions": gemma_graph::MATRYOSHKA_DIMS,
+        "prompts": prompts,
+        "max_input_length": model.config().context_length,
+        "max_client_batch_size": state.limits.max_inputs,
+        "max_batch_tokens": state.limits.max_batch_tokens,
+        "max_queue_tokens": state.limits.max_queue_tokens,
+        "backend": model.backend().name(),
+        "precision": model.precision().name(),
+        "threads": model.threads(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+    .into_response()
+}
