@@ -52,7 +52,10 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-@pytest.mark.parametrize("precision, bound", [("fast", 0.9999), ("exact", 0.99999)])
+# The default precision on every golden text. The exact precision's vectors are held equal, bit
+# for bit, to `gemma-graph run --precision exact` above, which tests/embeddings_golden.rs holds
+# to ≥ 0.99999 on the same texts (running it here again would add a minute to CI).
+@pytest.mark.parametrize("precision, bound", [("fast", 0.9999)])
 def test_golden_cosines(golden: list, precision: str, bound: float) -> None:
     m = Model(precision=precision)
     got = m.encode([g["text"] for g in golden])

@@ -90,8 +90,10 @@ pub fn run(args: Args) -> Result<()> {
         model_name,
         encode: args.model_args.encode(),
     };
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

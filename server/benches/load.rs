@@ -1,0 +1,225 @@
+//! A bounded loopback load generator for any OpenAI-compatible embeddings server (ours, or
+//! llama.cpp's `llama-server --embeddings`): N clients, each on its own keep-alive connection,
+//! send one text per request from a workload file for a fixed time; prints throughput and
+//! latency percentiles, with 429s and errors counted apart.
+//!
+//!     cargo bench -p gg-server --bench load -- --url http://127.0.0.1:8080 \
+//!         --input ../shared/bench/queries.jsonl --concurrency 1,8,64 --seconds 20
+//!
+//! Output: one JSON line per concurrency level (for scripts), and a table on stderr.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+struct Args {
+    url: String,
+    input: String,
+    concurrency: Vec<usize>,
+    seconds: f64,
+    model: String,
+    api_key: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        url: "http://127.0.0.1:8080".into(),
+        input: "../shared/bench/queries.jsonl".into(),
+        concurrency: vec![1, 8, 64],
+        seconds: 20.0,
+        model: "embeddinggemma".into(),
+        api_key: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => args.url = value()?,
+            "--input" => args.input = value()?,
+            "--model" => args.model = value()?,
+            "--api-key" => args.api_key = Some(value()?),
+            "--seconds" => args.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
+            "--concurrency" => {
+                args.concurrency = value()?
+                    .split(',')
+                    .map(|c| c.trim().parse().map_err(|e| format!("--concurrency {c:?}: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            // cargo bench passes --bench; ignore it and other harness flags.
+            "--bench" => {}
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if args.concurrency.iter().any(|&c| c == 0 || c > 1024) {
+        return Err("--concurrency values must be between 1 and 1024".into());
+    }
+    Ok(args)
+}
+
+/// `host:port` and path prefix of an `http://` URL.
+fn split_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// URLs"))?;
+    let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+    Ok((host.to_string(), format!("/{path}").trim_end_matches('/').to_string()))
+}
+
+#[derive(Default)]
+struct Counts {
+    ok: AtomicU64,
+    busy: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// One request on a keep-alive connection; the status code.
+async fn request(conn: &mut BufReader<TcpStream>, head: &str, body: &[u8]) -> std::io::Result<u16> {
+    conn.get_mut().write_all(head.as_bytes()).await?;
+    conn.get_mut().write_all(body).await?;
+    let mut line = String::new();
+    conn.read_line(&mut line).await?;
+    let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        if conn.read_line(&mut line).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut sink = vec![0u8; length];
+    conn.read_exact(&mut sink).await?;
+    Ok(status)
+}
+
+async fn level(args: &Args, texts: &Arc<Vec<String>>, clients: usize) -> serde_json::Value {
+    let (host, prefix) = split_url(&args.url).expect("url");
+    let counts = Arc::new(Counts::default());
+    let stop = Instant::now() + Duration::from_secs_f64(args.seconds);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (host, prefix, texts, counts, next) = (
+            host.clone(),
+            prefix.clone(),
+            Arc::clone(texts),
+            Arc::clone(&counts),
+            Arc::clone(&next),
+        );
+        let (model, key) = (args.model.clone(), args.api_key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut conn = None;
+            while Instant::now() < stop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize % texts.len();
+                let body = serde_json::json!({"model": model, "input": texts[i]}).to_string();
+                let auth = key.as_ref().map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+                let head = format!(
+                    "POST {prefix}/v1/embeddings HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                if conn.is_none() {
+                    match TcpStream::connect(&host).await {
+                        Ok(s) => conn = Some(BufReader::new(s)),
+                        Err(_) => {
+                            counts.errors.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    }
+                }
+                let started = Instant::now();
+                match request(conn.as_mut().unwrap(), &head, body.as_bytes()).await {
+                    Ok(200) => {
+                        latencies.push(started.elapsed().as_secs_f64());
+                        counts.ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(429) => {
+                        counts.busy.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Ok(_) | Err(_) => {
+                        counts.errors.fetch_add(1, Ordering::Relaxed);
+                        conn = None;
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap_or_default());
+    }
+    let wall = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        if latencies.is_empty() {
+            f64::NAN
+        } else {
+            latencies[((latencies.len() - 1) as f64 * p).round() as usize] * 1e3
+        }
+    };
+    let ok = counts.ok.load(Ordering::Relaxed);
+    serde_json::json!({
+        "url": args.url, "input": args.input, "concurrency": clients, "seconds": wall,
+        "texts": ok, "texts_per_s": ok as f64 / wall,
+        "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+        "status_429": counts.busy.load(Ordering::Relaxed), "errors": counts.errors.load(Ordering::Relaxed),
+    })
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("load: {e}");
+            std::process::exit(2);
+        }
+    };
+    let texts: Vec<String> = std::fs::read_to_string(&args.input)
+        .unwrap_or_else(|e| panic!("{}: {e}", args.input))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSONL");
+            v["text"].as_str().expect("a text field").to_string()
+        })
+        .collect();
+    let texts = Arc::new(texts);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    eprintln!(
+        "{:>11} {:>8} {:>9} {:>9} {:>9} {:>6} {:>6}",
+        "concurrency", "texts", "texts/s", "p50 ms", "p99 ms", "429", "errors"
+    );
+    for &c in &args.concurrency {
+        let r = runtime.block_on(level(&args, &texts, c));
+        eprintln!(
+            "{:>11} {:>8} {:>9.2} {:>9.1} {:>9.1} {:>6} {:>6}",
+            c,
+            r["texts"],
+            r["texts_per_s"].as_f64().unwrap_or(0.0),
+            r["p50_ms"].as_f64().unwrap_or(f64::NAN),
+            r["p99_ms"].as_f64().unwrap_or(f64::NAN),
+            r["status_429"],
+            r["errors"]
+        );
+        println!("{r}");
+    }
+}
