@@ -200,8 +200,9 @@ fn fit_context(
     Ok(out)
 }
 
-/// Queue texts and wait for their vectors (full dimension), within the request timeout.
-pub async fn embed(state: &AppState, ids: Vec<Vec<u32>>, gone: Option<ClientGone>) -> Result<Done, ApiError> {
+/// Queue texts and wait for their vectors (full dimension), within the request timeout; with
+/// the request's stats (texts, tokens, queue and compute time).
+pub async fn embed(state: &AppState, ids: Vec<Vec<u32>>, gone: Option<ClientGone>) -> Result<(Done, Stats), ApiError> {
     let tokens: usize = ids.iter().map(Vec::len).sum();
     let limits = &state.limits;
     if tokens > limits.max_queue_tokens {
@@ -246,7 +247,15 @@ pub async fn embed(state: &AppState, ids: Vec<Vec<u32>>, gone: Option<ClientGone
         }
     };
     match waited {
-        Ok(Ok(done)) => Ok(done),
+        Ok(Ok(done)) => {
+            let stats = Stats {
+                inputs: texts,
+                tokens,
+                queue: done.queue,
+                compute: done.compute,
+            };
+            Ok((done, stats))
+        }
         Ok(Err(message)) => Err(ApiError::internal(message)),
         Err(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -277,17 +286,6 @@ pub struct Stats {
     pub tokens: usize,
     pub queue: Duration,
     pub compute: Duration,
-}
-
-impl Stats {
-    pub fn of(done: &Done, inputs: usize, tokens: usize) -> Stats {
-        Stats {
-            inputs,
-            tokens,
-            queue: done.queue,
-            compute: done.compute,
-        }
-    }
 }
 
 /// The response of a route: its body, or its error in the route's flavor; logged and counted.

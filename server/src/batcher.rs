@@ -202,12 +202,6 @@ impl Batcher {
         Ok(Ticket { rx: Some(rx), request })
     }
 
-    /// Texts and tokens waiting.
-    pub fn queued(&self) -> (usize, usize) {
-        let q = lock(&self.shared.queue);
-        (q.items.len(), q.tokens)
-    }
-
     /// Stop taking requests, finish what is queued, and join the model thread.
     pub fn shutdown(&self) {
         lock(&self.shared.queue).closed = true;

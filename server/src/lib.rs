@@ -197,8 +197,6 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    let (texts, tokens) = state.batcher.queued();
-    state.metrics.set_queue(texts, tokens);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

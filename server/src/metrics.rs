@@ -140,42 +140,42 @@ impl Metrics {
                 "gemma_graph_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
-        let counters = [
-            ("gemma_graph_texts_total", "Texts accepted for embedding.", &self.texts),
+        let scalars = [
+            (
+                "gemma_graph_texts_total",
+                "counter",
+                "Texts accepted for embedding.",
+                &self.texts,
+            ),
             (
                 "gemma_graph_tokens_total",
+                "counter",
                 "Tokens accepted for embedding.",
                 &self.tokens,
             ),
             (
                 "gemma_graph_dropped_texts_total",
+                "counter",
                 "Queued texts dropped because their client went away or timed out.",
                 &self.dropped_texts,
             ),
-        ];
-        for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
-        }
-        let gauges = [
             (
                 "gemma_graph_queue_texts",
+                "gauge",
                 "Texts waiting for a batch.",
                 &self.queue_texts,
             ),
             (
                 "gemma_graph_queue_tokens",
+                "gauge",
                 "Tokens waiting for a batch.",
                 &self.queue_tokens,
             ),
         ];
-        for (name, help, value) in gauges {
+        for (name, kind, help, value) in scalars {
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
                 value.load(Ordering::Relaxed)
             );
         }

@@ -195,9 +195,7 @@ async fn handle(
             api::token_inputs(&state.model, arrays, truncate)?
         }
     };
-    let tokens: usize = ids.iter().map(Vec::len).sum();
-    let inputs = ids.len();
-    let done = api::embed(state, ids, gone).await?;
+    let (done, stats) = api::embed(state, ids, gone).await?;
     let data: Vec<Item> = done
         .vectors
         .iter()
@@ -222,11 +220,11 @@ async fn handle(
         data,
         model: &state.model_name,
         usage: Usage {
-            prompt_tokens: tokens,
-            total_tokens: tokens,
+            prompt_tokens: stats.tokens,
+            total_tokens: stats.tokens,
         },
     };
-    Ok((Json(body).into_response(), Stats::of(&done, inputs, tokens)))
+    Ok((Json(body).into_response(), stats))
 }
 
 pub async fn embeddings(

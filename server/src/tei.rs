@@ -78,12 +78,10 @@ async fn embed_request(
         left: matches!(request.truncation_direction, Some(Direction::Left)),
     };
     let ids = api::tokenize_texts(state, texts, prompt, truncate).await?;
-    let tokens: usize = ids.iter().map(Vec::len).sum();
-    let inputs = ids.len();
-    let done = api::embed(state, ids, gone).await?;
+    let (done, stats) = api::embed(state, ids, gone).await?;
     let normalize = request.normalize.unwrap_or(true);
     let vectors: Vec<Vec<f32>> = done.vectors.iter().map(|v| api::cut(v, dim, normalize)).collect();
-    Ok((Json(vectors).into_response(), Stats::of(&done, inputs, tokens)))
+    Ok((Json(vectors).into_response(), stats))
 }
 
 pub async fn embed(
