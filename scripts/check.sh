@@ -11,12 +11,13 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 # A venv in the cache (made once) with what the Python-side tests use: numpy (numpy.load reads
 # what `run --format npy` writes), scikit-learn, pyyaml and safetensors (the classifier head
-# example trains on our embeddings and must agree with predict_proba).
+# example trains on our embeddings and must agree with predict_proba), gguf (llama.cpp's
+# reference dequantization, which tests/dequant_reference.rs compares ours with).
 cache="${GEMMA_GRAPH_CACHE:-$HOME/.cache/gemma-graph}"
 venv="$cache/venv-tools"
-if ! "$venv/bin/python" -c "import numpy, sklearn, yaml, safetensors" >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c "import numpy, sklearn, yaml, safetensors, gguf" >/dev/null 2>&1; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet numpy scikit-learn pyyaml safetensors
+  "$venv/bin/pip" install --quiet numpy scikit-learn pyyaml safetensors gguf==0.19.0
 fi
 export GEMMA_GRAPH_PYTHON="$venv/bin/python"
 

@@ -493,7 +493,10 @@ fn check_weights_against_file(graph: &Graph, gguf: &Gguf) -> Result<(), Error> {
 }
 
 /// NaN or infinite weights would turn every vector into NaN (or zeros after a NaN scale):
-/// refuse them at load, naming the tensor. Reads scales only for quantized types.
+/// refuse them at load, naming the tensor. Reads scales only for quantized types, but those sit
+/// on every page, so each checked tensor's file pages are let go of afterwards: what the first
+/// pass reads comes back from the page cache, what it never reads (most embedding rows) stays
+/// out of the resident set.
 fn check_finite(graph: &Graph, weights: &WeightTable) -> Result<(), Error> {
     for (i, desc) in graph.weights().iter().enumerate() {
         let Some(info) = gg_backends::wtypes::info(desc.dtype) else {
@@ -505,6 +508,7 @@ fn check_finite(graph: &Graph, weights: &WeightTable) -> Result<(), Error> {
                 element: block * desc.dtype.block_len(),
             });
         }
+        weights.release_file_pages(i);
     }
     Ok(())
 }

@@ -190,6 +190,16 @@ impl WeightTable {
         })
     }
 
+    /// Let the file pages of weight `index` leave memory (a scan that touched all of it, such as
+    /// the load-time finiteness check, need not keep it resident: the token embedding table is
+    /// 213 MB of which a text gathers a few rows). Pages come back from the page cache when read
+    /// again. Owned bytes stay.
+    pub fn release_file_pages(&self, index: usize) {
+        if let Some(WeightBytes::Shared { source, start, len }) = self.weights.get(index).map(|w| &w.bytes) {
+            source.release(*start, *len);
+        }
+    }
+
     /// Repacked weight `index` of the program the table was prepared for.
     pub fn packed(&self, index: usize) -> Option<&PackedQ8> {
         self.packed.get(index)

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::quant::{BlockQ8_0, QK8_0};
+use crate::quant::{
+    BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, QK4_0, QK8_0, QK_K,
+};
 
 /// Element type of a weight or a value in the graph.
 ///
@@ -14,6 +16,13 @@ pub enum DType {
     F16,
     BF16,
     Q8_0,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q4K,
+    Q5K,
+    Q6K,
     I32,
     /// Plain 8-bit integers (quantized activations, planned like any value).
     I8,
@@ -26,6 +35,8 @@ impl DType {
     pub const fn block_len(self) -> usize {
         match self {
             DType::Q8_0 => QK8_0,
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => QK4_0,
+            DType::Q4K | DType::Q5K | DType::Q6K => QK_K,
             _ => 1,
         }
     }
@@ -37,6 +48,13 @@ impl DType {
             DType::F16 | DType::BF16 | DType::I16 => 2,
             DType::I8 => 1,
             DType::Q8_0 => std::mem::size_of::<BlockQ8_0>(),
+            DType::Q4_0 => std::mem::size_of::<BlockQ4_0>(),
+            DType::Q4_1 => std::mem::size_of::<BlockQ4_1>(),
+            DType::Q5_0 => std::mem::size_of::<BlockQ5_0>(),
+            DType::Q5_1 => std::mem::size_of::<BlockQ5_1>(),
+            DType::Q4K => std::mem::size_of::<BlockQ4K>(),
+            DType::Q5K => std::mem::size_of::<BlockQ5K>(),
+            DType::Q6K => std::mem::size_of::<BlockQ6K>(),
         }
     }
 
@@ -44,7 +62,16 @@ impl DType {
     pub const fn align(self) -> usize {
         match self {
             DType::F32 | DType::I32 => 4,
-            DType::F16 | DType::BF16 | DType::I16 | DType::Q8_0 => 2,
+            DType::F16 | DType::BF16 | DType::I16 => 2,
+            // Every block starts with (or holds) f16 fields and has an even size.
+            DType::Q8_0
+            | DType::Q4_0
+            | DType::Q4_1
+            | DType::Q5_0
+            | DType::Q5_1
+            | DType::Q4K
+            | DType::Q5K
+            | DType::Q6K => 2,
             DType::I8 => 1,
         }
     }
@@ -71,6 +98,13 @@ impl DType {
             DType::F16 => "f16",
             DType::BF16 => "bf16",
             DType::Q8_0 => "q8_0",
+            DType::Q4_0 => "q4_0",
+            DType::Q4_1 => "q4_1",
+            DType::Q5_0 => "q5_0",
+            DType::Q5_1 => "q5_1",
+            DType::Q4K => "q4_k",
+            DType::Q5K => "q5_k",
+            DType::Q6K => "q6_k",
             DType::I32 => "i32",
             DType::I8 => "i8",
             DType::I16 => "i16",
@@ -94,5 +128,9 @@ mod tests {
         assert_eq!(DType::Q8_0.bytes_for(33), None);
         assert_eq!(DType::F16.bytes_for(3), Some(6));
         assert_eq!(DType::F32.bytes_for(usize::MAX), None);
+        assert_eq!(DType::Q4_0.bytes_for(64), Some(36));
+        assert_eq!(DType::Q4K.bytes_for(512), Some(288));
+        assert_eq!(DType::Q6K.bytes_for(256), Some(210));
+        assert_eq!(DType::Q5K.bytes_for(1152), None);
     }
 }

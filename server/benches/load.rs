@@ -71,18 +71,30 @@ fn split_url(url: &str) -> Result<(String, String), String> {
 #[derive(Default)]
 struct Counts {
     ok: AtomicU64,
+    tokens: AtomicU64,
     busy: AtomicU64,
     errors: AtomicU64,
 }
 
-/// One request on a keep-alive connection; the status code.
-async fn request(conn: &mut BufReader<TcpStream>, head: &str, body: &[u8]) -> std::io::Result<u16> {
+/// What one request got back.
+struct Reply {
+    status: u16,
+    /// `usage.prompt_tokens` (0 when absent).
+    tokens: u64,
+    /// The server said `Connection: close` (llama-server does after 100 requests on one
+    /// connection): reconnect, this is not an error.
+    close: bool,
+}
+
+/// One request on a keep-alive connection.
+async fn request(conn: &mut BufReader<TcpStream>, head: &str, body: &[u8]) -> std::io::Result<Reply> {
     conn.get_mut().write_all(head.as_bytes()).await?;
     conn.get_mut().write_all(body).await?;
     let mut line = String::new();
     conn.read_line(&mut line).await?;
     let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let mut length = 0usize;
+    let mut close = false;
     loop {
         line.clear();
         if conn.read_line(&mut line).await? == 0 {
@@ -95,12 +107,31 @@ async fn request(conn: &mut BufReader<TcpStream>, head: &str, body: &[u8]) -> st
         if let Some((k, v)) = l.split_once(':') {
             if k.eq_ignore_ascii_case("content-length") {
                 length = v.trim().parse().unwrap_or(0);
+            } else if k.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close") {
+                close = true;
             }
         }
     }
-    let mut sink = vec![0u8; length];
-    conn.read_exact(&mut sink).await?;
-    Ok(status)
+    let mut response = vec![0u8; length];
+    conn.read_exact(&mut response).await?;
+    Ok(Reply {
+        status,
+        tokens: prompt_tokens(&response),
+        close,
+    })
+}
+
+/// The number after `"prompt_tokens":` in a response body (both servers put it in `usage`).
+fn prompt_tokens(body: &[u8]) -> u64 {
+    const KEY: &[u8] = b"\"prompt_tokens\":";
+    let Some(at) = body.windows(KEY.len()).rposition(|w| w == KEY) else {
+        return 0;
+    };
+    body[at + KEY.len()..]
+        .iter()
+        .skip_while(|b| b.is_ascii_whitespace())
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0, |n, &d| n * 10 + u64::from(d - b'0'))
 }
 
 async fn level(args: &Args, texts: &Arc<Vec<String>>, clients: usize) -> serde_json::Value {
@@ -140,18 +171,22 @@ async fn level(args: &Args, texts: &Arc<Vec<String>>, clients: usize) -> serde_j
                     }
                 }
                 let started = Instant::now();
-                match request(conn.as_mut().unwrap(), &head, body.as_bytes()).await {
-                    Ok(200) => {
+                let reply = request(conn.as_mut().unwrap(), &head, body.as_bytes()).await;
+                if reply.as_ref().map_or(true, |r| r.close) {
+                    conn = None;
+                }
+                match reply {
+                    Ok(Reply { status: 200, tokens, .. }) => {
                         latencies.push(started.elapsed().as_secs_f64());
                         counts.ok.fetch_add(1, Ordering::Relaxed);
+                        counts.tokens.fetch_add(tokens, Ordering::Relaxed);
                     }
-                    Ok(429) => {
+                    Ok(Reply { status: 429, .. }) => {
                         counts.busy.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                     Ok(_) | Err(_) => {
                         counts.errors.fetch_add(1, Ordering::Relaxed);
-                        conn = None;
                     }
                 }
             }
@@ -173,9 +208,10 @@ async fn level(args: &Args, texts: &Arc<Vec<String>>, clients: usize) -> serde_j
         }
     };
     let ok = counts.ok.load(Ordering::Relaxed);
+    let tokens = counts.tokens.load(Ordering::Relaxed);
     serde_json::json!({
         "url": args.url, "input": args.input, "concurrency": clients, "seconds": wall,
-        "texts": ok, "texts_per_s": ok as f64 / wall,
+        "texts": ok, "texts_per_s": ok as f64 / wall, "tokens_per_s": tokens as f64 / wall,
         "p50_ms": pct(0.5), "p99_ms": pct(0.99),
         "status_429": counts.busy.load(Ordering::Relaxed), "errors": counts.errors.load(Ordering::Relaxed),
     })
@@ -205,16 +241,17 @@ fn main() {
         .build()
         .expect("runtime");
     eprintln!(
-        "{:>11} {:>8} {:>9} {:>9} {:>9} {:>6} {:>6}",
-        "concurrency", "texts", "texts/s", "p50 ms", "p99 ms", "429", "errors"
+        "{:>11} {:>8} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6}",
+        "concurrency", "texts", "texts/s", "tokens/s", "p50 ms", "p99 ms", "429", "errors"
     );
     for &c in &args.concurrency {
         let r = runtime.block_on(level(&args, &texts, c));
         eprintln!(
-            "{:>11} {:>8} {:>9.2} {:>9.1} {:>9.1} {:>6} {:>6}",
+            "{:>11} {:>8} {:>9.2} {:>9.0} {:>9.1} {:>9.1} {:>6} {:>6}",
             c,
-            r["texts"],
+            r["texts"].as_u64().unwrap_or(0),
             r["texts_per_s"].as_f64().unwrap_or(0.0),
+            r["tokens_per_s"].as_f64().unwrap_or(0.0),
             r["p50_ms"].as_f64().unwrap_or(f64::NAN),
             r["p99_ms"].as_f64().unwrap_or(f64::NAN),
             r["status_429"],

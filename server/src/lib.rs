@@ -11,6 +11,7 @@ pub mod api;
 pub mod batcher;
 mod conn;
 pub mod error;
+mod inputs;
 pub mod metrics;
 mod openai;
 mod tei;

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::api::{self, AppState, Stats, Truncate};
 use crate::error::{ApiError, Flavor};
+use crate::inputs::{parse_input, Inputs};
 use crate::{ClientGone, RequestId};
 
 #[derive(Deserialize)]
@@ -30,96 +31,6 @@ struct Request {
     prompt: Option<String>,
     /// Extension: `false` refuses texts past the context instead of truncating them.
     truncate: Option<bool>,
-}
-
-enum Inputs {
-    Texts(Vec<String>),
-    Tokens(Vec<Vec<u64>>),
-}
-
-/// `input`: a string, an array of strings, an array of token ids, or an array of those.
-fn parse_input(input: Option<Value>, max_inputs: usize) -> Result<Inputs, ApiError> {
-    let bad = |what: String| ApiError::invalid("invalid_input", what);
-    let input = input.ok_or_else(|| bad("`input` is required".into()))?;
-    let items = match input {
-        Value::String(s) => return Ok(Inputs::Texts(vec![s])),
-        Value::Array(items) => items,
-        other => {
-            return Err(bad(format!(
-                "`input` must be a string or an array, not {}",
-                kind(&other)
-            )))
-        }
-    };
-    if items.is_empty() {
-        return Err(bad("`input` is an empty array".into()));
-    }
-    let count = if items.iter().all(Value::is_number) {
-        1
-    } else {
-        items.len()
-    };
-    if count > max_inputs {
-        return Err(ApiError::too_large(
-            "too_many_inputs",
-            format!("`input` has {count} items, more than {max_inputs} per request (--max-inputs)"),
-        ));
-    }
-    let token = |v: &Value, at: String| {
-        v.as_u64()
-            .ok_or_else(|| bad(format!("{at} must be a non-negative integer token id, not {v}")))
-    };
-    match &items[0] {
-        Value::String(_) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                Value::String(s) => Ok(s),
-                other => Err(bad(format!(
-                    "input[{i}] must be a string like input[0], not {}",
-                    kind(&other)
-                ))),
-            })
-            .collect::<Result<_, _>>()
-            .map(Inputs::Texts),
-        Value::Number(_) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| token(v, format!("input[{i}]")))
-            .collect::<Result<_, _>>()
-            .map(|ids| Inputs::Tokens(vec![ids])),
-        Value::Array(_) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                Value::Array(ids) => ids
-                    .iter()
-                    .enumerate()
-                    .map(|(j, t)| token(t, format!("input[{i}][{j}]")))
-                    .collect(),
-                other => Err(bad(format!(
-                    "input[{i}] must be an array of token ids like input[0], not {}",
-                    kind(other)
-                ))),
-            })
-            .collect::<Result<_, _>>()
-            .map(Inputs::Tokens),
-        other => Err(bad(format!(
-            "input[0] must be a string, a token id or an array of token ids, not {}",
-            kind(other)
-        ))),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[derive(Serialize)]
@@ -183,7 +94,7 @@ async fn handle(
         enabled: request.truncate.unwrap_or(true),
         left: false,
     };
-    let ids = match parse_input(request.input, state.limits.max_inputs)? {
+    let ids = match parse_input("input", request.input, state.limits.max_inputs)? {
         Inputs::Texts(texts) => api::tokenize_texts(state, texts, prompt, truncate).await?,
         Inputs::Tokens(arrays) => {
             if !prompt.is_empty() {

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::api::{self, AppState, Stats, Truncate};
 use crate::error::{ApiError, Flavor};
+use crate::inputs::{parse_input, Inputs as ParsedInputs};
 use crate::{ClientGone, RequestId};
 
 /// One text or several.
@@ -56,7 +57,8 @@ enum Direction {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EmbedRequest {
-    inputs: Inputs,
+    /// Texts or token-id arrays (as TEI takes them).
+    inputs: Option<serde_json::Value>,
     normalize: Option<bool>,
     truncate: Option<bool>,
     truncation_direction: Option<Direction>,
@@ -70,14 +72,25 @@ async fn embed_request(
     gone: Option<ClientGone>,
 ) -> Result<(Response, Stats), ApiError> {
     let request: EmbedRequest = api::parse_body(body, &state.limits)?;
-    let texts = request.inputs.into_vec(state.limits.max_inputs)?;
+    let inputs = parse_input("inputs", request.inputs, state.limits.max_inputs)?;
     let dim = api::check_dimensions(request.dimensions, &state.model)?;
     let prompt = api::prompt_text(request.prompt_name.as_deref(), None)?;
     let truncate = Truncate {
         enabled: request.truncate.unwrap_or(true),
         left: matches!(request.truncation_direction, Some(Direction::Left)),
     };
-    let ids = api::tokenize_texts(state, texts, prompt, truncate).await?;
+    let ids = match inputs {
+        ParsedInputs::Texts(texts) => api::tokenize_texts(state, texts, prompt, truncate).await?,
+        ParsedInputs::Tokens(arrays) => {
+            if !prompt.is_empty() {
+                return Err(ApiError::invalid(
+                    "invalid_prompt",
+                    "a prompt applies to text inputs, not token arrays",
+                ));
+            }
+            api::token_inputs(&state.model, arrays, truncate)?
+        }
+    };
     let (done, stats) = api::embed(state, ids, gone).await?;
     let normalize = request.normalize.unwrap_or(true);
     let vectors: Vec<Vec<f32>> = done.vectors.iter().map(|v| api::cut(v, dim, normalize)).collect();

@@ -189,6 +189,21 @@ async fn tei_routes() {
     assert_eq!(got[0], alone(texts[0], Some("query"), None));
     let r = post(s.addr, "/embed", &json!({"inputs": "x", "bogus": 1})).await;
     assert_eq!(r.status, 400);
+    // Token ids, as TEI takes them: one array or several, BOS/EOS added when missing.
+    let ids = model().tokenizer().encode(texts[1], &Default::default()).ids;
+    let bare: Vec<u32> = ids[1..ids.len() - 1].to_vec();
+    for inputs in [json!(ids), json!([bare, ids])] {
+        let got: Vec<Vec<f32>> =
+            serde_json::from_slice(&post(s.addr, "/embed", &json!({ "inputs": inputs })).await.body).unwrap();
+        assert!(!got.is_empty() && got.iter().all(|v| *v == alone(texts[1], None, None)));
+    }
+    let r = post(s.addr, "/embed", &json!({"inputs": [[2, "x"]]})).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("inputs[0][1]"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
 
     let tok = post(s.addr, "/tokenize", &json!({"inputs": "hello world"}))
         .await

@@ -133,4 +133,5 @@ pub fn manifest_entry(g: &Gguf, v: &MetaValue) -> Json {
     }
 }
 
+pub mod formats;
 pub mod tiny;

@@ -23,13 +23,23 @@ pub use crate::scalar::matmul::MAX_K;
 /// How the AVX2 kernels decode elements `k0..k0 + out.len()` of weight row `j` to f32:
 /// exactly the type's specification, faster where the tier can.
 pub trait Avx2Rows: Send + Sync + 'static {
+    /// Tokens per tile: a weight row is decoded once per tile. Decoders slower than the
+    /// dots (the scalar specification of the packed types) take bigger tiles, paying with
+    /// activation tiles that leave L2 sooner. Results do not depend on it.
+    const TOKEN_TILE: usize = TOKEN_TILE;
     fn decode(cpu: Avx2, w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]);
 }
+
+/// The largest [`Avx2Rows::TOKEN_TILE`].
+const MAX_TOKEN_TILE: usize = 4 * TOKEN_TILE;
 
 /// The type's specification as the decoder (for types with no AVX2 conversion of their own).
 pub struct Spec<W>(PhantomData<W>);
 
 impl<W: WeightType> Avx2Rows for Spec<W> {
+    // The scalar decode of a 4- or 5-bit block costs about as much as the 64-token dots it
+    // feeds; four times the tokens per decode.
+    const TOKEN_TILE: usize = MAX_TOKEN_TILE;
     fn decode(_: Avx2, w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]) {
         crate::wtypes::dequantize_row::<W>(w, j, k0, out);
     }
@@ -210,8 +220,8 @@ pub fn matmul_with<R: Avx2Rows, T: Tiles>(x: Activations<'_>, w: WeightView<'_>,
     let ptr = OutPtr::new(out);
     let work = |j0: usize, j1: usize| {
         let mut bufs = [[0f32; K_SEGMENT]; MAX_TILE_ROWS];
-        for t0 in (0..rows).step_by(TOKEN_TILE) {
-            let t1 = (t0 + TOKEN_TILE).min(rows);
+        for t0 in (0..rows).step_by(R::TOKEN_TILE) {
+            let t1 = (t0 + R::TOKEN_TILE).min(rows);
             let mut j = j0;
             while j < j1 {
                 let m = T::ROWS.min(j1 - j);
@@ -251,9 +261,9 @@ pub fn matmul_geglu_with<R: Avx2Rows, T: Tiles>(
         let mut gate = [0f32; K_SEGMENT];
         let mut up = [0f32; K_SEGMENT];
         // Gate and up dots of one column over the token tile, then the epilogue 8 at a time.
-        let (mut gs, mut us, mut hs) = ([0f32; TOKEN_TILE], [0f32; TOKEN_TILE], [0f32; TOKEN_TILE]);
-        for t0 in (0..rows).step_by(TOKEN_TILE) {
-            let t1 = (t0 + TOKEN_TILE).min(rows);
+        let (mut gs, mut us, mut hs) = ([0f32; MAX_TOKEN_TILE], [0f32; MAX_TOKEN_TILE], [0f32; MAX_TOKEN_TILE]);
+        for t0 in (0..rows).step_by(R::TOKEN_TILE) {
+            let t1 = (t0 + R::TOKEN_TILE).min(rows);
             for j in j0..j1 {
                 R::decode(cpu, w, j, 0, &mut gate[..k]);
                 R::decode(cpu, w, f + j, 0, &mut up[..k]);

@@ -18,7 +18,7 @@ use gg_ops::DType;
 
 use crate::kernels::KernelTable;
 use crate::scalar::{self, attention};
-use crate::wtypes::{Bf16, F32};
+use crate::wtypes::{self as wt, Bf16, F32};
 use crate::Backend;
 
 /// Proof that this CPU has AVX2, FMA and F16C. Only [`Avx2::detect`] makes one.
@@ -85,8 +85,41 @@ pub(crate) const TABLE: KernelTable = KernelTable {
             DType::Q8_0,
             matmul::weight_kernels::<matmul::Q8Rows, matmul::Avx2Tiles>("avx2.q8_0"),
         ),
+        // Decoded by the type's specification into f32 rows, then the tier's f32 tiles.
+        (
+            DType::Q4_0,
+            matmul::weight_kernels::<matmul::Spec<wt::Q4_0>, matmul::Avx2Tiles>("avx2.q4_0"),
+        ),
+        (
+            DType::Q4_1,
+            matmul::weight_kernels::<matmul::Spec<wt::Q4_1>, matmul::Avx2Tiles>("avx2.q4_1"),
+        ),
+        (
+            DType::Q5_0,
+            matmul::weight_kernels::<matmul::Spec<wt::Q5_0>, matmul::Avx2Tiles>("avx2.q5_0"),
+        ),
+        (
+            DType::Q5_1,
+            matmul::weight_kernels::<matmul::Spec<wt::Q5_1>, matmul::Avx2Tiles>("avx2.q5_1"),
+        ),
+        (
+            DType::Q4K,
+            matmul::weight_kernels::<matmul::Spec<wt::Q4K>, matmul::Avx2Tiles>("avx2.q4_k"),
+        ),
+        (
+            DType::Q5K,
+            matmul::weight_kernels::<matmul::Spec<wt::Q5K>, matmul::Avx2Tiles>("avx2.q5_k"),
+        ),
+        (
+            DType::Q6K,
+            matmul::weight_kernels::<matmul::Spec<wt::Q6K>, matmul::Avx2Tiles>("avx2.q6_k"),
+        ),
     ],
-    fast_kernels: &[(DType::Q8_0, crate::fast::q8_0_kernels::<fast::Avx2Fast>("avx2.q8_0"))],
+    fast_kernels: &[
+        (DType::Q8_0, crate::fast::q8_0_kernels::<fast::Avx2Fast>("avx2.q8_0")),
+        (DType::Q4_0, crate::fast::q8_0_kernels::<fast::Avx2Fast>("avx2.q4_0")),
+        (DType::Q5_0, crate::fast::q8_0_kernels::<fast::Avx2Fast>("avx2.q5_0")),
+    ],
     attention,
     ..scalar::TABLE
 };

@@ -17,7 +17,7 @@ use gg_ops::DType;
 use crate::avx2::matmul::{self as mm, Tiles};
 use crate::avx2::{self, Avx2};
 use crate::kernels::{Activations, KernelTable};
-use crate::wtypes::{Bf16, F32};
+use crate::wtypes::{self as wt, Bf16, F32};
 use crate::Backend;
 
 /// Proof that this CPU has AVX-512F/BW/VL and what the AVX2 tier needs.
@@ -222,11 +222,50 @@ static KERNELS: KernelTable = KernelTable {
             DType::Q8_0,
             mm::weight_kernels::<mm::Q8Rows, Avx512Tiles>("avx512.q8_0"),
         ),
+        // Decoded by the type's specification into f32 rows, then the tier's f32 tiles.
+        (
+            DType::Q4_0,
+            mm::weight_kernels::<mm::Spec<wt::Q4_0>, Avx512Tiles>("avx512.q4_0"),
+        ),
+        (
+            DType::Q4_1,
+            mm::weight_kernels::<mm::Spec<wt::Q4_1>, Avx512Tiles>("avx512.q4_1"),
+        ),
+        (
+            DType::Q5_0,
+            mm::weight_kernels::<mm::Spec<wt::Q5_0>, Avx512Tiles>("avx512.q5_0"),
+        ),
+        (
+            DType::Q5_1,
+            mm::weight_kernels::<mm::Spec<wt::Q5_1>, Avx512Tiles>("avx512.q5_1"),
+        ),
+        (
+            DType::Q4K,
+            mm::weight_kernels::<mm::Spec<wt::Q4K>, Avx512Tiles>("avx512.q4_k"),
+        ),
+        (
+            DType::Q5K,
+            mm::weight_kernels::<mm::Spec<wt::Q5K>, Avx512Tiles>("avx512.q5_k"),
+        ),
+        (
+            DType::Q6K,
+            mm::weight_kernels::<mm::Spec<wt::Q6K>, Avx512Tiles>("avx512.q6_k"),
+        ),
     ],
-    fast_kernels: &[(
-        DType::Q8_0,
-        crate::fast::q8_0_kernels::<fast::Avx512Fast>("avx512.q8_0"),
-    )],
+    fast_kernels: &[
+        (
+            DType::Q8_0,
+            crate::fast::q8_0_kernels::<fast::Avx512Fast>("avx512.q8_0"),
+        ),
+        (
+            DType::Q4_0,
+            crate::fast::q8_0_kernels::<fast::Avx512Fast>("avx512.q4_0"),
+        ),
+        (
+            DType::Q5_0,
+            crate::fast::q8_0_kernels::<fast::Avx512Fast>("avx512.q5_0"),
+        ),
+    ],
     attention: attention_kernel,
     ..avx2::TABLE
 };

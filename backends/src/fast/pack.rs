@@ -7,7 +7,7 @@
 //! by one broadcast pair of activations — then the 16 rows' scales as f32. Blocks of a panel
 //! follow each other, so a panel streams front to back along `k`.
 
-use gg_ops::{BlockQ8_0, DType, WeightView};
+use gg_ops::{BlockQ4_0, BlockQ5_0, BlockQ8_0, DType, WeightView};
 
 use super::QBLOCK;
 
@@ -69,11 +69,41 @@ impl PackedQ8 {
     }
 }
 
-/// Repack a Q8_0 weight of `groups · rows` rows into panels per group.
-pub fn pack_q8_0(w: WeightView<'_>, groups: usize) -> Result<PackedQ8, String> {
-    if w.dtype() != DType::Q8_0 {
-        return Err(format!("the fast Q8_0 kernels cannot take {} weights", w.dtype()));
+/// Block `b` of a symmetric 32-value type as (scale, quants) with `value_i = d · q_i` exactly.
+type BlockReader<'a> = Box<dyn Fn(usize) -> (half::f16, [i8; QBLOCK]) + 'a>;
+
+fn symmetric_blocks<'a>(w: WeightView<'a>) -> Option<BlockReader<'a>> {
+    use gg_ops::quant::legacy::SymmetricBlock;
+    match w.dtype() {
+        DType::Q8_0 => {
+            let b = w.cast::<BlockQ8_0>();
+            Some(Box::new(move |i| (b[i].d, b[i].qs)))
+        }
+        // Q4_0 and Q5_0 quants (−8..8, −16..16) are Q8_0 quants with the same scale: the
+        // panels hold them without loss, and the kernels need not know.
+        DType::Q4_0 => {
+            let b = w.cast::<BlockQ4_0>();
+            Some(Box::new(move |i| b[i].scale_and_quants()))
+        }
+        DType::Q5_0 => {
+            let b = w.cast::<BlockQ5_0>();
+            Some(Box::new(move |i| b[i].scale_and_quants()))
+        }
+        _ => None,
     }
+}
+
+/// Whether [`pack_q8_0`] takes weights of this type.
+pub fn packs(dtype: DType) -> bool {
+    matches!(dtype, DType::Q8_0 | DType::Q4_0 | DType::Q5_0)
+}
+
+/// Repack a Q8_0 (or Q4_0/Q5_0, which are Q8_0 with fewer levels) weight of `groups · rows`
+/// rows into panels per group.
+pub fn pack_q8_0(w: WeightView<'_>, groups: usize) -> Result<PackedQ8, String> {
+    let Some(block) = symmetric_blocks(w) else {
+        return Err(format!("the fast Q8_0 kernels cannot take {} weights", w.dtype()));
+    };
     if groups == 0 || !w.rows().is_multiple_of(groups) {
         return Err(format!("{} rows do not split into {groups} groups", w.rows()));
     }
@@ -87,7 +117,6 @@ pub fn pack_q8_0(w: WeightView<'_>, groups: usize) -> Result<PackedQ8, String> {
         groups,
         cols,
     };
-    let blocks = w.cast::<BlockQ8_0>();
     let out: &mut [u8] = bytemuck::cast_slice_mut(&mut packed.lines);
     for g in 0..groups {
         for p in 0..panels {
@@ -95,13 +124,13 @@ pub fn pack_q8_0(w: WeightView<'_>, groups: usize) -> Result<PackedQ8, String> {
                 let at = ((g * panels + p) * nb + b) * PANEL_BLOCK_BYTES;
                 let dst = &mut out[at..at + PANEL_BLOCK_BYTES];
                 for r in 0..PANEL.min(rows - p * PANEL) {
-                    let src = &blocks[(g * rows + p * PANEL + r) * nb + b];
+                    let (d, qs) = block((g * rows + p * PANEL + r) * nb + b);
                     for i in 0..QBLOCK / 2 {
-                        dst[(i * PANEL + r) * 2] = src.qs[2 * i] as u8;
-                        dst[(i * PANEL + r) * 2 + 1] = src.qs[2 * i + 1] as u8;
+                        dst[(i * PANEL + r) * 2] = qs[2 * i] as u8;
+                        dst[(i * PANEL + r) * 2 + 1] = qs[2 * i + 1] as u8;
                     }
                     let s = SCALES_AT + r * 4;
-                    dst[s..s + 4].copy_from_slice(&src.d.to_f32().to_le_bytes());
+                    dst[s..s + 4].copy_from_slice(&d.to_f32().to_le_bytes());
                 }
             }
         }

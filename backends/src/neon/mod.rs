@@ -53,7 +53,11 @@ fn attention(args: crate::kernels::AttentionArgs<'_>, par: crate::kernels::Par) 
 
 static KERNELS: KernelTable = KernelTable {
     backend: Backend::Neon,
-    fast_kernels: &[(DType::Q8_0, crate::fast::q8_0_kernels::<fast::NeonFast>("neon.q8_0"))],
+    fast_kernels: &[
+        (DType::Q8_0, crate::fast::q8_0_kernels::<fast::NeonFast>("neon.q8_0")),
+        (DType::Q4_0, crate::fast::q8_0_kernels::<fast::NeonFast>("neon.q4_0")),
+        (DType::Q5_0, crate::fast::q8_0_kernels::<fast::NeonFast>("neon.q5_0")),
+    ],
     attention,
     ..scalar::TABLE
 };

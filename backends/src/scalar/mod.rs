@@ -16,10 +16,20 @@ pub const TABLE: KernelTable = KernelTable {
     backend: Backend::Scalar,
     // The registry's own entries are the scalar kernels.
     weight_kernels: &[],
-    fast_kernels: &[(
-        DType::Q8_0,
-        crate::fast::q8_0_kernels::<crate::fast::scalar::Scalar>("scalar.q8_0"),
-    )],
+    fast_kernels: &[
+        (
+            DType::Q8_0,
+            crate::fast::q8_0_kernels::<crate::fast::scalar::Scalar>("scalar.q8_0"),
+        ),
+        (
+            DType::Q4_0,
+            crate::fast::q8_0_kernels::<crate::fast::scalar::Scalar>("scalar.q4_0"),
+        ),
+        (
+            DType::Q5_0,
+            crate::fast::q8_0_kernels::<crate::fast::scalar::Scalar>("scalar.q5_0"),
+        ),
+    ],
     add_rms_norm: elementwise::add_rms_norm,
     residual_norm: elementwise::residual_norm,
     rms_norm: elementwise::rms_norm,

@@ -9,6 +9,13 @@
 mod bf16;
 mod f16;
 mod f32;
+mod q4_0;
+mod q4_1;
+mod q4_k;
+mod q5_0;
+mod q5_1;
+mod q5_k;
+mod q6_k;
 mod q8_0;
 
 use gg_ops::{DType, WeightView};
@@ -19,6 +26,13 @@ use crate::scalar;
 pub use self::bf16::Bf16;
 pub use self::f16::F16;
 pub use self::f32::F32;
+pub use self::q4_0::Q4_0;
+pub use self::q4_1::Q4_1;
+pub use self::q4_k::Q4K;
+pub use self::q5_0::Q5_0;
+pub use self::q5_1::Q5_1;
+pub use self::q5_k::Q5K;
+pub use self::q6_k::Q6K;
 pub use self::q8_0::Q8_0;
 
 /// One weight type.
@@ -101,6 +115,13 @@ pub static REGISTRY: &[WeightTypeInfo] = &[
     entry::<F16>("scalar.f16"),
     entry::<Bf16>("scalar.bf16"),
     entry::<Q8_0>("scalar.q8_0"),
+    entry::<Q4_0>("scalar.q4_0"),
+    entry::<Q4_1>("scalar.q4_1"),
+    entry::<Q5_0>("scalar.q5_0"),
+    entry::<Q5_1>("scalar.q5_1"),
+    entry::<Q4K>("scalar.q4_k"),
+    entry::<Q5K>("scalar.q5_k"),
+    entry::<Q6K>("scalar.q6_k"),
 ];
 
 /// The registry entry of a type, if it has kernels.

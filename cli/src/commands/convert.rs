@@ -1,4 +1,4 @@
-//! `gemma-graph convert DIR -o OUT.gguf --type q8_0|f16|f32`
+//! `gemma-graph convert DIR -o OUT.gguf --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k_m|q5_k_m|q6_k`
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,7 +13,9 @@ pub struct Args {
     /// Output GGUF path.
     #[arg(short, long)]
     output: PathBuf,
-    /// Element type of the 2-D weights.
+    /// Element type of the 2-D weights: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, or
+    /// llama.cpp's mixes q4_k_m, q5_k_m, q6_k (the same bytes `llama-quantize` writes from the
+    /// f32 file; 1-D tensors stay f32).
     #[arg(long = "type", default_value = "q8_0")]
     ty: OutType,
     /// Overwrite the output if it exists.

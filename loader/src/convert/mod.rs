@@ -4,6 +4,7 @@
 //! writes (the same tensors, bytes, `gemma-embedding.*` and `tokenizer.ggml.*` keys), so the
 //! output can be checked against the golden manifests bit for bit.
 
+mod quantize;
 mod sentencepiece;
 mod tensors;
 mod vocab;
@@ -17,34 +18,64 @@ use crate::gguf::{GgufWriter, Value};
 pub use sentencepiece::{read_pieces, Piece};
 pub use vocab::{build_vocab, Vocab};
 
-/// Element type of the converted 2-D weights (1-D tensors always stay F32).
+/// Element type of the converted 2-D weights (1-D tensors always stay F32): llama.cpp's file
+/// types. The K types are llama.cpp's mixes (`Q4_K_M` holds Q4_K, Q6_K, Q5_0 and Q8_0 tensors;
+/// see `quantize::tensor_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutType {
     F32,
     F16,
+    BF16,
     Q8_0,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q4KM,
+    Q5KM,
+    Q6K,
 }
 
+/// (type, its `--type` name, llama.cpp's `general.file_type`).
+const OUT_TYPES: &[(OutType, &str, u32)] = &[
+    (OutType::F32, "f32", 0),
+    (OutType::F16, "f16", 1),
+    (OutType::BF16, "bf16", 32),
+    (OutType::Q8_0, "q8_0", 7),
+    (OutType::Q4_0, "q4_0", 2),
+    (OutType::Q4_1, "q4_1", 3),
+    (OutType::Q5_0, "q5_0", 8),
+    (OutType::Q5_1, "q5_1", 9),
+    (OutType::Q4KM, "q4_k_m", 15),
+    (OutType::Q5KM, "q5_k_m", 17),
+    (OutType::Q6K, "q6_k", 18),
+];
+
 impl OutType {
+    /// Every output type, in `--type` order.
+    pub fn all() -> impl Iterator<Item = OutType> {
+        OUT_TYPES.iter().map(|e| e.0)
+    }
+
     /// llama.cpp's `general.file_type` (LLAMA_FTYPE_*).
     fn file_type(self) -> u32 {
-        match self {
-            OutType::F32 => 0,
-            OutType::F16 => 1,
-            OutType::Q8_0 => 7,
-        }
+        OUT_TYPES.iter().find(|e| e.0 == self).map_or(0, |e| e.2)
+    }
+
+    /// The `--type` name (`q4_k_m`).
+    pub fn name(self) -> &'static str {
+        OUT_TYPES.iter().find(|e| e.0 == self).map_or("?", |e| e.1)
     }
 }
 
 impl std::str::FromStr for OutType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "f32" => Ok(OutType::F32),
-            "f16" => Ok(OutType::F16),
-            "q8_0" => Ok(OutType::Q8_0),
-            other => Err(format!("unknown output type {other:?} (expected q8_0, f16 or f32)")),
-        }
+        let lower = s.to_ascii_lowercase();
+        OUT_TYPES.iter().find(|e| e.1 == lower).map(|e| e.0).ok_or_else(|| {
+            let names: Vec<&str> = OUT_TYPES.iter().map(|e| e.1).collect();
+            format!("unknown output type {s:?} (expected one of {})", names.join(", "))
+        })
     }
 }
 
@@ -219,7 +250,8 @@ pub fn build_gguf(dir: &Path, ty: OutType) -> Result<GgufWriter, ConvertError> {
     }
     w.add("tokenizer.ggml.add_space_prefix", Value::Bool(false));
 
-    tensors::add_tensors(&mut w, dir, &modules.dense, ty, n_vocab)?;
+    let n_layers = uint("num_hidden_layers")? as usize;
+    tensors::add_tensors(&mut w, dir, &modules.dense, ty, n_vocab, n_layers)?;
     Ok(w)
 }
 

@@ -2,13 +2,12 @@
 
 use std::path::Path;
 
-use gg_ops::quant::quantize_row_q8_0;
-use gg_ops::{BlockQ8_0, QK8_0};
 use half::f16;
 use safetensors::{Dtype, SafeTensors};
 
+use super::quantize::{encode, tensor_type};
 use super::{ConvertError, DenseModule, OutType};
-use crate::gguf::{GgmlType, GgufWriter};
+use crate::gguf::GgufWriter;
 
 /// Hugging Face Gemma 3 tensor name → llama.cpp GGUF name.
 fn gguf_name(hf: &str) -> Option<String> {
@@ -62,7 +61,9 @@ pub(crate) fn add_tensors(
     dense: &[DenseModule],
     ty: OutType,
     n_vocab: usize,
+    n_layers: usize,
 ) -> Result<(), ConvertError> {
+    let out = Out { ty, n_layers };
     for module in dense {
         let map = open(&module.path)?;
         let st = parse(&module.path, &map)?;
@@ -79,7 +80,7 @@ pub(crate) fn add_tensors(
                 &module.path,
                 &format!("{}.{leaf}", module.prefix),
                 &view,
-                ty,
+                out,
                 false,
                 None,
             )?;
@@ -104,9 +105,16 @@ pub(crate) fn add_tensors(
         let shift = hf_name.ends_with("norm.weight");
         // Rows past the tokenizer's vocabulary are dropped.
         let max_rows = (name == "token_embd.weight").then_some(n_vocab);
-        add_one(w, &path, &name, &view, ty, shift, max_rows)?;
+        add_one(w, &path, &name, &view, out, shift, max_rows)?;
     }
     Ok(())
+}
+
+/// What the tensors are written as.
+#[derive(Clone, Copy)]
+struct Out {
+    ty: OutType,
+    n_layers: usize,
 }
 
 fn add_one(
@@ -114,7 +122,7 @@ fn add_one(
     path: &Path,
     name: &str,
     view: &safetensors::tensor::TensorView<'_>,
-    ty: OutType,
+    out: Out,
     add_one_to_norm: bool,
     max_rows: Option<usize>,
 ) -> Result<(), ConvertError> {
@@ -132,14 +140,8 @@ fn add_one(
             *v += 1.0;
         }
     }
-    let cols = shape.last().copied().unwrap_or(1);
-    let (gtype, bytes) = match (shape.len(), ty) {
-        (0 | 1, _) | (_, OutType::F32) => (GgmlType::F32, f32_bytes(&values)),
-        (_, OutType::Q8_0) if cols % QK8_0 == 0 => (GgmlType::Q8_0, q8_0_bytes(&values)),
-        // llama.cpp falls back to F16 when a row is not a whole number of blocks.
-        _ => (GgmlType::F16, f16_bytes(&values)),
-    };
-    w.add_tensor(name, &shape, gtype, bytes);
+    let gtype = tensor_type(out.ty, name, &shape, out.n_layers);
+    w.add_tensor(name, &shape, gtype, encode(&values, gtype));
     Ok(())
 }
 
@@ -165,18 +167,4 @@ fn to_f32(path: &Path, name: &str, view: &safetensors::tensor::TensorView<'_>) -
             ))
         }
     })
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn f16_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect()
-}
-
-fn q8_0_bytes(v: &[f32]) -> Vec<u8> {
-    let mut blocks = vec![BlockQ8_0::quantize(&[0.0; QK8_0]); v.len() / QK8_0];
-    quantize_row_q8_0(v, &mut blocks);
-    bytemuck::cast_slice(&blocks).to_vec()
 }

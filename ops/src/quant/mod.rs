@@ -1,3 +1,7 @@
+//! Block formats of the quantized weight types, with their reference quantizers (llama.cpp's
+//! bytes, bit for bit) and dequantizers (the specification every kernel is tested against).
+//! Q8_0 here; the other 32-element types in [`legacy`], the 256-element K-quants in [`kquants`].
+//!
 //! The Q8_0 block format and its reference (scalar) quantizer and dequantizer.
 //!
 //! A block holds 32 consecutive values of a row as one f16 scale `d` and 32 signed bytes `q`;
@@ -6,6 +10,20 @@
 //! `d == 0`), `q = sign(x*id) * floor(|x*id| + 0.5)`, then `d` is stored as f16.
 
 use half::f16;
+
+pub mod kquants;
+pub mod legacy;
+
+pub use kquants::{BlockQ4K, BlockQ5K, BlockQ6K, QK_K};
+pub use legacy::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, QK4_0};
+
+/// ggml's `nearest_int`: round to nearest, ties to even, by adding 1.5 · 2²³ and reading the
+/// mantissa (valid for |x| ≤ 2²² − 1, as in ggml).
+#[inline]
+pub(crate) fn nearest_int(x: f32) -> i32 {
+    let v = x + 12_582_912.0;
+    (v.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
+}
 
 /// Values per Q8_0 block.
 pub const QK8_0: usize = 32;

@@ -1,0 +1,28 @@
+//! Q5_1 weights: blocks of 32 values as f16 scale and minimum and 32 five-bit quants (24 bytes);
+//! value `i` is `d · q_i + m`.
+
+use gg_ops::{BlockQ5_1, DType, QK4_0};
+
+use super::{layout_agrees, WeightType};
+
+pub struct Q5_1;
+
+impl WeightType for Q5_1 {
+    const DTYPE: DType = DType::Q5_1;
+    type Block = BlockQ5_1;
+    const BLOCK_LEN: usize = QK4_0;
+    // ggml pairs it with Q8_1 activations; no integer kernel here takes it yet, so f32.
+    const VEC_DOT_TYPE: DType = DType::F32;
+
+    fn dequantize(blocks: &[BlockQ5_1], out: &mut [f32]) {
+        for (block, chunk) in blocks.iter().zip(out.chunks_exact_mut(QK4_0)) {
+            block.dequantize(chunk);
+        }
+    }
+
+    fn is_finite(block: &BlockQ5_1) -> bool {
+        block.d.is_finite() && block.m.is_finite()
+    }
+}
+
+const _: () = assert!(layout_agrees::<Q5_1>() && std::mem::size_of::<BlockQ5_1>() == 24);
