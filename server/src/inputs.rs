@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use crate::api::{self, AppState, Truncate};
 use crate::error::ApiError;
 
 /// What a request asks to embed.
@@ -86,7 +87,7 @@ pub fn parse_input(field: &str, input: Option<Value>, max_inputs: usize) -> Resu
     }
 }
 
-pub fn kind(v: &Value) -> &'static str {
+fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -94,5 +95,29 @@ pub fn kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+impl Inputs {
+    /// Each input's token ids: texts tokenized with `prompt` prepended, token arrays checked
+    /// against the vocabulary (a prompt on token arrays is a 400).
+    pub async fn into_ids(
+        self,
+        state: &AppState,
+        prompt: String,
+        truncate: Truncate,
+    ) -> Result<Vec<Vec<u32>>, ApiError> {
+        match self {
+            Inputs::Texts(texts) => api::tokenize_texts(state, texts, prompt, truncate).await,
+            Inputs::Tokens(arrays) => {
+                if !prompt.is_empty() {
+                    return Err(ApiError::invalid(
+                        "invalid_prompt",
+                        "a prompt applies to text inputs, not token arrays",
+                    ));
+                }
+                api::token_inputs(&state.model, arrays, truncate)
+            }
+        }
     }
 }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::api::{self, AppState, Stats, Truncate};
 use crate::error::{ApiError, Flavor};
-use crate::inputs::{parse_input, Inputs};
+use crate::inputs::parse_input;
 use crate::{ClientGone, RequestId};
 
 #[derive(Deserialize)]
@@ -94,18 +94,9 @@ async fn handle(
         enabled: request.truncate.unwrap_or(true),
         left: false,
     };
-    let ids = match parse_input("input", request.input, state.limits.max_inputs)? {
-        Inputs::Texts(texts) => api::tokenize_texts(state, texts, prompt, truncate).await?,
-        Inputs::Tokens(arrays) => {
-            if !prompt.is_empty() {
-                return Err(ApiError::invalid(
-                    "invalid_prompt",
-                    "a prompt applies to text inputs, not token arrays",
-                ));
-            }
-            api::token_inputs(&state.model, arrays, truncate)?
-        }
-    };
+    let ids = parse_input("input", request.input, state.limits.max_inputs)?
+        .into_ids(state, prompt, truncate)
+        .await?;
     let (done, stats) = api::embed(state, ids, gone).await?;
     let data: Vec<Item> = done
         .vectors

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::api::{self, AppState, Stats, Truncate};
 use crate::error::{ApiError, Flavor};
-use crate::inputs::{parse_input, Inputs as ParsedInputs};
+use crate::inputs::parse_input;
 use crate::{ClientGone, RequestId};
 
 /// One text or several.
@@ -79,18 +79,7 @@ async fn embed_request(
         enabled: request.truncate.unwrap_or(true),
         left: matches!(request.truncation_direction, Some(Direction::Left)),
     };
-    let ids = match inputs {
-        ParsedInputs::Texts(texts) => api::tokenize_texts(state, texts, prompt, truncate).await?,
-        ParsedInputs::Tokens(arrays) => {
-            if !prompt.is_empty() {
-                return Err(ApiError::invalid(
-                    "invalid_prompt",
-                    "a prompt applies to text inputs, not token arrays",
-                ));
-            }
-            api::token_inputs(&state.model, arrays, truncate)?
-        }
-    };
+    let ids = inputs.into_ids(state, prompt, truncate).await?;
     let (done, stats) = api::embed(state, ids, gone).await?;
     let normalize = request.normalize.unwrap_or(true);
     let vectors: Vec<Vec<f32>> = done.vectors.iter().map(|v| api::cut(v, dim, normalize)).collect();
