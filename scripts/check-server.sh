@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # `gemma-graph serve` with real clients: starts the release binary on a free loopback port
 # with an API key, checks the TEI routes with curl, runs the official `openai` Python client
-# (server/clients/, in a venv in the cache), then stops the server with SIGTERM and requires a
-# clean exit and one log line per request. Needs `cargo build --release` and the model.
+# and LangChain's `OpenAIEmbeddings` (server/clients/, in a venv in the cache), then stops the
+# server with SIGTERM and requires a clean exit and one log line per request. Needs `cargo build --release` and the model.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cache="${GEMMA_GRAPH_CACHE:-$HOME/.cache/gemma-graph}"
 venv="$cache/venv-clients"
-if ! "$venv/bin/python" -c "import openai, numpy, pytest" >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c "import openai, langchain_openai, numpy, pytest" >/dev/null 2>&1; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "openai>=1.40" numpy pytest
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "openai>=1.40" "langchain-openai>=0.3" numpy pytest
 fi
 bin="$PWD/target/release/gemma-graph"
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

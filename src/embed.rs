@@ -69,8 +69,8 @@ pub struct EmbedOptions {
     pub encode: EncodeOptions,
     pub cancel: Option<CancelToken>,
     pub deadline: Option<Instant>,
-    /// Threads for this call (default: the model's pool, `ModelOptions::threads`). A
-    /// different count builds a pool for the call.
+    /// Threads for this call (default: the model's team, `ModelOptions::threads`). A
+    /// different count makes a team of threads for the call.
     pub threads: Option<usize>,
     /// Add every step's wall time to this profile ([`Model::new_profile`]).
     pub profile: Option<Arc<Profile>>,
@@ -194,7 +194,7 @@ struct Call<'a> {
     batch_texts: usize,
     dim: usize,
     options: &'a EmbedOptions,
-    pool: (&'a rayon::ThreadPool, usize),
+    team: &'a gg_backends::Team,
 }
 
 /// Sequence `s`'s rows of a head's output (one per token, or its one row) — refused when not
@@ -239,28 +239,29 @@ impl Model {
 
     /// Run one prepared batch in `arena`, on the model's threads. Allocates nothing.
     pub fn forward(&self, batch: &Batch<'_>, arena: &mut Arena) -> Result<(), Error> {
-        self.forward_on((&self.pool, self.threads), batch, arena, None)
+        self.forward_on(&self.team, batch, arena, None)
     }
 
     fn forward_on(
         &self,
-        (pool, threads): (&rayon::ThreadPool, usize),
+        team: &gg_backends::Team,
         batch: &Batch<'_>,
         arena: &mut Arena,
         profile: Option<&Profile>,
     ) -> Result<(), Error> {
         let times = profile.map(|p| &p.times);
+        let threads = team.threads();
         let mut run = || {
             self.program
                 .run_timed(&self.weights, batch, arena, Par { threads }, times)
         };
-        // One thread runs on the caller's: serial kernels never touch rayon, and concurrent
-        // calls on a one-thread model (one per server worker or Python thread) then run side
-        // by side instead of queueing for the pool's single worker.
+        // One thread runs on the caller's without the team: concurrent calls on a one-thread
+        // model (one per server worker or Python thread) then run side by side instead of
+        // taking turns.
         if threads <= 1 {
             run()?;
         } else {
-            pool.install(run)?;
+            team.install(run)?;
         }
         Ok(())
     }
@@ -422,19 +423,15 @@ impl Model {
         options: &EmbedOptions,
         (budget, dim, batch_texts): (usize, usize, usize),
     ) -> Result<Embeddings, Error> {
-        let call_pool = match options.threads {
+        let call_team = match options.threads {
             Some(0) => return Err(Error::InvalidOption("threads must be at least 1".into())),
             Some(n) if n != self.threads => {
                 let n = crate::model::thread_count(n)?;
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build()
-                    .map_err(|e| Error::ThreadPool(e.to_string()))?;
-                Some((pool, n))
+                Some(gg_backends::Team::new(n).map_err(|e| Error::ThreadPool(e.to_string()))?)
             }
             _ => None,
         };
-        let pool = call_pool.as_ref().map_or((&self.pool, self.threads), |(p, n)| (p, *n));
+        let team = call_team.as_ref().unwrap_or(&self.team);
         let mut arena = self.arenas.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut arena = arena.take().unwrap_or_else(|| self.program.new_arena());
         let call = Call {
@@ -442,7 +439,7 @@ impl Model {
             batch_texts,
             dim,
             options,
-            pool,
+            team,
         };
         let result = self.run_batches(ids, dropped, &call, &mut arena);
         self.arenas.lock().unwrap_or_else(|e| e.into_inner()).push(arena);
@@ -461,7 +458,7 @@ impl Model {
             batch_texts,
             dim,
             options,
-            pool,
+            team,
         } = *call;
         let mut out = Embeddings {
             items: Vec::with_capacity(ids.len()),
@@ -511,7 +508,7 @@ impl Model {
                 row_seq: &b_rows,
             };
             let started = Instant::now();
-            self.forward_on(pool, &batch, arena, options.profile.as_deref())?;
+            self.forward_on(team, &batch, arena, options.profile.as_deref())?;
             if let Some(log) = &options.passes {
                 log.push(PassInfo {
                     texts: b_seqs.len(),

@@ -105,7 +105,8 @@ pub struct Model {
     pub(crate) weights: WeightTable,
     pub(crate) backend: Backend,
     pub(crate) threads: usize,
-    pub(crate) pool: rayon::ThreadPool,
+    /// The persistent threads of a forward pass (the caller and `threads - 1` workers).
+    pub(crate) team: gg_backends::Team,
     pub(crate) arenas: Mutex<Vec<Arena>>,
     pub(crate) prepared: Prepared,
     pub(crate) per_token: bool,
@@ -209,11 +210,7 @@ impl Parts {
             let name = graph.weights().get(e.index).map(|d| d.name());
             gg_backends::weights::WeightError { name, ..e }
         })?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("gemma-graph-{i}"))
-            .build()
-            .map_err(|e| Error::ThreadPool(e.to_string()))?;
+        let team = gg_backends::Team::new(threads).map_err(|e| Error::ThreadPool(e.to_string()))?;
         let arena = program.new_arena();
         Ok(Model {
             gguf,
@@ -224,7 +221,7 @@ impl Parts {
             weights,
             backend,
             threads,
-            pool,
+            team,
             arenas: Mutex::new(vec![arena]),
             prepared,
             per_token,

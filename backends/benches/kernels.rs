@@ -3,7 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gg_backends::kernels::{AttentionArgs, AttentionIo};
-use gg_backends::{Activations, Backend, Par, SeqSpan, WeightView};
+use gg_backends::team::parallel_for;
+use gg_backends::{Activations, Backend, Par, SeqSpan, Team, WeightView};
 use gg_ops::{BlockQ8_0, DType};
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
@@ -77,9 +78,32 @@ fn bench_attention(c: &mut Criterion) {
     g.finish();
 }
 
-/// What a parallel step costs beyond its work: a fast matmul so small (1 token × 32 × 512) that
-/// its time is the fork-join of the rayon pool (2 threads) against the same call serially.
+/// What a parallel step costs beyond its work, two ways:
+/// - `sync_dispatch_2_units`: a step of two ~1 µs units on 2 threads, through a rayon
+///   fork-join (what every operator paid before the team) and through the model's persistent
+///   team (what it pays now), against the two units run serially;
+/// - `sync_fast_matmul_1x32x512`: a fast matmul so small (1 token × 32 × 512) that its time is
+///   the dispatch, serially and on a 2-thread team.
 fn bench_sync(c: &mut Criterion) {
+    // About a microsecond of work per unit, so that both threads really take one.
+    let unit = |u: usize| {
+        let mut a = u as u64;
+        for b in 0..1000u64 {
+            a = std::hint::black_box(a.wrapping_mul(31).wrapping_add(b));
+        }
+        std::hint::black_box(a);
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let team = Team::new(2).unwrap();
+    let mut g = c.benchmark_group("sync_dispatch_2_units");
+    g.bench_function("serial", |bn| bn.iter(|| (0..2).for_each(unit)));
+    g.bench_function("rayon_fork_join", |bn| {
+        use rayon::prelude::*;
+        pool.install(|| bn.iter(|| (0..2usize).into_par_iter().for_each(unit)))
+    });
+    g.bench_function("team", |bn| team.install(|| bn.iter(|| parallel_for(2, unit))));
+    g.finish();
+
     let (k, n) = (32, 512);
     let w = q8_weight(n, k, 5);
     let wv = WeightView::new(DType::Q8_0, n, k, bytemuck::cast_slice(&w)).unwrap();
@@ -87,11 +111,11 @@ fn bench_sync(c: &mut Criterion) {
     let mut out = vec![0f32; n];
     let fast = Backend::Scalar.table().unwrap().fast(DType::Q8_0).unwrap();
     let packed = (fast.pack)(wv, 1).unwrap();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let mut g = c.benchmark_group("sync_fast_matmul_1x32x512");
     for threads in [1usize, 2] {
+        let team = Team::new(threads).unwrap();
         g.bench_function(format!("{threads}_threads"), |bn| {
-            pool.install(|| {
+            team.install(|| {
                 bn.iter(|| (fast.matmul)(Activations::dense(&x, 1, k), &packed, &mut out, n, Par { threads }))
             })
         });

@@ -109,7 +109,8 @@ pub fn for_row_groups(
 /// Keys scored at a time by attention.
 pub const KEY_BLOCK: usize = 64;
 
-/// Threads a kernel may use (rayon, inside the caller's pool).
+/// Threads a kernel may split its work for: the [`crate::Team`] the caller installed (without
+/// one, `team::parallel_for` runs the same chunks in order on the calling thread).
 #[derive(Clone, Copy, Debug)]
 pub struct Par {
     pub threads: usize,

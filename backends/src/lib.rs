@@ -20,6 +20,7 @@ pub mod lower;
 pub mod neon;
 pub mod scalar;
 mod split;
+pub mod team;
 pub mod weights;
 pub mod wtypes;
 
@@ -29,6 +30,7 @@ pub use exec::{Arena, Batch, ExecError, StepTimes};
 pub use gg_ops::WeightView;
 pub use kernels::{Activations, KernelTable, Par, SeqSpan};
 pub use lower::{LowerError, OutputSlot, PackSpec, Program, Step};
+pub use team::Team;
 pub use weights::{ByteSource, Prepared, Weight, WeightBytes, WeightTable};
 
 /// A kernel tier.

@@ -1,9 +1,8 @@
 //! How matmul-like kernels share work: threads take disjoint chunks of weight rows (output
 //! columns), so each writes only its own columns of the output.
 
-use rayon::prelude::*;
-
 use crate::kernels::Par;
+use crate::team::parallel_for;
 
 /// Output pointer shared by threads that write disjoint columns.
 #[derive(Clone, Copy)]
@@ -32,20 +31,18 @@ pub(crate) fn for_static_chunks(n: usize, par: Par, work: impl Fn(usize, usize) 
 }
 
 /// `work` over `0..n` in `chunks` equal chunks (the last may be shorter or empty), on the
-/// current rayon pool unless there is one chunk.
+/// installed team unless there is one chunk.
 fn for_chunks(n: usize, chunks: usize, work: impl Fn(usize, usize) + Sync) {
     if chunks <= 1 {
         work(0, n);
     } else {
         let per = n.div_ceil(chunks);
-        (0..chunks)
-            .into_par_iter()
-            .for_each(|c| work((c * per).min(n), ((c + 1) * per).min(n)));
+        parallel_for(chunks, |c| work((c * per).min(n), ((c + 1) * per).min(n)));
     }
 }
 
 /// Run `work(j0, j1)` over weight rows `0..n`: serially, or in a few chunks per thread on
-/// the current rayon pool.
+/// the installed team.
 pub(crate) fn for_row_chunks(n: usize, par: Par, work: impl Fn(usize, usize) + Sync) {
     if par.is_serial() || n < 16 {
         work(0, n);

@@ -171,7 +171,7 @@ fn row_decoders_match_the_spec() {
 fn matmuls_match_scalar() {
     let scalar = Backend::Scalar.table().unwrap();
     let mut rng = XorShift(42);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let pool = gg_backends::Team::new(2).unwrap();
     for b in simd_backends() {
         let kern = b.table().unwrap();
         for kind in KINDS {
@@ -443,7 +443,7 @@ fn fast_quantization_matches_the_spec() {
 fn fast_matmuls_match_scalar_bit_for_bit() {
     let scalar = fast_kernels(Backend::Scalar);
     let mut rng = XorShift(77);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let pool = gg_backends::Team::new(2).unwrap();
     for b in simd_backends() {
         let kern = fast_kernels(b);
         for k in [32usize, 96, 768] {
@@ -548,7 +548,7 @@ fn fast_matmul_rows_do_not_depend_on_their_batch() {
     let (k, n, rows) = (96, 48, 37);
     let w = W::new(DType::Q8_0, n, k, &rng.vec(n * k));
     let xs = rng.vec(rows * k);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let pool = gg_backends::Team::new(2).unwrap();
     let mut tiers = simd_backends();
     tiers.push(Backend::Scalar);
     for b in tiers {

@@ -5,31 +5,18 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import openai
 import pytest
 
-URL = os.environ["GG_SERVER_URL"]
-KEY = os.environ.get("GG_API_KEY", "unused")
-CLI = Path(os.environ["GEMMA_GRAPH_BIN"])
-TEXTS = ["How do I bake bread?", "Knead the dough, let it rise, bake at 220 °C.", "日本語のテキスト"]
+from common import CLI, KEY, TEXTS, URL, run
 
 
 @pytest.fixture(scope="module")
 def client() -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{URL}/v1", api_key=KEY, max_retries=0)
-
-
-def run(tmp_path: Path, texts: list, *args: str) -> np.ndarray:
-    src = tmp_path / "in.txt"
-    src.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    out = tmp_path / "out.npy"
-    subprocess.run([str(CLI), "run", "--quiet", "--input", str(src), "--output", str(out), *args], check=True)
-    return np.load(out)
 
 
 def as_array(response) -> np.ndarray:

@@ -8,9 +8,8 @@
 //! accumulators) lives on the stack. Rows are blocked by their position inside their
 //! sequence, so a text's result does not depend on what else is in the batch.
 
-use rayon::prelude::*;
-
 use crate::kernels::{AttentionArgs, AttentionIo, Par, SeqSpan, VecOps, KEY_BLOCK};
+use crate::team::parallel_for;
 
 /// Query rows processed together.
 pub const ROW_BLOCK: usize = 4;
@@ -214,25 +213,30 @@ pub fn attention_with<V: VecOps>(ops: V, args: AttentionArgs<'_>, par: Par) {
         window: args.window,
     };
     let seqs = args.seqs;
-    // Work units: (sequence, first row of block); blocks count from each sequence's start.
-    let blocks_of = |s: &SeqSpan| {
-        let s = *s;
-        (0..s.len.div_ceil(ROW_BLOCK)).map(move |b| (s, s.start + b * ROW_BLOCK))
-    };
     let run = |(s, first): (SeqSpan, usize)| {
         let n = (s.start + s.len - first).min(ROW_BLOCK);
         // SAFETY: the buffers hold every row (asserted above); each block is one unit.
         unsafe { attend_block(ops, layout, &dims, s, first, n) }
     };
+    // Work units: (sequence, first row of block), blocks counted from each sequence's start.
+    // The blocks of one sequence run in parallel too: a single long text (one sequence)
+    // would otherwise run its attention on one thread.
+    let blocks = |s: &SeqSpan| s.len.div_ceil(ROW_BLOCK);
     if par.is_serial() {
-        seqs.iter().flat_map(blocks_of).for_each(run);
+        for &s in seqs {
+            (0..blocks(&s)).for_each(|b| run((s, s.start + b * ROW_BLOCK)));
+        }
     } else {
-        // Blocks of one sequence in parallel too: a single long text (one sequence) would
-        // otherwise run its attention on one thread.
-        seqs.par_iter().for_each(|&s| {
-            (0..s.len.div_ceil(ROW_BLOCK))
-                .into_par_iter()
-                .for_each(|b| run((s, s.start + b * ROW_BLOCK)))
+        let units = seqs.iter().map(blocks).sum();
+        parallel_for(units, |mut u| {
+            // Unit u → its sequence: a walk over the spans (a batch has few; each unit is
+            // a whole block of attention).
+            for &s in seqs {
+                if u < blocks(&s) {
+                    return run((s, s.start + u * ROW_BLOCK));
+                }
+                u -= blocks(&s);
+            }
         });
     }
 }

@@ -1,12 +1,11 @@
 //! Scalar row-wise and element-wise kernels: RMSNorm, RoPE, GELU, add, mul, scale, L2 norm,
 //! embedding gather and pooling.
 
-use gg_ops::PoolKind;
-use rayon::prelude::*;
-
-use gg_ops::WeightView;
+use gg_ops::{PoolKind, WeightView};
 
 use crate::kernels::{Par, RowFn, SeqSpan};
+use crate::split::OutPtr;
+use crate::team::parallel_for;
 
 /// `1 / sqrt(mean(x²) + eps)`, summing squares in the reference order (8 lanes).
 #[inline]
@@ -62,8 +61,15 @@ pub fn rms_norm(x: &mut [f32], w: &[f32], group: usize, eps: f32, par: Par) {
     if par.is_serial() || x.len() < 1 << 16 {
         x.chunks_exact_mut(group).for_each(norm);
     } else {
-        x.par_chunks_mut(group * 64)
-            .for_each(|c| c.chunks_exact_mut(group).for_each(norm));
+        // 64 groups a unit; units write disjoint rows of `x`.
+        let rows = x.len() / group;
+        let out = OutPtr::new(x);
+        parallel_for(rows.div_ceil(64), |u| {
+            let (r0, r1) = (u * 64, (u * 64 + 64).min(rows));
+            // SAFETY: unit u alone touches groups r0..r1, inside `x`.
+            let mine = unsafe { std::slice::from_raw_parts_mut(out.get().add(r0 * group), (r1 - r0) * group) };
+            mine.chunks_exact_mut(group).for_each(norm);
+        });
     }
 }
 
