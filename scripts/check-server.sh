@@ -2,7 +2,8 @@
 # `gemma-graph serve` with real clients: starts the release binary on a free loopback port
 # with an API key, checks the TEI routes with curl, runs the official `openai` Python client
 # and LangChain's `OpenAIEmbeddings` (server/clients/, in a venv in the cache), then stops the
-# server with SIGTERM and requires a clean exit and one log line per request. Needs `cargo build --release` and the model.
+# server with SIGTERM and requires a clean exit and one log line per request. Needs
+# `cargo build --release` and the model.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cache="${GEMMA_GRAPH_CACHE:-$HOME/.cache/gemma-graph}"

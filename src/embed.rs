@@ -425,10 +425,7 @@ impl Model {
     ) -> Result<Embeddings, Error> {
         let call_team = match options.threads {
             Some(0) => return Err(Error::InvalidOption("threads must be at least 1".into())),
-            Some(n) if n != self.threads => {
-                let n = crate::model::thread_count(n)?;
-                Some(gg_backends::Team::new(n).map_err(|e| Error::ThreadPool(e.to_string()))?)
-            }
+            Some(n) if n != self.threads() => Some(crate::model::new_team(crate::model::thread_count(n)?)?),
             _ => None,
         };
         let team = call_team.as_ref().unwrap_or(&self.team);

@@ -94,6 +94,11 @@ impl ByteSource for SharedGguf {
     }
 }
 
+/// The team of `threads` threads (already checked by [`thread_count`]) a forward pass runs on.
+pub(crate) fn new_team(threads: usize) -> Result<gg_backends::Team, Error> {
+    gg_backends::Team::new(threads).map_err(|e| Error::ThreadPool(e.to_string()))
+}
+
 /// A loaded, compiled model. `Send + Sync`: share it across threads; each call takes its
 /// own scratch arena.
 pub struct Model {
@@ -104,7 +109,6 @@ pub struct Model {
     pub(crate) program: Program,
     pub(crate) weights: WeightTable,
     pub(crate) backend: Backend,
-    pub(crate) threads: usize,
     /// The persistent threads of a forward pass (the caller and `threads - 1` workers).
     pub(crate) team: gg_backends::Team,
     pub(crate) arenas: Mutex<Vec<Arena>>,
@@ -210,7 +214,7 @@ impl Parts {
             let name = graph.weights().get(e.index).map(|d| d.name());
             gg_backends::weights::WeightError { name, ..e }
         })?;
-        let team = gg_backends::Team::new(threads).map_err(|e| Error::ThreadPool(e.to_string()))?;
+        let team = new_team(threads)?;
         let arena = program.new_arena();
         Ok(Model {
             gguf,
@@ -220,7 +224,6 @@ impl Parts {
             program,
             weights,
             backend,
-            threads,
             team,
             arenas: Mutex::new(vec![arena]),
             prepared,
@@ -376,7 +379,7 @@ impl Model {
     }
 
     pub fn threads(&self) -> usize {
-        self.threads
+        self.team.threads()
     }
 
     /// The precision the matmuls were lowered for.

@@ -171,7 +171,7 @@ fn row_decoders_match_the_spec() {
 fn matmuls_match_scalar() {
     let scalar = Backend::Scalar.table().unwrap();
     let mut rng = XorShift(42);
-    let pool = gg_backends::Team::new(2).unwrap();
+    let team = gg_backends::Team::new(2).unwrap();
     for b in simd_backends() {
         let kern = b.table().unwrap();
         for kind in KINDS {
@@ -199,7 +199,7 @@ fn matmuls_match_scalar() {
                             };
                             for par in [Par::SERIAL, Par { threads: 2 }] {
                                 let want = run_matmul(scalar, geglu, x, w.view(), n, par);
-                                let got = pool.install(|| run_matmul(kern, geglu, x, w.view(), n, par));
+                                let got = team.install(|| run_matmul(kern, geglu, x, w.view(), n, par));
                                 let what =
                                     format!("{b} matmul (weights {kind}, geglu {geglu}) rows {rows} k {k} n {n}");
                                 assert_close_at(&want, &got, &what, (k as f32).sqrt());
@@ -443,7 +443,7 @@ fn fast_quantization_matches_the_spec() {
 fn fast_matmuls_match_scalar_bit_for_bit() {
     let scalar = fast_kernels(Backend::Scalar);
     let mut rng = XorShift(77);
-    let pool = gg_backends::Team::new(2).unwrap();
+    let team = gg_backends::Team::new(2).unwrap();
     for b in simd_backends() {
         let kern = fast_kernels(b);
         for k in [32usize, 96, 768] {
@@ -475,7 +475,7 @@ fn fast_matmuls_match_scalar_bit_for_bit() {
                         };
                         let want = f(scalar, &ps, Par::SERIAL);
                         for par in [Par::SERIAL, Par { threads: 2 }] {
-                            let got = pool.install(|| f(kern, &pk, par));
+                            let got = team.install(|| f(kern, &pk, par));
                             let what = format!("{b} fast matmul (geglu {geglu}) rows {rows} k {k} n {n}");
                             if geglu {
                                 // The tiers' GELU differs from the scalar one by rounding.
@@ -548,14 +548,14 @@ fn fast_matmul_rows_do_not_depend_on_their_batch() {
     let (k, n, rows) = (96, 48, 37);
     let w = W::new(DType::Q8_0, n, k, &rng.vec(n * k));
     let xs = rng.vec(rows * k);
-    let pool = gg_backends::Team::new(2).unwrap();
+    let team = gg_backends::Team::new(2).unwrap();
     let mut tiers = simd_backends();
     tiers.push(Backend::Scalar);
     for b in tiers {
         let kern = fast_kernels(b);
         let p = (kern.pack)(w.view(), 1).unwrap();
         let mut all = vec![0f32; rows * n];
-        pool.install(|| (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut all, n, Par { threads: 2 }));
+        team.install(|| (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut all, n, Par { threads: 2 }));
         for t in [0, 15, 16, 17, 36] {
             let mut alone = vec![0f32; n];
             (kern.matmul)(
