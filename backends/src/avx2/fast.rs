@@ -6,8 +6,8 @@ use std::arch::x86_64::*;
 
 use super::simd::geglu;
 use super::{cpu, Avx2};
-use crate::fast::pack::{PANEL, SCALES_AT};
-use crate::fast::{block_scales, FastTier, QTile, PANEL_BLOCK_BYTES, QBLOCK, QMAX, TOKEN_TILE};
+use crate::fast::pack::{form_block_bytes, EXTRA_AT, HALVES, OFFSET, PANEL, SCALES_AT};
+use crate::fast::{block_scales, FastTier, QTile, QBLOCK, QMAX, TOKEN_TILE};
 
 pub struct Avx2Fast;
 
@@ -25,9 +25,9 @@ impl FastTier for Avx2Fast {
         crate::fast::quantize_blocks(x, q, d, |xb, qb| unsafe { quantize(xb, qb) })
     }
 
-    fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+    fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
         let _: Avx2 = cpu();
-        assert!(panel.len() == tile.k / QBLOCK * PANEL_BLOCK_BYTES);
+        assert!(panel.len() == tile.k / QBLOCK * form_block_bytes(FORM));
         let mut t = 0;
         while t < tile.tokens {
             let n = (tile.tokens - t).min(4);
@@ -35,10 +35,10 @@ impl FastTier for Avx2Fast {
             // and every token of the tile has k values.
             unsafe {
                 match n {
-                    4 => tokens::<4>(tile, t, panel, out),
-                    3 => tokens::<3>(tile, t, panel, out),
-                    2 => tokens::<2>(tile, t, panel, out),
-                    _ => tokens::<1>(tile, t, panel, out),
+                    4 => tokens::<4, FORM>(tile, t, panel, out),
+                    3 => tokens::<3, FORM>(tile, t, panel, out),
+                    2 => tokens::<2, FORM>(tile, t, panel, out),
+                    _ => tokens::<1, FORM>(tile, t, panel, out),
                 }
             }
             t += n;
@@ -90,49 +90,74 @@ unsafe fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
     d
 }
 
-/// Tokens `t0..t0 + N` of the tile against one panel.
+/// Tokens `t0..t0 + N` of the tile against one panel of the form `FORM`.
 ///
 /// # Safety
-/// AVX2 must be available; `panel` holds `tile.k / 32` panel blocks and `t0 + N ≤ tile.tokens`.
+/// AVX2 must be available; `panel` holds `tile.k / 32` panel blocks of the form and
+/// `t0 + N ≤ tile.tokens`.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::needless_range_loop)] // register tiles indexed in lock step
-unsafe fn tokens<const N: usize>(tile: &QTile, t0: usize, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+unsafe fn tokens<const N: usize, const FORM: u8>(
+    tile: &QTile,
+    t0: usize,
+    panel: &[u8],
+    out: &mut [[f32; PANEL]; TOKEN_TILE],
+) {
     let nb = tile.k / QBLOCK;
+    // The halves form sums (and scales) pairs 0..8 and 8..16 apart.
+    let (steps, pairs) = if FORM == HALVES {
+        (2, QBLOCK / 4)
+    } else {
+        (1, QBLOCK / 2)
+    };
     let mut acc_f = [[_mm256_setzero_ps(); 2]; N];
     let base = panel.as_ptr();
     for b in 0..nb {
         // SAFETY: block b < nb is inside the panel (the caller's contract).
-        let blk = unsafe { base.add(b * PANEL_BLOCK_BYTES) };
+        let blk = unsafe { base.add(b * form_block_bytes(FORM)) };
         // The tile's pairs of this block: `[i][t]`, tokens from t0.
         let xp = tile.block_pairs(b, t0);
-        let mut acc_i = [[_mm256_setzero_si256(); 2]; N];
-        for i in 0..QBLOCK / 2 {
-            // SAFETY: 32 bytes of pair i inside the block.
-            let (w0, w1) = unsafe {
-                (
-                    _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(32 * i) as *const __m128i)),
-                    _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(32 * i + 16) as *const __m128i)),
-                )
+        for step in 0..steps {
+            let mut acc_i = [[_mm256_setzero_si256(); 2]; N];
+            for i in step * pairs..(step + 1) * pairs {
+                // SAFETY: 32 bytes of pair i inside the block.
+                let (w0, w1) = unsafe {
+                    (
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(32 * i) as *const __m128i)),
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(32 * i + 16) as *const __m128i)),
+                    )
+                };
+                for t in 0..N {
+                    // SAFETY: pair i of token t0 + t < TOKEN_TILE, inside this block's pairs.
+                    let x = _mm256_set1_epi32(unsafe { *xp.add(i * TOKEN_TILE + t) });
+                    acc_i[t][0] = _mm256_add_epi32(acc_i[t][0], _mm256_madd_epi16(w0, x));
+                    acc_i[t][1] = _mm256_add_epi32(acc_i[t][1], _mm256_madd_epi16(w1, x));
+                }
+            }
+            // SAFETY: the 16 scales of this step inside the block.
+            let sc = unsafe {
+                let at = blk.add(if step == 0 { SCALES_AT } else { EXTRA_AT }) as *const f32;
+                [_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8))]
             };
             for t in 0..N {
-                // SAFETY: pair i of token t0 + t < TOKEN_TILE, inside this block's pairs.
-                let x = _mm256_set1_epi32(unsafe { *xp.add(i * TOKEN_TILE + t) });
-                acc_i[t][0] = _mm256_add_epi32(acc_i[t][0], _mm256_madd_epi16(w0, x));
-                acc_i[t][1] = _mm256_add_epi32(acc_i[t][1], _mm256_madd_epi16(w1, x));
+                let dx = _mm256_set1_ps(tile.scale(t0 + t, b));
+                for h in 0..2 {
+                    let s = _mm256_mul_ps(sc[h], dx);
+                    acc_f[t][h] = _mm256_add_ps(acc_f[t][h], _mm256_mul_ps(_mm256_cvtepi32_ps(acc_i[t][h]), s));
+                }
             }
         }
-        // SAFETY: the 16 scales at the block's end.
-        let sc = unsafe {
-            [
-                _mm256_loadu_ps(blk.add(SCALES_AT) as *const f32),
-                _mm256_loadu_ps(blk.add(SCALES_AT + 32) as *const f32),
-            ]
-        };
-        for t in 0..N {
-            let dx = _mm256_set1_ps(tile.scale(t0 + t, b));
-            for h in 0..2 {
-                let s = _mm256_mul_ps(sc[h], dx);
-                acc_f[t][h] = _mm256_add_ps(acc_f[t][h], _mm256_mul_ps(_mm256_cvtepi32_ps(acc_i[t][h]), s));
+        if FORM == OFFSET {
+            // SAFETY: the 16 offsets inside the block.
+            let off = unsafe {
+                let at = blk.add(EXTRA_AT) as *const f32;
+                [_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8))]
+            };
+            for t in 0..N {
+                let sx = _mm256_set1_ps(tile.sum(t0 + t, b));
+                for h in 0..2 {
+                    acc_f[t][h] = _mm256_add_ps(acc_f[t][h], _mm256_mul_ps(off[h], sx));
+                }
             }
         }
     }

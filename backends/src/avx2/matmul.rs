@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use gg_ops::{BlockQ8_0, WeightView, QK8_0};
 use half::f16;
 
-use super::simd::{dequant_q8_0, dot, f16_to_f32, geglu, hsum};
+use super::simd::{bf16_to_f32, dequant_q8_0, dot, f16_to_f32, geglu, hsum};
 use super::{cpu, Avx2};
 use crate::kernels::{Activations, Par};
 use crate::scalar::matmul::{K_SEGMENT, TOKEN_TILE};
@@ -70,26 +70,40 @@ impl Avx2Rows for F16Rows {
     }
 }
 
+/// BF16 halves widened to f32 (a 16-bit shift: exact).
+pub struct Bf16Rows;
+
+impl Avx2Rows for Bf16Rows {
+    fn decode(_: Avx2, w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]) {
+        let start = j * w.cols() + k0;
+        let halves = &w.cast::<half::bf16>()[start..start + out.len()];
+        // SAFETY: the token proves AVX2.
+        unsafe { bf16_to_f32(halves, out) }
+    }
+}
+
 /// The tier's row decoder as a plain kernel slot (embedding gathers use it).
 pub fn dequantize_row<R: Avx2Rows>(w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]) {
     R::decode(cpu(), w, j, k0, out)
 }
 
-/// `[x_t · w_r]` for four tokens and two weight rows.
+/// `[x_t · w_r]` for `N` (1 ..= 4) tokens and two weight rows: `2N` independent FMA chains,
+/// each summed as [`dot`] sums one (8 lanes along `k`, then the lanes, then the tail).
 ///
 /// # Safety
 /// AVX2 and FMA must be available; every slice has the same length.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn tile_4x2(x: [&[f32]; 4], w0: &[f32], w1: &[f32]) -> [[f32; 2]; 4] {
+#[allow(clippy::needless_range_loop)] // register tiles indexed in lock step
+fn tile_nx2<const N: usize>(x: [&[f32]; N], w0: &[f32], w1: &[f32]) -> [[f32; 2]; N] {
     let k = w0.len();
     let k8 = k / 8 * 8;
-    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+    let mut acc = [[_mm256_setzero_ps(); 2]; N];
     let mut i = 0;
     while i < k8 {
         // SAFETY: i + 8 <= k8 <= every slice's length.
         let (a, b) = unsafe { (_mm256_loadu_ps(w0.as_ptr().add(i)), _mm256_loadu_ps(w1.as_ptr().add(i))) };
-        for t in 0..4 {
+        for t in 0..N {
             // SAFETY: as above.
             let xv = unsafe { _mm256_loadu_ps(x[t].as_ptr().add(i)) };
             acc[t][0] = _mm256_fmadd_ps(xv, a, acc[t][0]);
@@ -97,8 +111,8 @@ fn tile_4x2(x: [&[f32]; 4], w0: &[f32], w1: &[f32]) -> [[f32; 2]; 4] {
         }
         i += 8;
     }
-    let mut out = [[0f32; 2]; 4];
-    for t in 0..4 {
+    let mut out = [[0f32; 2]; N];
+    for t in 0..N {
         let (mut t0, mut t1) = (0f32, 0f32);
         for j in k8..k {
             t0 += x[t][j] * w0[j];
@@ -180,12 +194,35 @@ fn tile_dots(
     let mut t = t0;
     if let Some(b) = b {
         while t + 4 <= t1 {
-            let d = tile_4x2([x.row(t), x.row(t + 1), x.row(t + 2), x.row(t + 3)], a, b);
+            let d = tile_nx2([x.row(t), x.row(t + 1), x.row(t + 2), x.row(t + 3)], a, b);
             for (i, [p, q]) in d.into_iter().enumerate() {
                 put(t + i, p, q);
             }
             t += 4;
         }
+        // The last 1-3 tokens in one tile too: one `dot` at a time would run a single FMA
+        // chain, bound by its latency (a short query is mostly such tails).
+        match t1 - t {
+            3 => {
+                for (i, [p, q]) in tile_nx2([x.row(t), x.row(t + 1), x.row(t + 2)], a, b)
+                    .into_iter()
+                    .enumerate()
+                {
+                    put(t + i, p, q);
+                }
+            }
+            2 => {
+                for (i, [p, q]) in tile_nx2([x.row(t), x.row(t + 1)], a, b).into_iter().enumerate() {
+                    put(t + i, p, q);
+                }
+            }
+            1 => {
+                let [[p, q]] = tile_nx2([x.row(t)], a, b);
+                put(t, p, q);
+            }
+            _ => {}
+        }
+        return;
     }
     for t in t..t1 {
         let xt = x.row(t);

@@ -18,7 +18,7 @@ use gg_ops::DType;
 
 use crate::kernels::KernelTable;
 use crate::scalar::{self, attention};
-use crate::wtypes::{self as wt, Bf16, F32};
+use crate::wtypes::{self as wt, F32};
 use crate::Backend;
 
 /// Proof that this CPU has AVX2, FMA and F16C. Only [`Avx2::detect`] makes one.
@@ -79,7 +79,7 @@ pub(crate) const TABLE: KernelTable = KernelTable {
         ),
         (
             DType::BF16,
-            matmul::weight_kernels::<matmul::Spec<Bf16>, matmul::Avx2Tiles>("avx2.bf16"),
+            matmul::weight_kernels::<matmul::Bf16Rows, matmul::Avx2Tiles>("avx2.bf16"),
         ),
         (
             DType::Q8_0,
@@ -116,9 +116,38 @@ pub(crate) const TABLE: KernelTable = KernelTable {
         ),
     ],
     fast_kernels: &[
-        (DType::Q8_0, crate::fast::q8_0_kernels::<fast::Avx2Fast>("avx2.q8_0")),
-        (DType::Q4_0, crate::fast::q8_0_kernels::<fast::Avx2Fast>("avx2.q4_0")),
-        (DType::Q5_0, crate::fast::q8_0_kernels::<fast::Avx2Fast>("avx2.q5_0")),
+        (
+            DType::Q8_0,
+            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q8_0>("avx2.q8_0"),
+        ),
+        (
+            DType::Q4_0,
+            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q4_0>("avx2.q4_0"),
+        ),
+        (
+            DType::Q5_0,
+            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q5_0>("avx2.q5_0"),
+        ),
+        (
+            DType::Q4_1,
+            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q4_1>("avx2.q4_1"),
+        ),
+        (
+            DType::Q5_1,
+            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q5_1>("avx2.q5_1"),
+        ),
+        (
+            DType::Q4K,
+            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q4K>("avx2.q4_k"),
+        ),
+        (
+            DType::Q5K,
+            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q5K>("avx2.q5_k"),
+        ),
+        (
+            DType::Q6K,
+            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q6K>("avx2.q6_k"),
+        ),
     ],
     attention,
     ..scalar::TABLE

@@ -121,6 +121,30 @@ pub fn f16_to_f32(src: &[f16], out: &mut [f32]) {
     }
 }
 
+/// bf16 to f32 (exact: the 16 bits become the high half of the f32).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub fn bf16_to_f32(src: &[half::bf16], out: &mut [f32]) {
+    let n = src.len().min(out.len());
+    let n8 = n / 8 * 8;
+    let mut i = 0;
+    while i < n8 {
+        // SAFETY: i + 8 <= n8 <= both lengths; bf16 is 2 bytes.
+        unsafe {
+            let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+            let w = _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h));
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_castsi256_ps(w));
+        }
+        i += 8;
+    }
+    for j in n8..n {
+        out[j] = src[j].to_f32();
+    }
+}
+
 /// The AVX2 vector primitives for shared algorithms (attention). A value exists only where
 /// an [`Avx2`] token does, so its safe methods never run AVX2 on a CPU without it.
 #[derive(Clone, Copy, Debug)]

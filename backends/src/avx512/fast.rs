@@ -25,7 +25,7 @@ pub struct Avx512BwFast;
 
 /// The fast Q8_0 kernels of the AVX-512BW path without VNNI (for parity tests and benches).
 pub fn without_vnni() -> crate::fast::FastKernels {
-    crate::fast::q8_0_kernels::<Avx512BwFast>("avx512bw.q8_0")
+    crate::fast::kernels::<Avx512BwFast, crate::wtypes::Q8_0>("avx512bw.q8_0")
 }
 
 impl FastTier for Avx512BwFast {
@@ -37,13 +37,24 @@ impl FastTier for Avx512BwFast {
         Avx512Fast::quantize_row(x, q, d)
     }
 
-    fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+    fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+        symmetric_only::<FORM>();
         dots(tile, panel, out, false)
     }
 
     fn geglu(g: &[f32], u: &[f32], h: &mut [f32]) {
         Avx512Fast::geglu(g, u, h)
     }
+}
+
+/// These kernels take the symmetric form only: the tier's table gives the offset and halves
+/// forms (Q4_1, Q5_1 and the K-quants) to the AVX2 kernels, which every AVX-512 CPU runs —
+/// AVX-512 versions of them wait for a session on a machine that can test them.
+fn symmetric_only<const FORM: u8>() {
+    assert!(
+        FORM == crate::fast::SYMMETRIC,
+        "the AVX-512 fast kernels take symmetric panels only"
+    );
 }
 
 fn cpu() -> Avx512 {
@@ -64,7 +75,8 @@ impl FastTier for Avx512Fast {
         crate::fast::quantize_blocks(x, q, d, |xb, qb| unsafe { quantize(xb, qb) })
     }
 
-    fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+    fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+        symmetric_only::<FORM>();
         dots(tile, panel, out, has_vnni())
     }
 

@@ -17,7 +17,7 @@ use gg_ops::DType;
 use crate::avx2::matmul::{self as mm, Tiles};
 use crate::avx2::{self, Avx2};
 use crate::kernels::{Activations, KernelTable};
-use crate::wtypes::{self as wt, Bf16, F32};
+use crate::wtypes::{self as wt, F32};
 use crate::Backend;
 
 /// Proof that this CPU has AVX-512F/BW/VL and what the AVX2 tier needs.
@@ -216,7 +216,7 @@ static KERNELS: KernelTable = KernelTable {
         (DType::F16, mm::weight_kernels::<mm::F16Rows, Avx512Tiles>("avx512.f16")),
         (
             DType::BF16,
-            mm::weight_kernels::<mm::Spec<Bf16>, Avx512Tiles>("avx512.bf16"),
+            mm::weight_kernels::<mm::Bf16Rows, Avx512Tiles>("avx512.bf16"),
         ),
         (
             DType::Q8_0,
@@ -255,15 +255,35 @@ static KERNELS: KernelTable = KernelTable {
     fast_kernels: &[
         (
             DType::Q8_0,
-            crate::fast::q8_0_kernels::<fast::Avx512Fast>("avx512.q8_0"),
+            crate::fast::kernels::<fast::Avx512Fast, crate::wtypes::Q8_0>("avx512.q8_0"),
         ),
         (
             DType::Q4_0,
-            crate::fast::q8_0_kernels::<fast::Avx512Fast>("avx512.q4_0"),
+            crate::fast::kernels::<fast::Avx512Fast, crate::wtypes::Q4_0>("avx512.q4_0"),
         ),
         (
             DType::Q5_0,
-            crate::fast::q8_0_kernels::<fast::Avx512Fast>("avx512.q5_0"),
+            crate::fast::kernels::<fast::Avx512Fast, crate::wtypes::Q5_0>("avx512.q5_0"),
+        ),
+        (
+            DType::Q4_1,
+            crate::fast::kernels::<crate::avx2::fast::Avx2Fast, crate::wtypes::Q4_1>("avx2.q4_1"),
+        ),
+        (
+            DType::Q5_1,
+            crate::fast::kernels::<crate::avx2::fast::Avx2Fast, crate::wtypes::Q5_1>("avx2.q5_1"),
+        ),
+        (
+            DType::Q4K,
+            crate::fast::kernels::<crate::avx2::fast::Avx2Fast, crate::wtypes::Q4K>("avx2.q4_k"),
+        ),
+        (
+            DType::Q5K,
+            crate::fast::kernels::<crate::avx2::fast::Avx2Fast, crate::wtypes::Q5K>("avx2.q5_k"),
+        ),
+        (
+            DType::Q6K,
+            crate::fast::kernels::<crate::avx2::fast::Avx2Fast, crate::wtypes::Q6K>("avx2.q6_k"),
         ),
     ],
     attention: attention_kernel,

@@ -1,9 +1,12 @@
-//! The `fast` precision: integer dot products over Q8_0 weight blocks.
+//! The `fast` precision: integer dot products over quantized weight blocks.
 //!
 //! Activations are quantized per block of 32 values to 16-bit integers (scale `amax / 32767`),
-//! weights stay the file's 8-bit blocks, repacked once at load into panels of 16 rows
-//! ([`PackedQ8`]). A block's 32 products are summed exactly in 32-bit integers; the sum is then
-//! scaled by `d_w · d_x` and added to the row's f32 accumulator, block after block. Every tier
+//! weights keep the file's quants (8 bits or fewer), repacked once at load into panels of 16
+//! rows ([`PackedQ8`]) in one of three lossless forms ([`pack::PanelForm`]). A block's 32
+//! products are summed exactly in 32-bit integers; the sum is then scaled by `d_w · d_x` and
+//! added to the row's f32 accumulator, block after block (per 16-value half for Q6_K's form;
+//! and for the offset types `o_w · Σx` is added too, `Σx` being the block's quantized sum). So
+//! every type computes its file's exact weights times the 16-bit activations. Every tier
 //! computes exactly these operations in this order, so the result of a text depends neither on
 //! the tier's tile sizes, its batch neighbours nor the thread count, and the SIMD tiers agree
 //! with the scalar specification bit for bit.
@@ -16,10 +19,11 @@
 pub mod pack;
 pub mod scalar;
 
-pub use pack::{pack_q8_0, PackedQ8, PANEL, PANEL_BLOCK_BYTES};
+pub use pack::{pack, PackedQ8, PanelForm, HALVES, OFFSET, PANEL, PANEL_BLOCK_BYTES, SYMMETRIC};
 
 use crate::kernels::{Activations, Par};
 use crate::split::{for_static_chunks, OutPtr};
+use crate::wtypes::WeightType;
 
 use std::mem::MaybeUninit;
 
@@ -90,7 +94,8 @@ fn round_clamp(v: f32) -> i16 {
 /// The quantized activations of up to [`TOKEN_TILE`] tokens, on the stack of the thread
 /// that uses them, laid out for the kernels: value pairs `(2p, 2p + 1)` of every token side by
 /// side (`pairs[p · TOKEN_TILE + t]`, two i16 in one i32), so a register tile broadcasts
-/// token `t`'s pair from a fixed offset; block scales likewise (`d[b · TOKEN_TILE + t]`).
+/// token `t`'s pair from a fixed offset; block scales likewise (`d[b · TOKEN_TILE + t]`), and
+/// block sums `Σx = (Σq as f32) · d` for the offset form (`sums[b · TOKEN_TILE + t]`).
 ///
 /// The arrays start uninitialized (zeroing 136 KB per kernel call cost more than the
 /// quantization itself); [`QTile::fill`] writes every entry of tokens `0..tokens`, and only
@@ -98,6 +103,7 @@ fn round_clamp(v: f32) -> i16 {
 pub struct QTile {
     pairs: [MaybeUninit<i32>; TOKEN_TILE * MAX_K / 2],
     d: [MaybeUninit<f32>; TOKEN_TILE * MAX_K / QBLOCK],
+    sums: [MaybeUninit<f32>; TOKEN_TILE * MAX_K / QBLOCK],
     pub k: usize,
     pub tokens: usize,
 }
@@ -111,6 +117,7 @@ impl QTile {
         QTile {
             pairs: [MaybeUninit::uninit(); TOKEN_TILE * MAX_K / 2],
             d: [MaybeUninit::uninit(); TOKEN_TILE * MAX_K / QBLOCK],
+            sums: [MaybeUninit::uninit(); TOKEN_TILE * MAX_K / QBLOCK],
             k,
             tokens: 0,
         }
@@ -139,6 +146,18 @@ impl QTile {
         unsafe { self.d[b * TOKEN_TILE + t].assume_init() }
     }
 
+    /// Token `t`'s quantized sum of block `b`: `(Σ q as f32) · d`, the sum of the values the
+    /// quants stand for (the integer sum is exact; one rounding).
+    #[inline]
+    pub fn sum(&self, t: usize, b: usize) -> f32 {
+        assert!(
+            t < self.tokens && b < self.k / QBLOCK,
+            "sum ({t}, {b}) outside the filled tile"
+        );
+        // SAFETY: `fill` wrote every sum of tokens 0..tokens (checked above).
+        unsafe { self.sums[b * TOKEN_TILE + t].assume_init() }
+    }
+
     /// The pairs of block `b` from token `t0` on, for a tier's register tile: pair `i` of
     /// token `t0 + t` at offset `i · TOKEN_TILE + t`. Entries of tokens at or past
     /// `tokens` are not initialized: a kernel reads tokens `t0..tokens` only.
@@ -156,8 +175,10 @@ impl QTile {
         let mut d = [0f32; MAX_K / QBLOCK];
         for (t, r) in (t0..t1).enumerate() {
             quantize(x.row(r), &mut q[..k], &mut d[..nb]);
-            for (b, &s) in d[..nb].iter().enumerate() {
+            for (b, (&s, qb)) in d[..nb].iter().zip(q[..k].chunks_exact(QBLOCK)).enumerate() {
                 self.d[b * TOKEN_TILE + t] = MaybeUninit::new(s);
+                let isum: i32 = qb.iter().map(|&v| v as i32).sum();
+                self.sums[b * TOKEN_TILE + t] = MaybeUninit::new(isum as f32 * s);
             }
             for (p, pair) in q[..k].chunks_exact(2).enumerate() {
                 let v = (pair[0] as u16 as u32 | (pair[1] as u16 as u32) << 16) as i32;
@@ -191,9 +212,10 @@ pub trait FastTier: Send + Sync + 'static {
     fn quantize(x: &[f32], q: &mut [i16]) -> f32;
     /// [`quantize_row`], exactly (one feature check per row, not per block).
     fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]);
-    /// For tokens `0..tile.tokens`: the 16 rows' values of one panel, computed as
+    /// For tokens `0..tile.tokens`: the 16 rows' values of one panel in the form `FORM`
+    /// ([`pack::SYMMETRIC`], [`pack::OFFSET`], [`pack::HALVES`]), computed as
     /// [`scalar::panel_dots`] does (the same integer sums, the same f32 operations in order).
-    fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]);
+    fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]);
     /// `h = gelu_tanh(g) ⊙ u`.
     fn geglu(g: &[f32], u: &[f32], h: &mut [f32]);
 }
@@ -251,21 +273,34 @@ fn drive<T: FastTier>(
     for_static_chunks(w.panels(), par, work);
 }
 
+type DotsFn = fn(&QTile, &[u8], &mut [[f32; PANEL]; TOKEN_TILE]);
+
+/// A tier's dots for the form of `w`'s panels.
+fn dots_for<T: FastTier>(w: &PackedQ8) -> DotsFn {
+    match w.form() {
+        PanelForm::Symmetric => T::dots::<SYMMETRIC>,
+        PanelForm::Offset => T::dots::<OFFSET>,
+        PanelForm::Halves => T::dots::<HALVES>,
+    }
+}
+
 /// The plain matmul driver.
 pub fn matmul<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], n: usize, par: Par) {
     assert_eq!(w.groups(), 1, "a plain matmul's weight is one group");
-    drive::<T>(x, w, out, n, par, |tile, p, vals| T::dots(tile, w.panel(0, p), vals));
+    let dots = dots_for::<T>(w);
+    drive::<T>(x, w, out, n, par, |tile, p, vals| dots(tile, w.panel(0, p), vals));
 }
 
 /// The GeGLU driver: `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, gate and up panels of
 /// the same columns side by side.
 pub fn matmul_geglu<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], f: usize, par: Par) {
     assert_eq!(w.groups(), 2, "a GeGLU weight is two groups (gate, up)");
+    let dots = dots_for::<T>(w);
     drive::<T>(x, w, out, f, par, |tile, p, h| {
         let mut gate = [[0f32; PANEL]; TOKEN_TILE];
         let mut up = [[0f32; PANEL]; TOKEN_TILE];
-        T::dots(tile, w.panel(0, p), &mut gate);
-        T::dots(tile, w.panel(1, p), &mut up);
+        dots(tile, w.panel(0, p), &mut gate);
+        dots(tile, w.panel(1, p), &mut up);
         let len = tile.tokens * PANEL;
         T::geglu(
             &gate.as_flattened()[..len],
@@ -275,11 +310,12 @@ pub fn matmul_geglu<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f3
     });
 }
 
-/// A tier's fast kernels for Q8_0 weights.
-pub const fn q8_0_kernels<T: FastTier>(name: &'static str) -> FastKernels {
+/// A tier's fast kernels for weights of type `W` (which must have a panel form).
+pub const fn kernels<T: FastTier, W: WeightType>(name: &'static str) -> FastKernels {
+    assert!(W::PANEL_FORM.is_some(), "fast kernels for a type without a panel form");
     FastKernels {
         name,
-        pack: pack_q8_0,
+        pack: pack::pack::<W>,
         quantize: T::quantize,
         matmul: matmul::<T>,
         matmul_geglu: matmul_geglu::<T>,
@@ -332,7 +368,7 @@ mod tests {
             let blocks = q8(n, k, &rng.vec(n * k));
             let bytes: &[u8] = bytemuck::cast_slice(&blocks);
             let w = WeightView::new(gg_ops::DType::Q8_0, n, k, bytes).unwrap();
-            let packed = pack_q8_0(w, 1).unwrap();
+            let packed = pack::<crate::wtypes::Q8_0>(w, 1).unwrap();
             let mut out = vec![f32::NAN; rows * n];
             matmul::<scalar::Scalar>(Activations::dense(&x, rows, k), &packed, &mut out, n, Par::SERIAL);
             assert_eq!(out, reference(&x, k, &blocks, n), "rows {rows} k {k} n {n}");
@@ -345,7 +381,7 @@ mod tests {
         let (rows, k) = (37, 96);
         let blocks = q8(rows, k, &rng.vec(rows * k));
         let w = WeightView::new(gg_ops::DType::Q8_0, rows, k, bytemuck::cast_slice(&blocks)).unwrap();
-        let p = pack_q8_0(w, 1).unwrap();
+        let p = pack::<crate::wtypes::Q8_0>(w, 1).unwrap();
         assert_eq!((p.panels(), p.blocks()), (3, 3));
         for r in 0..48 {
             for b in 0..3 {
@@ -362,7 +398,10 @@ mod tests {
                 assert_eq!(sc, if r < rows { blocks[r * 3 + b].d.to_f32() } else { 0.0 });
             }
         }
-        assert!(pack_q8_0(w, 2).is_err(), "37 rows do not split in two groups");
+        assert!(
+            pack::<crate::wtypes::Q8_0>(w, 2).is_err(),
+            "37 rows do not split in two groups"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The specification of the fast kernels: plain Rust over the packed panels.
 
-use super::pack::{scales, PANEL};
-use super::{quantize_block, FastTier, QTile, PANEL_BLOCK_BYTES, QBLOCK, TOKEN_TILE};
+use super::pack::{extras, form_block_bytes, scales, HALVES, OFFSET, PANEL};
+use super::{quantize_block, FastTier, QTile, QBLOCK, TOKEN_TILE};
 
 /// The scalar tier.
 pub struct Scalar;
@@ -15,9 +15,9 @@ impl FastTier for Scalar {
         super::quantize_row(x, q, d)
     }
 
-    fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+    fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
         for (t, o) in out.iter_mut().enumerate().take(tile.tokens) {
-            *o = panel_dots(tile, t, panel);
+            *o = panel_dots::<FORM>(tile, t, panel);
         }
     }
 
@@ -28,13 +28,15 @@ impl FastTier for Scalar {
     }
 }
 
-/// Token `t` of the tile against the 16 rows of a panel: per block the exact integer sum of
-/// the 32 products, then `acc += (sum as f32) · (d_w · d_x)`.
-pub fn panel_dots(tile: &QTile, t: usize, panel: &[u8]) -> [f32; PANEL] {
+/// Token `t` of the tile against the 16 rows of a panel of the form `FORM`: per block the
+/// exact integer sum of the 32 products, then `acc += (sum as f32) · (d_w · d_x)`. The halves
+/// form sums the two 16-value halves apart and adds each with its own scale, first half
+/// first; the offset form then adds `o_w · Σx` (`Σx` the block's quantized sum).
+pub fn panel_dots<const FORM: u8>(tile: &QTile, t: usize, panel: &[u8]) -> [f32; PANEL] {
     let mut acc = [0f32; PANEL];
-    for (b, blk) in panel.chunks_exact(PANEL_BLOCK_BYTES).enumerate() {
+    let pair_sums = |b: usize, blk: &[u8], pairs: std::ops::Range<usize>| {
         let mut sums = [0i32; PANEL];
-        for i in 0..QBLOCK / 2 {
+        for i in pairs {
             let (x0, x1) = tile.pair(t, b * QBLOCK / 2 + i);
             let (x0, x1) = (x0 as i32, x1 as i32);
             let pairs = &blk[i * PANEL * 2..(i + 1) * PANEL * 2];
@@ -42,9 +44,31 @@ pub fn panel_dots(tile: &QTile, t: usize, panel: &[u8]) -> [f32; PANEL] {
                 *s += w[0] as i8 as i32 * x0 + w[1] as i8 as i32 * x1;
             }
         }
+        sums
+    };
+    for (b, blk) in panel.chunks_exact(form_block_bytes(FORM)).enumerate() {
         let (sc, dx) = (scales(blk), tile.scale(t, b));
+        if FORM == HALVES {
+            let sc2 = extras(blk);
+            let (lo, hi) = (
+                pair_sums(b, blk, 0..QBLOCK / 4),
+                pair_sums(b, blk, QBLOCK / 4..QBLOCK / 2),
+            );
+            for r in 0..PANEL {
+                acc[r] += lo[r] as f32 * (sc[r] * dx);
+                acc[r] += hi[r] as f32 * (sc2[r] * dx);
+            }
+            continue;
+        }
+        let sums = pair_sums(b, blk, 0..QBLOCK / 2);
         for r in 0..PANEL {
             acc[r] += sums[r] as f32 * (sc[r] * dx);
+        }
+        if FORM == OFFSET {
+            let (off, sx) = (extras(blk), tile.sum(t, b));
+            for r in 0..PANEL {
+                acc[r] += off[r] * sx;
+            }
         }
     }
     acc

@@ -6,8 +6,8 @@
 use std::arch::aarch64::*;
 
 use super::{cpu, Neon};
-use crate::fast::pack::{PANEL, SCALES_AT};
-use crate::fast::{quantize_block, FastTier, QTile, PANEL_BLOCK_BYTES, QBLOCK, TOKEN_TILE};
+use crate::fast::pack::{form_block_bytes, EXTRA_AT, HALVES, OFFSET, PANEL, SCALES_AT};
+use crate::fast::{quantize_block, FastTier, QTile, QBLOCK, TOKEN_TILE};
 
 pub struct NeonFast;
 
@@ -21,9 +21,9 @@ impl FastTier for NeonFast {
         crate::fast::quantize_row(x, q, d)
     }
 
-    fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+    fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
         let _: Neon = cpu();
-        assert!(panel.len() == tile.k / QBLOCK * PANEL_BLOCK_BYTES);
+        assert!(panel.len() == tile.k / QBLOCK * form_block_bytes(FORM));
         let mut t = 0;
         while t < tile.tokens {
             let n = (tile.tokens - t).min(2);
@@ -31,9 +31,9 @@ impl FastTier for NeonFast {
             // and tokens t..t + n are in the tile.
             unsafe {
                 if n == 2 {
-                    tokens::<2>(tile, t, panel, out)
+                    tokens::<2, FORM>(tile, t, panel, out)
                 } else {
-                    tokens::<1>(tile, t, panel, out)
+                    tokens::<1, FORM>(tile, t, panel, out)
                 }
             }
             t += n;
@@ -45,56 +45,82 @@ impl FastTier for NeonFast {
     }
 }
 
-/// Tokens `t0..t0 + N` of the tile against one panel.
+/// Tokens `t0..t0 + N` of the tile against one panel of the form `FORM`.
 ///
 /// # Safety
-/// NEON must be available; `panel` holds `tile.k / 32` panel blocks, `t0 + N ≤ tile.tokens`.
+/// NEON must be available; `panel` holds `tile.k / 32` panel blocks of the form,
+/// `t0 + N ≤ tile.tokens`.
 #[target_feature(enable = "neon")]
 #[allow(clippy::needless_range_loop)] // register tiles indexed in lock step
-unsafe fn tokens<const N: usize>(tile: &QTile, t0: usize, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+unsafe fn tokens<const N: usize, const FORM: u8>(
+    tile: &QTile,
+    t0: usize,
+    panel: &[u8],
+    out: &mut [[f32; PANEL]; TOKEN_TILE],
+) {
     let nb = tile.k / QBLOCK;
+    // The halves form sums (and scales) pairs 0..8 and 8..16 apart.
+    let (steps, pairs) = if FORM == HALVES {
+        (2, QBLOCK / 4)
+    } else {
+        (1, QBLOCK / 2)
+    };
     let mut acc_f = [[vdupq_n_f32(0.0); 4]; N];
     let base = panel.as_ptr();
     for b in 0..nb {
         // SAFETY: block b < nb is inside the panel (the caller's contract).
-        let blk = unsafe { base.add(b * PANEL_BLOCK_BYTES) };
+        let blk = unsafe { base.add(b * form_block_bytes(FORM)) };
         let xp = tile.block_pairs(b, t0);
-        // acc[t][v]: 32-bit lanes (row 2v', column c) products, 8 vectors of 4 per token.
-        let mut acc = [[vdupq_n_s32(0); 8]; N];
-        for i in 0..QBLOCK / 2 {
-            // SAFETY: the 32 bytes of pair i inside the block.
-            let (w0, w1) = unsafe {
-                (
-                    vld1q_s8(blk.add(32 * i) as *const i8),
-                    vld1q_s8(blk.add(32 * i + 16) as *const i8),
-                )
-            };
-            // Rows 0-3, 4-7, 8-11, 12-15: 8 i16 each (row, column) interleaved.
-            let w = [
-                vmovl_s8(vget_low_s8(w0)),
-                vmovl_high_s8(w0),
-                vmovl_s8(vget_low_s8(w1)),
-                vmovl_high_s8(w1),
-            ];
+        for step in 0..steps {
+            // acc[t][v]: 32-bit lanes (row 2v', column c) products, 8 vectors of 4 per token.
+            let mut acc = [[vdupq_n_s32(0); 8]; N];
+            for i in step * pairs..(step + 1) * pairs {
+                // SAFETY: the 32 bytes of pair i inside the block.
+                let (w0, w1) = unsafe {
+                    (
+                        vld1q_s8(blk.add(32 * i) as *const i8),
+                        vld1q_s8(blk.add(32 * i + 16) as *const i8),
+                    )
+                };
+                // Rows 0-3, 4-7, 8-11, 12-15: 8 i16 each (row, column) interleaved.
+                let w = [
+                    vmovl_s8(vget_low_s8(w0)),
+                    vmovl_high_s8(w0),
+                    vmovl_s8(vget_low_s8(w1)),
+                    vmovl_high_s8(w1),
+                ];
+                for t in 0..N {
+                    // SAFETY: pair i of token t0 + t < TOKEN_TILE, inside this block's pairs.
+                    let x = vreinterpretq_s16_s32(vdupq_n_s32(unsafe { *xp.add(i * TOKEN_TILE + t) }));
+                    for (v, wv) in w.iter().enumerate() {
+                        acc[t][2 * v] = vmlal_s16(acc[t][2 * v], vget_low_s16(*wv), vget_low_s16(x));
+                        acc[t][2 * v + 1] = vmlal_high_s16(acc[t][2 * v + 1], *wv, x);
+                    }
+                }
+            }
+            let at = if step == 0 { SCALES_AT } else { EXTRA_AT };
+            // SAFETY: the 16 scales of this step inside the block.
+            let sc: [float32x4_t; 4] =
+                std::array::from_fn(|v| unsafe { vld1q_f32((blk.add(at) as *const f32).add(4 * v)) });
             for t in 0..N {
-                // SAFETY: pair i of token t0 + t < TOKEN_TILE, inside this block's pairs.
-                let x = vreinterpretq_s16_s32(vdupq_n_s32(unsafe { *xp.add(i * TOKEN_TILE + t) }));
-                for (v, wv) in w.iter().enumerate() {
-                    acc[t][2 * v] = vmlal_s16(acc[t][2 * v], vget_low_s16(*wv), vget_low_s16(x));
-                    acc[t][2 * v + 1] = vmlal_high_s16(acc[t][2 * v + 1], *wv, x);
+                let dx = vdupq_n_f32(tile.scale(t0 + t, b));
+                for v in 0..4 {
+                    // Lanes (r, c0), (r, c1), (r+1, c0), (r+1, c1) → per-row sums of rows 4v..4v+4.
+                    let sums = vpaddq_s32(acc[t][2 * v], acc[t][2 * v + 1]);
+                    let s = vmulq_f32(sc[v], dx);
+                    acc_f[t][v] = vaddq_f32(acc_f[t][v], vmulq_f32(vcvtq_f32_s32(sums), s));
                 }
             }
         }
-        // SAFETY: the 16 scales at the block's end.
-        let sc: [float32x4_t; 4] =
-            std::array::from_fn(|v| unsafe { vld1q_f32((blk.add(SCALES_AT) as *const f32).add(4 * v)) });
-        for t in 0..N {
-            let dx = vdupq_n_f32(tile.scale(t0 + t, b));
-            for v in 0..4 {
-                // Lanes (r, c0), (r, c1), (r+1, c0), (r+1, c1) → per-row sums of rows 4v..4v+4.
-                let sums = vpaddq_s32(acc[t][2 * v], acc[t][2 * v + 1]);
-                let s = vmulq_f32(sc[v], dx);
-                acc_f[t][v] = vaddq_f32(acc_f[t][v], vmulq_f32(vcvtq_f32_s32(sums), s));
+        if FORM == OFFSET {
+            // SAFETY: the 16 offsets inside the block.
+            let off: [float32x4_t; 4] =
+                std::array::from_fn(|v| unsafe { vld1q_f32((blk.add(EXTRA_AT) as *const f32).add(4 * v)) });
+            for t in 0..N {
+                let sx = vdupq_n_f32(tile.sum(t0 + t, b));
+                for v in 0..4 {
+                    acc_f[t][v] = vaddq_f32(acc_f[t][v], vmulq_f32(off[v], sx));
+                }
             }
         }
     }

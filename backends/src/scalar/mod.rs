@@ -19,15 +19,35 @@ pub const TABLE: KernelTable = KernelTable {
     fast_kernels: &[
         (
             DType::Q8_0,
-            crate::fast::q8_0_kernels::<crate::fast::scalar::Scalar>("scalar.q8_0"),
+            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q8_0>("scalar.q8_0"),
         ),
         (
             DType::Q4_0,
-            crate::fast::q8_0_kernels::<crate::fast::scalar::Scalar>("scalar.q4_0"),
+            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q4_0>("scalar.q4_0"),
         ),
         (
             DType::Q5_0,
-            crate::fast::q8_0_kernels::<crate::fast::scalar::Scalar>("scalar.q5_0"),
+            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q5_0>("scalar.q5_0"),
+        ),
+        (
+            DType::Q4_1,
+            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q4_1>("scalar.q4_1"),
+        ),
+        (
+            DType::Q5_1,
+            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q5_1>("scalar.q5_1"),
+        ),
+        (
+            DType::Q4K,
+            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q4K>("scalar.q4_k"),
+        ),
+        (
+            DType::Q5K,
+            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q5K>("scalar.q5_k"),
+        ),
+        (
+            DType::Q6K,
+            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q6K>("scalar.q6_k"),
         ),
     ],
     add_rms_norm: elementwise::add_rms_norm,

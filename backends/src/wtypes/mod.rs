@@ -20,6 +20,7 @@ mod q8_0;
 
 use gg_ops::{DType, WeightView};
 
+use crate::fast::pack::{PanelForm, SubBlock};
 use crate::kernels::{MatMulFn, RowFn};
 use crate::scalar;
 
@@ -41,7 +42,8 @@ pub trait WeightType: Send + Sync + 'static {
     /// The storage unit: one block (`BLOCK_LEN` elements).
     type Block: bytemuck::Pod + Send + Sync;
     const BLOCK_LEN: usize;
-    /// ggml's `vec_dot_type`: what integer kernels quantize the activations to.
+    /// ggml's `vec_dot_type`: the blocks the integer kernels quantize activations in (for every
+    /// quantized type here, 32-value blocks as Q8_0's, though to 16 bits: see [`crate::fast`]).
     const VEC_DOT_TYPE: DType;
     /// The specification: `blocks` to `out.len() == blocks.len() * BLOCK_LEN` values.
     fn dequantize(blocks: &[Self::Block], out: &mut [f32]);
@@ -49,6 +51,13 @@ pub trait WeightType: Send + Sync + 'static {
     /// quantized types, every value for float types), so a load can refuse NaN/Inf weights
     /// without dequantizing everything.
     fn is_finite(block: &Self::Block) -> bool;
+    /// How the fast precision's panels hold this type without loss, if they can.
+    const PANEL_FORM: Option<PanelForm> = None;
+    /// One block as `BLOCK_LEN / 32` panel sub-blocks, `value = scale · q + offset` exactly as
+    /// [`WeightType::dequantize`] gives it. Called only when `PANEL_FORM` is some.
+    fn panel_blocks(_block: &Self::Block, _out: &mut [SubBlock]) {
+        unreachable!("{} has no panel form", Self::DTYPE)
+    }
 }
 
 /// The index of the first block holding a NaN or an infinity, if any.
@@ -87,6 +96,8 @@ pub struct WeightKernels {
 pub struct WeightTypeInfo {
     pub dtype: DType,
     pub vec_dot_type: DType,
+    /// How the fast precision's panels hold it, if they can.
+    pub panel_form: Option<PanelForm>,
     /// [`first_non_finite`] for this type.
     pub first_non_finite: fn(WeightView<'_>) -> Option<usize>,
     /// The specification's kernels (the scalar tier).
@@ -98,6 +109,7 @@ pub const fn entry<W: WeightType>(name: &'static str) -> WeightTypeInfo {
     WeightTypeInfo {
         dtype: W::DTYPE,
         vec_dot_type: W::VEC_DOT_TYPE,
+        panel_form: W::PANEL_FORM,
         first_non_finite: first_non_finite::<W>,
         scalar: WeightKernels {
             name,

@@ -1,9 +1,11 @@
 //! Q4_0 weights: blocks of 32 values as one f16 scale and 32 nibbles (18 bytes); value `i` is
-//! `d · (q_i − 8)`. Symmetric, so the fast precision repacks it, losslessly, into the Q8_0 panels.
+//! `d · (q_i − 8)`. Symmetric: the fast precision's panels hold it, losslessly, in their Q8_0 form.
 
+use gg_ops::quant::legacy::SymmetricBlock;
 use gg_ops::{BlockQ4_0, DType, QK4_0};
 
 use super::{layout_agrees, WeightType};
+use crate::fast::pack::{PanelForm, SubBlock};
 
 pub struct Q4_0;
 
@@ -21,6 +23,13 @@ impl WeightType for Q4_0 {
 
     fn is_finite(block: &BlockQ4_0) -> bool {
         block.d.is_finite()
+    }
+
+    const PANEL_FORM: Option<PanelForm> = Some(PanelForm::Symmetric);
+
+    fn panel_blocks(block: &BlockQ4_0, out: &mut [SubBlock]) {
+        let (d, q) = block.scale_and_quants();
+        out[0] = SubBlock::symmetric(d.to_f32(), q);
     }
 }
 

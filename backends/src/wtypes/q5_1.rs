@@ -1,9 +1,11 @@
 //! Q5_1 weights: blocks of 32 values as f16 scale and minimum and 32 five-bit quants (24 bytes);
 //! value `i` is `d · q_i + m`.
+//! The fast precision's panels hold it losslessly in their offset form ([`crate::fast::pack`]).
 
 use gg_ops::{BlockQ5_1, DType, QK4_0};
 
 use super::{layout_agrees, WeightType};
+use crate::fast::pack::{PanelForm, SubBlock};
 
 pub struct Q5_1;
 
@@ -11,8 +13,7 @@ impl WeightType for Q5_1 {
     const DTYPE: DType = DType::Q5_1;
     type Block = BlockQ5_1;
     const BLOCK_LEN: usize = QK4_0;
-    // ggml pairs it with Q8_1 activations; no integer kernel here takes it yet, so f32.
-    const VEC_DOT_TYPE: DType = DType::F32;
+    const VEC_DOT_TYPE: DType = DType::Q8_0;
 
     fn dequantize(blocks: &[BlockQ5_1], out: &mut [f32]) {
         for (block, chunk) in blocks.iter().zip(out.chunks_exact_mut(QK4_0)) {
@@ -22,6 +23,12 @@ impl WeightType for Q5_1 {
 
     fn is_finite(block: &BlockQ5_1) -> bool {
         block.d.is_finite() && block.m.is_finite()
+    }
+
+    const PANEL_FORM: Option<PanelForm> = Some(PanelForm::Offset);
+
+    fn panel_blocks(block: &BlockQ5_1, out: &mut [SubBlock]) {
+        out[0] = SubBlock::offset(block.d.to_f32(), block.m.to_f32(), &block.quants());
     }
 }
 

@@ -1,8 +1,11 @@
 //! Q5_K weights: super-blocks of 256 values (176 bytes): as Q4_K with a 5th bit per quant.
+//! The fast precision's panels hold it losslessly in their offset form ([`crate::fast::pack`]).
 
+use gg_ops::quant::kquants::scale_min_k4;
 use gg_ops::{BlockQ5K, DType, QK_K};
 
 use super::{layout_agrees, WeightType};
+use crate::fast::pack::{PanelForm, SubBlock};
 
 pub struct Q5K;
 
@@ -10,8 +13,7 @@ impl WeightType for Q5K {
     const DTYPE: DType = DType::Q5K;
     type Block = BlockQ5K;
     const BLOCK_LEN: usize = QK_K;
-    // ggml pairs it with Q8K activations; no integer kernel here takes it yet, so f32.
-    const VEC_DOT_TYPE: DType = DType::F32;
+    const VEC_DOT_TYPE: DType = DType::Q8_0;
 
     fn dequantize(blocks: &[BlockQ5K], out: &mut [f32]) {
         for (block, chunk) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
@@ -21,6 +23,18 @@ impl WeightType for Q5K {
 
     fn is_finite(block: &BlockQ5K) -> bool {
         block.d.is_finite() && block.dmin.is_finite()
+    }
+
+    const PANEL_FORM: Option<PanelForm> = Some(PanelForm::Offset);
+
+    fn panel_blocks(block: &BlockQ5K, out: &mut [SubBlock]) {
+        // `d·sc_j` and `dmin·m_j` are products of an f16 and a 6-bit integer: exact in f32.
+        let (d, min) = (block.d.to_f32(), block.dmin.to_f32());
+        let q = block.quants();
+        for (j, (o, qj)) in out.iter_mut().zip(q.chunks_exact(32)).enumerate() {
+            let (sc, m) = scale_min_k4(j, &block.scales);
+            *o = SubBlock::offset(d * sc as f32, -(min * m as f32), qj);
+        }
     }
 }
 

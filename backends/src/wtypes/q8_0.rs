@@ -4,6 +4,7 @@
 use gg_ops::{BlockQ8_0, DType, QK8_0};
 
 use super::{layout_agrees, WeightType};
+use crate::fast::pack::{PanelForm, SubBlock};
 
 pub struct Q8_0;
 
@@ -19,6 +20,12 @@ impl WeightType for Q8_0 {
 
     fn is_finite(block: &BlockQ8_0) -> bool {
         block.d.is_finite()
+    }
+
+    const PANEL_FORM: Option<PanelForm> = Some(PanelForm::Symmetric);
+
+    fn panel_blocks(block: &BlockQ8_0, out: &mut [SubBlock]) {
+        out[0] = SubBlock::symmetric(block.d.to_f32(), block.qs);
     }
 }
 

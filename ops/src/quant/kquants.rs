@@ -338,6 +338,53 @@ impl BlockQ5K {
     }
 }
 
+impl BlockQ4K {
+    /// The 256 quants (0..16) in value order: value `i` of sub-block `j = i / 32` is
+    /// `d·sc_j · q_i − dmin·m_j` ([`scale_min_k4`]).
+    pub fn quants(&self) -> [u8; QK_K] {
+        std::array::from_fn(|i| {
+            let b = self.qs[32 * (i / 64) + i % 32];
+            if i % 64 < 32 {
+                b & 0x0f
+            } else {
+                b >> 4
+            }
+        })
+    }
+}
+
+impl BlockQ5K {
+    /// The 256 quants (0..32) in value order: value `i` of sub-block `j = i / 32` is
+    /// `d·sc_j · q_i − dmin·m_j` ([`scale_min_k4`]).
+    pub fn quants(&self) -> [u8; QK_K] {
+        std::array::from_fn(|i| {
+            let (c, l) = (i / 64, i % 64);
+            let b = self.qs[32 * c + l % 32];
+            let (nib, bit) = if l < 32 { (b & 0x0f, 2 * c) } else { (b >> 4, 2 * c + 1) };
+            nib | (((self.qh[l % 32] >> bit) & 1) << 4)
+        })
+    }
+}
+
+impl BlockQ6K {
+    /// The 256 signed quants (−32..32) in value order: value `i` is `d · sc_{i/16} · q_i`.
+    pub fn quants(&self) -> [i8; QK_K] {
+        std::array::from_fn(|i| {
+            let (h, r) = (i / 128, i % 128);
+            let (quarter, l) = (r / 32, r % 32);
+            let (ql, qh) = (&self.ql[64 * h..], &self.qh[32 * h..]);
+            let low = match quarter {
+                0 => ql[l] & 0x0f,
+                1 => ql[l + 32] & 0x0f,
+                2 => ql[l] >> 4,
+                _ => ql[l + 32] >> 4,
+            };
+            let high = (qh[l] >> (2 * quarter)) & 3;
+            (low | (high << 4)) as i8 - 32
+        })
+    }
+}
+
 impl BlockQ6K {
     /// ggml's `quantize_row_q6_K_ref` on one super-block.
     pub fn quantize(x: &[f32; QK_K]) -> Self {
@@ -432,6 +479,45 @@ mod tests {
             assert!(rel_err(&x, &y) < 0.06, "q5_k {seed}: {}", rel_err(&x, &y));
             BlockQ6K::quantize(&x).dequantize(&mut y);
             assert!(rel_err(&x, &y) < 0.03, "q6_k {seed}: {}", rel_err(&x, &y));
+        }
+    }
+
+    #[test]
+    fn quants_reproduce_the_dequantization() {
+        for seed in 0..10 {
+            let x = sample(seed);
+            let mut y = [0f32; QK_K];
+            let b = BlockQ4K::quantize(&x);
+            b.dequantize(&mut y);
+            let (d, min) = (b.d.to_f32(), b.dmin.to_f32());
+            for (i, &q) in b.quants().iter().enumerate() {
+                let (sc, m) = scale_min_k4(i / 32, &b.scales);
+                assert!(q < 16);
+                assert_eq!(
+                    (d * sc as f32 * q as f32 - min * m as f32).to_bits(),
+                    y[i].to_bits(),
+                    "q4_k {i}"
+                );
+            }
+            let b = BlockQ5K::quantize(&x);
+            b.dequantize(&mut y);
+            let (d, min) = (b.d.to_f32(), b.dmin.to_f32());
+            for (i, &q) in b.quants().iter().enumerate() {
+                let (sc, m) = scale_min_k4(i / 32, &b.scales);
+                assert!(q < 32);
+                assert_eq!(
+                    (d * sc as f32 * q as f32 - min * m as f32).to_bits(),
+                    y[i].to_bits(),
+                    "q5_k {i}"
+                );
+            }
+            let b = BlockQ6K::quantize(&x);
+            b.dequantize(&mut y);
+            for (i, &q) in b.quants().iter().enumerate() {
+                assert!((-32..32).contains(&q));
+                let want = b.d.to_f32() * b.scales[i / 16] as f32 * q as f32;
+                assert_eq!(want.to_bits(), y[i].to_bits(), "q6_k {i}");
+            }
         }
     }
 

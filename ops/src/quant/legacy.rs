@@ -203,6 +203,27 @@ impl BlockQ5_1 {
     }
 }
 
+impl BlockQ4_1 {
+    /// The 32 quants (0..16) in value order: value `i` is `d · q_i + m`.
+    pub fn quants(&self) -> [u8; QK4_0] {
+        std::array::from_fn(|i| {
+            if i < HALF {
+                self.qs[i] & 0x0f
+            } else {
+                self.qs[i - HALF] >> 4
+            }
+        })
+    }
+}
+
+impl BlockQ5_1 {
+    /// The 32 quants (0..32) in value order: value `i` is `d · q_i + m`.
+    pub fn quants(&self) -> [u8; QK4_0] {
+        let qh = u32::from_le_bytes(self.qh);
+        std::array::from_fn(|i| quant(&self.qs, qh, i))
+    }
+}
+
 /// The symmetric types as (scale, 32 signed quants), exactly: `value_i = d · q_i`. What the
 /// Q8_0-shaped integer kernels take, so Q4_0 and Q5_0 run on them without loss.
 pub trait SymmetricBlock {
@@ -261,6 +282,26 @@ mod tests {
             assert!(max_err(&x, &y) <= (max - min) / 15.0 * 0.51 + 1e-3, "q4_1 {seed}");
             BlockQ5_1::quantize(&x).dequantize(&mut y);
             assert!(max_err(&x, &y) <= (max - min) / 31.0 * 0.51 + 1e-3, "q5_1 {seed}");
+        }
+    }
+
+    #[test]
+    fn offset_quants_reproduce_the_dequantization() {
+        for seed in 0..20 {
+            let x = sample(seed);
+            let mut y = [0f32; QK4_0];
+            let b = BlockQ4_1::quantize(&x);
+            b.dequantize(&mut y);
+            for (i, &q) in b.quants().iter().enumerate() {
+                assert!(q < 16);
+                assert_eq!((q as f32 * b.d.to_f32() + b.m.to_f32()).to_bits(), y[i].to_bits());
+            }
+            let b = BlockQ5_1::quantize(&x);
+            b.dequantize(&mut y);
+            for (i, &q) in b.quants().iter().enumerate() {
+                assert!(q < 32);
+                assert_eq!((q as f32 * b.d.to_f32() + b.m.to_f32()).to_bits(), y[i].to_bits());
+            }
         }
     }
 

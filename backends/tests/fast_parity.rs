@@ -1,0 +1,315 @@
+//! The fast precision's kernels: every tier's block quantizer and integer matmuls against the
+//! scalar specification, bit for bit, in every panel form (symmetric Q8_0/Q4_0/Q5_0, offset
+//! Q4_1/Q5_1/Q4_K/Q5_K, halves Q6_K); the panels against the types' dequantization; the
+//! specification against its definition. Backends this CPU lacks are skipped with a message.
+
+use gg_backends::fast::{FastKernels, PanelForm};
+use gg_backends::{Activations, Backend, Par, WeightView};
+use gg_ops::testing::XorShift;
+use gg_ops::{BlockQ4_0, BlockQ5_0, BlockQ8_0, DType};
+
+mod common;
+use common::{assert_close, simd_backends, W};
+
+/// Every type the fast kernels take, with its panel form.
+const FAST_TYPES: [(DType, PanelForm); 8] = [
+    (DType::Q8_0, PanelForm::Symmetric),
+    (DType::Q4_0, PanelForm::Symmetric),
+    (DType::Q5_0, PanelForm::Symmetric),
+    (DType::Q4_1, PanelForm::Offset),
+    (DType::Q5_1, PanelForm::Offset),
+    (DType::Q4K, PanelForm::Offset),
+    (DType::Q5K, PanelForm::Offset),
+    (DType::Q6K, PanelForm::Halves),
+];
+
+/// A tier's fast kernels for a type.
+fn kernels_for(b: Backend, dtype: DType) -> &'static FastKernels {
+    b.table()
+        .unwrap()
+        .fast(dtype)
+        .unwrap_or_else(|| panic!("{b} has fast kernels for {dtype}"))
+}
+
+/// Tiers with fast kernels, and the scalar specification's.
+fn fast_kernels(b: Backend) -> &'static FastKernels {
+    kernels_for(b, DType::Q8_0)
+}
+
+#[test]
+fn fast_quantization_matches_the_spec() {
+    // Every tier's block quantizer equals the specification bit for bit: ties, zeros,
+    // extremes, and non-finite blocks (d = NaN).
+    let mut rng = XorShift(9);
+    let mut blocks: Vec<Vec<f32>> = (0..200).map(|_| rng.vec(32)).collect();
+    blocks.push(vec![0.0; 32]);
+    blocks.push((0..32).map(|i| (i as f32 - 16.0) * 0.5).collect()); // many exact ties
+    blocks.push((0..32).map(|i| if i == 3 { 1e-30 } else { 0.0 }).collect());
+    blocks.push((0..32).map(|i| if i == 7 { f32::NAN } else { 1.0 }).collect());
+    blocks.push((0..32).map(|i| if i == 31 { f32::NEG_INFINITY } else { 1.0 }).collect());
+    blocks.push((0..32).map(|i| 3e38 * if i % 2 == 0 { 1.0 } else { -1.0 }).collect());
+    for b in simd_backends() {
+        let f = fast_kernels(b).quantize;
+        for (n, x) in blocks.iter().enumerate() {
+            let (mut want, mut got) = ([0i16; 32], [1i16; 32]);
+            let dw = gg_backends::fast::quantize_block(x, &mut want);
+            let dg = f(x, &mut got);
+            assert_eq!(want, got, "{b} quants of block {n}");
+            assert!(
+                dw.to_bits() == dg.to_bits() || (dw.is_nan() && dg.is_nan()),
+                "{b} scale of block {n}: {dw} vs {dg}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fast_matmuls_match_scalar_bit_for_bit() {
+    // Every tier, every form: the same integer sums and f32 operations as the specification.
+    let mut rng = XorShift(77);
+    let team = gg_backends::Team::new(2).unwrap();
+    for (dtype, _) in FAST_TYPES {
+        let scalar = kernels_for(Backend::Scalar, dtype);
+        let kquant = dtype.block_len() == 256;
+        // Q8_0 (the hot type) over every shape; the others over fewer, with tails still.
+        let (ks, rows_set, ns): (&[usize], &[usize], &[usize]) = match dtype {
+            DType::Q8_0 => (&[32, 96, 768], &[1, 3, 8, 9, 16, 17, 40], &[1, 5, 16, 17, 40, 300]),
+            _ if kquant => (&[256, 768], &[1, 5, 17, 40], &[1, 17, 40]),
+            _ => (&[32, 96, 768], &[1, 5, 17, 40], &[1, 17, 40]),
+        };
+        for b in simd_backends() {
+            let kern = kernels_for(b, dtype);
+            for &k in ks {
+                for &rows in rows_set {
+                    for &n in ns {
+                        for geglu in [false, true] {
+                            let groups = if geglu { 2 } else { 1 };
+                            let w = W::new(dtype, groups * n, k, &rng.vec(groups * n * k));
+                            let (ps, pk) = (
+                                (scalar.pack)(w.view(), groups).unwrap(),
+                                (kern.pack)(w.view(), groups).unwrap(),
+                            );
+                            let stride = k + 5;
+                            let xs = rng.vec(rows * stride);
+                            let x = Activations {
+                                data: &xs[3..],
+                                rows,
+                                k,
+                                stride,
+                            };
+                            let f = |kk: &FastKernels, p, par| {
+                                let mut out = vec![f32::NAN; rows * n];
+                                if geglu {
+                                    (kk.matmul_geglu)(x, p, &mut out, n, par);
+                                } else {
+                                    (kk.matmul)(x, p, &mut out, n, par);
+                                }
+                                out
+                            };
+                            let want = f(scalar, &ps, Par::SERIAL);
+                            for par in [Par::SERIAL, Par { threads: 2 }] {
+                                let got = team.install(|| f(kern, &pk, par));
+                                let what = format!(
+                                    "{} fast {dtype} matmul (geglu {geglu}) rows {rows} k {k} n {n}",
+                                    kern.name
+                                );
+                                if geglu {
+                                    // The tiers' GELU differs from the scalar one by rounding.
+                                    assert_close(&want, &got, &what);
+                                } else {
+                                    let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+                                    assert!(same, "{what}: not bit-identical to the scalar spec");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn panels_hold_every_type_exactly() {
+    // A panel's quants, scales and offsets give back each weight value exactly as the type's
+    // dequantization (the specification) does, bit for bit; the form is the type's.
+    let mut rng = XorShift(21);
+    for (dtype, form) in FAST_TYPES {
+        let (n, k) = (21, 512);
+        let w = W::new(dtype, n, k, &rng.vec(n * k));
+        let kern = kernels_for(Backend::Scalar, dtype);
+        let p = (kern.pack)(w.view(), 1).unwrap();
+        assert_eq!(p.form(), form, "{dtype}");
+        let table = Backend::Scalar.table().unwrap();
+        let (spec, _) = table.weight(dtype).unwrap();
+        let mut row = vec![0f32; k];
+        for r in 0..n {
+            (spec.dequantize_row)(w.view(), r, 0, &mut row);
+            for (c, &want) in row.iter().enumerate() {
+                let got = gg_backends::fast::pack::value_at(&p, 0, r, c);
+                assert_eq!(got as f32, want, "{dtype} row {r} column {c}");
+            }
+        }
+        for r in n..p.panels() * 16 {
+            for c in 0..k {
+                assert_eq!(gg_backends::fast::pack::value_at(&p, 0, r, c), 0.0, "padding row {r}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_matmul_is_exact_weights_times_16_bit_activations() {
+    // The specification against its definition, in f64: the file's exact weight values (the
+    // dequantization) times the activations' 16-bit block values, per type. Only the f32
+    // accumulation differs, so the outputs agree to a few ulps of the terms' scale.
+    let mut rng = XorShift(23);
+    let table = Backend::Scalar.table().unwrap();
+    for (dtype, _) in FAST_TYPES {
+        let (rows, n, k) = (7, 19, 768);
+        let w = W::new(dtype, n, k, &rng.vec(n * k));
+        let xs = rng.vec(rows * k);
+        let kern = kernels_for(Backend::Scalar, dtype);
+        let p = (kern.pack)(w.view(), 1).unwrap();
+        let mut got = vec![0f32; rows * n];
+        (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut got, n, Par::SERIAL);
+        let (spec, _) = table.weight(dtype).unwrap();
+        let mut wrow = vec![0f32; k];
+        for t in 0..rows {
+            let mut q = vec![0i16; k];
+            let mut d = vec![0f32; k / 32];
+            gg_backends::fast::quantize_row(&xs[t * k..(t + 1) * k], &mut q, &mut d);
+            for j in 0..n {
+                (spec.dequantize_row)(w.view(), j, 0, &mut wrow);
+                let (mut want, mut mag) = (0f64, 0f64);
+                for c in 0..k {
+                    let x = q[c] as f64 * d[c / 32] as f64;
+                    want += wrow[c] as f64 * x;
+                    mag += (wrow[c] as f64 * x).abs();
+                }
+                let err = (got[t * n + j] as f64 - want).abs();
+                assert!(
+                    err <= 1e-6 * mag,
+                    "{dtype} token {t} row {j}: {} vs {want} (terms {mag})",
+                    got[t * n + j]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_kernels_take_q4_0_and_q5_0_as_the_q8_0_they_equal() {
+    // Q4_0/Q5_0 blocks are Q8_0 blocks with fewer levels: packed, they are the panels of the
+    // equivalent Q8_0 weight byte for byte, so every fast kernel (tested above on Q8_0) gives
+    // exactly the same outputs on them; and every tier registers them.
+    use gg_ops::quant::legacy::SymmetricBlock;
+    let mut rng = XorShift(11);
+    let (n, k) = (40, 96);
+    let vals = rng.vec(n * k);
+    for (dtype, q8) in [
+        (DType::Q4_0, {
+            let b: Vec<BlockQ8_0> = vals
+                .chunks_exact(32)
+                .map(|c| {
+                    let (d, qs) = BlockQ4_0::quantize(c.try_into().unwrap()).scale_and_quants();
+                    BlockQ8_0 { d, qs }
+                })
+                .collect();
+            b
+        }),
+        (DType::Q5_0, {
+            let b: Vec<BlockQ8_0> = vals
+                .chunks_exact(32)
+                .map(|c| {
+                    let (d, qs) = BlockQ5_0::quantize(c.try_into().unwrap()).scale_and_quants();
+                    BlockQ8_0 { d, qs }
+                })
+                .collect();
+            b
+        }),
+    ] {
+        let w = W::new(dtype, n, k, &vals);
+        let q8_view = WeightView::new(DType::Q8_0, n, k, bytemuck::cast_slice(&q8)).unwrap();
+        for b in std::iter::once(Backend::Scalar).chain(simd_backends()) {
+            let kern = kernels_for(b, dtype);
+            let packed = (kern.pack)(w.view(), 1).unwrap();
+            let reference = (kernels_for(b, DType::Q8_0).pack)(q8_view, 1).unwrap();
+            for p in 0..packed.panels() {
+                assert_eq!(packed.panel(0, p), reference.panel(0, p), "{b} {dtype} panel {p}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_matmul_rows_do_not_depend_on_their_batch() {
+    // A token's outputs are the same alone, at any position of a batch, and at any thread
+    // count, on every tier and in every form (bit for bit).
+    let mut rng = XorShift(31);
+    let (k, n, rows) = (256, 48, 37);
+    let xs = rng.vec(rows * k);
+    let team = gg_backends::Team::new(2).unwrap();
+    let mut tiers = simd_backends();
+    tiers.push(Backend::Scalar);
+    for (b, (dtype, _)) in tiers.iter().flat_map(|&b| FAST_TYPES.map(|t| (b, t))) {
+        let w = W::new(dtype, n, k, &rng.vec(n * k));
+        let kern = kernels_for(b, dtype);
+        let p = (kern.pack)(w.view(), 1).unwrap();
+        let mut all = vec![0f32; rows * n];
+        team.install(|| (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut all, n, Par { threads: 2 }));
+        for t in [0, 15, 16, 17, 36] {
+            let mut alone = vec![0f32; n];
+            (kern.matmul)(
+                Activations::dense(&xs[t * k..(t + 1) * k], 1, k),
+                &p,
+                &mut alone,
+                n,
+                Par::SERIAL,
+            );
+            assert_eq!(
+                &all[t * n..(t + 1) * n],
+                &alone[..],
+                "{b} {dtype}: token {t} alone vs in a batch of {rows}"
+            );
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_fast_path_without_vnni_matches_scalar_bit_for_bit() {
+    // CPUs with AVX-512BW but no VNNI (Skylake-X) take `vpmaddwd` + `vpaddd`; held to that path
+    // here whatever this CPU has.
+    if !Backend::Avx512.is_available() {
+        eprintln!("skipping: no AVX-512 here");
+        return;
+    }
+    let scalar = fast_kernels(Backend::Scalar);
+    let bw = gg_backends::avx512::fast::without_vnni();
+    let mut rng = XorShift(91);
+    for (rows, k, n) in [(1usize, 32usize, 16usize), (9, 96, 40), (17, 768, 33)] {
+        for groups in [1usize, 2] {
+            let w = W::new(DType::Q8_0, groups * n, k, &rng.vec(groups * n * k));
+            let (ps, pb) = (
+                (scalar.pack)(w.view(), groups).unwrap(),
+                (bw.pack)(w.view(), groups).unwrap(),
+            );
+            let xs = rng.vec(rows * k);
+            let x = Activations::dense(&xs, rows, k);
+            let (mut want, mut got) = (vec![0f32; rows * n], vec![1f32; rows * n]);
+            if groups == 1 {
+                (scalar.matmul)(x, &ps, &mut want, n, Par::SERIAL);
+                (bw.matmul)(x, &pb, &mut got, n, Par::SERIAL);
+                assert!(
+                    want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "rows {rows} k {k} n {n}: not bit-identical"
+                );
+            } else {
+                (scalar.matmul_geglu)(x, &ps, &mut want, n, Par::SERIAL);
+                (bw.matmul_geglu)(x, &pb, &mut got, n, Par::SERIAL);
+                assert_close(&want, &got, &format!("geglu rows {rows} k {k} n {n}"));
+            }
+        }
+    }
+}
