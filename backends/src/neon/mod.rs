@@ -1,6 +1,6 @@
 //! The NEON tier (aarch64, where Advanced SIMD is always present). It starts from the scalar
-//! table and overrides the fast precision's Q8_0 kernels (16-bit widening multiply-accumulate
-//! over the packed panels) and attention's vector primitives (4-lane FMA, two chains summed
+//! table and overrides the fast precision's integer kernels for every quantized type (16-bit
+//! widening multiply-accumulate over the packed panels, all three forms) and attention's vector primitives (4-lane FMA, two chains summed
 //! in the scalar kernel's order). The exact precision's matmuls and the row-wise ops keep the
 //! scalar specification for now.
 //!

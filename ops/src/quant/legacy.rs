@@ -225,7 +225,7 @@ impl BlockQ5_1 {
 }
 
 /// The symmetric types as (scale, 32 signed quants), exactly: `value_i = d · q_i`. What the
-/// Q8_0-shaped integer kernels take, so Q4_0 and Q5_0 run on them without loss.
+/// symmetric panels of the integer kernels take, so Q4_0 and Q5_0 run on them without loss.
 pub trait SymmetricBlock {
     fn scale_and_quants(&self) -> (f16, [i8; QK4_0]);
 }
