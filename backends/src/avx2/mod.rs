@@ -115,40 +115,7 @@ pub(crate) const TABLE: KernelTable = KernelTable {
             matmul::weight_kernels::<matmul::Spec<wt::Q6K>, matmul::Avx2Tiles>("avx2.q6_k"),
         ),
     ],
-    fast_kernels: &[
-        (
-            DType::Q8_0,
-            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q8_0>("avx2.q8_0"),
-        ),
-        (
-            DType::Q4_0,
-            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q4_0>("avx2.q4_0"),
-        ),
-        (
-            DType::Q5_0,
-            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q5_0>("avx2.q5_0"),
-        ),
-        (
-            DType::Q4_1,
-            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q4_1>("avx2.q4_1"),
-        ),
-        (
-            DType::Q5_1,
-            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q5_1>("avx2.q5_1"),
-        ),
-        (
-            DType::Q4K,
-            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q4K>("avx2.q4_k"),
-        ),
-        (
-            DType::Q5K,
-            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q5K>("avx2.q5_k"),
-        ),
-        (
-            DType::Q6K,
-            crate::fast::kernels::<fast::Avx2Fast, crate::wtypes::Q6K>("avx2.q6_k"),
-        ),
-    ],
+    fast_kernels: crate::fast::fast_kernel_list!(fast::Avx2Fast, "avx2"),
     attention,
     ..scalar::TABLE
 };

@@ -252,40 +252,8 @@ static KERNELS: KernelTable = KernelTable {
             mm::weight_kernels::<mm::Spec<wt::Q6K>, Avx512Tiles>("avx512.q6_k"),
         ),
     ],
-    fast_kernels: &[
-        (
-            DType::Q8_0,
-            crate::fast::kernels::<fast::Avx512Fast, crate::wtypes::Q8_0>("avx512.q8_0"),
-        ),
-        (
-            DType::Q4_0,
-            crate::fast::kernels::<fast::Avx512Fast, crate::wtypes::Q4_0>("avx512.q4_0"),
-        ),
-        (
-            DType::Q5_0,
-            crate::fast::kernels::<fast::Avx512Fast, crate::wtypes::Q5_0>("avx512.q5_0"),
-        ),
-        (
-            DType::Q4_1,
-            crate::fast::kernels::<crate::avx2::fast::Avx2Fast, crate::wtypes::Q4_1>("avx2.q4_1"),
-        ),
-        (
-            DType::Q5_1,
-            crate::fast::kernels::<crate::avx2::fast::Avx2Fast, crate::wtypes::Q5_1>("avx2.q5_1"),
-        ),
-        (
-            DType::Q4K,
-            crate::fast::kernels::<crate::avx2::fast::Avx2Fast, crate::wtypes::Q4K>("avx2.q4_k"),
-        ),
-        (
-            DType::Q5K,
-            crate::fast::kernels::<crate::avx2::fast::Avx2Fast, crate::wtypes::Q5K>("avx2.q5_k"),
-        ),
-        (
-            DType::Q6K,
-            crate::fast::kernels::<crate::avx2::fast::Avx2Fast, crate::wtypes::Q6K>("avx2.q6_k"),
-        ),
-    ],
+    // The offset and halves forms run the AVX2 kernels (see `fast::symmetric_only`).
+    fast_kernels: crate::fast::fast_kernel_list!(fast::Avx512Fast, "avx512"; crate::avx2::fast::Avx2Fast, "avx2"),
     attention: attention_kernel,
     ..avx2::TABLE
 };

@@ -95,7 +95,7 @@ fn round_clamp(v: f32) -> i16 {
 /// that uses them, laid out for the kernels: value pairs `(2p, 2p + 1)` of every token side by
 /// side (`pairs[p · TOKEN_TILE + t]`, two i16 in one i32), so a register tile broadcasts
 /// token `t`'s pair from a fixed offset; block scales likewise (`d[b · TOKEN_TILE + t]`), and
-/// block sums `Σx = (Σq as f32) · d` for the offset form (`sums[b · TOKEN_TILE + t]`).
+/// block sums `Σx = (Σq as f32) · d`, made only for the offset form (`sums[b · TOKEN_TILE + t]`).
 ///
 /// The arrays start uninitialized (zeroing 136 KB per kernel call cost more than the
 /// quantization itself); [`QTile::fill`] writes every entry of tokens `0..tokens`, and only
@@ -104,12 +104,15 @@ pub struct QTile {
     pairs: [MaybeUninit<i32>; TOKEN_TILE * MAX_K / 2],
     d: [MaybeUninit<f32>; TOKEN_TILE * MAX_K / QBLOCK],
     sums: [MaybeUninit<f32>; TOKEN_TILE * MAX_K / QBLOCK],
+    /// Whether [`QTile::fill`] writes the block sums (only the offset form reads them).
+    with_sums: bool,
     pub k: usize,
     pub tokens: usize,
 }
 
 impl QTile {
-    pub fn new(k: usize) -> QTile {
+    /// A tile for rows of `k` values, keeping block sums when `with_sums`.
+    pub fn new(k: usize, with_sums: bool) -> QTile {
         assert!(
             k <= MAX_K && k.is_multiple_of(QBLOCK),
             "fast kernels take k ≤ {MAX_K} in blocks of {QBLOCK}, got {k}"
@@ -118,6 +121,7 @@ impl QTile {
             pairs: [MaybeUninit::uninit(); TOKEN_TILE * MAX_K / 2],
             d: [MaybeUninit::uninit(); TOKEN_TILE * MAX_K / QBLOCK],
             sums: [MaybeUninit::uninit(); TOKEN_TILE * MAX_K / QBLOCK],
+            with_sums,
             k,
             tokens: 0,
         }
@@ -151,10 +155,10 @@ impl QTile {
     #[inline]
     pub fn sum(&self, t: usize, b: usize) -> f32 {
         assert!(
-            t < self.tokens && b < self.k / QBLOCK,
-            "sum ({t}, {b}) outside the filled tile"
+            self.with_sums && t < self.tokens && b < self.k / QBLOCK,
+            "sum ({t}, {b}) outside the filled tile, or a tile without sums"
         );
-        // SAFETY: `fill` wrote every sum of tokens 0..tokens (checked above).
+        // SAFETY: `fill` wrote every sum of tokens 0..tokens of a tile with sums (checked above).
         unsafe { self.sums[b * TOKEN_TILE + t].assume_init() }
     }
 
@@ -177,8 +181,10 @@ impl QTile {
             quantize(x.row(r), &mut q[..k], &mut d[..nb]);
             for (b, (&s, qb)) in d[..nb].iter().zip(q[..k].chunks_exact(QBLOCK)).enumerate() {
                 self.d[b * TOKEN_TILE + t] = MaybeUninit::new(s);
-                let isum: i32 = qb.iter().map(|&v| v as i32).sum();
-                self.sums[b * TOKEN_TILE + t] = MaybeUninit::new(isum as f32 * s);
+                if self.with_sums {
+                    let isum: i32 = qb.iter().map(|&v| v as i32).sum();
+                    self.sums[b * TOKEN_TILE + t] = MaybeUninit::new(isum as f32 * s);
+                }
             }
             for (p, pair) in q[..k].chunks_exact(2).enumerate() {
                 let v = (pair[0] as u16 as u32 | (pair[1] as u16 as u32) << 16) as i32;
@@ -259,7 +265,7 @@ fn drive<T: FastTier>(
     check(&x, w, out, n);
     let ptr = OutPtr::new(out);
     let work = |p0: usize, p1: usize| {
-        let mut tile = QTile::new(x.k);
+        let mut tile = QTile::new(x.k, w.form() == PanelForm::Offset);
         let mut vals = [[0f32; PANEL]; TOKEN_TILE];
         for t0 in (0..x.rows).step_by(TOKEN_TILE) {
             let t1 = (t0 + TOKEN_TILE).min(x.rows);
@@ -322,6 +328,35 @@ pub const fn kernels<T: FastTier, W: WeightType>(name: &'static str) -> FastKern
         max_k: MAX_K,
     }
 }
+
+/// A tier's `fast_kernels` list: every quantized type, each entry named `<prefix>.<type>`. With
+/// two tiers, the symmetric types (Q8_0, Q4_0, Q5_0) run the first one's kernels and the offset
+/// and halves types the second's (a tier may lend them from a narrower one it contains).
+/// Adding a quantized type to the fast precision is one line here.
+macro_rules! fast_kernel_list {
+    ($tier:ty, $prefix:literal) => {
+        $crate::fast::fast_kernel_list!($tier, $prefix; $tier, $prefix)
+    };
+    ($sym:ty, $sym_prefix:literal; $other:ty, $other_prefix:literal) => {
+        &[
+            $crate::fast::fast_kernel_list!(@entry $sym, $sym_prefix, Q8_0, "q8_0"),
+            $crate::fast::fast_kernel_list!(@entry $sym, $sym_prefix, Q4_0, "q4_0"),
+            $crate::fast::fast_kernel_list!(@entry $sym, $sym_prefix, Q5_0, "q5_0"),
+            $crate::fast::fast_kernel_list!(@entry $other, $other_prefix, Q4_1, "q4_1"),
+            $crate::fast::fast_kernel_list!(@entry $other, $other_prefix, Q5_1, "q5_1"),
+            $crate::fast::fast_kernel_list!(@entry $other, $other_prefix, Q4K, "q4_k"),
+            $crate::fast::fast_kernel_list!(@entry $other, $other_prefix, Q5K, "q5_k"),
+            $crate::fast::fast_kernel_list!(@entry $other, $other_prefix, Q6K, "q6_k"),
+        ]
+    };
+    (@entry $tier:ty, $prefix:literal, $ty:ident, $name:literal) => {
+        (
+            gg_ops::DType::$ty,
+            $crate::fast::kernels::<$tier, $crate::wtypes::$ty>(concat!($prefix, ".", $name)),
+        )
+    };
+}
+pub(crate) use fast_kernel_list;
 
 #[cfg(test)]
 mod tests {

@@ -17,7 +17,7 @@
 //! - [`PanelForm::Halves`] (Q6_K, whose scales cover 16 values): `value = s_h · q` with one scale
 //!   for columns 0..16 and one for 16..32.
 
-use gg_ops::{DType, WeightView};
+use gg_ops::WeightView;
 
 use super::QBLOCK;
 use crate::wtypes::WeightType;
@@ -55,14 +55,12 @@ impl PanelForm {
 
     /// Bytes of one panel block in this form.
     pub const fn block_bytes(self) -> usize {
-        match self {
-            PanelForm::Symmetric => PANEL_BLOCK_BYTES,
-            PanelForm::Offset | PanelForm::Halves => PANEL_BLOCK_BYTES + PANEL * 4,
-        }
+        form_block_bytes(self.id())
     }
 }
 
-/// The stride of one panel block of the form `FORM` (a kernel's const parameter).
+/// The stride of one panel block of the form with id `form` (a kernel's const parameter):
+/// the symmetric form has no second f32 set.
 pub const fn form_block_bytes(form: u8) -> usize {
     if form == SYMMETRIC {
         PANEL_BLOCK_BYTES
@@ -107,12 +105,6 @@ impl SubBlock {
             scale: [d; 2],
             offset,
         }
-    }
-
-    /// The value in column `c`, in f64 (exact for every form: products of ≤ 24-bit f32
-    /// scales and 8-bit quants, plus an f32 offset).
-    pub fn value(&self, c: usize) -> f64 {
-        self.scale[c / 16] as f64 * self.q[c] as f64 + self.offset as f64
     }
 }
 
@@ -172,10 +164,8 @@ impl PackedQ8 {
     }
 }
 
-/// Whether the panels take weights of this type.
-pub fn packs(dtype: DType) -> bool {
-    crate::wtypes::info(dtype).is_some_and(|i| i.panel_form.is_some())
-}
+/// Most 32-value sub-blocks in one block of a type (a K-quant's 256 values).
+const MAX_SUB_BLOCKS: usize = 8;
 
 /// Repack a weight of `groups · rows` rows of type `W` into panels per group, in `W`'s form.
 pub fn pack<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<PackedQ8, String> {
@@ -189,7 +179,14 @@ pub fn pack<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<PackedQ8,
         return Err(format!("{} rows do not split into {groups} groups", w.rows()));
     }
     let (rows, cols) = (w.rows() / groups, w.cols());
-    if !cols.is_multiple_of(W::BLOCK_LEN) || !W::BLOCK_LEN.is_multiple_of(QBLOCK) {
+    if !W::BLOCK_LEN.is_multiple_of(QBLOCK) || W::BLOCK_LEN > MAX_SUB_BLOCKS * QBLOCK {
+        return Err(format!(
+            "{} blocks of {} values do not split into at most {MAX_SUB_BLOCKS} panel sub-blocks",
+            W::DTYPE,
+            W::BLOCK_LEN
+        ));
+    }
+    if !cols.is_multiple_of(W::BLOCK_LEN) {
         return Err(format!("rows of {cols} do not hold whole {} blocks", W::DTYPE));
     }
     let (nb, per_block) = (cols / QBLOCK, W::BLOCK_LEN / QBLOCK);
@@ -204,7 +201,7 @@ pub fn pack<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<PackedQ8,
     };
     let out: &mut [u8] = bytemuck::cast_slice_mut(&mut packed.lines);
     let blocks = w.cast::<W::Block>();
-    let mut subs = [SubBlock::ZERO; 8];
+    let mut subs = [SubBlock::ZERO; MAX_SUB_BLOCKS];
     let subs = &mut subs[..per_block];
     for g in 0..groups {
         for row in 0..rows {

@@ -10,8 +10,6 @@
 pub mod fast;
 pub mod simd;
 
-use gg_ops::DType;
-
 use crate::kernels::KernelTable;
 use crate::scalar::{self, attention};
 use crate::Backend;
@@ -53,40 +51,7 @@ fn attention(args: crate::kernels::AttentionArgs<'_>, par: crate::kernels::Par) 
 
 static KERNELS: KernelTable = KernelTable {
     backend: Backend::Neon,
-    fast_kernels: &[
-        (
-            DType::Q8_0,
-            crate::fast::kernels::<fast::NeonFast, crate::wtypes::Q8_0>("neon.q8_0"),
-        ),
-        (
-            DType::Q4_0,
-            crate::fast::kernels::<fast::NeonFast, crate::wtypes::Q4_0>("neon.q4_0"),
-        ),
-        (
-            DType::Q5_0,
-            crate::fast::kernels::<fast::NeonFast, crate::wtypes::Q5_0>("neon.q5_0"),
-        ),
-        (
-            DType::Q4_1,
-            crate::fast::kernels::<fast::NeonFast, crate::wtypes::Q4_1>("neon.q4_1"),
-        ),
-        (
-            DType::Q5_1,
-            crate::fast::kernels::<fast::NeonFast, crate::wtypes::Q5_1>("neon.q5_1"),
-        ),
-        (
-            DType::Q4K,
-            crate::fast::kernels::<fast::NeonFast, crate::wtypes::Q4K>("neon.q4_k"),
-        ),
-        (
-            DType::Q5K,
-            crate::fast::kernels::<fast::NeonFast, crate::wtypes::Q5K>("neon.q5_k"),
-        ),
-        (
-            DType::Q6K,
-            crate::fast::kernels::<fast::NeonFast, crate::wtypes::Q6K>("neon.q6_k"),
-        ),
-    ],
+    fast_kernels: crate::fast::fast_kernel_list!(fast::NeonFast, "neon"),
     attention,
     ..scalar::TABLE
 };

@@ -5,8 +5,6 @@ pub mod elementwise;
 pub mod head;
 pub mod matmul;
 
-use gg_ops::DType;
-
 use crate::kernels::KernelTable;
 use crate::Backend;
 
@@ -16,40 +14,7 @@ pub const TABLE: KernelTable = KernelTable {
     backend: Backend::Scalar,
     // The registry's own entries are the scalar kernels.
     weight_kernels: &[],
-    fast_kernels: &[
-        (
-            DType::Q8_0,
-            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q8_0>("scalar.q8_0"),
-        ),
-        (
-            DType::Q4_0,
-            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q4_0>("scalar.q4_0"),
-        ),
-        (
-            DType::Q5_0,
-            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q5_0>("scalar.q5_0"),
-        ),
-        (
-            DType::Q4_1,
-            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q4_1>("scalar.q4_1"),
-        ),
-        (
-            DType::Q5_1,
-            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q5_1>("scalar.q5_1"),
-        ),
-        (
-            DType::Q4K,
-            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q4K>("scalar.q4_k"),
-        ),
-        (
-            DType::Q5K,
-            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q5K>("scalar.q5_k"),
-        ),
-        (
-            DType::Q6K,
-            crate::fast::kernels::<crate::fast::scalar::Scalar, crate::wtypes::Q6K>("scalar.q6_k"),
-        ),
-    ],
+    fast_kernels: crate::fast::fast_kernel_list!(crate::fast::scalar::Scalar, "scalar"),
     add_rms_norm: elementwise::add_rms_norm,
     residual_norm: elementwise::residual_norm,
     rms_norm: elementwise::rms_norm,

@@ -96,8 +96,6 @@ pub struct WeightKernels {
 pub struct WeightTypeInfo {
     pub dtype: DType,
     pub vec_dot_type: DType,
-    /// How the fast precision's panels hold it, if they can.
-    pub panel_form: Option<PanelForm>,
     /// [`first_non_finite`] for this type.
     pub first_non_finite: fn(WeightView<'_>) -> Option<usize>,
     /// The specification's kernels (the scalar tier).
@@ -109,7 +107,6 @@ pub const fn entry<W: WeightType>(name: &'static str) -> WeightTypeInfo {
     WeightTypeInfo {
         dtype: W::DTYPE,
         vec_dot_type: W::VEC_DOT_TYPE,
-        panel_form: W::PANEL_FORM,
         first_non_finite: first_non_finite::<W>,
         scalar: WeightKernels {
             name,
