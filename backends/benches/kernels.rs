@@ -2,6 +2,7 @@
 //! `cargo bench -p gg-backends --bench kernels`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use gg_backends::fast::{qrow_words, QRows};
 use gg_backends::kernels::{AttentionArgs, AttentionIo};
 use gg_backends::team::parallel_for;
 use gg_backends::{Activations, Backend, Par, SeqSpan, Team, WeightView};
@@ -36,10 +37,17 @@ fn bench(c: &mut Criterion) {
             g.bench_function(format!("{}/exact", b.name()), |bn| {
                 bn.iter(|| (kern.matmul)(Activations::dense(&x, rows, k), wv, &mut out, n, Par::SERIAL))
             });
+            // The fast precision as a lowered program runs it: the rows quantized once into
+            // planned memory, then the integer kernels.
             let fast = table.fast(DType::Q8_0).unwrap();
             let packed = (fast.pack)(wv, 1).unwrap();
+            let mut words = vec![0u32; rows * qrow_words(k)];
             g.bench_function(format!("{}/fast", b.name()), |bn| {
-                bn.iter(|| (fast.matmul)(Activations::dense(&x, rows, k), &packed, &mut out, n, Par::SERIAL))
+                bn.iter(|| {
+                    (fast.quantize_rows)(Activations::dense(&x, rows, k), None, &mut words, false, Par::SERIAL);
+                    let q = QRows::new(&words, k, rows, false);
+                    (fast.matmul_q)(&q, &packed, &mut out, n, Par::SERIAL)
+                })
             });
         }
         g.finish();
@@ -111,13 +119,14 @@ fn bench_sync(c: &mut Criterion) {
     let mut out = vec![0f32; n];
     let fast = Backend::Scalar.table().unwrap().fast(DType::Q8_0).unwrap();
     let packed = (fast.pack)(wv, 1).unwrap();
+    let mut words = vec![0u32; qrow_words(k)];
+    (fast.quantize_rows)(Activations::dense(&x, 1, k), None, &mut words, false, Par::SERIAL);
+    let q = QRows::new(&words, k, 1, false);
     let mut g = c.benchmark_group("sync_fast_matmul_1x32x512");
     for threads in [1usize, 2] {
         let team = Team::new(threads).unwrap();
         g.bench_function(format!("{threads}_threads"), |bn| {
-            team.install(|| {
-                bn.iter(|| (fast.matmul)(Activations::dense(&x, 1, k), &packed, &mut out, n, Par { threads }))
-            })
+            team.install(|| bn.iter(|| (fast.matmul_q)(&q, &packed, &mut out, n, Par { threads })))
         });
     }
     g.finish();

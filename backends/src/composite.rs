@@ -57,19 +57,8 @@ pub fn rms_norm_rope(
     sin: &[f32],
     par: Par,
 ) {
-    match window {
-        None => {
-            (table.rms_norm)(x, w, head_dim, eps, par);
-            (table.rope)(x, cols, pos, head_dim, cos, sin);
-        }
-        Some((start, len)) => {
-            for (r, row) in x.chunks_exact_mut(cols).enumerate() {
-                let part = &mut row[start..start + len];
-                (table.rms_norm)(part, w, head_dim, eps, Par::SERIAL);
-                (table.rope)(part, len, &pos[r..r + 1], head_dim, cos, sin);
-            }
-        }
-    }
+    let window = window.unwrap_or((0, cols));
+    (table.rms_norm_rope)(x, cols, window, w, head_dim, eps, pos, cos, sin, par);
 }
 
 /// Pool `x (T, cols)` per sequence, then the dense layers `dense(0..n_dense)` (weight and

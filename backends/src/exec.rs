@@ -179,6 +179,16 @@ impl Ctx<'_> {
         // SAFETY: forwarded contract.
         unsafe { self.view(v) }
     }
+
+    /// The i32 value a step writes (quantized activations).
+    ///
+    /// # Safety
+    /// See [`Ctx::view_mut`].
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn i32s_mut(&self, v: Val) -> &mut [i32] {
+        // SAFETY: forwarded contract.
+        unsafe { self.view_mut(v) }
+    }
 }
 
 /// Wall time spent in each step of a program, added up over the runs that were given it.

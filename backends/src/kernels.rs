@@ -161,6 +161,21 @@ pub type RowFn = fn(w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]);
 /// In place NEOX rotation of `x (T, cols)`; `cos`/`sin` are `(positions, head_dim / 2)`.
 pub type RopeFn = fn(x: &mut [f32], cols: usize, pos: &[i32], head_dim: usize, cos: &[f32], sin: &[f32]);
 
+/// In place on `x (T, cols)`: per-head RMSNorm (weight `w`, heads of `head_dim`), then NEOX
+/// RoPE, on columns `start..start + len` of each row (`window`); see `rows::rms_norm_rope`.
+pub type RmsNormRopeFn = fn(
+    x: &mut [f32],
+    cols: usize,
+    window: (usize, usize),
+    w: &[f32],
+    head_dim: usize,
+    eps: f32,
+    pos: &[i32],
+    cos: &[f32],
+    sin: &[f32],
+    par: Par,
+);
+
 /// In place on rows of `2C`: `s = x[..C] + rmsnorm(a) ⊙ w1`, then `x = [s | rmsnorm(s) ⊙ w2]`.
 pub type ResidualNormFn = fn(x: &mut [f32], a: &[f32], w1: &[f32], w2: &[f32], eps: f32, par: Par);
 
@@ -204,6 +219,7 @@ pub struct KernelTable {
     /// In place: every `group` columns of each row normalized, times `w`.
     pub rms_norm: fn(x: &mut [f32], w: &[f32], group: usize, eps: f32, par: Par),
     pub rope: RopeFn,
+    pub rms_norm_rope: RmsNormRopeFn,
     pub attention: fn(args: AttentionArgs<'_>, par: Par),
     pub gelu: fn(x: &mut [f32]),
     pub add: fn(x: &mut [f32], y: &[f32]),

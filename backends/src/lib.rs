@@ -18,6 +18,7 @@ pub mod kernels;
 pub mod lower;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
+pub mod rows;
 pub mod scalar;
 mod split;
 pub mod team;

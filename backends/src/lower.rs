@@ -13,7 +13,7 @@ use gg_ops::{DType, InputKind, MatMulSpec, Op, Rows, Shape, WeightId};
 
 use crate::composite;
 use crate::exec::{Ctx, ExecError, Val};
-use crate::fast::{PackFn, PackedMatMulFn};
+use crate::fast::{qrow_words, PackFn, PanelForm, QMatMulFn, QRows, QuantizeRowsFn};
 use crate::kernels::{Activations, AttentionArgs, AttentionIo, KernelTable};
 use crate::scalar::attention::{MAX_GROUP, MAX_HEAD_DIM};
 use crate::Precision;
@@ -280,9 +280,11 @@ enum Kernel {
     MatMul {
         f: crate::kernels::MatMulFn,
     },
-    /// A matmul of the fast precision over repacked weights.
+    /// A matmul of the fast precision over repacked weights: its activations quantized (and
+    /// normalized, for a fused norm) into the step's scratch, then the integer kernels.
     PackedMatMul {
-        f: PackedMatMulFn,
+        quantize: QuantizeRowsFn,
+        f: QMatMulFn,
         pack: PackFn,
     },
     PoolHead {
@@ -408,23 +410,34 @@ fn select(graph: &Graph, n: NodeId, table: &'static KernelTable, precision: Prec
                 .fast(graph.node(ins[wi]).dtype)
                 .filter(|_| precision == Precision::Fast)
                 .filter(|fk| inner <= fk.max_k && inner.is_multiple_of(crate::fast::QBLOCK));
-            let kernel = match fast {
-                Some(fk) => Kernel::PackedMatMul {
-                    f: if spec.geglu { fk.matmul_geglu } else { fk.matmul },
-                    pack: fk.pack,
-                },
-                None => Kernel::MatMul {
-                    f: if spec.geglu { k.matmul_geglu } else { k.matmul },
-                },
+            let (kernel, scratch) = match fast {
+                Some(fk) => (
+                    Kernel::PackedMatMul {
+                        quantize: fk.quantize_rows,
+                        f: if spec.geglu { fk.matmul_geglu_q } else { fk.matmul_q },
+                        pack: fk.pack,
+                    },
+                    // The quantized activations (normalized first for a fused norm).
+                    Some(ScratchNeed {
+                        dtype: DType::I32,
+                        shape: Shape {
+                            rows: x.rows,
+                            cols: qrow_words(inner),
+                        },
+                    }),
+                ),
+                None => (
+                    Kernel::MatMul {
+                        f: if spec.geglu { k.matmul_geglu } else { k.matmul },
+                    },
+                    // The normalized activations.
+                    spec.norm_eps.map(|_| ScratchNeed {
+                        dtype: DType::F32,
+                        shape: x,
+                    }),
+                ),
             };
-            Ok(Choice {
-                kernel,
-                // The normalized activations.
-                scratch: spec.norm_eps.map(|_| ScratchNeed {
-                    dtype: DType::F32,
-                    shape: x,
-                }),
-            })
+            Ok(Choice { kernel, scratch })
         }
         Op::Rope { .. } => {
             want_value(0)?;
@@ -771,7 +784,7 @@ impl Bound {
                     ),
                 }
             }
-            (Op::MatMul(spec), Kernel::PackedMatMul { f, pack }) => {
+            (Op::MatMul(spec), Kernel::PackedMatMul { quantize, f, pack }) => {
                 let x = self.value(0);
                 let w = self.weight(self.args.len() - 1);
                 let MatMulSpec { norm_eps, in_cols, .. } = spec;
@@ -791,34 +804,27 @@ impl Bound {
                         packs.len() - 1
                     }
                 };
-                let norm = norm_eps.map(|eps| {
-                    (
-                        eps,
-                        self.weight(1),
-                        self.scratch.expect("selection planned the scratch"),
-                    )
-                });
+                let norm = norm_eps.map(|eps| (eps, self.weight(1)));
+                let scratch = self.scratch.expect("selection planned the scratch");
                 push(
                     &name,
                     Box::new(move |c| {
                         let pw = c.weights.packed(index).ok_or(ExecError::NotPrepared { index })?;
-                        // SAFETY: operands checked in bounds and disjoint from the output at lowering.
-                        let (xs, o) = unsafe { (c.f32s(x), c.f32s_mut(out)) };
+                        // SAFETY: operands checked in bounds and disjoint from the output and the
+                        // scratch at lowering.
+                        let (xs, q, o) = unsafe { (c.f32s(x), c.i32s_mut(scratch), c.f32s_mut(out)) };
                         let rows = xs.len() / x.cols;
-                        let acts = match norm {
-                            Some((eps, norm_w, scratch)) => {
-                                // SAFETY: the planned scratch, disjoint from every operand.
-                                let tmp = unsafe { c.f32s_mut(scratch) };
-                                composite::rms_normed(table, xs, k, c.weights.f32(norm_w), eps, tmp, c.par)
-                            }
-                            None => Activations {
-                                data: &xs[start..],
-                                rows,
-                                k,
-                                stride: x.cols,
-                            },
+                        let acts = Activations {
+                            data: &xs[start..],
+                            rows,
+                            k,
+                            stride: x.cols,
                         };
-                        f(acts, pw, o, n_out, c.par);
+                        let with_sums = pw.form() == PanelForm::Offset;
+                        let words: &mut [u32] = bytemuck::cast_slice_mut(q);
+                        let nw = norm.map(|(eps, nw)| (c.weights.f32(nw), eps));
+                        quantize(acts, nw, words, with_sums, c.par);
+                        f(&QRows::new(words, k, rows, with_sums), pw, o, n_out, c.par);
                         Ok(())
                     }),
                 );

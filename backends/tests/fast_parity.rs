@@ -73,9 +73,9 @@ fn fast_matmuls_match_scalar_bit_for_bit() {
         let kquant = dtype.block_len() == 256;
         // Q8_0 (the hot type) over every shape; the others over fewer, with tails still.
         let (ks, rows_set, ns): (&[usize], &[usize], &[usize]) = match dtype {
-            DType::Q8_0 => (&[32, 96, 768], &[1, 3, 8, 9, 16, 17, 40], &[1, 5, 16, 17, 40, 300]),
-            _ if kquant => (&[256, 768], &[1, 5, 17, 40], &[1, 17, 40]),
-            _ => (&[32, 96, 768], &[1, 5, 17, 40], &[1, 17, 40]),
+            DType::Q8_0 => (&[32, 96, 768], &[1, 3, 8, 9, 16, 17, 40, 70], &[1, 5, 16, 17, 40, 300]),
+            _ if kquant => (&[256, 768], &[1, 5, 17, 70], &[1, 17, 40]),
+            _ => (&[32, 96, 768], &[1, 5, 17, 70], &[1, 17, 40]),
         };
         for b in simd_backends() {
             let kern = kernels_for(b, dtype);
@@ -247,7 +247,7 @@ fn fast_matmul_rows_do_not_depend_on_their_batch() {
     // A token's outputs are the same alone, at any position of a batch, and at any thread
     // count, on every tier and in every form (bit for bit).
     let mut rng = XorShift(31);
-    let (k, n, rows) = (256, 48, 37);
+    let (k, n, rows) = (256, 48, 70);
     let xs = rng.vec(rows * k);
     let team = gg_backends::Team::new(2).unwrap();
     let mut tiers = simd_backends();
@@ -258,7 +258,7 @@ fn fast_matmul_rows_do_not_depend_on_their_batch() {
         let p = (kern.pack)(w.view(), 1).unwrap();
         let mut all = vec![0f32; rows * n];
         team.install(|| (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut all, n, Par { threads: 2 }));
-        for t in [0, 15, 16, 17, 36] {
+        for t in [0, 15, 16, 17, 36, 63, 64, 69] {
             let mut alone = vec![0f32; n];
             (kern.matmul)(
                 Activations::dense(&xs[t * k..(t + 1) * k], 1, k),
@@ -280,35 +280,107 @@ fn fast_matmul_rows_do_not_depend_on_their_batch() {
 #[test]
 fn avx512_fast_path_without_vnni_matches_scalar_bit_for_bit() {
     // CPUs with AVX-512BW but no VNNI (Skylake-X) take `vpmaddwd` + `vpaddd`; held to that path
-    // here whatever this CPU has.
+    // here whatever this CPU has, for every quantized type (all three panel forms).
     if !Backend::Avx512.is_available() {
         eprintln!("skipping: no AVX-512 here");
         return;
     }
-    let scalar = fast_kernels(Backend::Scalar);
-    let bw = gg_backends::avx512::fast::without_vnni();
     let mut rng = XorShift(91);
-    for (rows, k, n) in [(1usize, 32usize, 16usize), (9, 96, 40), (17, 768, 33)] {
-        for groups in [1usize, 2] {
-            let w = W::new(DType::Q8_0, groups * n, k, &rng.vec(groups * n * k));
-            let (ps, pb) = (
-                (scalar.pack)(w.view(), groups).unwrap(),
-                (bw.pack)(w.view(), groups).unwrap(),
-            );
-            let xs = rng.vec(rows * k);
-            let x = Activations::dense(&xs, rows, k);
-            let (mut want, mut got) = (vec![0f32; rows * n], vec![1f32; rows * n]);
-            if groups == 1 {
-                (scalar.matmul)(x, &ps, &mut want, n, Par::SERIAL);
-                (bw.matmul)(x, &pb, &mut got, n, Par::SERIAL);
-                assert!(
-                    want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "rows {rows} k {k} n {n}: not bit-identical"
+    for &(dtype, ref bw) in gg_backends::avx512::fast::without_vnni() {
+        let scalar = kernels_for(Backend::Scalar, dtype);
+        let shapes: &[(usize, usize, usize)] = if dtype.block_len() == 256 {
+            &[(1, 256, 16), (9, 512, 40), (17, 768, 33)]
+        } else {
+            &[(1, 32, 16), (9, 96, 40), (17, 768, 33)]
+        };
+        for &(rows, k, n) in shapes {
+            for groups in [1usize, 2] {
+                let w = W::new(dtype, groups * n, k, &rng.vec(groups * n * k));
+                let (ps, pb) = (
+                    (scalar.pack)(w.view(), groups).unwrap(),
+                    (bw.pack)(w.view(), groups).unwrap(),
                 );
-            } else {
-                (scalar.matmul_geglu)(x, &ps, &mut want, n, Par::SERIAL);
-                (bw.matmul_geglu)(x, &pb, &mut got, n, Par::SERIAL);
-                assert_close(&want, &got, &format!("geglu rows {rows} k {k} n {n}"));
+                let xs = rng.vec(rows * k);
+                let x = Activations::dense(&xs, rows, k);
+                let (mut want, mut got) = (vec![0f32; rows * n], vec![1f32; rows * n]);
+                if groups == 1 {
+                    (scalar.matmul)(x, &ps, &mut want, n, Par::SERIAL);
+                    (bw.matmul)(x, &pb, &mut got, n, Par::SERIAL);
+                    assert!(
+                        want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{} rows {rows} k {k} n {n}: not bit-identical",
+                        bw.name
+                    );
+                } else {
+                    (scalar.matmul_geglu)(x, &ps, &mut want, n, Par::SERIAL);
+                    (bw.matmul_geglu)(x, &pb, &mut got, n, Par::SERIAL);
+                    assert_close(&want, &got, &format!("{} geglu rows {rows} k {k} n {n}", bw.name));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn quantized_rows_match_the_spec_with_and_without_the_fused_norm() {
+    // A tier's row quantizer (one and two threads, with block sums, with the RMSNorm fused in)
+    // writes exactly the words of the scalar specification; the fused norm equals the tier's
+    // RMSNorm followed by the quantizer, bit for bit.
+    use gg_backends::fast::qrow_words;
+    let mut rng = XorShift(51);
+    let team = gg_backends::Team::new(2).unwrap();
+    let scalar = Backend::Scalar.table().unwrap();
+    let spec = kernels_for(Backend::Scalar, DType::Q8_0);
+    for b in std::iter::once(Backend::Scalar).chain(simd_backends()) {
+        let table = b.table().unwrap();
+        let kern = kernels_for(b, DType::Q8_0);
+        for (rows, k) in [(1usize, 32usize), (7, 96), (70, 768)] {
+            let xs = rng.vec(rows * k);
+            let w = rng.vec(k);
+            let x = Activations::dense(&xs, rows, k);
+            for norm in [None, Some((&w[..], 1e-6f32))] {
+                for with_sums in [false, true] {
+                    let mut want = vec![0u32; rows * qrow_words(k)];
+                    (spec.quantize_rows)(x, norm, &mut want, with_sums, Par::SERIAL);
+                    for par in [Par::SERIAL, Par { threads: 2 }] {
+                        let mut got = vec![1u32; rows * qrow_words(k)];
+                        team.install(|| (kern.quantize_rows)(x, norm, &mut got, with_sums, par));
+                        if !with_sums {
+                            // Sums are left alone when not asked for.
+                            for r in 0..rows {
+                                let at = r * qrow_words(k) + k / 2 + k / 32;
+                                got[at..at + k / 32].copy_from_slice(&want[at..at + k / 32]);
+                            }
+                        }
+                        assert_eq!(
+                            want,
+                            got,
+                            "{b} rows {rows} k {k} norm {} sums {with_sums} threads {}",
+                            norm.is_some(),
+                            par.threads
+                        );
+                    }
+                    if let Some((w, eps)) = norm {
+                        // The fused norm = the tier's norm, then quantization.
+                        let mut normed = xs.clone();
+                        (table.rms_norm)(&mut normed, w, k, eps, Par::SERIAL);
+                        let mut separate = vec![0u32; rows * qrow_words(k)];
+                        (kern.quantize_rows)(
+                            Activations::dense(&normed, rows, k),
+                            None,
+                            &mut separate,
+                            with_sums,
+                            Par::SERIAL,
+                        );
+                        let mut fused = vec![0u32; rows * qrow_words(k)];
+                        (kern.quantize_rows)(x, norm, &mut fused, with_sums, Par::SERIAL);
+                        assert_eq!(separate, fused, "{b} fused norm, rows {rows} k {k}");
+                        // ... and the scalar norm too (the tiers' norms are bit-identical).
+                        let mut normed_spec = xs.clone();
+                        (scalar.rms_norm)(&mut normed_spec, w, k, eps, Par::SERIAL);
+                        assert_eq!(normed, normed_spec);
+                    }
+                }
             }
         }
     }

@@ -306,3 +306,85 @@ fn tanh_matches_libm() {
         }
     }
 }
+
+#[test]
+fn row_ops_match_scalar_bit_for_bit() {
+    // RMSNorm (alone, added, the residual pair), RoPE and the fused norm + RoPE: every tier
+    // computes the specification's operations in its order, so the results are identical, on
+    // widths with tails past the vector length, one and two threads, batches past a
+    // parallel unit.
+    let scalar = Backend::Scalar.table().unwrap();
+    let team = gg_backends::Team::new(2).unwrap();
+    let mut rng = XorShift(41);
+    let same = |want: &[f32], got: &[f32], what: &str| {
+        assert!(
+            want.iter().zip(got).all(|(a, b)| a.to_bits() == b.to_bits()) && want.len() == got.len(),
+            "{what}: not bit-identical to the scalar spec"
+        );
+    };
+    for b in simd_backends() {
+        let kern = b.table().unwrap();
+        for cols in [1usize, 7, 8, 13, 16, 31, 40, 768] {
+            for rows in [1usize, 5, 33, 70] {
+                let x = rng.vec(rows * cols);
+                let a = rng.vec(rows * cols);
+                let (w1, w2) = (rng.vec(cols), rng.vec(cols));
+                let eps = 1e-6;
+                for par in [Par::SERIAL, Par { threads: 2 }] {
+                    let what = |op: &str| format!("{b} {op} rows {rows} cols {cols} threads {}", par.threads);
+                    let run = |f: &dyn Fn(&KernelTable, &mut Vec<f32>)| {
+                        let (mut want, mut got) = (Vec::new(), Vec::new());
+                        f(scalar, &mut want);
+                        team.install(|| f(kern, &mut got));
+                        (want, got)
+                    };
+                    let (want, got) = run(&|t, out| {
+                        *out = x.clone();
+                        (t.rms_norm)(out, &w1, cols, eps, par);
+                    });
+                    same(&want, &got, &what("rms_norm"));
+                    let (want, got) = run(&|t, out| {
+                        *out = x.clone();
+                        (t.add_rms_norm)(out, &a, &w1, eps, par);
+                    });
+                    same(&want, &got, &what("add_rms_norm"));
+                    let (want, got) = run(&|t, out| {
+                        *out = x.iter().zip(&a).flat_map(|(&u, &v)| [u, v]).collect();
+                        (t.residual_norm)(out, &a, &w1, &w2, eps, par);
+                    });
+                    same(&want, &got, &what("residual_norm"));
+                }
+            }
+        }
+        // RoPE on heads of even sizes, alone and after the per-head norm on a column window.
+        for hd in [2usize, 6, 16, 34, 256] {
+            let (heads, rows) = (3, 37);
+            let cols = heads * hd + 5;
+            let half = hd / 2;
+            let positions = 64;
+            let cos: Vec<f32> = (0..positions * half).map(|i| (i as f32 * 0.37).cos()).collect();
+            let sin: Vec<f32> = (0..positions * half).map(|i| (i as f32 * 0.37).sin()).collect();
+            let pos: Vec<i32> = (0..rows as i32).map(|r| (r * 7) % positions as i32).collect();
+            let x = rng.vec(rows * cols);
+            let w = rng.vec(hd);
+            let (mut want, mut got) = (x[..rows * heads * hd].to_vec(), x[..rows * heads * hd].to_vec());
+            (scalar.rope)(&mut want, heads * hd, &pos, hd, &cos, &sin);
+            (kern.rope)(&mut got, heads * hd, &pos, hd, &cos, &sin);
+            same(&want, &got, &format!("{b} rope hd {hd}"));
+            for window in [(0, cols - 5), (2, 2 * hd), (5, heads * hd)] {
+                for par in [Par::SERIAL, Par { threads: 2 }] {
+                    let (mut want, mut got) = (x.clone(), x.clone());
+                    (scalar.rms_norm_rope)(&mut want, cols, window, &w, hd, 1e-6, &pos, &cos, &sin, Par::SERIAL);
+                    team.install(|| (kern.rms_norm_rope)(&mut got, cols, window, &w, hd, 1e-6, &pos, &cos, &sin, par));
+                    same(&want, &got, &format!("{b} rms_norm_rope hd {hd} window {window:?}"));
+                    // Untouched columns stay as they were.
+                    for (r, row) in got.chunks_exact(cols).enumerate() {
+                        let orig = &x[r * cols..(r + 1) * cols];
+                        assert_eq!(&row[..window.0], &orig[..window.0]);
+                        assert_eq!(&row[window.0 + window.1..], &orig[window.0 + window.1..]);
+                    }
+                }
+            }
+        }
+    }
+}

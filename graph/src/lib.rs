@@ -11,6 +11,6 @@ pub mod plan;
 
 pub use dump::CompiledGraph;
 pub use ir::{Graph, GraphError, Node, NodeId, WeightDesc, WeightSource};
-pub use passes::{prerequisites, run_pipeline, PassRecord, Pipeline, PASSES};
+pub use passes::{prerequisites, run_pipeline, PassRecord, Pipeline, DEFAULT_PIPELINE, PASSES};
 pub use patch::Patch;
 pub use plan::{check_plan, plan, plan_with_scratch, Plan, PlannedValue, ScratchNeed, Slot};

@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::simd::geglu;
+use super::simd::{geglu, prefetch_at};
 use super::{cpu, Avx2};
 use crate::fast::pack::{form_block_bytes, EXTRA_AT, HALVES, OFFSET, PANEL, SCALES_AT};
 use crate::fast::{block_scales, FastTier, QTile, QBLOCK, QMAX, TOKEN_TILE};
@@ -12,6 +12,8 @@ use crate::fast::{block_scales, FastTier, QTile, QBLOCK, QMAX, TOKEN_TILE};
 pub struct Avx2Fast;
 
 impl FastTier for Avx2Fast {
+    type Rows = super::rows::Avx2RowOps;
+
     fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
         let _: Avx2 = cpu();
         assert!(x.len() == QBLOCK && q.len() == QBLOCK);
@@ -115,8 +117,14 @@ unsafe fn tokens<const N: usize, const FORM: u8>(
     for b in 0..nb {
         // SAFETY: block b < nb is inside the panel (the caller's contract).
         let blk = unsafe { base.add(b * form_block_bytes(FORM)) };
-        // The tile's pairs of this block: `[i][t]`, tokens from t0.
-        let xp = tile.block_pairs(b, t0);
+        // The next panel's block b, on its way from memory while this one computes (only the
+        // first register tile asks; the next tiles find it in flight). Short passes wait on
+        // the weights' memory: on a 16-token query this took a quarter off the matmuls.
+        if t0 == 0 {
+            prefetch_at(blk.wrapping_add(panel.len()), form_block_bytes(FORM));
+        }
+        // The tile's pairs of this block, per token.
+        let xp: [*const i32; N] = std::array::from_fn(|t| tile.block_pairs(b, t0 + t));
         for step in 0..steps {
             let mut acc_i = [[_mm256_setzero_si256(); 2]; N];
             for i in step * pairs..(step + 1) * pairs {
@@ -128,8 +136,8 @@ unsafe fn tokens<const N: usize, const FORM: u8>(
                     )
                 };
                 for t in 0..N {
-                    // SAFETY: pair i of token t0 + t < TOKEN_TILE, inside this block's pairs.
-                    let x = _mm256_set1_epi32(unsafe { *xp.add(i * TOKEN_TILE + t) });
+                    // SAFETY: pair i < 16 of token t0 + t's block b, inside the tile.
+                    let x = _mm256_set1_epi32(unsafe { *xp[t].add(i) });
                     acc_i[t][0] = _mm256_add_epi32(acc_i[t][0], _mm256_madd_epi16(w0, x));
                     acc_i[t][1] = _mm256_add_epi32(acc_i[t][1], _mm256_madd_epi16(w1, x));
                 }

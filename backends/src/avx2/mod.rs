@@ -1,7 +1,8 @@
 //! The AVX2 + FMA + F16C tier (x86_64). It starts from the scalar table and overrides the
 //! matmuls of every weight type (f32 FMA register tiles over rows decoded once per token
-//! tile), attention's vector primitives and the GeGLU epilogue; the memory-bound row-wise ops
-//! keep the scalar specification.
+//! tile), the fast precision's integer kernels, attention's vector primitives, the GeGLU
+//! epilogue and the row-wise ops (RMSNorm, residual norms, RoPE: bit-identical to the scalar
+//! specification).
 //!
 //! Nothing here runs without the feature check: the table is handed out only for an [`Avx2`]
 //! token, which [`Avx2::detect`] makes only on a CPU with AVX2, FMA and F16C, and every safe
@@ -10,6 +11,7 @@
 
 pub(crate) mod fast;
 pub(crate) mod matmul;
+pub mod rows;
 pub mod simd;
 
 use std::sync::OnceLock;
@@ -17,6 +19,7 @@ use std::sync::OnceLock;
 use gg_ops::DType;
 
 use crate::kernels::KernelTable;
+use crate::rows as row_ops;
 use crate::scalar::{self, attention};
 use crate::wtypes::{self as wt, F32};
 use crate::Backend;
@@ -117,6 +120,11 @@ pub(crate) const TABLE: KernelTable = KernelTable {
     ],
     fast_kernels: crate::fast::fast_kernel_list!(fast::Avx2Fast, "avx2"),
     attention,
+    add_rms_norm: row_ops::add_rms_norm::<rows::Avx2RowOps>,
+    residual_norm: row_ops::residual_norm::<rows::Avx2RowOps>,
+    rms_norm: row_ops::rms_norm::<rows::Avx2RowOps>,
+    rope: row_ops::rope::<rows::Avx2RowOps>,
+    rms_norm_rope: row_ops::rms_norm_rope::<rows::Avx2RowOps>,
     ..scalar::TABLE
 };
 

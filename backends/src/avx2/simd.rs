@@ -132,6 +132,18 @@ pub fn prefetch(bytes: &[u8]) {
     }
 }
 
+/// Ask the cache for the `bytes` at `p`, which need not be inside any allocation: a prefetch
+/// never faults and reads nothing architecturally (the fast kernels ask for the next panel's
+/// block while they compute this one's, and the last panel has no next).
+#[inline]
+pub fn prefetch_at(p: *const u8, bytes: usize) {
+    for at in (0..bytes).step_by(64) {
+        // SAFETY: a prefetch has no architectural effect and never faults (SSE, which every
+        // x86_64 CPU has); the address is computed without an in-bounds requirement.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(at) as *const i8) };
+    }
+}
+
 /// bf16 to f32 (exact: the 16 bits become the high half of the f32).
 ///
 /// # Safety

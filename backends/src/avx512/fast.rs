@@ -1,14 +1,15 @@
 //! The fast kernels on AVX-512: a panel's 16 rows fill one 16-lane register; each broadcast
 //! pair of 16-bit activations meets a pair of every row in one `vpdpwssd` (VNNI) or
-//! `vpmaddwd` + `vpaddd` (AVX-512BW without VNNI), up to eight tokens per register tile.
+//! `vpmaddwd` + `vpaddd` (AVX-512BW without VNNI), up to eight tokens per register tile, for
+//! every panel form (symmetric, offset, halves).
 
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
 use super::Avx512;
-use crate::avx2::simd::geglu;
-use crate::fast::pack::{PANEL, SCALES_AT};
-use crate::fast::{block_scales, FastTier, QTile, PANEL_BLOCK_BYTES, QBLOCK, QMAX, TOKEN_TILE};
+use crate::avx2::simd::{geglu, prefetch_at};
+use crate::fast::pack::{form_block_bytes, EXTRA_AT, HALVES, OFFSET, PANEL, SCALES_AT};
+use crate::fast::{block_scales, FastTier, QTile, QBLOCK, QMAX, TOKEN_TILE};
 
 /// Whether this CPU has AVX-512 VNNI (detected once).
 pub fn has_vnni() -> bool {
@@ -23,12 +24,17 @@ pub struct Avx512Fast;
 /// without VNNI take is tested on CPUs with it ([`without_vnni`]).
 pub struct Avx512BwFast;
 
-/// The fast Q8_0 kernels of the AVX-512BW path without VNNI (for parity tests and benches).
-pub fn without_vnni() -> crate::fast::FastKernels {
-    crate::fast::kernels::<Avx512BwFast, crate::wtypes::Q8_0>("avx512bw.q8_0")
+/// The fast kernels of the AVX-512BW path without VNNI, per quantized type (for parity tests
+/// and benches).
+pub fn without_vnni() -> &'static [(gg_ops::DType, crate::fast::FastKernels)] {
+    static LIST: &[(gg_ops::DType, crate::fast::FastKernels)] =
+        crate::fast::fast_kernel_list!(Avx512BwFast, "avx512bw");
+    LIST
 }
 
 impl FastTier for Avx512BwFast {
+    type Rows = crate::avx2::rows::Avx2RowOps;
+
     fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
         Avx512Fast::quantize(x, q)
     }
@@ -38,8 +44,7 @@ impl FastTier for Avx512BwFast {
     }
 
     fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
-        symmetric_only::<FORM>();
-        dots(tile, panel, out, false)
+        dots::<FORM>(tile, panel, out, false)
     }
 
     fn geglu(g: &[f32], u: &[f32], h: &mut [f32]) {
@@ -47,21 +52,13 @@ impl FastTier for Avx512BwFast {
     }
 }
 
-/// These kernels take the symmetric form only: the tier's table gives the offset and halves
-/// forms (Q4_1, Q5_1 and the K-quants) to the AVX2 kernels, which every AVX-512 CPU runs —
-/// AVX-512 versions of them wait for a session on a machine that can test them.
-fn symmetric_only<const FORM: u8>() {
-    assert!(
-        FORM == crate::fast::SYMMETRIC,
-        "the AVX-512 fast kernels take symmetric panels only"
-    );
-}
-
 fn cpu() -> Avx512 {
     Avx512::detect().expect("the AVX-512 table is only reachable on a CPU with AVX-512")
 }
 
 impl FastTier for Avx512Fast {
+    type Rows = crate::avx2::rows::Avx2RowOps;
+
     fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
         let _: Avx512 = cpu();
         assert!(x.len() == QBLOCK && q.len() == QBLOCK);
@@ -76,8 +73,7 @@ impl FastTier for Avx512Fast {
     }
 
     fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
-        symmetric_only::<FORM>();
-        dots(tile, panel, out, has_vnni())
+        dots::<FORM>(tile, panel, out, has_vnni())
     }
 
     fn geglu(g: &[f32], u: &[f32], h: &mut [f32]) {
@@ -87,10 +83,10 @@ impl FastTier for Avx512Fast {
     }
 }
 
-/// Every token of the tile against one panel, with or without VNNI.
-fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE], vnni: bool) {
+/// Every token of the tile against one panel of the form `FORM`, with or without VNNI.
+fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE], vnni: bool) {
     let _: Avx512 = cpu();
-    assert!(panel.len() == tile.k / QBLOCK * PANEL_BLOCK_BYTES);
+    assert!(panel.len() == tile.k / QBLOCK * form_block_bytes(FORM));
     assert!(!vnni || has_vnni(), "VNNI kernels on a CPU without VNNI");
     let mut t = 0;
     while t < tile.tokens {
@@ -102,9 +98,9 @@ fn dots(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE], vnni: 
                         // SAFETY: the token proves AVX-512F/BW and `has_vnni` VNNI; the panel
                         // has one block per block of k (asserted); tokens t..t + n are in
                         // the tile.
-                        ($n, true) => unsafe { tokens_vnni::<$n>(tile, t, panel, out) },
+                        ($n, true) => unsafe { tokens_vnni::<$n, FORM>(tile, t, panel, out) },
                         // SAFETY: as above, without VNNI.
-                        ($n, false) => unsafe { tokens_bw::<$n>(tile, t, panel, out) },
+                        ($n, false) => unsafe { tokens_bw::<$n, FORM>(tile, t, panel, out) },
                     )*
                     _ => unreachable!("1 ..= 8 tokens"),
                 }
@@ -142,41 +138,70 @@ unsafe fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
     d
 }
 
-/// The register tile: tokens `t0..t0 + N` against one panel, the pair product written once
-/// per instruction set.
+/// The register tile: tokens `t0..t0 + N` against one panel of the form `FORM`, the pair
+/// product written once per instruction set. The f32 operations are
+/// [`crate::fast::scalar::panel_dots`]'s, in its order, 16 rows at a time.
 macro_rules! tokens_kernel {
     ($name:ident, $features:literal, |$acc:ident, $w:ident, $x:ident| $mac:expr) => {
-        /// Tokens `t0..t0 + N` of the tile against one panel.
+        /// Tokens `t0..t0 + N` of the tile against one panel of the form `FORM`.
         ///
         /// # Safety
-        /// The features must be available; `panel` holds `tile.k / 32` panel blocks and
-        /// `t0 + N ≤ tile.tokens`.
+        /// The features must be available; `panel` holds `tile.k / 32` panel blocks of the
+        /// form and `t0 + N ≤ tile.tokens`.
         #[target_feature(enable = $features)]
-        unsafe fn $name<const N: usize>(tile: &QTile, t0: usize, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
+        unsafe fn $name<const N: usize, const FORM: u8>(
+            tile: &QTile,
+            t0: usize,
+            panel: &[u8],
+            out: &mut [[f32; PANEL]; TOKEN_TILE],
+        ) {
             let nb = tile.k / QBLOCK;
+            // The halves form sums (and scales) pairs 0..8 and 8..16 apart.
+            let (steps, pairs) = if FORM == HALVES {
+                (2, QBLOCK / 4)
+            } else {
+                (1, QBLOCK / 2)
+            };
             let mut acc_f = [_mm512_setzero_ps(); N];
             let base = panel.as_ptr();
             for b in 0..nb {
                 // SAFETY: block b < nb is inside the panel (the caller's contract).
-                let blk = unsafe { base.add(b * PANEL_BLOCK_BYTES) };
-                // The tile's pairs of this block: `[i][t]`, tokens from t0.
-                let xp = tile.block_pairs(b, t0);
-                let mut acc_i = [_mm512_setzero_si512(); N];
-                for i in 0..QBLOCK / 2 {
-                    // SAFETY: the 32 bytes of pair i inside the block.
-                    let $w = _mm512_cvtepi8_epi16(unsafe { _mm256_loadu_si256(blk.add(32 * i) as *const __m256i) });
+                let blk = unsafe { base.add(b * form_block_bytes(FORM)) };
+                // The next panel's block b, on its way from memory while this one computes
+                // (only the first register tile asks; the next tiles find it in flight).
+                if t0 == 0 {
+                    prefetch_at(blk.wrapping_add(panel.len()), form_block_bytes(FORM));
+                }
+                // The tile's pairs of this block, per token.
+                let xp: [*const i32; N] = std::array::from_fn(|t| tile.block_pairs(b, t0 + t));
+                let dx: [__m512; N] = std::array::from_fn(|t| _mm512_set1_ps(tile.scale(t0 + t, b)));
+                for step in 0..steps {
+                    let mut acc_i = [_mm512_setzero_si512(); N];
+                    for i in step * pairs..(step + 1) * pairs {
+                        // SAFETY: the 32 bytes of pair i inside the block.
+                        let $w = _mm512_cvtepi8_epi16(unsafe { _mm256_loadu_si256(blk.add(32 * i) as *const __m256i) });
+                        for t in 0..N {
+                            // SAFETY: pair i < 16 of token t0 + t's block b, inside the tile.
+                            let $x = _mm512_set1_epi32(unsafe { *xp[t].add(i) });
+                            let $acc = acc_i[t];
+                            acc_i[t] = $mac;
+                        }
+                    }
+                    let at = if step == 0 { SCALES_AT } else { EXTRA_AT };
+                    // SAFETY: the 16 scales of this step inside the block.
+                    let sc = unsafe { _mm512_loadu_ps(blk.add(at) as *const f32) };
                     for t in 0..N {
-                        // SAFETY: pair i of token t0 + t < TOKEN_TILE, inside this block's pairs.
-                        let $x = _mm512_set1_epi32(unsafe { *xp.add(i * TOKEN_TILE + t) });
-                        let $acc = acc_i[t];
-                        acc_i[t] = $mac;
+                        let s = _mm512_mul_ps(sc, dx[t]);
+                        acc_f[t] = _mm512_add_ps(acc_f[t], _mm512_mul_ps(_mm512_cvtepi32_ps(acc_i[t]), s));
                     }
                 }
-                // SAFETY: the 16 scales at the block's end.
-                let sc = unsafe { _mm512_loadu_ps(blk.add(SCALES_AT) as *const f32) };
-                for t in 0..N {
-                    let s = _mm512_mul_ps(sc, _mm512_set1_ps(tile.scale(t0 + t, b)));
-                    acc_f[t] = _mm512_add_ps(acc_f[t], _mm512_mul_ps(_mm512_cvtepi32_ps(acc_i[t]), s));
+                if FORM == OFFSET {
+                    // SAFETY: the 16 offsets inside the block.
+                    let off = unsafe { _mm512_loadu_ps(blk.add(EXTRA_AT) as *const f32) };
+                    for t in 0..N {
+                        let sx = _mm512_set1_ps(tile.sum(t0 + t, b));
+                        acc_f[t] = _mm512_add_ps(acc_f[t], _mm512_mul_ps(off, sx));
+                    }
                 }
             }
             for t in 0..N {

@@ -252,8 +252,7 @@ static KERNELS: KernelTable = KernelTable {
             mm::weight_kernels::<mm::Spec<wt::Q6K>, Avx512Tiles>("avx512.q6_k"),
         ),
     ],
-    // The offset and halves forms run the AVX2 kernels (see `fast::symmetric_only`).
-    fast_kernels: crate::fast::fast_kernel_list!(fast::Avx512Fast, "avx512"; crate::avx2::fast::Avx2Fast, "avx2"),
+    fast_kernels: crate::fast::fast_kernel_list!(fast::Avx512Fast, "avx512"),
     attention: attention_kernel,
     ..avx2::TABLE
 };

@@ -22,23 +22,35 @@ pub mod scalar;
 pub use pack::{pack, PackedQ8, PanelForm, HALVES, OFFSET, PANEL, PANEL_BLOCK_BYTES, SYMMETRIC};
 
 use crate::kernels::{Activations, Par};
+use crate::rows::{self, RowOps};
 use crate::split::{for_static_chunks, OutPtr};
 use crate::wtypes::WeightType;
-
-use std::mem::MaybeUninit;
 
 /// Elements per quantization block (Q8_0's).
 pub const QBLOCK: usize = 32;
 /// Largest 16-bit activation magnitude.
 pub const QMAX: f32 = 32767.0;
-/// Tokens quantized at once (the stack tile every thread keeps).
-pub const TOKEN_TILE: usize = 16;
+/// Tokens a driver hands a tier's panel dots at once: every one of them meets a panel while
+/// it is in L1. A short query is one tile, so each weight byte comes from memory once per
+/// pass (with 16, a 17-token text streamed every weight twice).
+pub const TOKEN_TILE: usize = 64;
 /// Longest row the fast kernels take.
 pub const MAX_K: usize = 4096;
 
 /// `out (rows, n) = x (rows, k) · W (n, k)ᵀ` over packed weights (plain: one group; GeGLU: two
-/// groups, gate then up, `n` being the width of one).
+/// groups, gate then up, `n` being the width of one). Quantizes `x` into memory it allocates:
+/// for tests, benches and callers without a plan; a lowered program runs
+/// [`QuantizeRowsFn`] into its arena and then a [`QMatMulFn`].
 pub type PackedMatMulFn = fn(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], n: usize, par: Par);
+
+/// The same over activations already quantized ([`QRows`]).
+pub type QMatMulFn = fn(x: &QRows<'_>, w: &PackedQ8, out: &mut [f32], n: usize, par: Par);
+
+/// Quantize `x`'s rows into `out` ([`qrow_words`] words per row, see [`QRows`]), each row first
+/// RMS-normalized and scaled by `w` when `norm = Some((w, eps))` (the norm that feeds the matmul,
+/// fused: the normalized row never goes to memory); block sums too when `with_sums`.
+pub type QuantizeRowsFn =
+    fn(x: Activations<'_>, norm: Option<(&[f32], f32)>, out: &mut [u32], with_sums: bool, par: Par);
 
 /// Repack a weight for a tier's fast kernels, in `groups` row groups.
 pub type PackFn = fn(w: gg_ops::WeightView<'_>, groups: usize) -> Result<PackedQ8, String>;
@@ -51,8 +63,11 @@ pub struct FastKernels {
     pub pack: PackFn,
     /// The tier's block quantizer ([`quantize_block`], exactly), for tests.
     pub quantize: fn(&[f32], &mut [i16]) -> f32,
+    pub quantize_rows: QuantizeRowsFn,
     pub matmul: PackedMatMulFn,
     pub matmul_geglu: PackedMatMulFn,
+    pub matmul_q: QMatMulFn,
+    pub matmul_geglu_q: QMatMulFn,
     pub max_k: usize,
 }
 
@@ -91,51 +106,76 @@ fn round_clamp(v: f32) -> i16 {
     v.round_ties_even().clamp(-QMAX, QMAX) as i16
 }
 
-/// The quantized activations of up to [`TOKEN_TILE`] tokens, on the stack of the thread
-/// that uses them, laid out for the kernels: value pairs `(2p, 2p + 1)` of every token side by
-/// side (`pairs[p · TOKEN_TILE + t]`, two i16 in one i32), so a register tile broadcasts
-/// token `t`'s pair from a fixed offset; block scales likewise (`d[b · TOKEN_TILE + t]`), and
-/// block sums `Σx = (Σq as f32) · d`, made only for the offset form (`sums[b · TOKEN_TILE + t]`).
-///
-/// The arrays start uninitialized (zeroing 136 KB per kernel call cost more than the
-/// quantization itself); [`QTile::fill`] writes every entry of tokens `0..tokens`, and only
-/// those are read.
-pub struct QTile {
-    pairs: [MaybeUninit<i32>; TOKEN_TILE * MAX_K / 2],
-    d: [MaybeUninit<f32>; TOKEN_TILE * MAX_K / QBLOCK],
-    sums: [MaybeUninit<f32>; TOKEN_TILE * MAX_K / QBLOCK],
-    /// Whether [`QTile::fill`] writes the block sums (only the offset form reads them).
+/// 32-bit words one quantized row of `k` values takes in [`QRows`].
+pub const fn qrow_words(k: usize) -> usize {
+    k / 2 + 2 * (k / QBLOCK)
+}
+
+/// Activations quantized for the fast kernels, one row per token, each row [`qrow_words`]
+/// 32-bit words: the `k` 16-bit quants (values `2p` and `2p + 1` in word `p`, low half first —
+/// the pair a `vpdpwssd`/`madd` broadcasts), then the `k / 32` block scales `d` (f32), then the
+/// `k / 32` block sums `Σx = (Σq as f32) · d` (f32; written only for the offset form, which
+/// alone reads them). Block `b` of a token is one 64-byte run of its row, so a register tile
+/// of tokens reads one cache line per token and block.
+#[derive(Clone, Copy)]
+pub struct QRows<'a> {
+    words: &'a [u32],
+    k: usize,
+    rows: usize,
+    with_sums: bool,
+}
+
+impl<'a> QRows<'a> {
+    /// `rows` quantized rows of `k` values at the start of `words`.
+    pub fn new(words: &'a [u32], k: usize, rows: usize, with_sums: bool) -> QRows<'a> {
+        assert!(
+            k <= MAX_K && k.is_multiple_of(QBLOCK) && words.len() >= rows * qrow_words(k),
+            "{rows} quantized rows of {k} values in {} words",
+            words.len()
+        );
+        QRows {
+            words,
+            k,
+            rows,
+            with_sums,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Tokens `t0..t1` (at most [`TOKEN_TILE`]) as a tile for a tier's panel dots.
+    pub fn tile(&self, t0: usize, t1: usize) -> QTile<'a> {
+        assert!(t0 < t1 && t1 <= self.rows && t1 - t0 <= TOKEN_TILE);
+        let w = qrow_words(self.k);
+        QTile {
+            words: &self.words[t0 * w..t1 * w],
+            with_sums: self.with_sums,
+            k: self.k,
+            tokens: t1 - t0,
+        }
+    }
+}
+
+/// Up to [`TOKEN_TILE`] consecutive rows of a [`QRows`]: what a tier's panel dots take.
+pub struct QTile<'a> {
+    words: &'a [u32],
     with_sums: bool,
     pub k: usize,
     pub tokens: usize,
 }
 
-impl QTile {
-    /// A tile for rows of `k` values, keeping block sums when `with_sums`.
-    pub fn new(k: usize, with_sums: bool) -> QTile {
-        assert!(
-            k <= MAX_K && k.is_multiple_of(QBLOCK),
-            "fast kernels take k ≤ {MAX_K} in blocks of {QBLOCK}, got {k}"
-        );
-        QTile {
-            pairs: [MaybeUninit::uninit(); TOKEN_TILE * MAX_K / 2],
-            d: [MaybeUninit::uninit(); TOKEN_TILE * MAX_K / QBLOCK],
-            sums: [MaybeUninit::uninit(); TOKEN_TILE * MAX_K / QBLOCK],
-            with_sums,
-            k,
-            tokens: 0,
-        }
-    }
-
+impl QTile<'_> {
     /// Token `t`'s values `2p` and `2p + 1`.
     #[inline]
     pub fn pair(&self, t: usize, p: usize) -> (i16, i16) {
-        assert!(
-            t < self.tokens && p < self.k / 2,
-            "pair ({t}, {p}) outside the filled tile"
-        );
-        // SAFETY: `fill` wrote every pair of tokens 0..tokens (checked above).
-        let v = unsafe { self.pairs[p * TOKEN_TILE + t].assume_init() };
+        assert!(t < self.tokens && p < self.k / 2, "pair ({t}, {p}) outside the tile");
+        let v = self.words[t * qrow_words(self.k) + p];
         (v as i16, (v >> 16) as i16)
     }
 
@@ -144,10 +184,9 @@ impl QTile {
     pub fn scale(&self, t: usize, b: usize) -> f32 {
         assert!(
             t < self.tokens && b < self.k / QBLOCK,
-            "scale ({t}, {b}) outside the filled tile"
+            "scale ({t}, {b}) outside the tile"
         );
-        // SAFETY: `fill` wrote every scale of tokens 0..tokens (checked above).
-        unsafe { self.d[b * TOKEN_TILE + t].assume_init() }
+        f32::from_bits(self.words[t * qrow_words(self.k) + self.k / 2 + b])
     }
 
     /// Token `t`'s quantized sum of block `b`: `(Σ q as f32) · d`, the sum of the values the
@@ -156,43 +195,71 @@ impl QTile {
     pub fn sum(&self, t: usize, b: usize) -> f32 {
         assert!(
             self.with_sums && t < self.tokens && b < self.k / QBLOCK,
-            "sum ({t}, {b}) outside the filled tile, or a tile without sums"
+            "sum ({t}, {b}) outside the tile, or a tile without sums"
         );
-        // SAFETY: `fill` wrote every sum of tokens 0..tokens of a tile with sums (checked above).
-        unsafe { self.sums[b * TOKEN_TILE + t].assume_init() }
+        f32::from_bits(self.words[t * qrow_words(self.k) + self.k / 2 + self.k / QBLOCK + b])
     }
 
-    /// The pairs of block `b` from token `t0` on, for a tier's register tile: pair `i` of
-    /// token `t0 + t` at offset `i · TOKEN_TILE + t`. Entries of tokens at or past
-    /// `tokens` are not initialized: a kernel reads tokens `t0..tokens` only.
+    /// Token `t`'s 16 pairs of block `b`, for a tier's register tile (pair `i` at offset `i`).
     #[inline]
-    pub fn block_pairs(&self, b: usize, t0: usize) -> *const i32 {
-        self.pairs[b * QBLOCK / 2 * TOKEN_TILE + t0..].as_ptr() as *const i32
+    pub fn block_pairs(&self, b: usize, t: usize) -> *const i32 {
+        assert!(
+            t < self.tokens && b < self.k / QBLOCK,
+            "block ({t}, {b}) outside the tile"
+        );
+        self.words[t * qrow_words(self.k) + b * QBLOCK / 2..].as_ptr() as *const i32
     }
+}
 
-    /// Quantize tokens `t0..t1` of `x` with a tier's row quantizer (which must compute what
-    /// [`quantize_block`] does, block by block).
-    pub fn fill(&mut self, x: &Activations<'_>, t0: usize, t1: usize, quantize: fn(&[f32], &mut [i16], &mut [f32])) {
-        assert!(t1 - t0 <= TOKEN_TILE && x.k == self.k);
-        let (k, nb) = (self.k, self.k / QBLOCK);
-        let mut q = [0i16; MAX_K];
-        let mut d = [0f32; MAX_K / QBLOCK];
-        for (t, r) in (t0..t1).enumerate() {
-            quantize(x.row(r), &mut q[..k], &mut d[..nb]);
-            for (b, (&s, qb)) in d[..nb].iter().zip(q[..k].chunks_exact(QBLOCK)).enumerate() {
-                self.d[b * TOKEN_TILE + t] = MaybeUninit::new(s);
-                if self.with_sums {
-                    let isum: i32 = qb.iter().map(|&v| v as i32).sum();
-                    self.sums[b * TOKEN_TILE + t] = MaybeUninit::new(isum as f32 * s);
-                }
-            }
-            for (p, pair) in q[..k].chunks_exact(2).enumerate() {
-                let v = (pair[0] as u16 as u32 | (pair[1] as u16 as u32) << 16) as i32;
-                self.pairs[p * TOKEN_TILE + t] = MaybeUninit::new(v);
-            }
+/// Quantize one row (normalized first when `norm` is given) into its [`qrow_words`] words.
+fn quantize_row_into<T: FastTier>(x: &[f32], norm: Option<(&[f32], f32)>, out: &mut [u32], with_sums: bool) {
+    let k = x.len();
+    let mut normed = [0f32; MAX_K];
+    let src = match norm {
+        Some((w, eps)) => {
+            let ops = <T::Rows as RowOps>::get();
+            let r = rows::rms_scale(ops, x, eps);
+            ops.scaled(&mut normed[..k], x, r, w);
+            &normed[..k]
         }
-        self.tokens = t1 - t0;
+        None => x,
+    };
+    let (q, rest) = out.split_at_mut(k / 2);
+    let (d, sums) = rest.split_at_mut(k / QBLOCK);
+    let q: &mut [i16] = bytemuck::cast_slice_mut(q);
+    let d: &mut [f32] = bytemuck::cast_slice_mut(d);
+    T::quantize_row(src, q, d);
+    if with_sums {
+        for ((s, qb), &db) in sums[..k / QBLOCK].iter_mut().zip(q.chunks_exact(QBLOCK)).zip(d.iter()) {
+            let isum: i32 = qb.iter().map(|&v| v as i32).sum();
+            *s = (isum as f32 * db).to_bits();
+        }
     }
+}
+
+/// [`QuantizeRowsFn`] for a tier: rows split over the team.
+pub fn quantize_rows<T: FastTier>(
+    x: Activations<'_>,
+    norm: Option<(&[f32], f32)>,
+    out: &mut [u32],
+    with_sums: bool,
+    par: Par,
+) {
+    let (k, w) = (x.k, qrow_words(x.k));
+    assert!(
+        k <= MAX_K && k.is_multiple_of(QBLOCK) && out.len() >= x.rows * w,
+        "quantizing {} rows of {k} into {} words",
+        x.rows,
+        out.len()
+    );
+    if let Some((nw, _)) = norm {
+        assert_eq!(nw.len(), k, "a norm weight per column");
+    }
+    rows::for_row_units(&mut out[..x.rows * w], w, par, |mine, r0| {
+        for (i, row) in mine.chunks_exact_mut(w).enumerate() {
+            quantize_row_into::<T>(x.row(r0 + i), norm, row, with_sums);
+        }
+    });
 }
 
 /// [`quantize_block`] over a row: `q` gets `x.len()` values, `d` one scale per block.
@@ -214,6 +281,8 @@ pub fn quantize_blocks(x: &[f32], q: &mut [i16], d: &mut [f32], mut block: impl 
 
 /// What a tier provides for the fast kernels; the drivers below are shared.
 pub trait FastTier: Send + Sync + 'static {
+    /// The tier's row primitives (the norm fused into the quantization).
+    type Rows: RowOps;
     /// [`quantize_block`], exactly.
     fn quantize(x: &[f32], q: &mut [i16]) -> f32;
     /// [`quantize_row`], exactly (one feature check per row, not per block).
@@ -226,9 +295,9 @@ pub trait FastTier: Send + Sync + 'static {
     fn geglu(g: &[f32], u: &[f32], h: &mut [f32]);
 }
 
-fn check(x: &Activations<'_>, w: &PackedQ8, out: &[f32], n: usize) {
+fn check(x: &QRows<'_>, w: &PackedQ8, out: &[f32], n: usize) {
     assert!(
-        x.k == w.cols() && n == w.rows() && out.len() >= x.rows * n,
+        x.k == w.cols() && n == w.rows() && out.len() >= x.rows * n && x.with_sums == (w.form() == PanelForm::Offset),
         "fast matmul operands: x ({}, {}), packed ({} × {}, {}), n {n}, out {}",
         x.rows,
         x.k,
@@ -251,25 +320,24 @@ fn store(ptr: OutPtr, vals: &[[f32; PANEL]; TOKEN_TILE], t0: usize, tokens: usiz
     }
 }
 
-/// The driver both matmuls share: threads take one chunk of panels each; each quantizes a
-/// tile of tokens on its stack and has `panel(tile, p, out)` write panel `p`'s 16 columns of
-/// every token of the tile, which are then stored.
-fn drive<T: FastTier>(
-    x: Activations<'_>,
+/// The driver both matmuls share: threads take one chunk of panels each, and have
+/// `panel(tile, p, out)` write panel `p`'s 16 columns of every token of a tile, which are then
+/// stored.
+fn drive(
+    x: &QRows<'_>,
     w: &PackedQ8,
     out: &mut [f32],
     n: usize,
     par: Par,
     panel: impl Fn(&QTile, usize, &mut [[f32; PANEL]; TOKEN_TILE]) + Sync,
 ) {
-    check(&x, w, out, n);
+    check(x, w, out, n);
     let ptr = OutPtr::new(out);
     let work = |p0: usize, p1: usize| {
-        let mut tile = QTile::new(x.k, w.form() == PanelForm::Offset);
         let mut vals = [[0f32; PANEL]; TOKEN_TILE];
         for t0 in (0..x.rows).step_by(TOKEN_TILE) {
             let t1 = (t0 + TOKEN_TILE).min(x.rows);
-            tile.fill(&x, t0, t1, T::quantize_row);
+            let tile = x.tile(t0, t1);
             for p in p0..p1 {
                 panel(&tile, p, &mut vals);
                 store(ptr, &vals, t0, t1 - t0, p, n);
@@ -290,19 +358,19 @@ fn dots_for<T: FastTier>(w: &PackedQ8) -> DotsFn {
     }
 }
 
-/// The plain matmul driver.
-pub fn matmul<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], n: usize, par: Par) {
+/// The plain matmul over quantized rows.
+pub fn matmul_q<T: FastTier>(x: &QRows<'_>, w: &PackedQ8, out: &mut [f32], n: usize, par: Par) {
     assert_eq!(w.groups(), 1, "a plain matmul's weight is one group");
     let dots = dots_for::<T>(w);
-    drive::<T>(x, w, out, n, par, |tile, p, vals| dots(tile, w.panel(0, p), vals));
+    drive(x, w, out, n, par, |tile, p, vals| dots(tile, w.panel(0, p), vals));
 }
 
-/// The GeGLU driver: `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, gate and up panels of
-/// the same columns side by side.
-pub fn matmul_geglu<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], f: usize, par: Par) {
+/// The GeGLU matmul over quantized rows: `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, gate
+/// and up panels of the same columns side by side.
+pub fn matmul_geglu_q<T: FastTier>(x: &QRows<'_>, w: &PackedQ8, out: &mut [f32], f: usize, par: Par) {
     assert_eq!(w.groups(), 2, "a GeGLU weight is two groups (gate, up)");
     let dots = dots_for::<T>(w);
-    drive::<T>(x, w, out, f, par, |tile, p, h| {
+    drive(x, w, out, f, par, |tile, p, h| {
         let mut gate = [[0f32; PANEL]; TOKEN_TILE];
         let mut up = [[0f32; PANEL]; TOKEN_TILE];
         dots(tile, w.panel(0, p), &mut gate);
@@ -316,6 +384,24 @@ pub fn matmul_geglu<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f3
     });
 }
 
+/// `x` quantized into memory allocated here, then `f` (see [`PackedMatMulFn`]).
+fn quantized_then<T: FastTier>(x: Activations<'_>, w: &PackedQ8, par: Par, f: impl FnOnce(&QRows<'_>)) {
+    let with_sums = w.form() == PanelForm::Offset;
+    let mut words = vec![0u32; x.rows * qrow_words(x.k)];
+    quantize_rows::<T>(x, None, &mut words, with_sums, par);
+    f(&QRows::new(&words, x.k, x.rows, with_sums))
+}
+
+/// [`matmul_q`] from f32 activations (allocates; see [`PackedMatMulFn`]).
+pub fn matmul<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], n: usize, par: Par) {
+    quantized_then::<T>(x, w, par, |q| matmul_q::<T>(q, w, out, n, par))
+}
+
+/// [`matmul_geglu_q`] from f32 activations (allocates; see [`PackedMatMulFn`]).
+pub fn matmul_geglu<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], f: usize, par: Par) {
+    quantized_then::<T>(x, w, par, |q| matmul_geglu_q::<T>(q, w, out, f, par))
+}
+
 /// A tier's fast kernels for weights of type `W` (which must have a panel form).
 pub const fn kernels<T: FastTier, W: WeightType>(name: &'static str) -> FastKernels {
     assert!(W::PANEL_FORM.is_some(), "fast kernels for a type without a panel form");
@@ -323,30 +409,28 @@ pub const fn kernels<T: FastTier, W: WeightType>(name: &'static str) -> FastKern
         name,
         pack: pack::pack::<W>,
         quantize: T::quantize,
+        quantize_rows: quantize_rows::<T>,
         matmul: matmul::<T>,
         matmul_geglu: matmul_geglu::<T>,
+        matmul_q: matmul_q::<T>,
+        matmul_geglu_q: matmul_geglu_q::<T>,
         max_k: MAX_K,
     }
 }
 
-/// A tier's `fast_kernels` list: every quantized type, each entry named `<prefix>.<type>`. With
-/// two tiers, the symmetric types (Q8_0, Q4_0, Q5_0) run the first one's kernels and the offset
-/// and halves types the second's (a tier may lend them from a narrower one it contains).
+/// A tier's `fast_kernels` list: every quantized type, each entry named `<prefix>.<type>`.
 /// Adding a quantized type to the fast precision is one line here.
 macro_rules! fast_kernel_list {
     ($tier:ty, $prefix:literal) => {
-        $crate::fast::fast_kernel_list!($tier, $prefix; $tier, $prefix)
-    };
-    ($sym:ty, $sym_prefix:literal; $other:ty, $other_prefix:literal) => {
         &[
-            $crate::fast::fast_kernel_list!(@entry $sym, $sym_prefix, Q8_0, "q8_0"),
-            $crate::fast::fast_kernel_list!(@entry $sym, $sym_prefix, Q4_0, "q4_0"),
-            $crate::fast::fast_kernel_list!(@entry $sym, $sym_prefix, Q5_0, "q5_0"),
-            $crate::fast::fast_kernel_list!(@entry $other, $other_prefix, Q4_1, "q4_1"),
-            $crate::fast::fast_kernel_list!(@entry $other, $other_prefix, Q5_1, "q5_1"),
-            $crate::fast::fast_kernel_list!(@entry $other, $other_prefix, Q4K, "q4_k"),
-            $crate::fast::fast_kernel_list!(@entry $other, $other_prefix, Q5K, "q5_k"),
-            $crate::fast::fast_kernel_list!(@entry $other, $other_prefix, Q6K, "q6_k"),
+            $crate::fast::fast_kernel_list!(@entry $tier, $prefix, Q8_0, "q8_0"),
+            $crate::fast::fast_kernel_list!(@entry $tier, $prefix, Q4_0, "q4_0"),
+            $crate::fast::fast_kernel_list!(@entry $tier, $prefix, Q5_0, "q5_0"),
+            $crate::fast::fast_kernel_list!(@entry $tier, $prefix, Q4_1, "q4_1"),
+            $crate::fast::fast_kernel_list!(@entry $tier, $prefix, Q5_1, "q5_1"),
+            $crate::fast::fast_kernel_list!(@entry $tier, $prefix, Q4K, "q4_k"),
+            $crate::fast::fast_kernel_list!(@entry $tier, $prefix, Q5K, "q5_k"),
+            $crate::fast::fast_kernel_list!(@entry $tier, $prefix, Q6K, "q6_k"),
         ]
     };
     (@entry $tier:ty, $prefix:literal, $ty:ident, $name:literal) => {

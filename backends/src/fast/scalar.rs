@@ -7,6 +7,8 @@ use super::{quantize_block, FastTier, QTile, QBLOCK, TOKEN_TILE};
 pub struct Scalar;
 
 impl FastTier for Scalar {
+    type Rows = crate::rows::ScalarRows;
+
     fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
         quantize_block(x, q)
     }

@@ -12,6 +12,8 @@ use crate::fast::{quantize_block, FastTier, QTile, QBLOCK, TOKEN_TILE};
 pub struct NeonFast;
 
 impl FastTier for NeonFast {
+    type Rows = super::rows::NeonRowOps;
+
     fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
         // Row-wise and light next to the dots: the specification itself.
         quantize_block(x, q)
@@ -70,7 +72,7 @@ unsafe fn tokens<const N: usize, const FORM: u8>(
     for b in 0..nb {
         // SAFETY: block b < nb is inside the panel (the caller's contract).
         let blk = unsafe { base.add(b * form_block_bytes(FORM)) };
-        let xp = tile.block_pairs(b, t0);
+        let xp: [*const i32; N] = std::array::from_fn(|t| tile.block_pairs(b, t0 + t));
         for step in 0..steps {
             // acc[t][v]: 32-bit lanes (row 2v', column c) products, 8 vectors of 4 per token.
             let mut acc = [[vdupq_n_s32(0); 8]; N];
@@ -90,8 +92,8 @@ unsafe fn tokens<const N: usize, const FORM: u8>(
                     vmovl_high_s8(w1),
                 ];
                 for t in 0..N {
-                    // SAFETY: pair i of token t0 + t < TOKEN_TILE, inside this block's pairs.
-                    let x = vreinterpretq_s16_s32(vdupq_n_s32(unsafe { *xp.add(i * TOKEN_TILE + t) }));
+                    // SAFETY: pair i < 16 of token t0 + t's block b, inside the tile.
+                    let x = vreinterpretq_s16_s32(vdupq_n_s32(unsafe { *xp[t].add(i) }));
                     for (v, wv) in w.iter().enumerate() {
                         acc[t][2 * v] = vmlal_s16(acc[t][2 * v], vget_low_s16(*wv), vget_low_s16(x));
                         acc[t][2 * v + 1] = vmlal_high_s16(acc[t][2 * v + 1], *wv, x);

@@ -8,9 +8,11 @@
 //! activations use `smlal` instead, so the tier does not need dotprod.
 
 pub mod fast;
+pub mod rows;
 pub mod simd;
 
 use crate::kernels::KernelTable;
+use crate::rows as row_ops;
 use crate::scalar::{self, attention};
 use crate::Backend;
 
@@ -53,5 +55,10 @@ static KERNELS: KernelTable = KernelTable {
     backend: Backend::Neon,
     fast_kernels: crate::fast::fast_kernel_list!(fast::NeonFast, "neon"),
     attention,
+    add_rms_norm: row_ops::add_rms_norm::<rows::NeonRowOps>,
+    residual_norm: row_ops::residual_norm::<rows::NeonRowOps>,
+    rms_norm: row_ops::rms_norm::<rows::NeonRowOps>,
+    rope: row_ops::rope::<rows::NeonRowOps>,
+    rms_norm_rope: row_ops::rms_norm_rope::<rows::NeonRowOps>,
     ..scalar::TABLE
 };

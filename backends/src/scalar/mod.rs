@@ -6,6 +6,7 @@ pub mod head;
 pub mod matmul;
 
 use crate::kernels::KernelTable;
+use crate::rows::{self, ScalarRows};
 use crate::Backend;
 
 /// The scalar table as a constant, so SIMD tables can take the ops they do not vectorize
@@ -15,10 +16,11 @@ pub const TABLE: KernelTable = KernelTable {
     // The registry's own entries are the scalar kernels.
     weight_kernels: &[],
     fast_kernels: crate::fast::fast_kernel_list!(crate::fast::scalar::Scalar, "scalar"),
-    add_rms_norm: elementwise::add_rms_norm,
-    residual_norm: elementwise::residual_norm,
-    rms_norm: elementwise::rms_norm,
-    rope: elementwise::rope,
+    add_rms_norm: rows::add_rms_norm::<ScalarRows>,
+    residual_norm: rows::residual_norm::<ScalarRows>,
+    rms_norm: rows::rms_norm::<ScalarRows>,
+    rope: rows::rope::<ScalarRows>,
+    rms_norm_rope: rows::rms_norm_rope::<ScalarRows>,
     attention: attention::attention,
     gelu: elementwise::gelu,
     add: elementwise::add,

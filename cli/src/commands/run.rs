@@ -97,8 +97,14 @@ pub enum HeadKind {
 /// forward passes of short texts.
 const WINDOW_TEXTS: usize = 1024;
 const WINDOW_BYTES: usize = 8 << 20;
-/// A progress bar appears when a job has run this long.
-const PROGRESS_AFTER: Duration = Duration::from_secs(1);
+/// A progress bar appears when a job has run this long: a second, or
+/// `GEMMA_GRAPH_PROGRESS_AFTER_MS` (the tests set 0, so a quick job shows it on any machine).
+fn progress_after() -> Duration {
+    std::env::var("GEMMA_GRAPH_PROGRESS_AFTER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(1), Duration::from_millis)
+}
 
 pub fn run(args: Args) -> Result<()> {
     super::check_dim(args.dim)?;
@@ -345,7 +351,7 @@ struct Job<'a> {
 
 impl Job<'_> {
     fn stream(&mut self, source: &mut Source, mut sink: Sink, progress: bool) -> Result<()> {
-        let started = Instant::now();
+        let (started, after) = (Instant::now(), progress_after());
         let mut bar: Option<indicatif::ProgressBar> = None;
         let mut window: Vec<Record> = Vec::new();
         let mut first_index = 0;
@@ -362,7 +368,7 @@ impl Job<'_> {
             }
             self.window(source, &window, first_index, &mut sink)?;
             first_index += window.len();
-            if progress && bar.is_none() && started.elapsed() > PROGRESS_AFTER {
+            if progress && bar.is_none() && started.elapsed() >= after {
                 bar = Some(progress_bar(source.progress().1));
             }
             if let Some(b) = &bar {

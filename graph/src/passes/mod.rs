@@ -32,7 +32,8 @@ pub use pack_attention::pack_attention;
 /// A pass: rewrites the graph, returns whether anything changed.
 pub type PassFn = fn(&mut Graph) -> Result<bool, GraphError>;
 
-/// Every pass, in the default pipeline's order.
+/// Every pass, by name (`--passes` takes any list of them), in the order the default
+/// pipeline runs those it runs.
 pub const PASSES: &[(&str, PassFn)] = &[
     ("remove-noops", remove_noops),
     // GeGLU first: gate and up are sibling matmuls too, but they get the GeGLU epilogue.
@@ -41,11 +42,28 @@ pub const PASSES: &[(&str, PassFn)] = &[
     ("fuse-norm-rope", fuse_norm_rope),
     ("pack-attention", pack_attention),
     ("fuse-post-norm-residual", fuse_post_norm_residual),
-    // Before folding norms into matmuls: the norm after a residual add joins the add.
+    // The alternative to folding the pre-norms into their matmuls (not in the default
+    // pipeline): the norm after a residual add joins the add, the matmuls read its second half.
     ("fuse-residual-norm", fuse_residual_norm),
     ("fold-norm-into-matmul", fold_norm_into_matmul),
     ("fuse-pool-head", fuse_pool_head),
     ("dce", eliminate_dead),
+];
+
+/// The default pipeline. It folds every pre-norm into the matmul it feeds instead of fusing
+/// it with the residual add before it (`fuse-residual-norm`): in the fast precision a matmul
+/// with a folded norm quantizes each row as it normalizes it, so the normalized activations
+/// never go to memory as f32.
+pub const DEFAULT_PIPELINE: &[&str] = &[
+    "remove-noops",
+    "fuse-geglu",
+    "fuse-qkv",
+    "fuse-norm-rope",
+    "pack-attention",
+    "fuse-post-norm-residual",
+    "fold-norm-into-matmul",
+    "fuse-pool-head",
+    "dce",
 ];
 
 /// Passes whose pattern is another pass's output: running them alone finds nothing.
@@ -62,7 +80,7 @@ pub fn prerequisites(pass: &str) -> &'static [&'static str] {
 pub enum Pipeline {
     /// The unfused graph, as the model builder made it.
     None,
-    /// Every pass in [`PASSES`] order.
+    /// The passes of [`DEFAULT_PIPELINE`].
     #[default]
     Default,
     /// These passes, in this order.
@@ -106,7 +124,10 @@ pub struct PassRecord {
 pub fn run_pipeline(graph: &mut Graph, pipeline: &Pipeline) -> Result<Vec<PassRecord>, GraphError> {
     let passes: Vec<(&str, PassFn)> = match pipeline {
         Pipeline::None => Vec::new(),
-        Pipeline::Default => PASSES.to_vec(),
+        Pipeline::Default => DEFAULT_PIPELINE
+            .iter()
+            .map(|n| *PASSES.iter().find(|(p, _)| p == n).expect("default passes are known"))
+            .collect(),
         Pipeline::Custom(names) => names
             .iter()
             .map(|n| {
