@@ -41,26 +41,6 @@ pub fn rms_normed<'a>(
     Activations::dense(normed, x.len() / k, k)
 }
 
-/// Per-head RMSNorm then RoPE, in place on `x (T, cols)`: on every column, or only on
-/// columns `start..start + len` of each row (q or k inside packed q|k|v rows).
-#[allow(clippy::too_many_arguments)]
-pub fn rms_norm_rope(
-    table: &KernelTable,
-    x: &mut [f32],
-    cols: usize,
-    window: Option<(usize, usize)>,
-    w: &[f32],
-    head_dim: usize,
-    eps: f32,
-    pos: &[i32],
-    cos: &[f32],
-    sin: &[f32],
-    par: Par,
-) {
-    let window = window.unwrap_or((0, cols));
-    (table.rms_norm_rope)(x, cols, window, w, head_dim, eps, pos, cos, sin, par);
-}
-
 /// Pool `x (T, cols)` per sequence, then the dense layers `dense(0..n_dense)` (weight and
 /// the tier's matmul for its type), then L2-normalize if asked. `scratch` holds the pooled
 /// rows and every dense output but the last; `out (S, last width)`.

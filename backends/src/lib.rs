@@ -22,6 +22,7 @@ pub mod rows;
 pub mod scalar;
 mod split;
 pub mod team;
+pub mod tiled;
 pub mod weights;
 pub mod wtypes;
 

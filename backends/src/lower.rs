@@ -859,7 +859,8 @@ impl Bound {
                         // SAFETY: operands checked in bounds and disjoint from the output at lowering.
                         let (o, p) = unsafe { (c.f32s_mut(out), c.i32s(pos)) };
                         let nw = c.weights.f32(w);
-                        composite::rms_norm_rope(table, o, out.cols, cols, nw, head_dim, eps, p, &t.cos, &t.sin, c.par);
+                        let window = cols.unwrap_or((0, out.cols));
+                        (table.rms_norm_rope)(o, out.cols, window, nw, head_dim, eps, p, &t.cos, &t.sin, c.par);
                         Ok(())
                     }),
                 );

@@ -16,12 +16,9 @@ pub mod simd;
 
 use std::sync::OnceLock;
 
-use gg_ops::DType;
-
 use crate::kernels::KernelTable;
 use crate::rows as row_ops;
 use crate::scalar::{self, attention};
-use crate::wtypes::{self as wt, F32};
 use crate::Backend;
 
 /// Proof that this CPU has AVX2, FMA and F16C. Only [`Avx2::detect`] makes one.
@@ -71,53 +68,13 @@ fn cpu() -> Avx2 {
 /// The tier's table as a constant, so a wider tier can start from it.
 pub(crate) const TABLE: KernelTable = KernelTable {
     backend: Backend::Avx2,
-    weight_kernels: &[
-        (
-            DType::F32,
-            matmul::weight_kernels::<matmul::Spec<F32>, matmul::Avx2Tiles>("avx2.f32"),
-        ),
-        (
-            DType::F16,
-            matmul::weight_kernels::<matmul::F16Rows, matmul::Avx2Tiles>("avx2.f16"),
-        ),
-        (
-            DType::BF16,
-            matmul::weight_kernels::<matmul::Bf16Rows, matmul::Avx2Tiles>("avx2.bf16"),
-        ),
-        (
-            DType::Q8_0,
-            matmul::weight_kernels::<matmul::Q8Rows, matmul::Avx2Tiles>("avx2.q8_0"),
-        ),
-        // Decoded by the type's specification into f32 rows, then the tier's f32 tiles.
-        (
-            DType::Q4_0,
-            matmul::weight_kernels::<matmul::Spec<wt::Q4_0>, matmul::Avx2Tiles>("avx2.q4_0"),
-        ),
-        (
-            DType::Q4_1,
-            matmul::weight_kernels::<matmul::Spec<wt::Q4_1>, matmul::Avx2Tiles>("avx2.q4_1"),
-        ),
-        (
-            DType::Q5_0,
-            matmul::weight_kernels::<matmul::Spec<wt::Q5_0>, matmul::Avx2Tiles>("avx2.q5_0"),
-        ),
-        (
-            DType::Q5_1,
-            matmul::weight_kernels::<matmul::Spec<wt::Q5_1>, matmul::Avx2Tiles>("avx2.q5_1"),
-        ),
-        (
-            DType::Q4K,
-            matmul::weight_kernels::<matmul::Spec<wt::Q4K>, matmul::Avx2Tiles>("avx2.q4_k"),
-        ),
-        (
-            DType::Q5K,
-            matmul::weight_kernels::<matmul::Spec<wt::Q5K>, matmul::Avx2Tiles>("avx2.q5_k"),
-        ),
-        (
-            DType::Q6K,
-            matmul::weight_kernels::<matmul::Spec<wt::Q6K>, matmul::Avx2Tiles>("avx2.q6_k"),
-        ),
-    ],
+    weight_kernels: crate::tiled::weight_kernel_list!(
+        matmul::Avx2Tiles,
+        "avx2",
+        f16: matmul::F16Rows,
+        bf16: matmul::Bf16Rows,
+        q8_0: matmul::Q8Rows
+    ),
     fast_kernels: crate::fast::fast_kernel_list!(fast::Avx2Fast, "avx2"),
     attention,
     add_rms_norm: row_ops::add_rms_norm::<rows::Avx2RowOps>,

@@ -12,12 +12,10 @@ pub mod fast;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use gg_ops::DType;
-
-use crate::avx2::matmul::{self as mm, Tiles};
+use crate::avx2::matmul as mm;
 use crate::avx2::{self, Avx2};
 use crate::kernels::{Activations, KernelTable};
-use crate::wtypes::{self as wt, F32};
+use crate::tiled::Tiles;
 use crate::Backend;
 
 /// Proof that this CPU has AVX-512F/BW/VL and what the AVX2 tier needs.
@@ -105,6 +103,12 @@ impl Tiles for Avx512Tiles {
                 put(t, r, unsafe { dot(xt, row) });
             }
         }
+    }
+    fn geglu(cpu: Avx512, g: &[f32], u: &[f32], h: &mut [f32]) {
+        mm::Avx2Tiles::geglu(cpu.avx2(), g, u, h)
+    }
+    fn prefetch(bytes: &[u8]) {
+        mm::Avx2Tiles::prefetch(bytes)
     }
 }
 
@@ -208,50 +212,13 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 static KERNELS: KernelTable = KernelTable {
     backend: Backend::Avx512,
-    weight_kernels: &[
-        (
-            DType::F32,
-            mm::weight_kernels::<mm::Spec<F32>, Avx512Tiles>("avx512.f32"),
-        ),
-        (DType::F16, mm::weight_kernels::<mm::F16Rows, Avx512Tiles>("avx512.f16")),
-        (
-            DType::BF16,
-            mm::weight_kernels::<mm::Bf16Rows, Avx512Tiles>("avx512.bf16"),
-        ),
-        (
-            DType::Q8_0,
-            mm::weight_kernels::<mm::Q8Rows, Avx512Tiles>("avx512.q8_0"),
-        ),
-        // Decoded by the type's specification into f32 rows, then the tier's f32 tiles.
-        (
-            DType::Q4_0,
-            mm::weight_kernels::<mm::Spec<wt::Q4_0>, Avx512Tiles>("avx512.q4_0"),
-        ),
-        (
-            DType::Q4_1,
-            mm::weight_kernels::<mm::Spec<wt::Q4_1>, Avx512Tiles>("avx512.q4_1"),
-        ),
-        (
-            DType::Q5_0,
-            mm::weight_kernels::<mm::Spec<wt::Q5_0>, Avx512Tiles>("avx512.q5_0"),
-        ),
-        (
-            DType::Q5_1,
-            mm::weight_kernels::<mm::Spec<wt::Q5_1>, Avx512Tiles>("avx512.q5_1"),
-        ),
-        (
-            DType::Q4K,
-            mm::weight_kernels::<mm::Spec<wt::Q4K>, Avx512Tiles>("avx512.q4_k"),
-        ),
-        (
-            DType::Q5K,
-            mm::weight_kernels::<mm::Spec<wt::Q5K>, Avx512Tiles>("avx512.q5_k"),
-        ),
-        (
-            DType::Q6K,
-            mm::weight_kernels::<mm::Spec<wt::Q6K>, Avx512Tiles>("avx512.q6_k"),
-        ),
-    ],
+    weight_kernels: crate::tiled::weight_kernel_list!(
+        Avx512Tiles,
+        "avx512",
+        f16: mm::F16Rows,
+        bf16: mm::Bf16Rows,
+        q8_0: mm::Q8Rows
+    ),
     fast_kernels: crate::fast::fast_kernel_list!(fast::Avx512Fast, "avx512"),
     attention: attention_kernel,
     ..avx2::TABLE

@@ -1,13 +1,15 @@
 //! The NEON tier (aarch64, where Advanced SIMD is always present). It starts from the scalar
 //! table and overrides the fast precision's integer kernels for every quantized type (16-bit
-//! widening multiply-accumulate over the packed panels, all three forms) and attention's vector primitives (4-lane FMA, two chains summed
-//! in the scalar kernel's order). The exact precision's matmuls and the row-wise ops keep the
-//! scalar specification for now.
+//! widening multiply-accumulate over the packed panels, all three forms), the exact
+//! precision's matmuls (4-token × 2-row FMA tiles over rows decoded once per token tile; Q8_0
+//! and BF16 decoded with NEON), attention's vector primitives (4-lane FMA, two chains summed in
+//! the scalar kernel's order) and the row-wise ops (bit-identical to the specification).
 //!
 //! `sdot` (the dotprod extension) multiplies 8-bit pairs only; the fast precision's 16-bit
 //! activations use `smlal` instead, so the tier does not need dotprod.
 
 pub mod fast;
+pub mod matmul;
 pub mod rows;
 pub mod simd;
 
@@ -53,6 +55,13 @@ fn attention(args: crate::kernels::AttentionArgs<'_>, par: crate::kernels::Par) 
 
 static KERNELS: KernelTable = KernelTable {
     backend: Backend::Neon,
+    weight_kernels: crate::tiled::weight_kernel_list!(
+        matmul::NeonTiles,
+        "neon",
+        f16: crate::tiled::Spec<crate::wtypes::F16>,
+        bf16: matmul::Bf16Rows,
+        q8_0: matmul::Q8Rows
+    ),
     fast_kernels: crate::fast::fast_kernel_list!(fast::NeonFast, "neon"),
     attention,
     add_rms_norm: row_ops::add_rms_norm::<rows::NeonRowOps>,
