@@ -41,42 +41,42 @@ pub fn rms_normed<'a>(
     Activations::dense(normed, x.len() / k, k)
 }
 
-/// Pool `x (T, cols)` per sequence, then the dense layers `dense(0..n_dense)` (weight and
-/// the tier's matmul for its type), then L2-normalize if asked. `scratch` holds the pooled
-/// rows and every dense output but the last; `out (S, last width)`.
+/// Pool `x (T, cols)` per sequence, then the dense layers `0..n_dense` (`width(d)` outputs
+/// each; `dense(d, x, out)` runs layer `d` with the tier's kernel for its weight), then
+/// L2-normalize if asked. `scratch` holds the pooled rows and every dense output but the
+/// last; `out (S, last width)`.
 #[allow(clippy::too_many_arguments)]
-pub fn pool_head<'w>(
+pub fn pool_head(
     table: &KernelTable,
     x: &[f32],
     cols: usize,
     seqs: &[SeqSpan],
     kind: PoolKind,
     n_dense: usize,
-    dense: impl Fn(usize) -> (WeightView<'w>, MatMulFn),
+    width: impl Fn(usize) -> usize,
+    mut dense: impl FnMut(usize, Activations<'_>, &mut [f32]),
     normalize: bool,
     scratch: &mut [f32],
     out: &mut [f32],
-    par: Par,
 ) {
     let s = seqs.len();
     if n_dense == 0 {
         (table.pool)(x, cols, seqs, kind, out);
     } else {
-        let (mut width, mut cur) = (cols, 0);
+        let (mut k, mut cur) = (cols, 0);
         (table.pool)(x, cols, seqs, kind, &mut scratch[..s * cols]);
         for d in 0..n_dense {
-            let (w, matmul) = dense(d);
-            let n_out = w.rows();
+            let n_out = width(d);
             if d + 1 == n_dense {
-                let xs = &scratch[cur..cur + s * width];
-                matmul(Activations::dense(xs, s, width), w, out, n_out, par);
+                let xs = &scratch[cur..cur + s * k];
+                dense(d, Activations::dense(xs, s, k), out);
             } else {
-                let (done, rest) = scratch.split_at_mut(cur + s * width);
+                let (done, rest) = scratch.split_at_mut(cur + s * k);
                 let xs = &done[cur..];
-                matmul(Activations::dense(xs, s, width), w, &mut rest[..s * n_out], n_out, par);
-                cur += s * width;
+                dense(d, Activations::dense(xs, s, k), &mut rest[..s * n_out]);
+                cur += s * k;
             }
-            width = n_out;
+            k = n_out;
         }
     }
     if normalize {

@@ -208,10 +208,14 @@ impl Program {
             let in_place = plan.value(n).is_some_and(|v| v.in_place);
             // Every weight a step reads as stored (a packed matmul reads its matrix, the last
             // input, packed).
-            let packed_matrix = matches!(choice.kernel, Kernel::PackedMatMul { .. }).then(|| args.len() - 1);
+            let read_packed = |i: usize| match choice.kernel {
+                Kernel::PackedMatMul { .. } => i == args.len() - 1,
+                Kernel::PoolHead { dense, .. } => i >= 1 && matches!(dense[i - 1], Some(Dense::Packed { .. })),
+                _ => false,
+            };
             for (i, a) in args.iter().enumerate() {
                 if let Arg::Weight(w) = a {
-                    if Some(i) != packed_matrix {
+                    if !read_packed(i) {
                         read_as_stored.insert(*w);
                     }
                 }
@@ -270,6 +274,18 @@ struct Choice {
     scratch: Option<ScratchNeed>,
 }
 
+/// A pooling head's dense layer: the tier's exact matmul, or in the fast precision (for a
+/// type with fast kernels) its integer kernels over the repacked weight.
+#[derive(Clone, Copy)]
+enum Dense {
+    Exact(crate::kernels::MatMulFn),
+    Packed {
+        quantize: QuantizeRowsFn,
+        f: QMatMulFn,
+        pack: PackFn,
+    },
+}
+
 /// The resolved kernel of a node; operands are bound later, once the plan exists.
 #[derive(Clone, Copy)]
 enum Kernel {
@@ -288,7 +304,10 @@ enum Kernel {
         pack: PackFn,
     },
     PoolHead {
-        dense: [Option<crate::kernels::MatMulFn>; MAX_DENSE],
+        dense: [Option<Dense>; MAX_DENSE],
+        /// Where the quantized rows of the packed layers start in the scratch (f32 elements
+        /// per sequence row).
+        words_at: usize,
     },
     /// The tier's table slot for the op.
     Slot,
@@ -518,8 +537,9 @@ fn select(graph: &Graph, n: NodeId, table: &'static KernelTable, precision: Prec
                 ));
             }
             let mut dense = [None; MAX_DENSE];
-            // The pooled rows and every dense output but the last.
-            let mut cols = graph.node(ins[0]).shape.cols;
+            // The pooled rows and every dense output but the last, then the quantized rows of
+            // the widest packed layer's input.
+            let (mut cols, mut k_in, mut words) = (graph.node(ins[0]).shape.cols, graph.node(ins[0]).shape.cols, 0);
             for d in 0..*n_dense {
                 want_weight(1 + d)?;
                 let k = weight_kernels(1 + d)?;
@@ -527,18 +547,33 @@ fn select(graph: &Graph, n: NodeId, table: &'static KernelTable, precision: Prec
                 if w.cols > k.max_k {
                     return Err(limit(graph, n, table, "a dense layer's row length k", w.cols, k.max_k));
                 }
-                dense[d] = Some(k.matmul);
-                if d + 1 < *n_dense {
-                    if let Rows::Fixed(r) = w.rows {
+                let fast = table
+                    .fast(graph.node(ins[1 + d]).dtype)
+                    .filter(|_| precision == Precision::Fast)
+                    .filter(|fk| w.cols <= fk.max_k && w.cols.is_multiple_of(crate::fast::QBLOCK) && w.cols == k_in);
+                dense[d] = Some(match fast {
+                    Some(fk) => {
+                        words = words.max(qrow_words(w.cols));
+                        Dense::Packed {
+                            quantize: fk.quantize_rows,
+                            f: fk.matmul_q,
+                            pack: fk.pack,
+                        }
+                    }
+                    None => Dense::Exact(k.matmul),
+                });
+                if let Rows::Fixed(r) = w.rows {
+                    if d + 1 < *n_dense {
                         cols += r;
                     }
+                    k_in = r;
                 }
             }
             Ok(Choice {
-                kernel: Kernel::PoolHead { dense },
+                kernel: Kernel::PoolHead { dense, words_at: cols },
                 scratch: Some(ScratchNeed {
                     dtype: DType::F32,
-                    shape: Shape::seqs(cols),
+                    shape: Shape::seqs(cols + words),
                 }),
             })
         }
@@ -635,6 +670,18 @@ impl RopeCache {
         });
         tables.push(t.clone());
         t
+    }
+}
+
+/// The index of weight `w`'s packed copy in `groups` row groups: one per (weight, grouping),
+/// however many steps read it.
+fn pack_index(packs: &mut Vec<PackSpec>, weight: WeightId, groups: usize, pack: PackFn) -> usize {
+    match packs.iter().position(|p| p.weight == weight && p.groups == groups) {
+        Some(i) => i,
+        None => {
+            packs.push(PackSpec { weight, groups, pack });
+            packs.len() - 1
+        }
     }
 }
 
@@ -792,18 +839,7 @@ impl Bound {
                 let n_out = out.cols;
                 let groups = if spec.geglu { 2 } else { 1 };
                 let name = matmul_name(&spec, &format!("{}×i16", graph.weights()[w].dtype));
-                // One packed copy per (weight, grouping), however many steps read it.
-                let index = match packs.iter().position(|p| p.weight == w && p.groups == groups) {
-                    Some(i) => i,
-                    None => {
-                        packs.push(PackSpec {
-                            weight: w,
-                            groups,
-                            pack,
-                        });
-                        packs.len() - 1
-                    }
-                };
+                let index = pack_index(packs, w, groups, pack);
                 let norm = norm_eps.map(|eps| (eps, self.weight(1)));
                 let scratch = self.scratch.expect("selection planned the scratch");
                 push(
@@ -1056,20 +1092,50 @@ impl Bound {
                     n_dense,
                     normalize,
                 },
-                Kernel::PoolHead { dense },
+                Kernel::PoolHead { dense, words_at },
             ) => {
                 let x = self.value(0);
                 let scratch = self.scratch.expect("selection planned the scratch");
-                let mut weights = [0usize; MAX_DENSE];
-                for (d, w) in weights.iter_mut().enumerate().take(n_dense) {
-                    *w = self.weight(1 + d);
+                // Per layer: its weight, and the index of its packed copy if it runs packed.
+                let mut layers = [(0usize, None::<usize>); MAX_DENSE];
+                for (d, layer) in layers.iter_mut().enumerate().take(n_dense) {
+                    let w = self.weight(1 + d);
+                    let packed = match dense[d] {
+                        Some(Dense::Packed { pack, .. }) => Some(pack_index(packs, w, 1, pack)),
+                        _ => None,
+                    };
+                    *layer = (w, packed);
                 }
                 push(
                     "pool_head",
                     Box::new(move |c| {
                         // SAFETY: operands checked in bounds and disjoint from the output at lowering.
                         let (xs, tmp, o) = unsafe { (c.f32s(x), c.f32s_mut(scratch), c.f32s_mut(out)) };
-                        let layer = |d: usize| (c.weights.view(weights[d]), dense[d].expect("selected per layer"));
+                        let s = c.batch.seqs.len();
+                        let (tmp, words) = tmp.split_at_mut(s * words_at);
+                        let words: &mut [u32] = bytemuck::cast_slice_mut(words);
+                        let mut packed = [None; MAX_DENSE];
+                        for (p, &(_, index)) in packed.iter_mut().zip(&layers).take(n_dense) {
+                            if let Some(index) = index {
+                                *p = Some(c.weights.packed(index).ok_or(ExecError::NotPrepared { index })?);
+                            }
+                        }
+                        let width = |d: usize| c.weights.view(layers[d].0).rows();
+                        let run = |d: usize, acts: Activations<'_>, out: &mut [f32]| match (dense[d], packed[d]) {
+                            (Some(Dense::Packed { quantize, f, .. }), Some(pw)) => {
+                                let with_sums = pw.form() == PanelForm::Offset;
+                                quantize(acts, None, words, with_sums, c.par);
+                                f(
+                                    &QRows::new(words, acts.k, acts.rows, with_sums),
+                                    pw,
+                                    out,
+                                    width(d),
+                                    c.par,
+                                );
+                            }
+                            (Some(Dense::Exact(f)), _) => f(acts, c.weights.view(layers[d].0), out, width(d), c.par),
+                            _ => unreachable!("every layer has a kernel, every packed one its copy"),
+                        };
                         composite::pool_head(
                             table,
                             xs,
@@ -1077,11 +1143,11 @@ impl Bound {
                             c.batch.seqs,
                             kind,
                             n_dense,
-                            layer,
+                            width,
+                            run,
                             normalize,
                             tmp,
                             o,
-                            c.par,
                         );
                         Ok(())
                     }),

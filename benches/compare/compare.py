@@ -83,6 +83,8 @@ def main():
     ap.add_argument("--gemma-graph", default=os.path.join(REPO, "target", "release", "gemma-graph"))
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--precision", default="fast", choices=["fast", "exact"], help="gemma-graph's precision")
+    ap.add_argument("--no-st", action="store_true", help="leave sentence-transformers out (it does not read the GGUF: "
+                    "its figure is the same for every weight type)")
     args = ap.parse_args()
 
     llama_py = os.path.join(CACHE, "venv-llama", "bin", "python")
@@ -91,7 +93,7 @@ def main():
         sys.exit("no llama.cpp venv: run benches/compare/setup.sh first")
     if not os.path.exists(args.gemma_graph):
         sys.exit(f"no {args.gemma_graph}: cargo build --release first")
-    have_st = os.path.exists(st_py)
+    have_st = os.path.exists(st_py) and not args.no_st
     checkpoint = os.path.join(CACHE, "embeddinggemma-300m")
 
     model_name, flags = cpu()
