@@ -288,6 +288,7 @@ enum Dense {
 
 /// The resolved kernel of a node; operands are bound later, once the plan exists.
 #[derive(Clone, Copy)]
+#[allow(clippy::large_enum_variant)] // one per node, made once at load
 enum Kernel {
     Input,
     Embed {
