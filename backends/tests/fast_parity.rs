@@ -1,7 +1,8 @@
 //! The fast precision's kernels: every tier's block quantizer and integer matmuls against the
 //! scalar specification, bit for bit, in every panel form (symmetric Q8_0/Q4_0/Q5_0, offset
-//! Q4_1/Q5_1/Q4_K/Q5_K, halves Q6_K); the panels against the types' dequantization; the
-//! specification against its definition. Backends this CPU lacks are skipped with a message.
+//! Q4_1/Q5_1/Q4_K/Q5_K, halves Q6_K, wide F16/BF16/F32); the panels against the types'
+//! dequantization (the wide form within half a step); the specification against its
+//! definition. Backends this CPU lacks are skipped with a message.
 
 use gg_backends::fast::{FastKernels, PanelForm};
 use gg_backends::{Activations, Backend, Par, WeightView};
@@ -12,7 +13,7 @@ mod common;
 use common::{assert_close, simd_backends, W};
 
 /// Every type the fast kernels take, with its panel form.
-const FAST_TYPES: [(DType, PanelForm); 8] = [
+const FAST_TYPES: [(DType, PanelForm); 11] = [
     (DType::Q8_0, PanelForm::Symmetric),
     (DType::Q4_0, PanelForm::Symmetric),
     (DType::Q5_0, PanelForm::Symmetric),
@@ -21,6 +22,9 @@ const FAST_TYPES: [(DType, PanelForm); 8] = [
     (DType::Q4K, PanelForm::Offset),
     (DType::Q5K, PanelForm::Offset),
     (DType::Q6K, PanelForm::Halves),
+    (DType::F16, PanelForm::Wide),
+    (DType::BF16, PanelForm::Wide),
+    (DType::F32, PanelForm::Wide),
 ];
 
 /// A tier's fast kernels for a type.
@@ -132,9 +136,10 @@ fn fast_matmuls_match_scalar_bit_for_bit() {
 #[test]
 fn panels_hold_every_type_exactly() {
     // A panel's quants, scales and offsets give back each weight value exactly as the type's
-    // dequantization (the specification) does, bit for bit; the form is the type's.
+    // dequantization (the specification) does, bit for bit; the form is the type's. (The wide
+    // form of the float types rounds: see the next test.)
     let mut rng = XorShift(21);
-    for (dtype, form) in FAST_TYPES {
+    for (dtype, form) in FAST_TYPES.into_iter().filter(|&(_, f)| f != PanelForm::Wide) {
         let (n, k) = (21, 512);
         let w = W::new(dtype, n, k, &rng.vec(n * k));
         let kern = kernels_for(Backend::Scalar, dtype);
@@ -148,6 +153,48 @@ fn panels_hold_every_type_exactly() {
             for (c, &want) in row.iter().enumerate() {
                 let got = gg_backends::fast::pack::value_at(&p, 0, r, c);
                 assert_eq!(got as f32, want, "{dtype} row {r} column {c}");
+            }
+        }
+        for r in n..p.panels() * 16 {
+            for c in 0..k {
+                assert_eq!(gg_backends::fast::pack::value_at(&p, 0, r, c), 0.0, "padding row {r}");
+            }
+        }
+    }
+}
+
+#[test]
+fn wide_panels_round_float_weights_to_the_nearest_block_value() {
+    // F16/BF16/F32 weights become, per block of 32, `d · q` with `d = amax / 2047` and the
+    // nearest `q` — within half a step of the file's value, plus the f32 roundings of `d` and
+    // of `v · (2047 / amax)` (each under 2⁻²³ relative, ≤ 2047 steps: 5e-4 of a step); padding
+    // rows are zeros.
+    let mut rng = XorShift(22);
+    for dtype in [DType::F16, DType::BF16, DType::F32] {
+        let (n, k) = (21, 512);
+        let mut vals = rng.vec(n * k);
+        vals[5] = 0.0;
+        vals[40..72].fill(0.0); // an all-zero block
+        vals[100] = 1e-30; // a block with a tiny value next to ordinary ones
+        let w = W::new(dtype, n, k, &vals);
+        let p = (kernels_for(Backend::Scalar, dtype).pack)(w.view(), 1).unwrap();
+        assert_eq!(p.form(), PanelForm::Wide);
+        let (spec, _) = Backend::Scalar.table().unwrap().weight(dtype).unwrap();
+        let mut row = vec![0f32; k];
+        for r in 0..n {
+            (spec.dequantize_row)(w.view(), r, 0, &mut row);
+            for (b, block) in row.chunks_exact(32).enumerate() {
+                let amax = block.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+                let step = amax / 2047.0;
+                for (c, &want) in block.iter().enumerate() {
+                    let got = gg_backends::fast::pack::value_at(&p, 0, r, b * 32 + c);
+                    let err = (got - want as f64).abs();
+                    assert!(
+                        err <= step * (0.5 + 5e-4) + 1e-45,
+                        "{dtype} row {r} column {}: {got} for {want} (step {step})",
+                        b * 32 + c
+                    );
+                }
             }
         }
         for r in n..p.panels() * 16 {
@@ -175,12 +222,23 @@ fn fast_matmul_is_exact_weights_times_16_bit_activations() {
         (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut got, n, Par::SERIAL);
         let (spec, _) = table.weight(dtype).unwrap();
         let mut wrow = vec![0f32; k];
+        // The weights the kernels multiply: the file's (exact forms), or the wide form's
+        // rounding of them (its own test above bounds that).
+        let weight_row = |j: usize, out: &mut [f32]| {
+            if p.form() == PanelForm::Wide {
+                for (c, o) in out.iter_mut().enumerate() {
+                    *o = gg_backends::fast::pack::value_at(&p, 0, j, c) as f32;
+                }
+            } else {
+                (spec.dequantize_row)(w.view(), j, 0, out);
+            }
+        };
         for t in 0..rows {
             let mut q = vec![0i16; k];
             let mut d = vec![0f32; k / 32];
             gg_backends::fast::quantize_row(&xs[t * k..(t + 1) * k], &mut q, &mut d);
             for j in 0..n {
-                (spec.dequantize_row)(w.view(), j, 0, &mut wrow);
+                weight_row(j, &mut wrow);
                 let (mut want, mut mag) = (0f64, 0f64);
                 for c in 0..k {
                     let x = q[c] as f64 * d[c / 32] as f64;

@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use super::simd::{geglu, prefetch_at};
 use super::{cpu, Avx2};
-use crate::fast::pack::{form_block_bytes, EXTRA_AT, HALVES, OFFSET, PANEL, SCALES_AT};
+use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, HALVES, OFFSET, PANEL, WIDE};
 use crate::fast::{block_scales, FastTier, QTile, QBLOCK, QMAX, TOKEN_TILE};
 
 pub struct Avx2Fast;
@@ -128,12 +128,19 @@ unsafe fn tokens<const N: usize, const FORM: u8>(
         for step in 0..steps {
             let mut acc_i = [[_mm256_setzero_si256(); 2]; N];
             for i in step * pairs..(step + 1) * pairs {
-                // SAFETY: 32 bytes of pair i inside the block.
+                // SAFETY: pair i's 32 bytes (64 in the wide form) inside the block.
                 let (w0, w1) = unsafe {
-                    (
-                        _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(32 * i) as *const __m128i)),
-                        _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(32 * i + 16) as *const __m128i)),
-                    )
+                    if FORM == WIDE {
+                        (
+                            _mm256_loadu_si256(blk.add(64 * i) as *const __m256i),
+                            _mm256_loadu_si256(blk.add(64 * i + 32) as *const __m256i),
+                        )
+                    } else {
+                        (
+                            _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(32 * i) as *const __m128i)),
+                            _mm256_cvtepi8_epi16(_mm_loadu_si128(blk.add(32 * i + 16) as *const __m128i)),
+                        )
+                    }
                 };
                 for t in 0..N {
                     // SAFETY: pair i < 16 of token t0 + t's block b, inside the tile.
@@ -144,7 +151,7 @@ unsafe fn tokens<const N: usize, const FORM: u8>(
             }
             // SAFETY: the 16 scales of this step inside the block.
             let sc = unsafe {
-                let at = blk.add(if step == 0 { SCALES_AT } else { EXTRA_AT }) as *const f32;
+                let at = blk.add(if step == 0 { scales_at(FORM) } else { EXTRA_AT }) as *const f32;
                 [_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8))]
             };
             for t in 0..N {

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use super::Avx512;
 use crate::avx2::simd::{geglu, prefetch_at};
-use crate::fast::pack::{form_block_bytes, EXTRA_AT, HALVES, OFFSET, PANEL, SCALES_AT};
+use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, HALVES, OFFSET, PANEL, WIDE};
 use crate::fast::{block_scales, FastTier, QTile, QBLOCK, QMAX, TOKEN_TILE};
 
 /// Whether this CPU has AVX-512 VNNI (detected once).
@@ -178,8 +178,14 @@ macro_rules! tokens_kernel {
                 for step in 0..steps {
                     let mut acc_i = [_mm512_setzero_si512(); N];
                     for i in step * pairs..(step + 1) * pairs {
-                        // SAFETY: the 32 bytes of pair i inside the block.
-                        let $w = _mm512_cvtepi8_epi16(unsafe { _mm256_loadu_si256(blk.add(32 * i) as *const __m256i) });
+                        // SAFETY: pair i's 32 bytes (64 in the wide form) inside the block.
+                        let $w = unsafe {
+                            if FORM == WIDE {
+                                _mm512_loadu_si512(blk.add(64 * i) as *const __m512i)
+                            } else {
+                                _mm512_cvtepi8_epi16(_mm256_loadu_si256(blk.add(32 * i) as *const __m256i))
+                            }
+                        };
                         for t in 0..N {
                             // SAFETY: pair i < 16 of token t0 + t's block b, inside the tile.
                             let $x = _mm512_set1_epi32(unsafe { *xp[t].add(i) });
@@ -187,7 +193,7 @@ macro_rules! tokens_kernel {
                             acc_i[t] = $mac;
                         }
                     }
-                    let at = if step == 0 { SCALES_AT } else { EXTRA_AT };
+                    let at = if step == 0 { scales_at(FORM) } else { EXTRA_AT };
                     // SAFETY: the 16 scales of this step inside the block.
                     let sc = unsafe { _mm512_loadu_ps(blk.add(at) as *const f32) };
                     for t in 0..N {

@@ -19,7 +19,7 @@
 pub mod pack;
 pub mod scalar;
 
-pub use pack::{pack, PackedQ8, PanelForm, HALVES, OFFSET, PANEL, PANEL_BLOCK_BYTES, SYMMETRIC};
+pub use pack::{pack, PackedQ8, PanelForm, HALVES, OFFSET, PANEL, PANEL_BLOCK_BYTES, SYMMETRIC, WIDE};
 
 use crate::kernels::{Activations, Par};
 use crate::rows::{self, RowOps};
@@ -288,7 +288,7 @@ pub trait FastTier: Send + Sync + 'static {
     /// [`quantize_row`], exactly (one feature check per row, not per block).
     fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]);
     /// For tokens `0..tile.tokens`: the 16 rows' values of one panel in the form `FORM`
-    /// ([`pack::SYMMETRIC`], [`pack::OFFSET`], [`pack::HALVES`]), computed as
+    /// ([`pack::SYMMETRIC`], [`pack::OFFSET`], [`pack::HALVES`], [`pack::WIDE`]), computed as
     /// [`scalar::panel_dots`] does (the same integer sums, the same f32 operations in order).
     fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]);
     /// `h = gelu_tanh(g) ⊙ u`.
@@ -362,6 +362,7 @@ fn dots_for<T: FastTier>(w: &PackedQ8) -> DotsFn {
         PanelForm::Symmetric => T::dots::<SYMMETRIC>,
         PanelForm::Offset => T::dots::<OFFSET>,
         PanelForm::Halves => T::dots::<HALVES>,
+        PanelForm::Wide => T::dots::<WIDE>,
     }
 }
 
@@ -438,7 +439,16 @@ macro_rules! fast_kernel_list {
             $crate::fast::fast_kernel_list!(@entry $tier, $prefix, Q4K, "q4_k"),
             $crate::fast::fast_kernel_list!(@entry $tier, $prefix, Q5K, "q5_k"),
             $crate::fast::fast_kernel_list!(@entry $tier, $prefix, Q6K, "q6_k"),
+            $crate::fast::fast_kernel_list!(@entry $tier, $prefix, F16, "f16"),
+            $crate::fast::fast_kernel_list!(@entry $tier, $prefix, BF16, "bf16"),
+            $crate::fast::fast_kernel_list!(@entry $tier, $prefix, F32, "f32"),
         ]
+    };
+    (@entry $tier:ty, $prefix:literal, BF16, $name:literal) => {
+        (
+            gg_ops::DType::BF16,
+            $crate::fast::kernels::<$tier, $crate::wtypes::Bf16>(concat!($prefix, ".", $name)),
+        )
     };
     (@entry $tier:ty, $prefix:literal, $ty:ident, $name:literal) => {
         (

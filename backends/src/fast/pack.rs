@@ -16,6 +16,13 @@
 //!   and block (the kernels add `o · Σx` of the block).
 //! - [`PanelForm::Halves`] (Q6_K, whose scales cover 16 values): `value = s_h · q` with one scale
 //!   for columns 0..16 and one for 16..32.
+//!
+//! Float weights (F32, F16, BF16) have no integer form to keep: the fourth form,
+//! [`PanelForm::Wide`], rounds them at load to blocks of 32 integers of at most ±[`WIDE_QMAX`]
+//! (11 bits and sign, stored as i16: a pair of columns of 16 rows is one 64-byte load) with one
+//! f32 scale, `value = s · q` — the nearest such value, at most half a step (1/4094 of the
+//! block's largest magnitude) from the file's weight. 32 products of such a quant and a 16-bit
+//! activation sum exactly in 32 bits.
 
 use gg_ops::WeightView;
 
@@ -26,10 +33,14 @@ use crate::wtypes::WeightType;
 pub const PANEL: usize = 16;
 /// Bytes of one panel block of the symmetric form: 512 quant bytes, 16 f32 scales.
 pub const PANEL_BLOCK_BYTES: usize = PANEL * QBLOCK + PANEL * 4;
-/// Offset of the scales inside a panel block.
+/// Offset of the scales inside a panel block of an 8-bit form.
 pub const SCALES_AT: usize = PANEL * QBLOCK;
 /// Offset of the second f32 set (offsets, or the second half's scales) inside a panel block.
 pub const EXTRA_AT: usize = SCALES_AT + PANEL * 4;
+/// Largest quant magnitude of the wide form: `32 · WIDE_QMAX · 32767 < 2³¹`, so a block's 32
+/// products with 16-bit activations sum in an i32 lane without overflow.
+pub const WIDE_QMAX: f32 = 2047.0;
+const _: () = assert!(32 * 2047 * 32767 < i32::MAX as i64);
 
 /// How a type's values are made from a panel's quants (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,12 +48,14 @@ pub enum PanelForm {
     Symmetric,
     Offset,
     Halves,
+    Wide,
 }
 
 /// The forms as const-generic parameters of the kernels.
 pub const SYMMETRIC: u8 = 0;
 pub const OFFSET: u8 = 1;
 pub const HALVES: u8 = 2;
+pub const WIDE: u8 = 3;
 
 impl PanelForm {
     pub const fn id(self) -> u8 {
@@ -50,6 +63,7 @@ impl PanelForm {
             PanelForm::Symmetric => SYMMETRIC,
             PanelForm::Offset => OFFSET,
             PanelForm::Halves => HALVES,
+            PanelForm::Wide => WIDE,
         }
     }
 
@@ -60,12 +74,22 @@ impl PanelForm {
 }
 
 /// The stride of one panel block of the form with id `form` (a kernel's const parameter):
-/// the symmetric form has no second f32 set.
+/// the quants (2 bytes each in the wide form), the scales, and a second f32 set for the offset
+/// and halves forms.
 pub const fn form_block_bytes(form: u8) -> usize {
-    if form == SYMMETRIC {
-        PANEL_BLOCK_BYTES
+    match form {
+        SYMMETRIC => PANEL_BLOCK_BYTES,
+        WIDE => scales_at(WIDE) + PANEL * 4,
+        _ => PANEL_BLOCK_BYTES + PANEL * 4,
+    }
+}
+
+/// Where a panel block's 16 scales start: after the quants.
+pub const fn scales_at(form: u8) -> usize {
+    if form == WIDE {
+        2 * PANEL * QBLOCK
     } else {
-        PANEL_BLOCK_BYTES + PANEL * 4
+        SCALES_AT
     }
 }
 
@@ -178,6 +202,9 @@ pub fn pack<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<PackedQ8,
     if groups == 0 || !w.rows().is_multiple_of(groups) {
         return Err(format!("{} rows do not split into {groups} groups", w.rows()));
     }
+    if form == PanelForm::Wide {
+        return pack_wide::<W>(w, groups);
+    }
     let (rows, cols) = (w.rows() / groups, w.cols());
     if !W::BLOCK_LEN.is_multiple_of(QBLOCK) || W::BLOCK_LEN > MAX_SUB_BLOCKS * QBLOCK {
         return Err(format!(
@@ -220,6 +247,64 @@ pub fn pack<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<PackedQ8,
     Ok(packed)
 }
 
+/// The wide form's rounding of 32 values, the specification: `d = amax / 2047`,
+/// `q = round(v / d)` computed as `v · (2047 / amax)` rounded half to even, clamped (an all-zero
+/// block has `d = 0` and zero quants). Returns `d`.
+pub fn quantize_wide(v: &[f32], q: &mut [i16]) -> f32 {
+    let amax = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if amax == 0.0 {
+        q.fill(0);
+        return 0.0;
+    }
+    let id = WIDE_QMAX / amax;
+    for (o, &x) in q.iter_mut().zip(v) {
+        *o = (x * id).round_ties_even().clamp(-WIDE_QMAX, WIDE_QMAX) as i16;
+    }
+    amax / WIDE_QMAX
+}
+
+/// [`pack`] for float weights: every row decoded by `W`'s specification, then rounded per
+/// block of 32 by [`quantize_wide`].
+fn pack_wide<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<PackedQ8, String> {
+    let (rows, cols) = (w.rows() / groups, w.cols());
+    if !cols.is_multiple_of(QBLOCK) || cols > super::MAX_K {
+        return Err(format!(
+            "rows of {cols} are not whole blocks of {QBLOCK} up to {}",
+            super::MAX_K
+        ));
+    }
+    let nb = cols / QBLOCK;
+    let (panels, bb) = (rows.div_ceil(PANEL), form_block_bytes(WIDE));
+    let mut packed = PackedQ8 {
+        lines: vec![[0u64; 8]; (groups * panels * nb * bb).div_ceil(64)],
+        form: PanelForm::Wide,
+        rows,
+        groups,
+        cols,
+    };
+    let out: &mut [u8] = bytemuck::cast_slice_mut(&mut packed.lines);
+    let mut row = [0f32; super::MAX_K];
+    let mut q = [0i16; QBLOCK];
+    for g in 0..groups {
+        for r in 0..rows {
+            crate::wtypes::dequantize_row::<W>(w, g * rows + r, 0, &mut row[..cols]);
+            let (p, pr) = (r / PANEL, r % PANEL);
+            for (b, v) in row[..cols].chunks_exact(QBLOCK).enumerate() {
+                let d = quantize_wide(v, &mut q);
+                let at = ((g * panels + p) * nb + b) * bb;
+                let dst = &mut out[at..at + bb];
+                for (c, &qc) in q.iter().enumerate() {
+                    let i = ((c / 2) * PANEL + pr) * 2 + c % 2;
+                    dst[2 * i..2 * i + 2].copy_from_slice(&qc.to_le_bytes());
+                }
+                let s = scales_at(WIDE) + pr * 4;
+                dst[s..s + 4].copy_from_slice(&d.to_le_bytes());
+            }
+        }
+    }
+    Ok(packed)
+}
+
 /// Row `r` of a panel block from a sub-block.
 fn write_row(dst: &mut [u8], form: PanelForm, r: usize, sub: &SubBlock) {
     for i in 0..QBLOCK / 2 {
@@ -232,19 +317,34 @@ fn write_row(dst: &mut [u8], form: PanelForm, r: usize, sub: &SubBlock) {
         PanelForm::Symmetric => debug_assert!(sub.offset == 0.0 && sub.scale[1] == sub.scale[0]),
         PanelForm::Offset => put(dst, EXTRA_AT, sub.offset),
         PanelForm::Halves => put(dst, EXTRA_AT, sub.scale[1]),
+        PanelForm::Wide => unreachable!("wide panels are written by pack_wide"),
     }
 }
 
-/// A panel block's quant of row `r`, column `c` (what the packing put there), and its scale.
+/// A panel block's quant of row `r`, column `c` (what the packing put there), for the 8-bit
+/// forms.
 #[inline]
 pub fn quant_at(block: &[u8], r: usize, c: usize) -> i8 {
     block[((c / 2) * PANEL + r) * 2 + c % 2] as i8
 }
 
-/// A panel block's 16 scales.
+/// A wide panel block's quant of row `r`, column `c`.
+#[inline]
+pub fn wide_quant_at(block: &[u8], r: usize, c: usize) -> i16 {
+    let i = ((c / 2) * PANEL + r) * 2 + c % 2;
+    i16::from_le_bytes([block[2 * i], block[2 * i + 1]])
+}
+
+/// A panel block's 16 scales (of an 8-bit form).
 #[inline]
 pub fn scales(block: &[u8]) -> [f32; PANEL] {
     f32s(block, SCALES_AT)
+}
+
+/// A wide panel block's 16 scales.
+#[inline]
+pub fn wide_scales(block: &[u8]) -> [f32; PANEL] {
+    f32s(block, scales_at(WIDE))
 }
 
 /// A panel block's second set of 16 f32 (offsets, or the second half's scales).
@@ -266,6 +366,9 @@ pub fn value_at(w: &PackedQ8, g: usize, r: usize, c: usize) -> f64 {
     let bb = w.form().block_bytes();
     let blk = &w.panel(g, r / PANEL)[(c / QBLOCK) * bb..][..bb];
     let (r, cb) = (r % PANEL, c % QBLOCK);
+    if w.form() == PanelForm::Wide {
+        return wide_scales(blk)[r] as f64 * wide_quant_at(blk, r, cb) as f64;
+    }
     let q = quant_at(blk, r, cb) as f64;
     match w.form() {
         PanelForm::Symmetric => scales(blk)[r] as f64 * q,
@@ -274,5 +377,6 @@ pub fn value_at(w: &PackedQ8, g: usize, r: usize, c: usize) -> f64 {
             let s = if cb < 16 { scales(blk)[r] } else { extras(blk)[r] };
             s as f64 * q
         }
+        PanelForm::Wide => unreachable!("handled above"),
     }
 }

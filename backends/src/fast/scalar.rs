@@ -1,6 +1,6 @@
 //! The specification of the fast kernels: plain Rust over the packed panels.
 
-use super::pack::{extras, form_block_bytes, scales, HALVES, OFFSET, PANEL};
+use super::pack::{extras, form_block_bytes, scales, wide_scales, HALVES, OFFSET, PANEL, WIDE};
 use super::{quantize_block, FastTier, QTile, QBLOCK, TOKEN_TILE};
 
 /// The scalar tier.
@@ -33,7 +33,8 @@ impl FastTier for Scalar {
 /// Token `t` of the tile against the 16 rows of a panel of the form `FORM`: per block the
 /// exact integer sum of the 32 products, then `acc += (sum as f32) · (d_w · d_x)`. The halves
 /// form sums the two 16-value halves apart and adds each with its own scale, first half
-/// first; the offset form then adds `o_w · Σx` (`Σx` the block's quantized sum).
+/// first; the offset form then adds `o_w · Σx` (`Σx` the block's quantized sum); the wide
+/// form's quants are 16-bit.
 pub fn panel_dots<const FORM: u8>(tile: &QTile, t: usize, panel: &[u8]) -> [f32; PANEL] {
     let mut acc = [0f32; PANEL];
     let pair_sums = |b: usize, blk: &[u8], pairs: std::ops::Range<usize>| {
@@ -41,6 +42,14 @@ pub fn panel_dots<const FORM: u8>(tile: &QTile, t: usize, panel: &[u8]) -> [f32;
         for i in pairs {
             let (x0, x1) = tile.pair(t, b * QBLOCK / 2 + i);
             let (x0, x1) = (x0 as i32, x1 as i32);
+            if FORM == WIDE {
+                let pairs = &blk[i * PANEL * 4..(i + 1) * PANEL * 4];
+                for (s, w) in sums.iter_mut().zip(pairs.chunks_exact(4)) {
+                    let (w0, w1) = (i16::from_le_bytes([w[0], w[1]]), i16::from_le_bytes([w[2], w[3]]));
+                    *s += w0 as i32 * x0 + w1 as i32 * x1;
+                }
+                continue;
+            }
             let pairs = &blk[i * PANEL * 2..(i + 1) * PANEL * 2];
             for (s, w) in sums.iter_mut().zip(pairs.chunks_exact(2)) {
                 *s += w[0] as i8 as i32 * x0 + w[1] as i8 as i32 * x1;
@@ -49,7 +58,8 @@ pub fn panel_dots<const FORM: u8>(tile: &QTile, t: usize, panel: &[u8]) -> [f32;
         sums
     };
     for (b, blk) in panel.chunks_exact(form_block_bytes(FORM)).enumerate() {
-        let (sc, dx) = (scales(blk), tile.scale(t, b));
+        let sc = if FORM == WIDE { wide_scales(blk) } else { scales(blk) };
+        let dx = tile.scale(t, b);
         if FORM == HALVES {
             let sc2 = extras(blk);
             let (lo, hi) = (

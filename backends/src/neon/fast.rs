@@ -6,7 +6,7 @@
 use std::arch::aarch64::*;
 
 use super::{cpu, Neon};
-use crate::fast::pack::{form_block_bytes, EXTRA_AT, HALVES, OFFSET, PANEL, SCALES_AT};
+use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, HALVES, OFFSET, PANEL, WIDE};
 use crate::fast::{quantize_block, FastTier, QTile, QBLOCK, TOKEN_TILE};
 
 pub struct NeonFast;
@@ -77,20 +77,30 @@ unsafe fn tokens<const N: usize, const FORM: u8>(
             // acc[t][v]: 32-bit lanes (row 2v', column c) products, 8 vectors of 4 per token.
             let mut acc = [[vdupq_n_s32(0); 8]; N];
             for i in step * pairs..(step + 1) * pairs {
-                // SAFETY: the 32 bytes of pair i inside the block.
-                let (w0, w1) = unsafe {
-                    (
-                        vld1q_s8(blk.add(32 * i) as *const i8),
-                        vld1q_s8(blk.add(32 * i + 16) as *const i8),
-                    )
-                };
                 // Rows 0-3, 4-7, 8-11, 12-15: 8 i16 each (row, column) interleaved.
-                let w = [
-                    vmovl_s8(vget_low_s8(w0)),
-                    vmovl_high_s8(w0),
-                    vmovl_s8(vget_low_s8(w1)),
-                    vmovl_high_s8(w1),
-                ];
+                // SAFETY: pair i's 32 bytes (64 in the wide form) inside the block.
+                let w = unsafe {
+                    if FORM == WIDE {
+                        let p = blk.add(64 * i) as *const i16;
+                        [
+                            vld1q_s16(p),
+                            vld1q_s16(p.add(8)),
+                            vld1q_s16(p.add(16)),
+                            vld1q_s16(p.add(24)),
+                        ]
+                    } else {
+                        let (w0, w1) = (
+                            vld1q_s8(blk.add(32 * i) as *const i8),
+                            vld1q_s8(blk.add(32 * i + 16) as *const i8),
+                        );
+                        [
+                            vmovl_s8(vget_low_s8(w0)),
+                            vmovl_high_s8(w0),
+                            vmovl_s8(vget_low_s8(w1)),
+                            vmovl_high_s8(w1),
+                        ]
+                    }
+                };
                 for t in 0..N {
                     // SAFETY: pair i < 16 of token t0 + t's block b, inside the tile.
                     let x = vreinterpretq_s16_s32(vdupq_n_s32(unsafe { *xp[t].add(i) }));
@@ -100,7 +110,7 @@ unsafe fn tokens<const N: usize, const FORM: u8>(
                     }
                 }
             }
-            let at = if step == 0 { SCALES_AT } else { EXTRA_AT };
+            let at = if step == 0 { scales_at(FORM) } else { EXTRA_AT };
             // SAFETY: the 16 scales of this step inside the block.
             let sc: [float32x4_t; 4] =
                 std::array::from_fn(|v| unsafe { vld1q_f32((blk.add(at) as *const f32).add(4 * v)) });

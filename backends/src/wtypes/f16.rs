@@ -4,6 +4,7 @@ use gg_ops::DType;
 use half::f16;
 
 use super::{layout_agrees, WeightType};
+use crate::fast::pack::PanelForm;
 
 pub struct F16;
 
@@ -18,6 +19,10 @@ impl WeightType for F16 {
             *o = v.to_f32();
         }
     }
+
+    /// The fast precision rounds float weights to 16-bit blocks at load (see
+    /// [`crate::fast::pack`]); the exact precision reads them as stored.
+    const PANEL_FORM: Option<PanelForm> = Some(PanelForm::Wide);
 
     fn is_finite(v: &f16) -> bool {
         v.is_finite()

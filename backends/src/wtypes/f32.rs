@@ -3,6 +3,7 @@
 use gg_ops::DType;
 
 use super::{layout_agrees, WeightType};
+use crate::fast::pack::PanelForm;
 
 pub struct F32;
 
@@ -15,6 +16,10 @@ impl WeightType for F32 {
     fn dequantize(blocks: &[f32], out: &mut [f32]) {
         out.copy_from_slice(blocks);
     }
+
+    /// The fast precision rounds float weights to 16-bit blocks at load (see
+    /// [`crate::fast::pack`]); the exact precision reads them as stored.
+    const PANEL_FORM: Option<PanelForm> = Some(PanelForm::Wide);
 
     fn is_finite(v: &f32) -> bool {
         v.is_finite()
