@@ -13,7 +13,7 @@ use gg_ops::{DType, InputKind, MatMulSpec, Op, Rows, Shape, WeightId};
 
 use crate::composite;
 use crate::exec::{Ctx, ExecError, Val};
-use crate::fast::{qrow_words, PackFn, PanelForm, QMatMulFn, QRows, QuantizeRowsFn};
+use crate::fast::{qrow_words, FastKernels, PackFn, PanelForm, QMatMulFn, QRows, QuantizeRowsFn};
 use crate::kernels::{Activations, AttentionArgs, AttentionIo, KernelTable};
 use crate::scalar::attention::{MAX_GROUP, MAX_HEAD_DIM};
 use crate::Precision;
@@ -274,6 +274,22 @@ struct Choice {
     scratch: Option<ScratchNeed>,
 }
 
+/// The fast kernels a matmul over `dtype` weights runs, if any. Float weights have no quants of
+/// their own: the fast precision rounds them to wide panels, worth it over the tokens of the
+/// encoder but not over a head's one row per text, where a user's f32 layer (a classifier, a
+/// projection) keeps its exact weights.
+fn fast_kernels(
+    table: &KernelTable,
+    precision: Precision,
+    dtype: DType,
+    per_token: bool,
+) -> Option<&'static FastKernels> {
+    let rounds = matches!(dtype, DType::F32 | DType::F16 | DType::BF16);
+    table
+        .fast(dtype)
+        .filter(|_| precision == Precision::Fast && (per_token || !rounds))
+}
+
 /// A pooling head's dense layer: the tier's exact matmul, or in the fast precision (for a
 /// type with fast kernels) its integer kernels over the repacked weight.
 #[derive(Clone, Copy)]
@@ -426,9 +442,7 @@ fn select(graph: &Graph, n: NodeId, table: &'static KernelTable, precision: Prec
                 return Err(limit(graph, n, table, "the row length k", inner, k.max_k));
             }
             let x = graph.node(ins[0]).shape;
-            let fast = table
-                .fast(graph.node(ins[wi]).dtype)
-                .filter(|_| precision == Precision::Fast)
+            let fast = fast_kernels(table, precision, graph.node(ins[wi]).dtype, x.rows == Rows::Tokens)
                 .filter(|fk| inner <= fk.max_k && inner.is_multiple_of(crate::fast::QBLOCK));
             let (kernel, scratch) = match fast {
                 Some(fk) => (
@@ -548,9 +562,7 @@ fn select(graph: &Graph, n: NodeId, table: &'static KernelTable, precision: Prec
                 if w.cols > k.max_k {
                     return Err(limit(graph, n, table, "a dense layer's row length k", w.cols, k.max_k));
                 }
-                let fast = table
-                    .fast(graph.node(ins[1 + d]).dtype)
-                    .filter(|_| precision == Precision::Fast)
+                let fast = fast_kernels(table, precision, graph.node(ins[1 + d]).dtype, false)
                     .filter(|fk| w.cols <= fk.max_k && w.cols.is_multiple_of(crate::fast::QBLOCK) && w.cols == k_in);
                 dense[d] = Some(match fast {
                     Some(fk) => {
