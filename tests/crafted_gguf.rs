@@ -241,3 +241,26 @@ fn asking_for_a_backend_the_cpu_lacks_names_the_missing_features() {
     let unknown = Backend::from_name("bogus").unwrap_err().to_string();
     assert!(unknown.contains("bogus") && unknown.contains("avx2"), "{unknown}");
 }
+
+#[test]
+fn a_nan_in_a_weight_is_refused_at_load_naming_the_tensor_and_element() {
+    use gemma_graph::loader::gguf::Gguf;
+    // A NaN scale in block 1 of row 5 of the (Q8_0, 64-column) token embedding table: element
+    // (5 · 2 + 1) · 32.
+    let path = tiny_model_file("nan-probe", &TinySpec::default());
+    let g = Gguf::open(&path).unwrap();
+    let t = g.tensor("token_embd.weight").unwrap();
+    let at = (g.data_start() + t.offset) as usize + (5 * 2 + 1) * 34;
+    drop(g);
+    let mut bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    bytes[at..at + 2].copy_from_slice(&0x7e00u16.to_le_bytes()); // f16 NaN
+    let path = std::env::temp_dir().join(format!("gemma-graph-test-{}-nan.gguf", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    let e = Model::load_with(&path, &ModelOptions::default(), &SentenceTransformersHead)
+        .err()
+        .expect("a NaN weight is refused")
+        .to_string();
+    std::fs::remove_file(&path).ok();
+    assert!(e.contains("token_embd.weight") && e.contains("element 352"), "{e}");
+}

@@ -195,8 +195,20 @@ impl WeightTable {
     /// 213 MB of which a text gathers a few rows). Pages come back from the page cache when read
     /// again. Owned bytes stay.
     pub fn release_file_pages(&self, index: usize) {
-        if let Some(WeightBytes::Shared { source, start, len }) = self.weights.get(index).map(|w| &w.bytes) {
-            source.release(*start, *len);
+        self.release_file_range(index, 0, usize::MAX);
+    }
+
+    /// [`Self::release_file_pages`] for bytes `offset..offset + len` of weight `index` (clamped
+    /// to the weight; only the whole pages inside are let go of).
+    pub fn release_file_range(&self, index: usize, offset: usize, len: usize) {
+        if let Some(WeightBytes::Shared {
+            source,
+            start,
+            len: total,
+        }) = self.weights.get(index).map(|w| &w.bytes)
+        {
+            let offset = offset.min(*total);
+            source.release(start + offset, len.min(total - offset));
         }
     }
 

@@ -79,6 +79,21 @@ impl<'a> WeightView<'a> {
         self.bytes
     }
 
+    /// Rows `first..first + n`, a view of the same type and row length.
+    ///
+    /// # Panics
+    /// When the rows are not all inside the view.
+    pub fn rows_range(&self, first: usize, n: usize) -> WeightView<'a> {
+        assert!(first + n <= self.rows, "rows {first}..{} of {}", first + n, self.rows);
+        let row_bytes = self.bytes.len() / self.rows.max(1);
+        WeightView {
+            dtype: self.dtype,
+            rows: n,
+            cols: self.cols,
+            bytes: &self.bytes[first * row_bytes..(first + n) * row_bytes],
+        }
+    }
+
     /// Bytes of one row.
     pub fn row_bytes(&self) -> usize {
         self.bytes.len() / self.rows.max(1)
