@@ -274,20 +274,21 @@ struct Choice {
     scratch: Option<ScratchNeed>,
 }
 
-/// The fast kernels a matmul over `dtype` weights runs, if any. Float weights have no quants of
-/// their own: the fast precision rounds them to wide panels, worth it over the tokens of the
-/// encoder but not over a head's one row per text, where a user's f32 layer (a classifier, a
-/// projection) keeps its exact weights.
+/// The fast kernels a matmul over `dtype` weights with rows of `k` runs, if any. Float weights
+/// have no quants of their own: the fast precision rounds them to wide panels, worth it over the
+/// tokens of the encoder but not over a head's one row per text, where a user's f32 layer (a
+/// classifier, a projection) keeps its exact weights.
 fn fast_kernels(
     table: &KernelTable,
     precision: Precision,
     dtype: DType,
+    k: usize,
     per_token: bool,
 ) -> Option<&'static FastKernels> {
     let rounds = matches!(dtype, DType::F32 | DType::F16 | DType::BF16);
-    table
-        .fast(dtype)
-        .filter(|_| precision == Precision::Fast && (per_token || !rounds))
+    table.fast(dtype).filter(|fk| {
+        precision == Precision::Fast && (per_token || !rounds) && k <= fk.max_k && k.is_multiple_of(crate::fast::QBLOCK)
+    })
 }
 
 /// A pooling head's dense layer: the tier's exact matmul, or in the fast precision (for a
@@ -442,8 +443,13 @@ fn select(graph: &Graph, n: NodeId, table: &'static KernelTable, precision: Prec
                 return Err(limit(graph, n, table, "the row length k", inner, k.max_k));
             }
             let x = graph.node(ins[0]).shape;
-            let fast = fast_kernels(table, precision, graph.node(ins[wi]).dtype, x.rows == Rows::Tokens)
-                .filter(|fk| inner <= fk.max_k && inner.is_multiple_of(crate::fast::QBLOCK));
+            let fast = fast_kernels(
+                table,
+                precision,
+                graph.node(ins[wi]).dtype,
+                inner,
+                x.rows == Rows::Tokens,
+            );
             let (kernel, scratch) = match fast {
                 Some(fk) => (
                     Kernel::PackedMatMul {
@@ -562,8 +568,8 @@ fn select(graph: &Graph, n: NodeId, table: &'static KernelTable, precision: Prec
                 if w.cols > k.max_k {
                     return Err(limit(graph, n, table, "a dense layer's row length k", w.cols, k.max_k));
                 }
-                let fast = fast_kernels(table, precision, graph.node(ins[1 + d]).dtype, false)
-                    .filter(|fk| w.cols <= fk.max_k && w.cols.is_multiple_of(crate::fast::QBLOCK) && w.cols == k_in);
+                let fast = fast_kernels(table, precision, graph.node(ins[1 + d]).dtype, w.cols, false)
+                    .filter(|_| w.cols == k_in);
                 dense[d] = Some(match fast {
                     Some(fk) => {
                         words = words.max(qrow_words(w.cols));
