@@ -29,6 +29,21 @@ pub trait VecOps: Copy + Send + Sync {
             *v = (*v - m).exp();
         }
     }
+    /// `exp_sub`, returning `Σ x[i]` of the results (in order, from 0).
+    fn exp_sub_sum(self, x: &mut [f32], m: f32) -> f32 {
+        self.exp_sub(x, m);
+        x.iter().sum()
+    }
+    /// The largest value of `x` (−∞ when empty); NaN-ignoring like `f32::max`.
+    fn max(self, x: &[f32]) -> f32 {
+        x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+    }
+    /// `x[i] *= c`
+    fn scale(self, x: &mut [f32], c: f32) {
+        for v in x {
+            *v *= c;
+        }
+    }
     /// Four dot products against one shared vector `b`.
     fn dot4(self, a: [&[f32]; 4], b: &[f32]) -> [f32; 4] {
         a.map(|x| self.dot(x, b))
@@ -257,5 +272,21 @@ impl KernelTable {
     /// The fast kernels for a weight type on this tier, if the type has any.
     pub fn fast(&self, dtype: DType) -> Option<&'static FastKernels> {
         self.fast_kernels.iter().find(|(d, _)| *d == dtype).map(|(_, k)| k)
+    }
+}
+
+/// The first `n` elements of stack scratch `room`, zeroed, as floats: scratch sized for the
+/// largest case is initialized only as far as a call uses it (zeroing a whole 16–64 KiB array
+/// for every row or attention block showed up at 1 % of a long text).
+///
+/// # Panics
+/// When `n` exceeds the room.
+pub(crate) fn zeroed_prefix(room: &mut [std::mem::MaybeUninit<f32>], n: usize) -> &mut [f32] {
+    assert!(n <= room.len(), "{n} values in scratch of {}", room.len());
+    // SAFETY: the first n elements are inside `room` (asserted) and are written (all-zero bytes
+    // are 0.0f32) before the slice over them is made; the slice borrows `room` mutably.
+    unsafe {
+        std::ptr::write_bytes(room.as_mut_ptr(), 0, n);
+        std::slice::from_raw_parts_mut(room.as_mut_ptr().cast::<f32>(), n)
     }
 }

@@ -274,6 +274,50 @@ fn exp_matches_libm() {
 }
 
 #[test]
+fn softmax_primitives_match_scalar() {
+    // max, exp_sub_sum and scale against the scalar twins, tails included, −∞ (masked keys)
+    // mixed in; max and scale are exact, the sum is taken in another order (lanes).
+    #[cfg(target_arch = "x86_64")]
+    {
+        use gg_backends::kernels::VecOps;
+        use gg_backends::scalar::attention::ScalarOps;
+        fn check<V: VecOps>(name: &str, ops: V, x: &[f32]) {
+            let len = x.len();
+            let m = ScalarOps.max(x);
+            assert_eq!(ops.max(x), m, "{name} max, len {len}");
+            let m = m.max(0.0);
+            let (mut want, mut got) = (x.to_vec(), x.to_vec());
+            let (want_sum, got_sum) = (ScalarOps.exp_sub_sum(&mut want, m), ops.exp_sub_sum(&mut got, m));
+            assert!(
+                (got_sum - want_sum).abs() <= 1e-5 * want_sum.max(1.0),
+                "{name} exp_sub_sum, len {len}: {got_sum} vs {want_sum}"
+            );
+            assert_close(&want, &got, &format!("{name} exp_sub_sum values, len {len}"));
+            let (mut want, mut got) = (x.to_vec(), x.to_vec());
+            ScalarOps.scale(&mut want, 0.37);
+            ops.scale(&mut got, 0.37);
+            assert_eq!(want, got, "{name} scale, len {len}");
+        }
+        let Some(avx2) = gg_backends::avx2::Avx2::detect() else {
+            eprintln!("skipping: no AVX2");
+            return;
+        };
+        let avx512 = gg_backends::avx512::Avx512::detect();
+        let mut rng = XorShift(17);
+        for len in [0usize, 1, 3, 7, 8, 9, 15, 16, 17, 31, 63, 64] {
+            let mut x: Vec<f32> = (0..len).map(|_| rng.unit() * 20.0 - 10.0).collect();
+            if len > 2 {
+                x[1] = f32::NEG_INFINITY;
+            }
+            check("avx2", gg_backends::avx2::simd::Avx2Ops::new(avx2), &x);
+            if let Some(cpu) = avx512 {
+                check("avx512", gg_backends::avx512::attention::Avx512Ops::new(cpu), &x);
+            }
+        }
+    }
+}
+
+#[test]
 fn tanh_matches_libm() {
     #[cfg(target_arch = "x86_64")]
     {

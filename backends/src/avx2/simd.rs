@@ -206,6 +206,24 @@ impl VecOps for Avx2Ops {
         unsafe { exp_sub(x, m) }
     }
 
+    #[inline]
+    fn exp_sub_sum(self, x: &mut [f32], m: f32) -> f32 {
+        // SAFETY: as for `dot`.
+        unsafe { exp_sub_sum(x, m) }
+    }
+
+    #[inline]
+    fn max(self, x: &[f32]) -> f32 {
+        // SAFETY: as for `dot`.
+        unsafe { max(x) }
+    }
+
+    #[inline]
+    fn scale(self, x: &mut [f32], c: f32) {
+        // SAFETY: as for `dot`.
+        unsafe { scale(x, c) }
+    }
+
     fn scores(self, q: &[&[f32]], k: &[&[f32]], scale: f32, out: &mut [[f32; KEY_BLOCK]]) {
         let hd = k.first().map_or(0, |r| r.len());
         if !hd.is_multiple_of(8) || q.iter().chain(k).any(|r| r.len() != hd) {
@@ -447,6 +465,91 @@ pub fn exp_sub(x: &mut [f32], m: f32) {
         unsafe { _mm256_storeu_ps(b.as_mut_ptr(), exp8(_mm256_sub_ps(_mm256_loadu_ps(b.as_ptr()), mv))) };
         x[i..i + n].copy_from_slice(&b[..n]);
         i += 8;
+    }
+}
+
+/// `exp_sub` returning the sum of the results: eight lane sums, added pairwise at the end.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
+    let mv = _mm256_set1_ps(m);
+    let mut sum = _mm256_setzero_ps();
+    let n8 = x.len() / 8 * 8;
+    let mut i = 0;
+    while i < n8 {
+        // SAFETY: i + 8 <= n8 <= x.len().
+        unsafe {
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), mv));
+            _mm256_storeu_ps(x.as_mut_ptr().add(i), e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        i += 8;
+    }
+    if i < x.len() {
+        let n = x.len() - i;
+        let mut b = [f32::NEG_INFINITY; 8];
+        b[..n].copy_from_slice(&x[i..]);
+        // SAFETY: b holds 8 values; the −∞ padding contributes exp(−∞) = 0.
+        unsafe {
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(b.as_ptr()), mv));
+            _mm256_storeu_ps(b.as_mut_ptr(), e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        x[i..].copy_from_slice(&b[..n]);
+    }
+    hsum(sum)
+}
+
+/// The largest value (−∞ when empty). Max is exact, so the order does not matter; NaNs are
+/// ignored as `f32::max` ignores them (`maxps` returns its second operand when either is NaN).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub fn max(x: &[f32]) -> f32 {
+    let mut best = _mm256_set1_ps(f32::NEG_INFINITY);
+    let n8 = x.len() / 8 * 8;
+    let mut i = 0;
+    while i < n8 {
+        // SAFETY: i + 8 <= n8 <= x.len().
+        best = _mm256_max_ps(unsafe { _mm256_loadu_ps(x.as_ptr().add(i)) }, best);
+        i += 8;
+    }
+    let mut lanes = [0f32; 8];
+    // SAFETY: 8 floats.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), best) };
+    lanes
+        .into_iter()
+        .chain(x[i..].iter().copied())
+        .fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// `x[i] *= c`
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub fn scale(x: &mut [f32], c: f32) {
+    let cv = _mm256_set1_ps(c);
+    let n8 = x.len() / 8 * 8;
+    let mut i = 0;
+    while i < n8 {
+        // SAFETY: i + 8 <= n8 <= x.len().
+        unsafe {
+            _mm256_storeu_ps(
+                x.as_mut_ptr().add(i),
+                _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(i)), cv),
+            )
+        };
+        i += 8;
+    }
+    for v in &mut x[i..] {
+        *v *= c;
     }
 }
 

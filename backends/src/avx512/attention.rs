@@ -42,6 +42,21 @@ impl VecOps for Avx512Ops {
         self.avx2.exp_sub(x, m)
     }
 
+    #[inline]
+    fn exp_sub_sum(self, x: &mut [f32], m: f32) -> f32 {
+        self.avx2.exp_sub_sum(x, m)
+    }
+
+    #[inline]
+    fn max(self, x: &[f32]) -> f32 {
+        self.avx2.max(x)
+    }
+
+    #[inline]
+    fn scale(self, x: &mut [f32], c: f32) {
+        self.avx2.scale(x, c)
+    }
+
     fn scores(self, q: &[&[f32]], k: &[&[f32]], scale: f32, out: &mut [[f32; KEY_BLOCK]]) {
         let hd = k.first().map_or(0, |r| r.len());
         if !hd.is_multiple_of(16) || q.iter().chain(k).any(|r| r.len() != hd) {

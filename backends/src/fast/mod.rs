@@ -21,7 +21,9 @@ pub mod scalar;
 
 pub use pack::{pack, PackedQ8, PanelForm, HALVES, OFFSET, PANEL, PANEL_BLOCK_BYTES, SYMMETRIC, WIDE};
 
-use crate::kernels::{Activations, Par};
+use std::mem::MaybeUninit;
+
+use crate::kernels::{zeroed_prefix, Activations, Par};
 use crate::rows::{self, RowOps};
 use crate::split::{for_static_chunks, OutPtr};
 use crate::wtypes::WeightType;
@@ -214,13 +216,14 @@ impl QTile<'_> {
 /// Quantize one row (normalized first when `norm` is given) into its [`qrow_words`] words.
 fn quantize_row_into<T: FastTier>(x: &[f32], norm: Option<(&[f32], f32)>, out: &mut [u32], with_sums: bool) {
     let k = x.len();
-    let mut normed = [0f32; MAX_K];
+    let mut normed_room = [MaybeUninit::<f32>::uninit(); MAX_K];
     let src = match norm {
         Some((w, eps)) => {
             let ops = <T::Rows as RowOps>::get();
             let r = rows::rms_scale(ops, x, eps);
-            ops.scaled(&mut normed[..k], x, r, w);
-            &normed[..k]
+            let normed = zeroed_prefix(&mut normed_room, k);
+            ops.scaled(normed, x, r, w);
+            &*normed
         }
         None => x,
     };

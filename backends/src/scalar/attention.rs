@@ -8,8 +8,9 @@
 //! accumulators) lives on the stack. Rows are blocked by their position inside their
 //! sequence, so a text's result does not depend on what else is in the batch.
 
-use crate::kernels::{AttentionArgs, AttentionIo, Par, SeqSpan, VecOps, KEY_BLOCK};
+use crate::kernels::{zeroed_prefix, AttentionArgs, AttentionIo, Par, SeqSpan, VecOps, KEY_BLOCK};
 use crate::team::parallel_for;
+use std::mem::MaybeUninit;
 
 /// Query rows processed together.
 pub const ROW_BLOCK: usize = 4;
@@ -77,10 +78,14 @@ unsafe fn attend_block<V: VecOps>(ops: V, l: Layout, d: &Dims, seq: SeqSpan, fir
     };
     let i0 = first - seq.start;
     let (lo, _) = reach(i0);
-    let (_, hi) = reach(i0 + n - 1);
+    // Keys every row of the block sees: from the last row's first to the first row's last.
+    let (common_lo, hi) = reach(i0 + n - 1);
+    let (_, common_hi) = reach(i0);
     let nq = n * d.group;
     let mut scores = [[0f32; KEY_BLOCK]; MAX_QUERIES];
-    let mut acc = [0f32; MAX_QUERIES * MAX_HEAD_DIM];
+    // Accumulators: room for the largest block, initialized only as far as this one uses.
+    let mut acc_room = [MaybeUninit::<f32>::uninit(); MAX_QUERIES * MAX_HEAD_DIM];
+    let acc = zeroed_prefix(&mut acc_room, nq * hd);
     let (mut m, mut sum) = ([f32::NEG_INFINITY; MAX_QUERIES], [0f32; MAX_QUERIES]);
     for kvh in 0..d.n_heads / d.group {
         // Query vector `qi` is row `first + qi / group`, head `kvh * group + qi % group`.
@@ -97,7 +102,7 @@ unsafe fn attend_block<V: VecOps>(ops: V, l: Layout, d: &Dims, seq: SeqSpan, fir
         // SAFETY: as for `key`.
         let val =
             |j: usize| unsafe { std::slice::from_raw_parts(l.v.add((seq.start + j) * l.kv_stride + kvh * hd), hd) };
-        acc[..nq * hd].fill(0.0);
+        acc.fill(0.0);
         m[..nq].fill(f32::NEG_INFINITY);
         sum[..nq].fill(0.0);
         let queries: [&[f32]; MAX_QUERIES] = std::array::from_fn(|qi| if qi < nq { query(qi) } else { &[] });
@@ -105,38 +110,35 @@ unsafe fn attend_block<V: VecOps>(ops: V, l: Layout, d: &Dims, seq: SeqSpan, fir
             let b1 = (b0 + KEY_BLOCK).min(hi + 1);
             let keys: [&[f32]; KEY_BLOCK] = std::array::from_fn(|u| if b0 + u < b1 { key(b0 + u) } else { &[] });
             ops.scores(&queries[..nq], &keys[..b1 - b0], d.scale, &mut scores[..nq]);
-            // Keys outside a row's window do not count.
-            for (qi, row_scores) in scores[..nq].iter_mut().enumerate() {
-                let (klo, khi) = reach(i0 + qi / d.group);
-                for (j, s) in (b0..b1).zip(row_scores.iter_mut()) {
-                    if !(klo..=khi).contains(&j) {
-                        *s = f32::NEG_INFINITY;
-                    }
+            // Keys outside a row's window do not count. A block inside every row's window
+            // (most blocks of a sliding layer, all of a global one) needs no mask.
+            if b0 < common_lo || b1 - 1 > common_hi {
+                for (qi, row_scores) in scores[..nq].iter_mut().enumerate() {
+                    let (klo, khi) = reach(i0 + qi / d.group);
+                    let row = &mut row_scores[..b1 - b0];
+                    let before = klo.saturating_sub(b0).min(row.len());
+                    let after = (khi + 1).saturating_sub(b0).clamp(before, row.len());
+                    row[..before].fill(f32::NEG_INFINITY);
+                    row[after..].fill(f32::NEG_INFINITY);
                 }
             }
             for qi in 0..nq {
                 let ps = &mut scores[qi][..b1 - b0];
-                let block_max = ps.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                let m_new = m[qi].max(block_max);
+                let m_new = m[qi].max(ops.max(ps));
                 if m_new == f32::NEG_INFINITY {
                     ps.fill(0.0); // no key of this row yet
                     continue;
                 }
                 let correction = (m[qi] - m_new).exp();
                 if correction != 1.0 {
-                    for x in acc[qi * hd..(qi + 1) * hd].iter_mut() {
-                        *x *= correction;
-                    }
+                    ops.scale(&mut acc[qi * hd..(qi + 1) * hd], correction);
                     sum[qi] *= correction;
                 }
-                ops.exp_sub(ps, m_new);
-                for &p in ps.iter() {
-                    sum[qi] += p;
-                }
+                sum[qi] += ops.exp_sub_sum(ps, m_new);
                 m[qi] = m_new;
             }
             let vals: [&[f32]; KEY_BLOCK] = std::array::from_fn(|u| if b0 + u < b1 { val(b0 + u) } else { &[] });
-            ops.pv(&mut acc[..nq * hd], hd, &scores[..nq], &vals[..b1 - b0]);
+            ops.pv(acc, hd, &scores[..nq], &vals[..b1 - b0]);
         }
         for qi in 0..nq {
             let (r, h) = (first + qi / d.group, kvh * d.group + qi % d.group);
