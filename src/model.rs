@@ -514,6 +514,8 @@ fn check_finite(graph: &Graph, weights: &WeightTable) -> Result<(), Error> {
                 element,
             });
         }
+        // The chunks release only the whole pages inside them; this takes the pages that
+        // straddle two chunks.
         weights.release_file_pages(i);
     }
     Ok(())
@@ -531,7 +533,7 @@ fn scan_finite(
     mut done: impl FnMut(usize, usize),
 ) -> Option<usize> {
     let rows = view.rows();
-    let row_bytes = view.bytes().len() / rows.max(1);
+    let row_bytes = view.row_bytes();
     let rows_per_chunk = (chunk_bytes / row_bytes.max(1)).max(1);
     let block_len = view.dtype().block_len();
     for r0 in (0..rows).step_by(rows_per_chunk) {

@@ -85,7 +85,7 @@ impl<'a> WeightView<'a> {
     /// When the rows are not all inside the view.
     pub fn rows_range(&self, first: usize, n: usize) -> WeightView<'a> {
         assert!(first + n <= self.rows, "rows {first}..{} of {}", first + n, self.rows);
-        let row_bytes = self.bytes.len() / self.rows.max(1);
+        let row_bytes = self.row_bytes();
         WeightView {
             dtype: self.dtype,
             rows: n,

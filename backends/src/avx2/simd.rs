@@ -448,24 +448,14 @@ pub fn geglu(g: &[f32], u: &[f32], out: &mut [f32]) {
     }
 }
 
-/// `x[i] = exp(x[i] − m)`; the tail is padded through the same 8-lane code.
+/// `x[i] = exp(x[i] − m)`: [`exp_sub_sum`] without its sum.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub fn exp_sub(x: &mut [f32], m: f32) {
-    let mv = _mm256_set1_ps(m);
-    let mut i = 0;
-    while i < x.len() {
-        let n = (x.len() - i).min(8);
-        let mut b = [f32::NEG_INFINITY; 8];
-        b[..n].copy_from_slice(&x[i..i + n]);
-        // SAFETY: b holds 8 values.
-        unsafe { _mm256_storeu_ps(b.as_mut_ptr(), exp8(_mm256_sub_ps(_mm256_loadu_ps(b.as_ptr()), mv))) };
-        x[i..i + n].copy_from_slice(&b[..n]);
-        i += 8;
-    }
+    exp_sub_sum(x, m);
 }
 
 /// `exp_sub` returning the sum of the results: eight lane sums, added pairwise at the end.
