@@ -38,7 +38,11 @@ curl -sf "${auth[@]}" -d '{"inputs": "a text", "dimensions": 256, "prompt_name":
 curl -sf "${auth[@]}" -d '{"inputs": "hello world"}' "$url/tokenize" |
   py 'import json,sys; t=json.load(sys.stdin)[0]; assert t[0]["id"] == 2 and t[-1]["id"] == 1, t' || fail "/tokenize"
 curl -sf "${auth[@]}" "$url/info" | py 'import json,sys; i=json.load(sys.stdin); assert i["dimensions"] == 768, i' || fail "/info"
-curl -sf "${auth[@]}" "$url/metrics" | grep -q 'gemma_graph_requests_total{route="/embed",status="200"} 2' || fail "/metrics"
+# Read the whole body first: `curl | grep -q` fails under pipefail whenever grep exits on its
+# match before curl has written the rest (curl then dies of SIGPIPE, exit 23).
+metrics=$(curl -sf "${auth[@]}" "$url/metrics") || fail "/metrics: request failed"
+grep -qF 'gemma_graph_requests_total{route="/embed",status="200"} 2' <<<"$metrics" ||
+  fail "/metrics: no count of 2 for /embed 200 in: $metrics"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Content-Type: application/json" -d '{"inputs": "a"}' "$url/embed")
 [[ "$code" == 401 ]] || fail "no key gave $code, not 401"
 code=$(curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" -d '{"inputs": "a", "truncate": "maybe"}' "$url/embed")
