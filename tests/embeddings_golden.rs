@@ -4,6 +4,14 @@
 //!   cos(st_q8w, st_f32) − 1e-5.
 //! - `fast` (16-bit activation blocks, integer dot products): cosine with `st_q8w` ≥ 0.9999
 //!   for every text.
+//! - `int8` (8-bit activation blocks, as llama.cpp computes): as close to `st_q8w` as llama.cpp's
+//!   vectors (`llama_q8_0`) are — every text's cosine at least llama.cpp's worst on the golden
+//!   set less 0.0005, and the mean over the texts checked at least llama.cpp's mean over the
+//!   same texts less 0.0002. Not text by text: two 8-bit quantizations of slightly different
+//!   activations round differently, and which of the two lands nearer the exact answer on one
+//!   text is luck (llama.cpp's is nearer on some texts by up to 0.0008, ours on others). On the
+//!   avx512 tier with VNNI (all texts) and the scalar specification (the first 8 texts and
+//!   text 60: its plain-Rust kernels are the slowest of all).
 //!
 //! The scalar backend runs both precisions on the first 24 texts plus text 60 (623 tokens: past
 //! the 512-token sliding window, so the banded attention's edges run too): all 99 took 594 s
@@ -28,11 +36,29 @@ enum Texts {
     First(usize),
     /// The scalar backend's subset (see the module docs): 24 short texts and one past the window.
     Scalar,
+    /// The scalar int8 subset: 8 short texts and the one past the window.
+    ScalarInt8,
 }
 
 #[test]
 fn scalar_backend_fast_precision_matches_references() {
     check_backend(Backend::Scalar, Precision::Fast, Texts::Scalar);
+}
+
+#[test]
+fn scalar_backend_int8_precision_matches_references() {
+    check_backend(Backend::Scalar, Precision::Int8, Texts::ScalarInt8);
+}
+
+#[test]
+fn avx512_backend_int8_precision_matches_references() {
+    match Backend::Avx512.table() {
+        Err(e) => eprintln!("skipping: {e}"),
+        Ok(t) => match t.int8.and_then(|s| (s.missing)()) {
+            Some(f) => eprintln!("skipping: the int8 kernels need {f}, which this CPU lacks"),
+            None => check_backend(Backend::Avx512, Precision::Int8, Texts::All),
+        },
+    }
 }
 
 #[test]
@@ -89,11 +115,28 @@ fn check_backend(backend: Backend, precision: Precision, which: Texts) {
                 .map(|(_, l)| l)
                 .collect();
         }
+        Texts::ScalarInt8 => {
+            lines = lines
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| *i < 8 || *i == 60)
+                .map(|(_, l)| l)
+                .collect();
+        }
     }
     let texts: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
     let out = model.embed(&texts, &EmbedOptions::default()).unwrap();
 
+    // llama.cpp's worst cosine with the exact answer over the whole golden set.
+    let llama_worst = read_jsonl(&golden_file("embeddings.jsonl"))
+        .iter()
+        .filter_map(|l| {
+            let v: Vec<f32> = vec_of(&l["llama_q8_0"])?.iter().map(|&x| x as f32).collect();
+            Some(cosine(&v, &vec_of(&l["st_q8w"]).unwrap()))
+        })
+        .fold(f64::INFINITY, f64::min);
     let (mut min_q8w, mut sum_q8w) = (f64::INFINITY, 0.0);
+    let mut int8_means = (0.0, 0.0);
     let (mut min_f32, mut sum_f32) = (f64::INFINITY, 0.0);
     let (mut min_llama, mut sum_llama, mut n_llama) = (f64::INFINITY, 0.0, 0);
     let mut failures = Vec::new();
@@ -118,24 +161,46 @@ fn check_backend(backend: Backend, precision: Precision, which: Texts) {
         sum_q8w += c_q8w;
         min_f32 = min_f32.min(c_f32);
         sum_f32 += c_f32;
-        if let Some(l) = vec_of(&line["llama_q8_0"]) {
-            let c = cosine(ours, &l);
+        let llama = vec_of(&line["llama_q8_0"]);
+        if let Some(l) = &llama {
+            let c = cosine(ours, l);
             min_llama = min_llama.min(c);
             sum_llama += c;
             n_llama += 1;
         }
+        // llama.cpp's own distance from the exact answer, for the int8 bar.
+        let llama_q8w = llama.as_ref().map(|l| {
+            let l: Vec<f32> = l.iter().map(|&x| x as f32).collect();
+            cosine(&l, &q8w)
+        });
+        if let Some(c) = llama_q8w {
+            // Both means over the texts llama.cpp embedded (it refuses one past its context).
+            int8_means.0 += c_q8w;
+            int8_means.1 += c;
+        }
         let off = match precision {
             Precision::Exact => c_q8w < 0.99999 || c_f32 < ref_gap - 0.00001,
             Precision::Fast => c_q8w < 0.9999,
+            Precision::Int8 => c_q8w < llama_worst - 0.0005,
         };
         if off {
             failures.push(format!(
-                "{}: cos(st_q8w) {c_q8w:.6}, cos(st_f32) {c_f32:.6} (reference gap {ref_gap:.6})",
-                line["id"]
+                "{}: cos(st_q8w) {c_q8w:.6}, cos(st_f32) {c_f32:.6} (reference gap {ref_gap:.6}; llama.cpp's cos(st_q8w) {:.6})",
+                line["id"],
+                llama_q8w.unwrap_or(f64::NAN)
             ));
         }
     }
     let n = lines.len() as f64;
+    if precision == Precision::Int8 {
+        let (ours, llama) = (int8_means.0 / n_llama as f64, int8_means.1 / n_llama as f64);
+        println!("int8: mean cos vs st_q8w {ours:.7}, llama.cpp's {llama:.7}; llama.cpp's worst {llama_worst:.7}");
+        if ours < llama - 0.0002 {
+            failures.push(format!(
+                "mean cos(st_q8w) {ours:.7} below llama.cpp's {llama:.7} less 0.0002"
+            ));
+        }
+    }
     println!("backend {backend}, precision {precision}, texts: {}", lines.len());
     println!("cos vs st_q8w:     min {min_q8w:.7} mean {:.7}", sum_q8w / n);
     println!("cos vs st_f32:     min {min_f32:.7} mean {:.7}", sum_f32 / n);

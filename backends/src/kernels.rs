@@ -4,6 +4,7 @@
 
 use gg_ops::{DType, PoolKind, UnaryOp, WeightView};
 
+use crate::fast::int8::Int8Support;
 use crate::fast::FastKernels;
 use crate::wtypes::{WeightKernels, WeightTypeInfo};
 use crate::Backend;
@@ -227,6 +228,8 @@ pub struct KernelTable {
     /// The `fast` precision's kernels per weight type (integer dot products over packed
     /// weights); a type without them runs its exact kernels in every precision.
     pub fast_kernels: &'static [(DType, FastKernels)],
+    /// The `int8` precision's kernels (8-bit activations), where the tier has them.
+    pub int8: Option<&'static Int8Support>,
     /// In place: `x += rmsnorm(a) ⊙ w` per row of `w.len()` columns.
     pub add_rms_norm: fn(x: &mut [f32], a: &[f32], w: &[f32], eps: f32, par: Par),
     /// In place on rows of `2C`: `s = x[..C] + rmsnorm(a) ⊙ w1`, then `x = [s | rmsnorm(s) ⊙ w2]`.
@@ -272,6 +275,11 @@ impl KernelTable {
     /// The fast kernels for a weight type on this tier, if the type has any.
     pub fn fast(&self, dtype: DType) -> Option<&'static FastKernels> {
         self.fast_kernels.iter().find(|(d, _)| *d == dtype).map(|(_, k)| k)
+    }
+
+    /// The int8 kernels for `dtype` weights, if the tier has them for that type.
+    pub fn int8(&self, dtype: DType) -> Option<&'static FastKernels> {
+        self.int8?.kernels.iter().find(|(d, _)| *d == dtype).map(|(_, k)| k)
     }
 }
 

@@ -39,6 +39,12 @@ pub enum LowerError {
         value: usize,
         limit: usize,
     },
+    #[error("the {precision} precision on the {backend} backend: {what}")]
+    Precision {
+        precision: &'static str,
+        backend: &'static str,
+        what: String,
+    },
     #[error(transparent)]
     Graph(#[from] GraphError),
 }
@@ -152,6 +158,7 @@ impl Program {
         precision: Precision,
     ) -> Result<Program, LowerError> {
         graph.validate()?;
+        check_precision(table, precision)?;
         let order = graph.topo_order()?;
         let mut choices = Vec::with_capacity(order.len());
         let mut scratch = HashMap::new();
@@ -286,9 +293,37 @@ fn fast_kernels(
     per_token: bool,
 ) -> Option<&'static FastKernels> {
     let rounds = matches!(dtype, DType::F32 | DType::F16 | DType::BF16);
-    table.fast(dtype).filter(|fk| {
-        precision == Precision::Fast && (per_token || !rounds) && k <= fk.max_k && k.is_multiple_of(crate::fast::QBLOCK)
-    })
+    let fits = |fk: &&FastKernels| (per_token || !rounds) && k <= fk.max_k && k.is_multiple_of(crate::fast::QBLOCK);
+    match precision {
+        Precision::Exact => None,
+        Precision::Fast => table.fast(dtype).filter(fits),
+        // Float weights have no 8-bit quants: they run the fast kernels.
+        Precision::Int8 => table
+            .int8(dtype)
+            .filter(fits)
+            .or_else(|| table.fast(dtype).filter(fits)),
+    }
+}
+
+/// Whether the tier can run `precision` on this CPU (int8 needs kernels of its own).
+fn check_precision(table: &KernelTable, precision: Precision) -> Result<(), LowerError> {
+    if precision != Precision::Int8 {
+        return Ok(());
+    }
+    let err = |what: String| LowerError::Precision {
+        precision: precision.name(),
+        backend: table.backend.name(),
+        what,
+    };
+    match table.int8 {
+        None => Err(err(
+            "this tier has no int8 kernels (8-bit products are no faster than the fast precision's 16-bit ones here); int8 runs on avx512 with VNNI, and on scalar".into(),
+        )),
+        Some(support) => match (support.missing)() {
+            Some(feature) => Err(err(format!("the int8 kernels need {feature}, which this CPU lacks"))),
+            None => Ok(()),
+        },
+    }
 }
 
 /// A pooling head's dense layer: the tier's exact matmul, or in the fast precision (for a
@@ -320,6 +355,8 @@ enum Kernel {
         quantize: QuantizeRowsFn,
         f: QMatMulFn,
         pack: PackFn,
+        /// The activations' integer type, for the step's name.
+        act: &'static str,
     },
     PoolHead {
         dense: [Option<Dense>; MAX_DENSE],
@@ -456,6 +493,7 @@ fn select(graph: &Graph, n: NodeId, table: &'static KernelTable, precision: Prec
                         quantize: fk.quantize_rows,
                         f: if spec.geglu { fk.matmul_geglu_q } else { fk.matmul_q },
                         pack: fk.pack,
+                        act: fk.act,
                     },
                     // The quantized activations (normalized first for a fused norm).
                     Some(ScratchNeed {
@@ -850,14 +888,14 @@ impl Bound {
                     ),
                 }
             }
-            (Op::MatMul(spec), Kernel::PackedMatMul { quantize, f, pack }) => {
+            (Op::MatMul(spec), Kernel::PackedMatMul { quantize, f, pack, act }) => {
                 let x = self.value(0);
                 let w = self.weight(self.args.len() - 1);
                 let MatMulSpec { norm_eps, in_cols, .. } = spec;
                 let (start, k) = in_cols.unwrap_or((0, x.cols));
                 let n_out = out.cols;
                 let groups = if spec.geglu { 2 } else { 1 };
-                let name = matmul_name(&spec, &format!("{}×i16", graph.weights()[w].dtype));
+                let name = matmul_name(&spec, &format!("{}×{act}", graph.weights()[w].dtype));
                 let index = pack_index(packs, w, groups, pack);
                 let norm = norm_eps.map(|eps| (eps, self.weight(1)));
                 let scratch = self.scratch.expect("selection planned the scratch");

@@ -82,7 +82,7 @@ def main():
     ap.add_argument("--model", default=os.environ.get("GEMMA_GRAPH_MODEL", os.path.join(CACHE, "embeddinggemma-300m-Q8_0.gguf")))
     ap.add_argument("--gemma-graph", default=os.path.join(REPO, "target", "release", "gemma-graph"))
     ap.add_argument("--json", help="also write the results here")
-    ap.add_argument("--precision", default="fast", choices=["fast", "exact"], help="gemma-graph's precision")
+    ap.add_argument("--precision", default="fast", choices=["fast", "exact", "int8"], help="gemma-graph's precision")
     ap.add_argument("--no-st", action="store_true", help="leave sentence-transformers out (it does not read the GGUF: "
                     "its figure is the same for every weight type)")
     args = ap.parse_args()

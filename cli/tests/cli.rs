@@ -189,6 +189,28 @@ fn backend_choice_is_checked() {
         exact.contains("precision exact") && exact.contains("scalar.matmul<q8_0>") && !exact.contains("×i16"),
         "{exact}"
     );
+    // int8: 8-bit activation blocks, on the tiers that have kernels for it.
+    let int8 = ok(bin()
+        .args(["dump", "--backend", "scalar", "--layers", "1", "--precision", "int8"])
+        .output()
+        .unwrap());
+    assert!(
+        int8.contains("precision int8") && int8.contains("scalar.matmul<q8_0×i8>") && !int8.contains("×i16"),
+        "{int8}"
+    );
+    if gemma_graph::Backend::Avx2.is_available() {
+        // AVX2 has none (8-bit products are no faster there): a clear error before any text.
+        let e = fails(
+            bin()
+                .args(["run", "--backend", "avx2", "--precision", "int8", "x"])
+                .output()
+                .unwrap(),
+        );
+        assert!(
+            e.contains("int8 precision on the avx2 backend") && e.contains("avx512 with VNNI"),
+            "{e}"
+        );
+    }
 }
 
 #[test]

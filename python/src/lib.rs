@@ -85,8 +85,9 @@ fn parse_backend(name: &str) -> PyResult<BackendChoice> {
 fn parse_precision(name: Option<&str>) -> PyResult<Precision> {
     match name {
         None => Ok(Precision::default()),
-        Some(name) => Precision::from_name(name)
-            .ok_or_else(|| PyValueError::new_err(format!("precision {name:?}: expected \"fast\" or \"exact\""))),
+        Some(name) => Precision::from_name(name).ok_or_else(|| {
+            PyValueError::new_err(format!("precision {name:?}: expected \"fast\", \"exact\" or \"int8\""))
+        }),
     }
 }
 

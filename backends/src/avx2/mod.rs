@@ -76,6 +76,9 @@ pub(crate) const TABLE: KernelTable = KernelTable {
         q8_0: matmul::Q8Rows
     ),
     fast_kernels: crate::fast::fast_kernel_list!(fast::Avx2Fast, "avx2"),
+    // 8-bit products are no faster than 16-bit ones on AVX2 (`vpmaddubsw` + `vpmaddwd` per 32
+    // products, against one `vpmaddwd` per 16): no int8 kernels.
+    int8: None,
     attention,
     add_rms_norm: row_ops::add_rms_norm::<rows::Avx2RowOps>,
     residual_norm: row_ops::residual_norm::<rows::Avx2RowOps>,

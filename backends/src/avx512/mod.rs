@@ -8,6 +8,7 @@
 
 pub mod attention;
 pub mod fast;
+pub mod int8;
 
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
@@ -220,6 +221,7 @@ static KERNELS: KernelTable = KernelTable {
         q8_0: mm::Q8Rows
     ),
     fast_kernels: crate::fast::fast_kernel_list!(fast::Avx512Fast, "avx512"),
+    int8: Some(&int8::INT8),
     attention: attention_kernel,
     ..avx2::TABLE
 };

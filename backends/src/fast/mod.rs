@@ -16,6 +16,7 @@
 //! ~250× smaller, and on x86 a 16-bit × 16-bit `madd`/`vpdpwssd` covers as many products per
 //! instruction as the 8-bit forms do.
 
+pub mod int8;
 pub mod pack;
 pub mod scalar;
 
@@ -62,6 +63,8 @@ pub type PackFn = fn(w: gg_ops::WeightView<'_>, groups: usize) -> Result<PackedQ
 pub struct FastKernels {
     /// `tier.kernel<type>`, for `dump` and errors.
     pub name: &'static str,
+    /// The activations' integer type (`i16`, or `i8` for the int8 precision), for `dump`.
+    pub act: &'static str,
     pub pack: PackFn,
     /// The tier's block quantizer ([`quantize_block`], exactly), for tests.
     pub quantize: fn(&[f32], &mut [i16]) -> f32,
@@ -213,20 +216,31 @@ impl QTile<'_> {
     }
 }
 
-/// Quantize one row (normalized first when `norm` is given) into its [`qrow_words`] words.
-fn quantize_row_into<T: FastTier>(x: &[f32], norm: Option<(&[f32], f32)>, out: &mut [u32], with_sums: bool) {
-    let k = x.len();
+/// Row `x` normalized first when `norm` is given (into stack scratch), then `quantize`d into
+/// `out`.
+fn normed_then<R: RowOps>(
+    x: &[f32],
+    norm: Option<(&[f32], f32)>,
+    out: &mut [u32],
+    quantize: impl Fn(&[f32], &mut [u32]),
+) {
     let mut normed_room = [MaybeUninit::<f32>::uninit(); MAX_K];
     let src = match norm {
         Some((w, eps)) => {
-            let ops = <T::Rows as RowOps>::get();
+            let ops = R::get();
             let r = rows::rms_scale(ops, x, eps);
-            let normed = zeroed_prefix(&mut normed_room, k);
+            let normed = zeroed_prefix(&mut normed_room, x.len());
             ops.scaled(normed, x, r, w);
             &*normed
         }
         None => x,
     };
+    quantize(src, out)
+}
+
+/// Quantize one (already normalized) row into its [`qrow_words`] words.
+fn quantize_row_into<T: FastTier>(src: &[f32], out: &mut [u32], with_sums: bool) {
+    let k = src.len();
     let (q, rest) = out.split_at_mut(k / 2);
     let (d, sums) = rest.split_at_mut(k / QBLOCK);
     let q: &mut [i16] = bytemuck::cast_slice_mut(q);
@@ -248,6 +262,20 @@ pub fn quantize_rows<T: FastTier>(
     with_sums: bool,
     par: Par,
 ) {
+    quantize_rows_with::<T::Rows>(x, norm, out, par, |src, row| {
+        quantize_row_into::<T>(src, row, with_sums)
+    })
+}
+
+/// Rows of `x` (normalized first when `norm` is given) quantized by `row` into [`qrow_words`]
+/// words each, rows split over the team.
+fn quantize_rows_with<R: RowOps>(
+    x: Activations<'_>,
+    norm: Option<(&[f32], f32)>,
+    out: &mut [u32],
+    par: Par,
+    row: impl Fn(&[f32], &mut [u32]) + Sync,
+) {
     let (k, w) = (x.k, qrow_words(x.k));
     assert!(
         k <= MAX_K && k.is_multiple_of(QBLOCK) && out.len() >= x.rows * w,
@@ -259,8 +287,8 @@ pub fn quantize_rows<T: FastTier>(
         assert_eq!(nw.len(), k, "a norm weight per column");
     }
     rows::for_row_units(&mut out[..x.rows * w], w, par, |mine, r0| {
-        for (i, row) in mine.chunks_exact_mut(w).enumerate() {
-            quantize_row_into::<T>(x.row(r0 + i), norm, row, with_sums);
+        for (i, out) in mine.chunks_exact_mut(w).enumerate() {
+            normed_then::<R>(x.row(r0 + i), norm, out, &row);
         }
     });
 }
@@ -361,6 +389,7 @@ type DotsFn = fn(&QTile, &[u8], &mut [[f32; PANEL]; TOKEN_TILE]);
 
 /// A tier's dots for the form of `w`'s panels.
 fn dots_for<T: FastTier>(w: &PackedQ8) -> DotsFn {
+    assert_eq!(w.layout(), pack::Layout::Pairs, "fast kernels over pairs panels");
     match w.form() {
         PanelForm::Symmetric => T::dots::<SYMMETRIC>,
         PanelForm::Offset => T::dots::<OFFSET>,
@@ -380,14 +409,27 @@ pub fn matmul_q<T: FastTier>(x: &QRows<'_>, w: &PackedQ8, out: &mut [f32], n: us
 /// and up panels of the same columns side by side.
 pub fn matmul_geglu_q<T: FastTier>(x: &QRows<'_>, w: &PackedQ8, out: &mut [f32], f: usize, par: Par) {
     assert_eq!(w.groups(), 2, "a GeGLU weight is two groups (gate, up)");
-    let dots = dots_for::<T>(w);
+    drive_geglu(x, w, out, f, par, dots_for::<T>(w), T::geglu);
+}
+
+/// [`drive`] for a GeGLU weight: each panel's gate and up values by `dots`, combined by
+/// `geglu`.
+fn drive_geglu(
+    x: &QRows<'_>,
+    w: &PackedQ8,
+    out: &mut [f32],
+    f: usize,
+    par: Par,
+    dots: DotsFn,
+    geglu: fn(&[f32], &[f32], &mut [f32]),
+) {
     drive(x, w, out, f, par, |tile, p, h| {
         let mut gate = [[0f32; PANEL]; TOKEN_TILE];
         let mut up = [[0f32; PANEL]; TOKEN_TILE];
         dots(tile, w.panel(0, p), &mut gate);
         dots(tile, w.panel(1, p), &mut up);
         let len = tile.tokens * PANEL;
-        T::geglu(
+        geglu(
             &gate.as_flattened()[..len],
             &up.as_flattened()[..len],
             &mut h.as_flattened_mut()[..len],
@@ -418,6 +460,7 @@ pub const fn kernels<T: FastTier, W: WeightType>(name: &'static str) -> FastKern
     assert!(W::PANEL_FORM.is_some(), "fast kernels for a type without a panel form");
     FastKernels {
         name,
+        act: "i16",
         pack: pack::pack::<W>,
         quantize: T::quantize,
         quantize_rows: quantize_rows::<T>,

@@ -132,11 +132,36 @@ impl SubBlock {
     }
 }
 
+/// How a panel block of an 8-bit form arranges its 512 quant bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// For the 16-bit activations of the fast precision: 16 column pairs × 16 rows × 2 bytes
+    /// (`[i][r] = (q[r][2i], q[r][2i + 1])`), signed (see the module docs).
+    Pairs,
+    /// For the 8-bit activations of the int8 precision ([`super::int8`]): 8 column quads ×
+    /// 16 rows × 4 bytes (`[j][r] = q[r][4j .. 4j + 4]`), one 64-byte load giving the same four
+    /// columns of all 16 rows — what a 16-lane `vpdpbusd` multiplies by four broadcast
+    /// activation bytes. `vpdpbusd` takes its weight operand unsigned: the symmetric and
+    /// halves forms store `q + 128` (the kernels subtract `128 · Σx_q`), the offset form its
+    /// quants as they are (unsigned below 128 already).
+    Quads,
+}
+
+/// What the quads layout adds to a quant of the form with id `form` to store it unsigned.
+pub const fn quad_bias(form: u8) -> i32 {
+    if form == OFFSET {
+        0
+    } else {
+        128
+    }
+}
+
 /// A quantized weight `(groups · rows, cols)` as panels (see the module docs).
 pub struct PackedQ8 {
     /// Cache-line aligned storage.
     lines: Vec<[u64; 8]>,
     form: PanelForm,
+    layout: Layout,
     /// Rows per group, and groups (GeGLU weights are gate rows then up rows).
     rows: usize,
     groups: usize,
@@ -150,6 +175,10 @@ impl PackedQ8 {
 
     pub fn form(&self) -> PanelForm {
         self.form
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     pub fn groups(&self) -> usize {
@@ -191,8 +220,21 @@ impl PackedQ8 {
 /// Most 32-value sub-blocks in one block of a type (a K-quant's 256 values).
 const MAX_SUB_BLOCKS: usize = 8;
 
-/// Repack a weight of `groups · rows` rows of type `W` into panels per group, in `W`'s form.
+/// Repack a weight of `groups · rows` rows of type `W` into panels per group, in `W`'s form,
+/// quants in pairs (the fast precision's layout).
 pub fn pack<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<PackedQ8, String> {
+    pack_layout::<W>(w, groups, Layout::Pairs)
+}
+
+/// [`pack`] with the quants in quads (the int8 precision's layout); float weights have none.
+pub fn pack_quads<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<PackedQ8, String> {
+    if W::PANEL_FORM == Some(PanelForm::Wide) {
+        return Err(format!("the int8 kernels cannot take {} weights", w.dtype()));
+    }
+    pack_layout::<W>(w, groups, Layout::Quads)
+}
+
+fn pack_layout<W: WeightType>(w: WeightView<'_>, groups: usize, layout: Layout) -> Result<PackedQ8, String> {
     let Some(form) = W::PANEL_FORM else {
         return Err(format!("the fast kernels cannot take {} weights", w.dtype()));
     };
@@ -222,6 +264,7 @@ pub fn pack<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<PackedQ8,
     let mut packed = PackedQ8 {
         lines: vec![[0u64; 8]; total.div_ceil(64)],
         form,
+        layout,
         rows,
         groups,
         cols,
@@ -239,7 +282,7 @@ pub fn pack<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<PackedQ8,
                 for (s, sub) in subs.iter().enumerate() {
                     let b = nbi * per_block + s;
                     let at = ((g * panels + p) * nb + b) * bb;
-                    write_row(&mut out[at..at + bb], form, r, sub);
+                    write_row(&mut out[at..at + bb], form, layout, r, sub);
                 }
             }
         }
@@ -278,6 +321,7 @@ fn pack_wide<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<PackedQ8
     let mut packed = PackedQ8 {
         lines: vec![[0u64; 8]; (groups * panels * nb * bb).div_ceil(64)],
         form: PanelForm::Wide,
+        layout: Layout::Pairs,
         rows,
         groups,
         cols,
@@ -306,10 +350,13 @@ fn pack_wide<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<PackedQ8
 }
 
 /// Row `r` of a panel block from a sub-block.
-fn write_row(dst: &mut [u8], form: PanelForm, r: usize, sub: &SubBlock) {
-    for i in 0..QBLOCK / 2 {
-        dst[(i * PANEL + r) * 2] = sub.q[2 * i] as u8;
-        dst[(i * PANEL + r) * 2 + 1] = sub.q[2 * i + 1] as u8;
+fn write_row(dst: &mut [u8], form: PanelForm, layout: Layout, r: usize, sub: &SubBlock) {
+    for (c, &q) in sub.q.iter().enumerate() {
+        match layout {
+            Layout::Pairs => dst[((c / 2) * PANEL + r) * 2 + c % 2] = q as u8,
+            // An offset quant is below 128 (`SubBlock::offset`), so the sum stays in a byte.
+            Layout::Quads => dst[((c / 4) * PANEL + r) * 4 + c % 4] = (q as i32 + quad_bias(form.id())) as u8,
+        }
     }
     let put = |dst: &mut [u8], at: usize, v: f32| dst[at + r * 4..at + r * 4 + 4].copy_from_slice(&v.to_le_bytes());
     put(dst, SCALES_AT, sub.scale[0]);
@@ -322,10 +369,16 @@ fn write_row(dst: &mut [u8], form: PanelForm, r: usize, sub: &SubBlock) {
 }
 
 /// A panel block's quant of row `r`, column `c` (what the packing put there), for the 8-bit
-/// forms.
+/// forms in pairs.
 #[inline]
 pub fn quant_at(block: &[u8], r: usize, c: usize) -> i8 {
     block[((c / 2) * PANEL + r) * 2 + c % 2] as i8
+}
+
+/// The same for quads: the stored unsigned byte (the quant plus [`quad_bias`]).
+#[inline]
+pub fn quad_at(block: &[u8], r: usize, c: usize) -> u8 {
+    block[((c / 4) * PANEL + r) * 4 + c % 4]
 }
 
 /// A wide panel block's quant of row `r`, column `c`.
@@ -369,7 +422,10 @@ pub fn value_at(w: &PackedQ8, g: usize, r: usize, c: usize) -> f64 {
     if w.form() == PanelForm::Wide {
         return wide_scales(blk)[r] as f64 * wide_quant_at(blk, r, cb) as f64;
     }
-    let q = quant_at(blk, r, cb) as f64;
+    let q = match w.layout() {
+        Layout::Pairs => quant_at(blk, r, cb) as f64,
+        Layout::Quads => (quad_at(blk, r, cb) as i32 - quad_bias(w.form().id())) as f64,
+    };
     match w.form() {
         PanelForm::Symmetric => scales(blk)[r] as f64 * q,
         PanelForm::Offset => scales(blk)[r] as f64 * q + extras(blk)[r] as f64,

@@ -63,6 +63,7 @@ static KERNELS: KernelTable = KernelTable {
         q8_0: matmul::Q8Rows
     ),
     fast_kernels: crate::fast::fast_kernel_list!(fast::NeonFast, "neon"),
+    int8: None,
     attention,
     add_rms_norm: row_ops::add_rms_norm::<rows::NeonRowOps>,
     residual_norm: row_ops::residual_norm::<rows::NeonRowOps>,

@@ -9,6 +9,12 @@ use crate::kernels::KernelTable;
 use crate::rows::{self, ScalarRows};
 use crate::Backend;
 
+/// The int8 precision's specification, runnable everywhere.
+static INT8: crate::fast::int8::Int8Support = crate::fast::int8::Int8Support {
+    missing: || None,
+    kernels: crate::fast::int8::int8_kernel_list!(crate::fast::int8::Scalar8, "scalar"),
+};
+
 /// The scalar table as a constant, so SIMD tables can take the ops they do not vectorize
 /// from it (`..scalar::TABLE`).
 pub const TABLE: KernelTable = KernelTable {
@@ -16,6 +22,7 @@ pub const TABLE: KernelTable = KernelTable {
     // The registry's own entries are the scalar kernels.
     weight_kernels: &[],
     fast_kernels: crate::fast::fast_kernel_list!(crate::fast::scalar::Scalar, "scalar"),
+    int8: Some(&INT8),
     add_rms_norm: rows::add_rms_norm::<ScalarRows>,
     residual_norm: rows::residual_norm::<ScalarRows>,
     rms_norm: rows::rms_norm::<ScalarRows>,

@@ -134,7 +134,9 @@ class Model:
         backend: ``"auto"`` (the best this CPU runs), ``"scalar"``, ``"avx2"``, ``"avx512"`` or
             ``"neon"``; a backend the CPU cannot run names the missing feature.
         precision: ``"fast"`` (default: integer dot products, cosine ≥ 0.9999 with the exact
-            answer) or ``"exact"`` (f32 arithmetic on exactly dequantized weights).
+            answer), ``"exact"`` (f32 arithmetic on exactly dequantized weights) or ``"int8"``
+            (8-bit activations as llama.cpp computes them: faster on AVX-512 VNNI, about
+            llama.cpp's accuracy; a ``RuntimeError`` on CPUs without its kernels).
         max_batch_tokens: the largest batch in tokens the memory plan is made for (default:
             the model's context length).
     """

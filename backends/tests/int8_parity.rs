@@ -1,0 +1,298 @@
+//! The int8 precision's kernels: every tier that has them (AVX-512 with VNNI) against the scalar
+//! specification bit for bit — block quantizer, fused-norm row quantization, matmuls in every
+//! 8-bit panel form (symmetric Q8_0/Q4_0/Q5_0, offset Q4_1/Q5_1/Q4_K/Q5_K, halves Q6_K), 1 and
+//! 2 threads; the quads panels against the types' dequantization; the specification against its
+//! definition; rows independent of their batch. Tiers this CPU cannot run are skipped with a
+//! message.
+
+use gg_backends::fast::int8::{quantize_block8, quantize_row8};
+use gg_backends::fast::pack::{value_at, Layout};
+use gg_backends::fast::{qrow_words, FastKernels, PanelForm, QRows};
+use gg_backends::{Activations, Backend, Par};
+use gg_ops::testing::XorShift;
+use gg_ops::DType;
+
+mod common;
+use common::{assert_close, W};
+
+const INT8_TYPES: [(DType, PanelForm); 8] = [
+    (DType::Q8_0, PanelForm::Symmetric),
+    (DType::Q4_0, PanelForm::Symmetric),
+    (DType::Q5_0, PanelForm::Symmetric),
+    (DType::Q4_1, PanelForm::Offset),
+    (DType::Q5_1, PanelForm::Offset),
+    (DType::Q4K, PanelForm::Offset),
+    (DType::Q5K, PanelForm::Offset),
+    (DType::Q6K, PanelForm::Halves),
+];
+
+fn kernels_for(b: Backend, dtype: DType) -> &'static FastKernels {
+    b.table()
+        .unwrap()
+        .int8(dtype)
+        .unwrap_or_else(|| panic!("{b} has int8 kernels for {dtype}"))
+}
+
+/// The SIMD tiers with int8 kernels this CPU can run.
+fn int8_tiers() -> Vec<Backend> {
+    let mut tiers = Vec::new();
+    for &b in Backend::all().iter().filter(|&&b| b != Backend::Scalar) {
+        let Ok(table) = b.table() else {
+            eprintln!("skipping the {b} backend: this CPU does not support it");
+            continue;
+        };
+        match table.int8 {
+            None => eprintln!("{b}: no int8 kernels (not a tier of the int8 precision)"),
+            Some(s) => match (s.missing)() {
+                Some(f) => eprintln!("skipping {b}'s int8 kernels: this CPU lacks {f}"),
+                None => tiers.push(b),
+            },
+        }
+    }
+    tiers
+}
+
+#[test]
+fn int8_quantization_matches_the_spec() {
+    let mut rng = XorShift(90);
+    let mut blocks: Vec<Vec<f32>> = (0..200).map(|_| rng.vec(32)).collect();
+    blocks.push(vec![0.0; 32]);
+    blocks.push((0..32).map(|i| (i as f32 - 16.0) * 0.5).collect());
+    blocks.push((0..32).map(|i| (i as f32 - 15.5) * (127.0 / 15.5)).collect()); // ties at ±x.5
+    blocks.push((0..32).map(|i| if i == 3 { 1e-30 } else { 0.0 }).collect());
+    blocks.push((0..32).map(|i| if i == 7 { f32::NAN } else { 1.0 }).collect());
+    blocks.push((0..32).map(|i| if i == 31 { f32::NEG_INFINITY } else { 1.0 }).collect());
+    blocks.push((0..32).map(|i| 3e38 * if i % 2 == 0 { 1.0 } else { -1.0 }).collect());
+    let mut tiers = int8_tiers();
+    tiers.push(Backend::Scalar);
+    for b in tiers {
+        let f = kernels_for(b, DType::Q8_0).quantize;
+        for (n, x) in blocks.iter().enumerate() {
+            let (mut want, mut got) = ([0i8; 32], [1i16; 32]);
+            let dw = quantize_block8(x, &mut want);
+            let dg = f(x, &mut got);
+            assert_eq!(want.map(|v| v as i16), got, "{b} quants of block {n}");
+            assert!(
+                dw.to_bits() == dg.to_bits() || (dw.is_nan() && dg.is_nan()),
+                "{b} scale of block {n}: {dw} vs {dg}"
+            );
+            // Within half a step of the value (plus the rounding of x · (1/d)).
+            if dw.is_finite() {
+                for (v, &q) in x.iter().zip(&want) {
+                    let err = (*v as f64 - q as f64 * dw as f64).abs();
+                    assert!(err <= 0.5 * dw as f64 * (1.0 + 1e-5) + 1e-37, "{v} vs {q}·{dw}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_rows_match_the_spec_with_and_without_the_fused_norm() {
+    let mut rng = XorShift(91);
+    let team = gg_backends::Team::new(2).unwrap();
+    for b in int8_tiers() {
+        let (spec, kern) = (kernels_for(Backend::Scalar, DType::Q8_0), kernels_for(b, DType::Q8_0));
+        for (rows, k) in [(1, 32), (5, 96), (17, 768)] {
+            let xs = rng.vec(rows * k);
+            let nw = rng.vec(k);
+            for norm in [None, Some((&nw[..], 1e-6))] {
+                let mut want = vec![0u32; rows * qrow_words(k)];
+                (spec.quantize_rows)(Activations::dense(&xs, rows, k), norm, &mut want, false, Par::SERIAL);
+                for par in [Par::SERIAL, Par { threads: 2 }] {
+                    let mut got = vec![0u32; rows * qrow_words(k)];
+                    team.install(|| (kern.quantize_rows)(Activations::dense(&xs, rows, k), norm, &mut got, false, par));
+                    assert_eq!(want, got, "{b} rows {rows} k {k} norm {}", norm.is_some());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_matmuls_match_scalar_bit_for_bit() {
+    let mut rng = XorShift(92);
+    let team = gg_backends::Team::new(2).unwrap();
+    let tiers = int8_tiers();
+    for (dtype, _) in INT8_TYPES {
+        let scalar = kernels_for(Backend::Scalar, dtype);
+        let kquant = dtype.block_len() == 256;
+        let (ks, rows_set, ns): (&[usize], &[usize], &[usize]) = match dtype {
+            DType::Q8_0 => (&[32, 96, 768], &[1, 3, 8, 9, 16, 17, 40, 70], &[1, 5, 16, 17, 40, 300]),
+            _ if kquant => (&[256, 768], &[1, 5, 17, 70], &[1, 17, 40]),
+            _ => (&[32, 96, 768], &[1, 5, 17, 70], &[1, 17, 40]),
+        };
+        for &b in &tiers {
+            let kern = kernels_for(b, dtype);
+            for &k in ks {
+                for &rows in rows_set {
+                    for &n in ns {
+                        for geglu in [false, true] {
+                            let groups = if geglu { 2 } else { 1 };
+                            let w = W::new(dtype, groups * n, k, &rng.vec(groups * n * k));
+                            let (ps, pk) = (
+                                (scalar.pack)(w.view(), groups).unwrap(),
+                                (kern.pack)(w.view(), groups).unwrap(),
+                            );
+                            let stride = k + 5;
+                            let xs = rng.vec(rows * stride);
+                            let x = Activations {
+                                data: &xs[3..],
+                                rows,
+                                k,
+                                stride,
+                            };
+                            let f = |kk: &FastKernels, p, par| {
+                                let mut out = vec![f32::NAN; rows * n];
+                                if geglu {
+                                    (kk.matmul_geglu)(x, p, &mut out, n, par);
+                                } else {
+                                    (kk.matmul)(x, p, &mut out, n, par);
+                                }
+                                out
+                            };
+                            let want = f(scalar, &ps, Par::SERIAL);
+                            for par in [Par::SERIAL, Par { threads: 2 }] {
+                                let got = team.install(|| f(kern, &pk, par));
+                                let what =
+                                    format!("{} {dtype} matmul (geglu {geglu}) rows {rows} k {k} n {n}", kern.name);
+                                if geglu {
+                                    // The tiers' GELU differs from the scalar one by rounding.
+                                    assert_close(&want, &got, &what);
+                                } else {
+                                    let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+                                    assert!(same, "{what}: not bit-identical to the scalar spec");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn quads_panels_hold_every_type_exactly() {
+    let mut rng = XorShift(93);
+    let table = Backend::Scalar.table().unwrap();
+    for (dtype, form) in INT8_TYPES {
+        let (n, k) = (21, 512);
+        let w = W::new(dtype, n, k, &rng.vec(n * k));
+        let p = (kernels_for(Backend::Scalar, dtype).pack)(w.view(), 1).unwrap();
+        assert_eq!((p.form(), p.layout()), (form, Layout::Quads), "{dtype}");
+        let (spec, _) = table.weight(dtype).unwrap();
+        let mut row = vec![0f32; k];
+        for r in 0..n {
+            (spec.dequantize_row)(w.view(), r, 0, &mut row);
+            for (c, &want) in row.iter().enumerate() {
+                assert_eq!(value_at(&p, 0, r, c) as f32, want, "{dtype} row {r} column {c}");
+            }
+        }
+        for r in n..p.panels() * 16 {
+            for c in 0..k {
+                assert_eq!(value_at(&p, 0, r, c), 0.0, "padding row {r}");
+            }
+        }
+    }
+    // Float weights have no 8-bit quants: the lowering gives them the fast kernels.
+    for dtype in [DType::F16, DType::BF16, DType::F32] {
+        assert!(table.int8(dtype).is_none(), "{dtype}");
+    }
+}
+
+#[test]
+fn int8_matmul_is_exact_weights_times_8_bit_activations() {
+    // The specification against its definition in f64: the file's exact weights times the
+    // activations' 8-bit block values; only the f32 accumulation differs.
+    let mut rng = XorShift(94);
+    let table = Backend::Scalar.table().unwrap();
+    for (dtype, _) in INT8_TYPES {
+        let (rows, n, k) = (7, 19, 768);
+        let w = W::new(dtype, n, k, &rng.vec(n * k));
+        let xs = rng.vec(rows * k);
+        let kern = kernels_for(Backend::Scalar, dtype);
+        let p = (kern.pack)(w.view(), 1).unwrap();
+        let mut got = vec![0f32; rows * n];
+        (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut got, n, Par::SERIAL);
+        let (spec, _) = table.weight(dtype).unwrap();
+        let mut wrow = vec![0f32; k];
+        for t in 0..rows {
+            let (mut q, mut d, mut s) = (vec![0i8; k], vec![0f32; k / 32], vec![0i32; k / 16]);
+            quantize_row8(&xs[t * k..(t + 1) * k], &mut q, &mut d, &mut s);
+            for j in 0..n {
+                (spec.dequantize_row)(w.view(), j, 0, &mut wrow);
+                let (mut want, mut mag) = (0f64, 0f64);
+                for c in 0..k {
+                    let x = q[c] as f64 * d[c / 32] as f64;
+                    want += wrow[c] as f64 * x;
+                    mag += (wrow[c] as f64 * x).abs();
+                }
+                let err = (got[t * n + j] as f64 - want).abs();
+                assert!(
+                    err <= 1e-6 * mag,
+                    "{dtype} token {t} row {j}: {} vs {want}",
+                    got[t * n + j]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_rows_do_not_depend_on_their_batch() {
+    let mut rng = XorShift(95);
+    let (k, n, rows) = (256, 48, 70);
+    let xs = rng.vec(rows * k);
+    let team = gg_backends::Team::new(2).unwrap();
+    let mut tiers = int8_tiers();
+    tiers.push(Backend::Scalar);
+    for (b, (dtype, _)) in tiers.iter().flat_map(|&b| INT8_TYPES.map(|t| (b, t))) {
+        let w = W::new(dtype, n, k, &rng.vec(n * k));
+        let kern = kernels_for(b, dtype);
+        let p = (kern.pack)(w.view(), 1).unwrap();
+        let mut all = vec![0f32; rows * n];
+        team.install(|| (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut all, n, Par { threads: 2 }));
+        for t in [0, 7, 8, 9, 16, 63, 64, 69] {
+            let mut alone = vec![0f32; n];
+            (kern.matmul)(
+                Activations::dense(&xs[t * k..(t + 1) * k], 1, k),
+                &p,
+                &mut alone,
+                n,
+                Par::SERIAL,
+            );
+            assert_eq!(
+                &all[t * n..(t + 1) * n],
+                &alone[..],
+                "{b} {dtype}: token {t} alone vs in a batch"
+            );
+        }
+    }
+}
+
+#[test]
+fn int8_rows_are_read_where_they_were_written() {
+    // The tile accessors read back what the row quantizer wrote (quants, scales, half sums).
+    let mut rng = XorShift(96);
+    let (rows, k) = (3, 96);
+    let xs = rng.vec(rows * k);
+    let kern = kernels_for(Backend::Scalar, DType::Q8_0);
+    let mut words = vec![0u32; rows * qrow_words(k)];
+    (kern.quantize_rows)(Activations::dense(&xs, rows, k), None, &mut words, false, Par::SERIAL);
+    let tile = QRows::new(&words, k, rows, false).tile(0, rows);
+    for t in 0..rows {
+        let (mut q, mut d, mut s) = (vec![0i8; k], vec![0f32; k / 32], vec![0i32; k / 16]);
+        quantize_row8(&xs[t * k..(t + 1) * k], &mut q, &mut d, &mut s);
+        for (c, &want) in q.iter().enumerate() {
+            assert_eq!(tile.quant8(t, c), want, "token {t} value {c}");
+        }
+        for b in 0..k / 32 {
+            assert_eq!(tile.scale8(t, b), d[b]);
+            let halves = [tile.half_sum8(t, b, 0), tile.half_sum8(t, b, 1)];
+            assert_eq!(halves, [s[2 * b], s[2 * b + 1]]);
+            let direct: i32 = q[b * 32..b * 32 + 16].iter().map(|&v| v as i32).sum();
+            assert_eq!(halves[0], direct);
+        }
+    }
+}
