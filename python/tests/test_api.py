@@ -111,6 +111,21 @@ def test_exact_precision_is_another_model(model: Model) -> None:
     assert np.min(np.sum(a * b, axis=1)) > 0.9999
 
 
+def test_int8_precision_runs_or_names_what_is_missing(model: Model) -> None:
+    # int8 has kernels on avx512 with VNNI (and scalar); elsewhere loading it is an error that
+    # says why, never a silent fallback.
+    try:
+        int8 = Model(precision="int8")
+    except gemma_graph.GemmaGraphError as e:
+        assert "int8 precision" in str(e) and ("VNNI" in str(e) or "avx512vnni" in str(e)), str(e)
+        return
+    assert int8.precision == "int8"
+    a, b = int8.encode(TEXTS), model.encode(TEXTS)
+    # 8-bit activations: llama.cpp's accuracy (its worst golden text is at 0.998).
+    assert np.min(np.sum(a * b, axis=1)) > 0.995
+    assert np.array_equal(int8.encode(TEXTS[1]), a[1]), "batch-invariant"
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
