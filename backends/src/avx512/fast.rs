@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use super::Avx512;
 use crate::avx2::simd::{geglu, prefetch_at};
 use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, HALVES, OFFSET, PANEL, WIDE};
-use crate::fast::{block_scales, FastTier, QTile, QBLOCK, QMAX, TOKEN_TILE};
+use crate::fast::{block_scales_for, FastTier, QTile, QBLOCK, QMAX, TOKEN_TILE};
 
 /// Whether this CPU has AVX-512 VNNI (detected once).
 pub fn has_vnni() -> bool {
@@ -117,25 +117,43 @@ fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOK
 /// AVX-512F/BW must be available; `x` and `q` hold 32 values.
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
+    assert!(q.len() == QBLOCK);
+    // SAFETY: x holds 32 values (the caller's contract).
+    let Some((quants, d)) = (unsafe { quantize_lanes(x, QMAX) }) else {
+        q.fill(0);
+        return f32::NAN;
+    };
+    for (h, i) in quants.into_iter().enumerate() {
+        // SAFETY: 16 values of q from 16h (asserted 32).
+        unsafe { _mm256_storeu_si256(q.as_mut_ptr().add(16 * h) as *mut __m256i, _mm512_cvtepi32_epi16(i)) };
+    }
+    d
+}
+
+/// The block quantization both integer precisions share, up to the store: a block's 32 values
+/// times `1/d` (`d` from [`block_scales_for`] with `qmax`), rounded half to even (the default
+/// rounding mode) and clamped to ±`qmax`, as two vectors of 16 i32, with `d`; `None` when the
+/// block holds a NaN or an infinity.
+///
+/// # Safety
+/// AVX-512F/BW must be available; `x` holds 32 values.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn quantize_lanes(x: &[f32], qmax: f32) -> Option<([__m512i; 2], f32)> {
     // SAFETY: 2 × 16 values inside x (the caller's contract).
     let v: [__m512; 2] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(x.as_ptr().add(16 * i)) });
     let abs = [_mm512_abs_ps(v[0]), _mm512_abs_ps(v[1])];
     let inf = _mm512_set1_ps(f32::INFINITY);
     let bad = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(abs[0], inf) | _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(abs[1], inf);
     if bad != 0 {
-        q.fill(0);
-        return f32::NAN;
+        return None;
     }
     let amax = _mm512_reduce_max_ps(_mm512_max_ps(abs[0], abs[1]));
-    let (d, id) = block_scales(amax);
+    let (d, id) = block_scales_for(amax, qmax);
     let idv = _mm512_set1_ps(id);
-    let (lo, hi) = (_mm512_set1_epi32(-(QMAX as i32)), _mm512_set1_epi32(QMAX as i32));
-    for (h, a) in v.into_iter().enumerate() {
-        let i = _mm512_min_epi32(hi, _mm512_max_epi32(lo, _mm512_cvtps_epi32(_mm512_mul_ps(a, idv))));
-        // SAFETY: 16 values of q from 16h.
-        unsafe { _mm256_storeu_si256(q.as_mut_ptr().add(16 * h) as *mut __m256i, _mm512_cvtepi32_epi16(i)) };
-    }
-    d
+    let (lo, hi) = (_mm512_set1_epi32(-(qmax as i32)), _mm512_set1_epi32(qmax as i32));
+    let q = v.map(|a| _mm512_min_epi32(hi, _mm512_max_epi32(lo, _mm512_cvtps_epi32(_mm512_mul_ps(a, idv)))));
+    Some((q, d))
 }
 
 /// The register tile: tokens `t0..t0 + N` against one panel of the form `FORM`, the pair

@@ -4,10 +4,10 @@
 
 use std::arch::x86_64::*;
 
-use super::fast::has_vnni;
+use super::fast::{has_vnni, quantize_lanes};
 use super::Avx512;
 use crate::avx2::simd::prefetch_at;
-use crate::fast::int8::{block_scales8, int8_kernel_list, quantize_blocks8, Int8Support, Int8Tier, QMAX8};
+use crate::fast::int8::{int8_kernel_list, quantize_blocks8, Int8Support, Int8Tier, QMAX8};
 use crate::fast::pack::{form_block_bytes, quad_bias, EXTRA_AT, HALVES, OFFSET, PANEL, SCALES_AT};
 use crate::fast::{QTile, QBLOCK, TOKEN_TILE};
 
@@ -69,22 +69,13 @@ impl Int8Tier for Avx512Int8 {
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn quantize8(x: &[f32], q: &mut [i8]) -> f32 {
     assert!(x.len() == QBLOCK && q.len() == QBLOCK);
-    // SAFETY: 2 × 16 values inside x (asserted).
-    let v: [__m512; 2] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(x.as_ptr().add(16 * i)) });
-    let abs = [_mm512_abs_ps(v[0]), _mm512_abs_ps(v[1])];
-    let inf = _mm512_set1_ps(f32::INFINITY);
-    let bad = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(abs[0], inf) | _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(abs[1], inf);
-    if bad != 0 {
+    // SAFETY: x holds 32 values (asserted).
+    let Some((quants, d)) = (unsafe { quantize_lanes(x, QMAX8) }) else {
         q.fill(0);
         return f32::NAN;
-    }
-    let amax = _mm512_reduce_max_ps(_mm512_max_ps(abs[0], abs[1]));
-    let (d, id) = block_scales8(amax);
-    let idv = _mm512_set1_ps(id);
-    let (lo, hi) = (_mm512_set1_epi32(-(QMAX8 as i32)), _mm512_set1_epi32(QMAX8 as i32));
-    for (h, a) in v.into_iter().enumerate() {
-        // Rounded half to even (the default rounding mode), clamped, narrowed (exact: in range).
-        let i = _mm512_min_epi32(hi, _mm512_max_epi32(lo, _mm512_cvtps_epi32(_mm512_mul_ps(a, idv))));
+    };
+    for (h, i) in quants.into_iter().enumerate() {
+        // Narrowed to bytes (exact: clamped to ±127).
         // SAFETY: 16 bytes of q from 16h (asserted 32).
         unsafe { _mm_storeu_si128(q.as_mut_ptr().add(16 * h) as *mut __m128i, _mm512_cvtepi32_epi8(i)) };
     }

@@ -23,7 +23,10 @@
 //! 16-value halves (i32).
 
 use super::pack::{extras, form_block_bytes, pack_quads, quad_bias, scales, Layout, HALVES, OFFSET, PANEL};
-use super::{drive, qrow_words, quantize_rows_with, FastKernels, QRows, QTile, MAX_K, QBLOCK, TOKEN_TILE};
+use super::{
+    block_scales_for, drive, qrow_words, quantize_blocks, quantize_rows_with, quantized_then, FastKernels, QRows,
+    QTile, MAX_K, QBLOCK, TOKEN_TILE,
+};
 use crate::kernels::{Activations, Par};
 use crate::rows::RowOps;
 use crate::wtypes::WeightType;
@@ -59,11 +62,7 @@ pub fn quantize_block8(x: &[f32], q: &mut [i8]) -> f32 {
 /// `(d, 1/d)` for a block's largest magnitude (zeros for an all-zero block).
 #[inline]
 pub fn block_scales8(amax: f32) -> (f32, f32) {
-    if amax == 0.0 {
-        (0.0, 0.0)
-    } else {
-        (amax / QMAX8, QMAX8 / amax)
-    }
+    block_scales_for(amax, QMAX8)
 }
 
 /// [`quantize_block8`] over a row, with the two half sums of each block.
@@ -77,22 +76,12 @@ pub fn quantize_blocks8(
     q: &mut [i8],
     d: &mut [f32],
     sums: &mut [i32],
-    mut block: impl FnMut(&[f32], &mut [i8]) -> f32,
+    block: impl FnMut(&[f32], &mut [i8]) -> f32,
 ) {
-    assert!(
-        x.len() == q.len() && d.len() * QBLOCK == x.len() && sums.len() == 2 * d.len(),
-        "a row of whole blocks"
-    );
-    for (((xb, qb), db), sb) in x
-        .chunks_exact(QBLOCK)
-        .zip(q.chunks_exact_mut(QBLOCK))
-        .zip(d.iter_mut())
-        .zip(sums.chunks_exact_mut(2))
-    {
-        *db = block(xb, qb);
-        for (s, half) in sb.iter_mut().zip(qb.chunks_exact(QBLOCK / 2)) {
-            *s = half.iter().map(|&v| v as i32).sum();
-        }
+    assert_eq!(sums.len() * QBLOCK / 2, x.len(), "two sums per block");
+    quantize_blocks(x, q, d, block);
+    for (s, half) in sums.iter_mut().zip(q.chunks_exact(QBLOCK / 2)) {
+        *s = half.iter().map(|&v| v as i32).sum();
     }
 }
 
@@ -263,20 +252,14 @@ pub fn matmul_geglu_q8<T: Int8Tier>(x: &QRows<'_>, w: &super::PackedQ8, out: &mu
     super::drive_geglu(x, w, out, f, par, dots, T::geglu);
 }
 
-fn quantized_then<T: Int8Tier>(x: Activations<'_>, par: Par, f: impl FnOnce(&QRows<'_>), with_sums: bool) {
-    let mut words = vec![0u32; x.rows * qrow_words(x.k)];
-    quantize_rows8::<T>(x, None, &mut words, with_sums, par);
-    f(&QRows::new(&words, x.k, x.rows, with_sums))
-}
-
 fn matmul8<T: Int8Tier>(x: Activations<'_>, w: &super::PackedQ8, out: &mut [f32], n: usize, par: Par) {
-    let with_sums = w.form() == super::PanelForm::Offset;
-    quantized_then::<T>(x, par, |q| matmul_q8::<T>(q, w, out, n, par), with_sums)
+    quantized_then(x, w, par, quantize_rows8::<T>, |q| matmul_q8::<T>(q, w, out, n, par))
 }
 
 fn matmul_geglu8<T: Int8Tier>(x: Activations<'_>, w: &super::PackedQ8, out: &mut [f32], f: usize, par: Par) {
-    let with_sums = w.form() == super::PanelForm::Offset;
-    quantized_then::<T>(x, par, |q| matmul_geglu_q8::<T>(q, w, out, f, par), with_sums)
+    quantized_then(x, w, par, quantize_rows8::<T>, |q| {
+        matmul_geglu_q8::<T>(q, w, out, f, par)
+    })
 }
 
 /// [`quantize_block8`] of a tier, widened to the [`FastKernels::quantize`] signature (tests).

@@ -99,10 +99,17 @@ pub fn quantize_block(x: &[f32], q: &mut [i16]) -> f32 {
 /// computes them with this function.
 #[inline]
 pub fn block_scales(amax: f32) -> (f32, f32) {
+    block_scales_for(amax, QMAX)
+}
+
+/// `(d, 1/d)` for quants of at most `qmax` (`d = amax / qmax`), zeros for an all-zero block:
+/// the rule of both integer precisions.
+#[inline]
+pub fn block_scales_for(amax: f32, qmax: f32) -> (f32, f32) {
     if amax == 0.0 {
         (0.0, 0.0)
     } else {
-        (amax / QMAX, QMAX / amax)
+        (amax / qmax, qmax / amax)
     }
 }
 
@@ -300,7 +307,7 @@ pub fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]) {
 
 /// A row, block by block, with a tier's block quantizer (each call gets exactly one block of
 /// [`QBLOCK`] values and its quants).
-pub fn quantize_blocks(x: &[f32], q: &mut [i16], d: &mut [f32], mut block: impl FnMut(&[f32], &mut [i16]) -> f32) {
+pub fn quantize_blocks<Q>(x: &[f32], q: &mut [Q], d: &mut [f32], mut block: impl FnMut(&[f32], &mut [Q]) -> f32) {
     assert!(
         x.len() == q.len() && d.len() * QBLOCK == x.len(),
         "a row of whole blocks"
@@ -438,21 +445,23 @@ fn drive_geglu(
 }
 
 /// `x` quantized into memory allocated here, then `f` (see [`PackedMatMulFn`]).
-fn quantized_then<T: FastTier>(x: Activations<'_>, w: &PackedQ8, par: Par, f: impl FnOnce(&QRows<'_>)) {
+fn quantized_then(x: Activations<'_>, w: &PackedQ8, par: Par, quantize: QuantizeRowsFn, f: impl FnOnce(&QRows<'_>)) {
     let with_sums = w.form() == PanelForm::Offset;
     let mut words = vec![0u32; x.rows * qrow_words(x.k)];
-    quantize_rows::<T>(x, None, &mut words, with_sums, par);
+    quantize(x, None, &mut words, with_sums, par);
     f(&QRows::new(&words, x.k, x.rows, with_sums))
 }
 
 /// [`matmul_q`] from f32 activations (allocates; see [`PackedMatMulFn`]).
 pub fn matmul<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], n: usize, par: Par) {
-    quantized_then::<T>(x, w, par, |q| matmul_q::<T>(q, w, out, n, par))
+    quantized_then(x, w, par, quantize_rows::<T>, |q| matmul_q::<T>(q, w, out, n, par))
 }
 
 /// [`matmul_geglu_q`] from f32 activations (allocates; see [`PackedMatMulFn`]).
 pub fn matmul_geglu<T: FastTier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], f: usize, par: Par) {
-    quantized_then::<T>(x, w, par, |q| matmul_geglu_q::<T>(q, w, out, f, par))
+    quantized_then(x, w, par, quantize_rows::<T>, |q| {
+        matmul_geglu_q::<T>(q, w, out, f, par)
+    })
 }
 
 /// A tier's fast kernels for weights of type `W` (which must have a panel form).
