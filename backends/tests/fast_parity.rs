@@ -10,7 +10,7 @@ use gg_ops::testing::XorShift;
 use gg_ops::{BlockQ4_0, BlockQ5_0, BlockQ8_0, DType};
 
 mod common;
-use common::{assert_close, simd_backends, W};
+use common::{integer_matmuls_match, integer_rows_do_not_depend_on_their_batch, simd_backends, W};
 
 /// Every type the fast kernels take, with its panel form.
 const FAST_TYPES: [(DType, PanelForm); 11] = [
@@ -73,62 +73,14 @@ fn fast_matmuls_match_scalar_bit_for_bit() {
     let mut rng = XorShift(77);
     let team = gg_backends::Team::new(2).unwrap();
     for (dtype, _) in FAST_TYPES {
-        let scalar = kernels_for(Backend::Scalar, dtype);
-        let kquant = dtype.block_len() == 256;
-        // Q8_0 (the hot type) over every shape; the others over fewer, with tails still.
-        let (ks, rows_set, ns): (&[usize], &[usize], &[usize]) = match dtype {
-            DType::Q8_0 => (&[32, 96, 768], &[1, 3, 8, 9, 16, 17, 40, 70], &[1, 5, 16, 17, 40, 300]),
-            _ if kquant => (&[256, 768], &[1, 5, 17, 70], &[1, 17, 40]),
-            _ => (&[32, 96, 768], &[1, 5, 17, 70], &[1, 17, 40]),
-        };
         for b in simd_backends() {
-            let kern = kernels_for(b, dtype);
-            for &k in ks {
-                for &rows in rows_set {
-                    for &n in ns {
-                        for geglu in [false, true] {
-                            let groups = if geglu { 2 } else { 1 };
-                            let w = W::new(dtype, groups * n, k, &rng.vec(groups * n * k));
-                            let (ps, pk) = (
-                                (scalar.pack)(w.view(), groups).unwrap(),
-                                (kern.pack)(w.view(), groups).unwrap(),
-                            );
-                            let stride = k + 5;
-                            let xs = rng.vec(rows * stride);
-                            let x = Activations {
-                                data: &xs[3..],
-                                rows,
-                                k,
-                                stride,
-                            };
-                            let f = |kk: &FastKernels, p, par| {
-                                let mut out = vec![f32::NAN; rows * n];
-                                if geglu {
-                                    (kk.matmul_geglu)(x, p, &mut out, n, par);
-                                } else {
-                                    (kk.matmul)(x, p, &mut out, n, par);
-                                }
-                                out
-                            };
-                            let want = f(scalar, &ps, Par::SERIAL);
-                            for par in [Par::SERIAL, Par { threads: 2 }] {
-                                let got = team.install(|| f(kern, &pk, par));
-                                let what = format!(
-                                    "{} fast {dtype} matmul (geglu {geglu}) rows {rows} k {k} n {n}",
-                                    kern.name
-                                );
-                                if geglu {
-                                    // The tiers' GELU differs from the scalar one by rounding.
-                                    assert_close(&want, &got, &what);
-                                } else {
-                                    let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
-                                    assert!(same, "{what}: not bit-identical to the scalar spec");
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            integer_matmuls_match(
+                kernels_for(Backend::Scalar, dtype),
+                kernels_for(b, dtype),
+                dtype,
+                &mut rng,
+                &team,
+            );
         }
     }
 }
@@ -305,32 +257,11 @@ fn fast_matmul_rows_do_not_depend_on_their_batch() {
     // A token's outputs are the same alone, at any position of a batch, and at any thread
     // count, on every tier and in every form (bit for bit).
     let mut rng = XorShift(31);
-    let (k, n, rows) = (256, 48, 70);
-    let xs = rng.vec(rows * k);
     let team = gg_backends::Team::new(2).unwrap();
     let mut tiers = simd_backends();
     tiers.push(Backend::Scalar);
     for (b, (dtype, _)) in tiers.iter().flat_map(|&b| FAST_TYPES.map(|t| (b, t))) {
-        let w = W::new(dtype, n, k, &rng.vec(n * k));
-        let kern = kernels_for(b, dtype);
-        let p = (kern.pack)(w.view(), 1).unwrap();
-        let mut all = vec![0f32; rows * n];
-        team.install(|| (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut all, n, Par { threads: 2 }));
-        for t in [0, 15, 16, 17, 36, 63, 64, 69] {
-            let mut alone = vec![0f32; n];
-            (kern.matmul)(
-                Activations::dense(&xs[t * k..(t + 1) * k], 1, k),
-                &p,
-                &mut alone,
-                n,
-                Par::SERIAL,
-            );
-            assert_eq!(
-                &all[t * n..(t + 1) * n],
-                &alone[..],
-                "{b} {dtype}: token {t} alone vs in a batch of {rows}"
-            );
-        }
+        integer_rows_do_not_depend_on_their_batch(kernels_for(b, dtype), dtype, &mut rng, &team);
     }
 }
 
@@ -344,38 +275,9 @@ fn avx512_fast_path_without_vnni_matches_scalar_bit_for_bit() {
         return;
     }
     let mut rng = XorShift(91);
+    let team = gg_backends::Team::new(2).unwrap();
     for &(dtype, ref bw) in gg_backends::avx512::fast::without_vnni() {
-        let scalar = kernels_for(Backend::Scalar, dtype);
-        let shapes: &[(usize, usize, usize)] = if dtype.block_len() == 256 {
-            &[(1, 256, 16), (9, 512, 40), (17, 768, 33)]
-        } else {
-            &[(1, 32, 16), (9, 96, 40), (17, 768, 33)]
-        };
-        for &(rows, k, n) in shapes {
-            for groups in [1usize, 2] {
-                let w = W::new(dtype, groups * n, k, &rng.vec(groups * n * k));
-                let (ps, pb) = (
-                    (scalar.pack)(w.view(), groups).unwrap(),
-                    (bw.pack)(w.view(), groups).unwrap(),
-                );
-                let xs = rng.vec(rows * k);
-                let x = Activations::dense(&xs, rows, k);
-                let (mut want, mut got) = (vec![0f32; rows * n], vec![1f32; rows * n]);
-                if groups == 1 {
-                    (scalar.matmul)(x, &ps, &mut want, n, Par::SERIAL);
-                    (bw.matmul)(x, &pb, &mut got, n, Par::SERIAL);
-                    assert!(
-                        want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
-                        "{} rows {rows} k {k} n {n}: not bit-identical",
-                        bw.name
-                    );
-                } else {
-                    (scalar.matmul_geglu)(x, &ps, &mut want, n, Par::SERIAL);
-                    (bw.matmul_geglu)(x, &pb, &mut got, n, Par::SERIAL);
-                    assert_close(&want, &got, &format!("{} geglu rows {rows} k {k} n {n}", bw.name));
-                }
-            }
-        }
+        integer_matmuls_match(kernels_for(Backend::Scalar, dtype), bw, dtype, &mut rng, &team);
     }
 }
 

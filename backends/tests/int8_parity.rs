@@ -13,7 +13,7 @@ use gg_ops::testing::XorShift;
 use gg_ops::DType;
 
 mod common;
-use common::{assert_close, W};
+use common::{integer_matmuls_match, integer_rows_do_not_depend_on_their_batch, W};
 
 const INT8_TYPES: [(DType, PanelForm); 8] = [
     (DType::Q8_0, PanelForm::Symmetric),
@@ -113,61 +113,15 @@ fn int8_rows_match_the_spec_with_and_without_the_fused_norm() {
 fn int8_matmuls_match_scalar_bit_for_bit() {
     let mut rng = XorShift(92);
     let team = gg_backends::Team::new(2).unwrap();
-    let tiers = int8_tiers();
     for (dtype, _) in INT8_TYPES {
-        let scalar = kernels_for(Backend::Scalar, dtype);
-        let kquant = dtype.block_len() == 256;
-        let (ks, rows_set, ns): (&[usize], &[usize], &[usize]) = match dtype {
-            DType::Q8_0 => (&[32, 96, 768], &[1, 3, 8, 9, 16, 17, 40, 70], &[1, 5, 16, 17, 40, 300]),
-            _ if kquant => (&[256, 768], &[1, 5, 17, 70], &[1, 17, 40]),
-            _ => (&[32, 96, 768], &[1, 5, 17, 70], &[1, 17, 40]),
-        };
-        for &b in &tiers {
-            let kern = kernels_for(b, dtype);
-            for &k in ks {
-                for &rows in rows_set {
-                    for &n in ns {
-                        for geglu in [false, true] {
-                            let groups = if geglu { 2 } else { 1 };
-                            let w = W::new(dtype, groups * n, k, &rng.vec(groups * n * k));
-                            let (ps, pk) = (
-                                (scalar.pack)(w.view(), groups).unwrap(),
-                                (kern.pack)(w.view(), groups).unwrap(),
-                            );
-                            let stride = k + 5;
-                            let xs = rng.vec(rows * stride);
-                            let x = Activations {
-                                data: &xs[3..],
-                                rows,
-                                k,
-                                stride,
-                            };
-                            let f = |kk: &FastKernels, p, par| {
-                                let mut out = vec![f32::NAN; rows * n];
-                                if geglu {
-                                    (kk.matmul_geglu)(x, p, &mut out, n, par);
-                                } else {
-                                    (kk.matmul)(x, p, &mut out, n, par);
-                                }
-                                out
-                            };
-                            let want = f(scalar, &ps, Par::SERIAL);
-                            for par in [Par::SERIAL, Par { threads: 2 }] {
-                                let got = team.install(|| f(kern, &pk, par));
-                                let what =
-                                    format!("{} {dtype} matmul (geglu {geglu}) rows {rows} k {k} n {n}", kern.name);
-                                if geglu {
-                                    // The tiers' GELU differs from the scalar one by rounding.
-                                    assert_close(&want, &got, &what);
-                                } else {
-                                    let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
-                                    assert!(same, "{what}: not bit-identical to the scalar spec");
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+        for b in int8_tiers() {
+            integer_matmuls_match(
+                kernels_for(Backend::Scalar, dtype),
+                kernels_for(b, dtype),
+                dtype,
+                &mut rng,
+                &team,
+            );
         }
     }
 }
@@ -242,32 +196,11 @@ fn int8_matmul_is_exact_weights_times_8_bit_activations() {
 #[test]
 fn int8_rows_do_not_depend_on_their_batch() {
     let mut rng = XorShift(95);
-    let (k, n, rows) = (256, 48, 70);
-    let xs = rng.vec(rows * k);
     let team = gg_backends::Team::new(2).unwrap();
     let mut tiers = int8_tiers();
     tiers.push(Backend::Scalar);
     for (b, (dtype, _)) in tiers.iter().flat_map(|&b| INT8_TYPES.map(|t| (b, t))) {
-        let w = W::new(dtype, n, k, &rng.vec(n * k));
-        let kern = kernels_for(b, dtype);
-        let p = (kern.pack)(w.view(), 1).unwrap();
-        let mut all = vec![0f32; rows * n];
-        team.install(|| (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut all, n, Par { threads: 2 }));
-        for t in [0, 7, 8, 9, 16, 63, 64, 69] {
-            let mut alone = vec![0f32; n];
-            (kern.matmul)(
-                Activations::dense(&xs[t * k..(t + 1) * k], 1, k),
-                &p,
-                &mut alone,
-                n,
-                Par::SERIAL,
-            );
-            assert_eq!(
-                &all[t * n..(t + 1) * n],
-                &alone[..],
-                "{b} {dtype}: token {t} alone vs in a batch"
-            );
-        }
+        integer_rows_do_not_depend_on_their_batch(kernels_for(b, dtype), dtype, &mut rng, &team);
     }
 }
 

@@ -105,3 +105,100 @@ impl W {
         WeightView::new(self.dtype, self.rows, self.cols, &bytes[..len]).unwrap()
     }
 }
+
+/// `kern`'s integer matmuls (fast or int8) against the scalar specification's `spec` for weights
+/// of `dtype`: random weights and activations read with a row stride, plain and GeGLU, 1 and 2
+/// threads, tails of rows, columns and k (Q8_0, the hot type, over the most shapes). Plain
+/// outputs must be bit-identical; GeGLU ones within the tiers' GELU rounding.
+pub fn integer_matmuls_match(
+    spec: &gg_backends::fast::FastKernels,
+    kern: &gg_backends::fast::FastKernels,
+    dtype: DType,
+    rng: &mut gg_ops::testing::XorShift,
+    team: &gg_backends::Team,
+) {
+    use gg_backends::{Activations, Par};
+    let kquant = dtype.block_len() == 256;
+    let (ks, rows_set, ns): (&[usize], &[usize], &[usize]) = match dtype {
+        DType::Q8_0 => (&[32, 96, 768], &[1, 3, 8, 9, 16, 17, 40, 70], &[1, 5, 16, 17, 40, 300]),
+        _ if kquant => (&[256, 768], &[1, 5, 17, 70], &[1, 17, 40]),
+        _ => (&[32, 96, 768], &[1, 5, 17, 70], &[1, 17, 40]),
+    };
+    for &k in ks {
+        for &rows in rows_set {
+            for &n in ns {
+                for geglu in [false, true] {
+                    let groups = if geglu { 2 } else { 1 };
+                    let w = W::new(dtype, groups * n, k, &rng.vec(groups * n * k));
+                    let (ps, pk) = (
+                        (spec.pack)(w.view(), groups).unwrap(),
+                        (kern.pack)(w.view(), groups).unwrap(),
+                    );
+                    let stride = k + 5;
+                    let xs = rng.vec(rows * stride);
+                    let x = Activations {
+                        data: &xs[3..],
+                        rows,
+                        k,
+                        stride,
+                    };
+                    let f = |kk: &gg_backends::fast::FastKernels, p, par| {
+                        let mut out = vec![f32::NAN; rows * n];
+                        if geglu {
+                            (kk.matmul_geglu)(x, p, &mut out, n, par);
+                        } else {
+                            (kk.matmul)(x, p, &mut out, n, par);
+                        }
+                        out
+                    };
+                    let want = f(spec, &ps, Par::SERIAL);
+                    for par in [Par::SERIAL, Par { threads: 2 }] {
+                        let got = team.install(|| f(kern, &pk, par));
+                        let what = format!("{} {dtype} matmul (geglu {geglu}) rows {rows} k {k} n {n}", kern.name);
+                        if geglu {
+                            // The tiers' GELU differs from the scalar one by rounding.
+                            assert_close(&want, &got, &what);
+                        } else {
+                            let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+                            assert!(same, "{what}: not bit-identical to the scalar spec");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A token's outputs of `kern`'s matmul over random `dtype` weights are the same alone, at any
+/// position of a 70-token batch (register-tile and 64-token-tile edges), and on 2 threads, bit
+/// for bit.
+pub fn integer_rows_do_not_depend_on_their_batch(
+    kern: &gg_backends::fast::FastKernels,
+    dtype: DType,
+    rng: &mut gg_ops::testing::XorShift,
+    team: &gg_backends::Team,
+) {
+    use gg_backends::{Activations, Par};
+    let (k, n, rows) = (256, 48, 70);
+    let xs = rng.vec(rows * k);
+    let w = W::new(dtype, n, k, &rng.vec(n * k));
+    let p = (kern.pack)(w.view(), 1).unwrap();
+    let mut all = vec![0f32; rows * n];
+    team.install(|| (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut all, n, Par { threads: 2 }));
+    for t in [0, 7, 8, 9, 15, 16, 17, 36, 63, 64, 69] {
+        let mut alone = vec![0f32; n];
+        (kern.matmul)(
+            Activations::dense(&xs[t * k..(t + 1) * k], 1, k),
+            &p,
+            &mut alone,
+            n,
+            Par::SERIAL,
+        );
+        assert_eq!(
+            &all[t * n..(t + 1) * n],
+            &alone[..],
+            "{} {dtype}: token {t} alone vs in a batch of {rows}",
+            kern.name
+        );
+    }
+}
