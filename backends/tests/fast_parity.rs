@@ -10,7 +10,9 @@ use gg_ops::testing::XorShift;
 use gg_ops::{BlockQ4_0, BlockQ5_0, BlockQ8_0, DType};
 
 mod common;
-use common::{integer_matmuls_match, integer_rows_do_not_depend_on_their_batch, simd_backends, W};
+use common::{
+    assert_matches_definition, integer_matmuls_match, integer_rows_do_not_depend_on_their_batch, simd_backends, W,
+};
 
 /// Every type the fast kernels take, with its panel form.
 const FAST_TYPES: [(DType, PanelForm); 11] = [
@@ -173,7 +175,6 @@ fn fast_matmul_is_exact_weights_times_16_bit_activations() {
         let mut got = vec![0f32; rows * n];
         (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut got, n, Par::SERIAL);
         let (spec, _) = table.weight(dtype).unwrap();
-        let mut wrow = vec![0f32; k];
         // The weights the kernels multiply: the file's (exact forms), or the wide form's
         // rounding of them (its own test above bounds that).
         let weight_row = |j: usize, out: &mut [f32]| {
@@ -185,26 +186,12 @@ fn fast_matmul_is_exact_weights_times_16_bit_activations() {
                 (spec.dequantize_row)(w.view(), j, 0, out);
             }
         };
-        for t in 0..rows {
-            let mut q = vec![0i16; k];
-            let mut d = vec![0f32; k / 32];
+        let acts = |t: usize| {
+            let (mut q, mut d) = (vec![0i16; k], vec![0f32; k / 32]);
             gg_backends::fast::quantize_row(&xs[t * k..(t + 1) * k], &mut q, &mut d);
-            for j in 0..n {
-                weight_row(j, &mut wrow);
-                let (mut want, mut mag) = (0f64, 0f64);
-                for c in 0..k {
-                    let x = q[c] as f64 * d[c / 32] as f64;
-                    want += wrow[c] as f64 * x;
-                    mag += (wrow[c] as f64 * x).abs();
-                }
-                let err = (got[t * n + j] as f64 - want).abs();
-                assert!(
-                    err <= 1e-6 * mag,
-                    "{dtype} token {t} row {j}: {} vs {want} (terms {mag})",
-                    got[t * n + j]
-                );
-            }
-        }
+            (0..k).map(|c| q[c] as f64 * d[c / 32] as f64).collect()
+        };
+        assert_matches_definition(&got, n, k, weight_row, acts, &format!("{dtype}"));
     }
 }
 

@@ -13,7 +13,7 @@ use gg_ops::testing::XorShift;
 use gg_ops::DType;
 
 mod common;
-use common::{integer_matmuls_match, integer_rows_do_not_depend_on_their_batch, W};
+use common::{assert_matches_definition, integer_matmuls_match, integer_rows_do_not_depend_on_their_batch, W};
 
 const INT8_TYPES: [(DType, PanelForm); 8] = [
     (DType::Q8_0, PanelForm::Symmetric),
@@ -170,26 +170,13 @@ fn int8_matmul_is_exact_weights_times_8_bit_activations() {
         let mut got = vec![0f32; rows * n];
         (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut got, n, Par::SERIAL);
         let (spec, _) = table.weight(dtype).unwrap();
-        let mut wrow = vec![0f32; k];
-        for t in 0..rows {
+        let acts = |t: usize| {
             let (mut q, mut d, mut s) = (vec![0i8; k], vec![0f32; k / 32], vec![0i32; k / 16]);
             quantize_row8(&xs[t * k..(t + 1) * k], &mut q, &mut d, &mut s);
-            for j in 0..n {
-                (spec.dequantize_row)(w.view(), j, 0, &mut wrow);
-                let (mut want, mut mag) = (0f64, 0f64);
-                for c in 0..k {
-                    let x = q[c] as f64 * d[c / 32] as f64;
-                    want += wrow[c] as f64 * x;
-                    mag += (wrow[c] as f64 * x).abs();
-                }
-                let err = (got[t * n + j] as f64 - want).abs();
-                assert!(
-                    err <= 1e-6 * mag,
-                    "{dtype} token {t} row {j}: {} vs {want}",
-                    got[t * n + j]
-                );
-            }
-        }
+            (0..k).map(|c| q[c] as f64 * d[c / 32] as f64).collect()
+        };
+        let weight_row = |j: usize, out: &mut [f32]| (spec.dequantize_row)(w.view(), j, 0, out);
+        assert_matches_definition(&got, n, k, weight_row, acts, &format!("{dtype}"));
     }
 }
 

@@ -202,3 +202,35 @@ pub fn integer_rows_do_not_depend_on_their_batch(
         );
     }
 }
+
+/// A matmul's outputs `got (rows, n)` against their definition in f64, `Σ_c w_j[c] · x_t[c]`:
+/// `weight_row(j, out)` gives row `j`'s weights and `acts(t)` token `t`'s activation values as
+/// the kernels multiply them. Only the f32 accumulation differs, so each output must be within
+/// 1e-6 of the sum of its terms' magnitudes.
+pub fn assert_matches_definition(
+    got: &[f32],
+    n: usize,
+    k: usize,
+    weight_row: impl Fn(usize, &mut [f32]),
+    acts: impl Fn(usize) -> Vec<f64>,
+    what: &str,
+) {
+    let mut wrow = vec![0f32; k];
+    for t in 0..got.len() / n {
+        let x = acts(t);
+        for j in 0..n {
+            weight_row(j, &mut wrow);
+            let (mut want, mut mag) = (0f64, 0f64);
+            for (&w, &xc) in wrow.iter().zip(&x) {
+                want += w as f64 * xc;
+                mag += (w as f64 * xc).abs();
+            }
+            let err = (got[t * n + j] as f64 - want).abs();
+            assert!(
+                err <= 1e-6 * mag,
+                "{what} token {t} row {j}: {} vs {want} (terms {mag})",
+                got[t * n + j]
+            );
+        }
+    }
+}
