@@ -11,7 +11,8 @@ use gg_ops::{BlockQ4_0, BlockQ5_0, BlockQ8_0, DType};
 
 mod common;
 use common::{
-    assert_matches_definition, integer_matmuls_match, integer_rows_do_not_depend_on_their_batch, simd_backends, W,
+    assert_matches_definition, integer_matmuls_match, integer_rows_do_not_depend_on_their_batch, quantizer_blocks,
+    simd_backends, W,
 };
 
 /// Every type the fast kernels take, with its panel form.
@@ -47,13 +48,7 @@ fn fast_quantization_matches_the_spec() {
     // Every tier's block quantizer equals the specification bit for bit: ties, zeros,
     // extremes, and non-finite blocks (d = NaN).
     let mut rng = XorShift(9);
-    let mut blocks: Vec<Vec<f32>> = (0..200).map(|_| rng.vec(32)).collect();
-    blocks.push(vec![0.0; 32]);
-    blocks.push((0..32).map(|i| (i as f32 - 16.0) * 0.5).collect()); // many exact ties
-    blocks.push((0..32).map(|i| if i == 3 { 1e-30 } else { 0.0 }).collect());
-    blocks.push((0..32).map(|i| if i == 7 { f32::NAN } else { 1.0 }).collect());
-    blocks.push((0..32).map(|i| if i == 31 { f32::NEG_INFINITY } else { 1.0 }).collect());
-    blocks.push((0..32).map(|i| 3e38 * if i % 2 == 0 { 1.0 } else { -1.0 }).collect());
+    let blocks = quantizer_blocks(&mut rng);
     for b in simd_backends() {
         let f = fast_kernels(b).quantize;
         for (n, x) in blocks.iter().enumerate() {

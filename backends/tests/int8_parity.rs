@@ -13,7 +13,9 @@ use gg_ops::testing::XorShift;
 use gg_ops::DType;
 
 mod common;
-use common::{assert_matches_definition, integer_matmuls_match, integer_rows_do_not_depend_on_their_batch, W};
+use common::{
+    assert_matches_definition, integer_matmuls_match, integer_rows_do_not_depend_on_their_batch, quantizer_blocks, W,
+};
 
 const INT8_TYPES: [(DType, PanelForm); 8] = [
     (DType::Q8_0, PanelForm::Symmetric),
@@ -55,14 +57,7 @@ fn int8_tiers() -> Vec<Backend> {
 #[test]
 fn int8_quantization_matches_the_spec() {
     let mut rng = XorShift(90);
-    let mut blocks: Vec<Vec<f32>> = (0..200).map(|_| rng.vec(32)).collect();
-    blocks.push(vec![0.0; 32]);
-    blocks.push((0..32).map(|i| (i as f32 - 16.0) * 0.5).collect());
-    blocks.push((0..32).map(|i| (i as f32 - 15.5) * (127.0 / 15.5)).collect()); // ties at ±x.5
-    blocks.push((0..32).map(|i| if i == 3 { 1e-30 } else { 0.0 }).collect());
-    blocks.push((0..32).map(|i| if i == 7 { f32::NAN } else { 1.0 }).collect());
-    blocks.push((0..32).map(|i| if i == 31 { f32::NEG_INFINITY } else { 1.0 }).collect());
-    blocks.push((0..32).map(|i| 3e38 * if i % 2 == 0 { 1.0 } else { -1.0 }).collect());
+    let blocks = quantizer_blocks(&mut rng);
     let mut tiers = int8_tiers();
     tiers.push(Backend::Scalar);
     for b in tiers {

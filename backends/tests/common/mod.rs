@@ -234,3 +234,18 @@ pub fn assert_matches_definition(
         }
     }
 }
+
+/// Blocks of 32 values for the block quantizers' tests: 200 random ones, then the edges —
+/// zeros, exact ties (of 16- and of 8-bit steps), a tiny value beside zeros, a NaN, an
+/// infinity, magnitudes near f32's largest.
+pub fn quantizer_blocks(rng: &mut gg_ops::testing::XorShift) -> Vec<Vec<f32>> {
+    let mut blocks: Vec<Vec<f32>> = (0..200).map(|_| rng.vec(32)).collect();
+    blocks.push(vec![0.0; 32]);
+    blocks.push((0..32).map(|i| (i as f32 - 16.0) * 0.5).collect()); // many exact ties
+    blocks.push((0..32).map(|i| (i as f32 - 15.5) * (127.0 / 15.5)).collect()); // 8-bit ties at ±x.5
+    blocks.push((0..32).map(|i| if i == 3 { 1e-30 } else { 0.0 }).collect());
+    blocks.push((0..32).map(|i| if i == 7 { f32::NAN } else { 1.0 }).collect());
+    blocks.push((0..32).map(|i| if i == 31 { f32::NEG_INFINITY } else { 1.0 }).collect());
+    blocks.push((0..32).map(|i| 3e38 * if i % 2 == 0 { 1.0 } else { -1.0 }).collect());
+    blocks
+}
