@@ -26,7 +26,7 @@ use gemma_graph::{Backend, BackendChoice, EmbedOptions, Model, ModelOptions, Pre
 
 #[test]
 fn scalar_backend_matches_references() {
-    check_backend(Backend::Scalar, Precision::Exact, Texts::Scalar);
+    check_backend(Backend::Scalar, Precision::Exact, Texts::FirstAndPastWindow(24));
 }
 
 /// Which golden texts a check runs.
@@ -34,20 +34,19 @@ fn scalar_backend_matches_references() {
 enum Texts {
     All,
     First(usize),
-    /// The scalar backend's subset (see the module docs): 24 short texts and one past the window.
-    Scalar,
-    /// The scalar int8 subset: 8 short texts and the one past the window.
-    ScalarInt8,
+    /// The scalar backend's subsets (see the module docs): the first `n` texts (short ones) and
+    /// text 60, past the sliding window.
+    FirstAndPastWindow(usize),
 }
 
 #[test]
 fn scalar_backend_fast_precision_matches_references() {
-    check_backend(Backend::Scalar, Precision::Fast, Texts::Scalar);
+    check_backend(Backend::Scalar, Precision::Fast, Texts::FirstAndPastWindow(24));
 }
 
 #[test]
 fn scalar_backend_int8_precision_matches_references() {
-    check_backend(Backend::Scalar, Precision::Int8, Texts::ScalarInt8);
+    check_backend(Backend::Scalar, Precision::Int8, Texts::FirstAndPastWindow(8));
 }
 
 #[test]
@@ -104,22 +103,22 @@ fn check_backend(backend: Backend, precision: Precision, which: Texts) {
     };
     let model = Model::load_with(model_path(), &opts, &SentenceTransformersHead).unwrap();
     let mut lines = read_jsonl(&golden_file("embeddings.jsonl"));
+    // llama.cpp's worst cosine with the exact answer over the whole golden set.
+    let llama_worst = lines
+        .iter()
+        .filter_map(|l| {
+            let v: Vec<f32> = vec_of(&l["llama_q8_0"])?.iter().map(|&x| x as f32).collect();
+            Some(cosine(&v, &vec_of(&l["st_q8w"]).unwrap()))
+        })
+        .fold(f64::INFINITY, f64::min);
     match which {
         Texts::All => {}
         Texts::First(n) => lines.truncate(n),
-        Texts::Scalar => {
+        Texts::FirstAndPastWindow(n) => {
             lines = lines
                 .into_iter()
                 .enumerate()
-                .filter(|(i, _)| *i < 24 || *i == 60)
-                .map(|(_, l)| l)
-                .collect();
-        }
-        Texts::ScalarInt8 => {
-            lines = lines
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| *i < 8 || *i == 60)
+                .filter(|(i, _)| *i < n || *i == 60)
                 .map(|(_, l)| l)
                 .collect();
         }
@@ -127,14 +126,6 @@ fn check_backend(backend: Backend, precision: Precision, which: Texts) {
     let texts: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
     let out = model.embed(&texts, &EmbedOptions::default()).unwrap();
 
-    // llama.cpp's worst cosine with the exact answer over the whole golden set.
-    let llama_worst = read_jsonl(&golden_file("embeddings.jsonl"))
-        .iter()
-        .filter_map(|l| {
-            let v: Vec<f32> = vec_of(&l["llama_q8_0"])?.iter().map(|&x| x as f32).collect();
-            Some(cosine(&v, &vec_of(&l["st_q8w"]).unwrap()))
-        })
-        .fold(f64::INFINITY, f64::min);
     let (mut min_q8w, mut sum_q8w) = (f64::INFINITY, 0.0);
     let mut int8_means = (0.0, 0.0);
     let (mut min_f32, mut sum_f32) = (f64::INFINITY, 0.0);
