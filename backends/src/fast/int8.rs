@@ -47,11 +47,10 @@ const _: () = assert!(row8_words(MAX_K) <= qrow_words(MAX_K) && row8_words(QBLOC
 #[inline]
 pub fn quantize_block8(x: &[f32], q: &mut [i8]) -> f32 {
     debug_assert!(x.len() == QBLOCK && q.len() == QBLOCK);
-    if x.iter().any(|v| !v.is_finite()) {
+    let Some(amax) = super::finite_amax(x) else {
         q.fill(0);
         return f32::NAN;
-    }
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    };
     let (d, id) = block_scales8(amax);
     for (o, &v) in q.iter_mut().zip(x) {
         *o = (v * id).round_ties_even().clamp(-QMAX8, QMAX8) as i8;

@@ -83,16 +83,25 @@ pub struct FastKernels {
 #[inline]
 pub fn quantize_block(x: &[f32], q: &mut [i16]) -> f32 {
     debug_assert!(x.len() == QBLOCK && q.len() == QBLOCK);
-    if x.iter().any(|v| !v.is_finite()) {
+    let Some(amax) = finite_amax(x) else {
         q.fill(0);
         return f32::NAN;
-    }
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    };
     let (d, id) = block_scales(amax);
     for (o, &v) in q.iter_mut().zip(x) {
         *o = round_clamp(v * id);
     }
     d
+}
+
+/// A block's largest magnitude, or `None` when it holds a NaN or an infinity (the block's
+/// scale is then NaN, in both integer precisions).
+#[inline]
+pub fn finite_amax(x: &[f32]) -> Option<f32> {
+    if x.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    Some(x.iter().fold(0f32, |m, v| m.max(v.abs())))
 }
 
 /// `(d, 1/d)` for a block's largest magnitude (zeros for an all-zero block); every tier
