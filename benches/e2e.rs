@@ -6,8 +6,7 @@
 //! Default: `short 512`. Times are wall-clock medians on this machine; compare ratios measured
 //! side by side, not absolute numbers (the machines are shared).
 
-#[path = "support.rs"]
-mod support;
+use gg_testing::bench as support;
 
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,7 @@
 //! Tokenizer throughput (MB/s of UTF-8 input) on the golden texts, pathological inputs, and
 //! vocabulary load time. Single thread.
 
-#[path = "support.rs"]
-mod support;
+use gg_testing::bench as support;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gemma_graph::loader::gguf::Gguf;

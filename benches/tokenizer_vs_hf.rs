@@ -5,8 +5,7 @@
 //! Needs Python with `tokenizers`: `python3 -m venv ~/.cache/gemma-graph/venv &&
 //! ~/.cache/gemma-graph/venv/bin/pip install tokenizers` (or set GEMMA_GRAPH_PYTHON).
 
-#[path = "support.rs"]
-mod support;
+use gg_testing::bench as support;
 
 use std::process::Command;
 use std::time::Instant;

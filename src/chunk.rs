@@ -6,7 +6,9 @@ use std::ops::Range;
 
 use gg_loader::tokenizer::{EncodeOptions, Normalization};
 
-use crate::{EmbedOptions, Error, Model};
+use crate::embed::EmbedOptions;
+use crate::error::Error;
+use crate::model::Model;
 
 /// Window size and overlap, in the text's own tokens (prompt and BOS/EOS not counted).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,18 +32,34 @@ impl Chunk {
     }
 }
 
+impl ChunkOptions {
+    /// Windows of at least one token, overlapping by fewer than that.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.tokens == 0 {
+            return Err(Error::BadOption {
+                option: "chunk_tokens",
+                value: "0".into(),
+                why: "must be at least 1".into(),
+            });
+        }
+        if self.overlap >= self.tokens {
+            return Err(Error::BadOption {
+                option: "chunk_overlap",
+                value: self.overlap.to_string(),
+                why: format!("must be smaller than the chunk size ({} tokens)", self.tokens),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Model {
     /// Split `text` into windows of `chunk.tokens` tokens overlapping by `chunk.overlap`
     /// (an empty or short text gives one chunk). The windows are cut where the text's own
     /// tokenization puts token boundaries; a character split by byte fallback goes whole to
     /// both sides. Errors when a window plus the prompt and BOS/EOS cannot fit the context.
     pub fn chunk_text(&self, text: &str, chunk: ChunkOptions, options: &EmbedOptions) -> Result<Vec<Chunk>, Error> {
-        if chunk.tokens == 0 || chunk.overlap >= chunk.tokens {
-            return Err(Error::InvalidOption(format!(
-                "chunks of {} tokens overlapping by {}: the size must be at least 1 and the overlap smaller",
-                chunk.tokens, chunk.overlap
-            )));
-        }
+        chunk.check()?;
         if options.encode.normalization != Normalization::Identity {
             return Err(Error::InvalidOption(
                 "chunking reports offsets into the text as given; it needs identity normalization".into(),
@@ -55,8 +73,8 @@ impl Model {
             max_tokens: None,
             ..options.encode
         };
-        let prompt_tokens = self.tokenizer.encode(prompt, &with_specials).ids.len();
-        let context = self.config.context_length;
+        let prompt_tokens = self.tokenizer().encode(prompt, &with_specials).ids.len();
+        let context = self.config().context_length;
         if prompt_tokens + chunk.tokens > context {
             return Err(Error::InvalidOption(format!(
                 "chunks of {} tokens do not fit the {context}-token context with the prompt and BOS/EOS ({prompt_tokens} tokens)",
@@ -67,8 +85,8 @@ impl Model {
             add_special: false,
             ..with_specials
         };
-        let ids = self.tokenizer.encode(text, &plain).ids;
-        let spans = self.tokenizer.token_spans(text, &ids).ok_or_else(|| {
+        let ids = self.tokenizer().encode(text, &plain).ids;
+        let spans = self.tokenizer().token_spans(text, &ids).ok_or_else(|| {
             Error::InvalidOption("the text's tokens do not spell the text; it cannot be chunked".into())
         })?;
         let step = chunk.tokens - chunk.overlap;

@@ -6,36 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gg_backends::{Arena, Batch, Par, SeqSpan};
-use gg_loader::gemma::PROMPTS;
 use gg_loader::tokenizer::EncodeOptions;
 
-use crate::{Error, Model};
-
-/// Text put in front of every input.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Prompt {
-    /// One of [`PROMPTS`] by name (case-insensitive), e.g. `query` or `document`.
-    Name(String),
-    /// Literal text.
-    Text(String),
-}
-
-impl Prompt {
-    /// The prompt's text, or an error listing the known names.
-    pub fn text(&self) -> Result<&str, Error> {
-        match self {
-            Prompt::Text(t) => Ok(t),
-            Prompt::Name(n) => PROMPTS
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(n))
-                .map(|(_, t)| *t)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = PROMPTS.iter().map(|p| p.0).collect();
-                    Error::InvalidOption(format!("unknown prompt {n:?}; known: {}", names.join(", ")))
-                }),
-        }
-    }
-}
+use crate::error::Error;
+use crate::inputs::{Input, Prompt, Sequence, Sequencer, Truncation};
+use crate::model::Model;
+use crate::output::{renormalize, Embeddings, HeadRows, TextEmbedding};
 
 /// Cancels a running [`Model::embed`] call from another thread (checked between batches).
 #[derive(Clone, Debug, Default)]
@@ -83,16 +59,6 @@ pub struct EmbedOptions {
     pub passes: Option<Arc<PassLog>>,
 }
 
-/// What happens to a text longer than the model's context.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Truncation {
-    /// Keep BOS + the first context−2 tokens + EOS, as sentence-transformers does (default).
-    #[default]
-    Right,
-    /// Refuse the call ([`Error::WouldTruncate`] names the text).
-    Error,
-}
-
 /// One forward pass of an `embed` call.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PassInfo {
@@ -132,61 +98,6 @@ impl std::fmt::Debug for Profile {
     }
 }
 
-/// The result for one text.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TextEmbedding {
-    /// `rows × dim` values, row-major: one row for per-text heads, one per token for
-    /// per-token heads.
-    pub values: Vec<f32>,
-    pub rows: usize,
-    pub dim: usize,
-    /// Tokens the model saw (BOS and EOS included).
-    pub tokens: usize,
-    /// Tokens dropped by truncation to the context length.
-    pub dropped_tokens: usize,
-    /// The outputs of the model's other heads (`Model::load_heads`), in order.
-    pub extra: Vec<HeadRows>,
-}
-
-/// One head's rows for one text: `rows × dim` values, row-major.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HeadRows {
-    pub values: Vec<f32>,
-    pub rows: usize,
-    pub dim: usize,
-}
-
-/// Results in input order.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Embeddings {
-    pub items: Vec<TextEmbedding>,
-}
-
-impl Embeddings {
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// The vector of text `i` (its first row, for per-token heads).
-    pub fn vector(&self, i: usize) -> &[f32] {
-        let it = &self.items[i];
-        &it.values[..it.dim]
-    }
-
-    /// Head `h`'s output for text `i` (all its rows; head 0 is [`Embeddings::vector`]'s).
-    pub fn head(&self, h: usize, i: usize) -> &[f32] {
-        let it = &self.items[i];
-        match h {
-            0 => &it.values,
-            h => &it.extra[h - 1].values,
-        }
-    }
-}
-
 /// The settled parameters of one `embed` call.
 #[derive(Clone, Copy)]
 struct Call<'a> {
@@ -214,32 +125,15 @@ fn seq_rows<'a>(
     Ok((rows, src))
 }
 
-fn renormalize(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    for x in v {
-        *x /= n;
-    }
-}
-
-/// Matryoshka truncation as [`EmbedOptions::dim`] does it: the first `dim` values, scaled
-/// back to unit length (bit for bit the same arithmetic, for callers that truncate later).
-pub fn matryoshka(vector: &[f32], dim: usize) -> Vec<f32> {
-    let mut v = vector[..dim.min(vector.len())].to_vec();
-    if v.len() < vector.len() {
-        renormalize(&mut v);
-    }
-    v
-}
-
 impl Model {
     /// A scratch arena for [`Model::forward`] (the only allocation of a run).
     pub fn new_arena(&self) -> Arena {
-        self.program.new_arena()
+        self.program().new_arena()
     }
 
     /// Run one prepared batch in `arena`, on the model's threads. Allocates nothing.
     pub fn forward(&self, batch: &Batch<'_>, arena: &mut Arena) -> Result<(), Error> {
-        self.forward_on(&self.team, batch, arena, None)
+        self.forward_on(self.team(), batch, arena, None)
     }
 
     fn forward_on(
@@ -252,8 +146,8 @@ impl Model {
         let times = profile.map(|p| &p.times);
         let threads = team.threads();
         let mut run = || {
-            self.program
-                .run_timed(&self.weights, batch, arena, Par { threads }, times)
+            self.program()
+                .run_timed(self.weight_table(), batch, arena, Par { threads }, times)
         };
         // One thread runs on the caller's without the team: concurrent calls on a one-thread
         // model (one per server worker or Python thread) then run side by side instead of
@@ -269,7 +163,7 @@ impl Model {
     /// An empty profile for this model's program (pass it in [`EmbedOptions::profile`]).
     pub fn new_profile(&self) -> Arc<Profile> {
         Arc::new(Profile {
-            times: gg_backends::StepTimes::new(&self.program),
+            times: gg_backends::StepTimes::new(self.program()),
         })
     }
 
@@ -277,7 +171,7 @@ impl Model {
     pub fn profile_report(&self, profile: &Profile) -> String {
         use std::collections::BTreeMap;
         use std::fmt::Write;
-        let steps = self.program.steps();
+        let steps = self.program().steps();
         let total: u64 = (0..steps.len()).map(|i| profile.times.step_nanos(i)).sum();
         let mut by_kernel: BTreeMap<&str, (u64, usize)> = BTreeMap::new();
         let mut by_layer: BTreeMap<Option<usize>, u64> = BTreeMap::new();
@@ -286,7 +180,7 @@ impl Model {
             let k = by_kernel.entry(step.kernel.as_str()).or_default();
             k.0 += ns;
             k.1 += 1;
-            *by_layer.entry(self.graph.node(step.node).layer).or_default() += ns;
+            *by_layer.entry(self.graph().node(step.node).layer).or_default() += ns;
         }
         let ms = |ns: u64| ns as f64 / 1e6;
         let pct = |ns: u64| 100.0 * ns as f64 / total.max(1) as f64;
@@ -295,7 +189,7 @@ impl Model {
             profile.times.runs(),
             ms(total),
             steps.len(),
-            self.program.backend()
+            self.program().backend()
         );
         let mut kernels: Vec<_> = by_kernel.into_iter().collect();
         kernels.sort_by_key(|(_, (ns, _))| std::cmp::Reverse(*ns));
@@ -314,112 +208,109 @@ impl Model {
     /// The head's output for the batch last run in `arena`: one row per sequence (or per
     /// token, for per-token heads) of `output_dim` values.
     pub fn output<'a>(&self, arena: &'a Arena, batch: &Batch<'_>) -> &'a [f32] {
-        self.program.output(arena, 0, batch.tokens(), batch.seqs.len())
+        self.program().output(arena, 0, batch.tokens(), batch.seqs.len())
+    }
+
+    /// The rules that turn inputs into sequences for a call with `options` (prompt, tokenizer
+    /// options, truncation), within the model's context.
+    pub fn sequencer<'a>(&'a self, options: &'a EmbedOptions) -> Result<Sequencer<'a>, Error> {
+        Ok(Sequencer {
+            tokenizer: self.tokenizer(),
+            context: Some(self.config().context_length),
+            prompt: match &options.prompt {
+                Some(p) => p.text()?,
+                None => "",
+            },
+            encode: options.encode,
+            truncation: options.truncation,
+        })
     }
 
     /// Embed texts. Results come back in input order; a text's vector does not depend on
     /// the other texts of the call.
     pub fn embed<S: AsRef<str>>(&self, texts: &[S], options: &EmbedOptions) -> Result<Embeddings, Error> {
-        let checked = self.check_options(options)?;
-        let max = self.program.max_tokens();
-        let prompt = match &options.prompt {
-            Some(p) => p.text()?,
-            None => "",
-        };
-
-        // Tokenize everything first: errors about lengths come before any compute.
-        let encode = EncodeOptions {
-            max_tokens: Some(self.config.context_length),
-            ..options.encode
-        };
-        let mut ids: Vec<Vec<u32>> = Vec::with_capacity(texts.len());
-        let mut dropped = Vec::with_capacity(texts.len());
-        let mut joined = String::new();
-        for (index, text) in texts.iter().enumerate() {
-            joined.clear();
-            joined.push_str(prompt);
-            joined.push_str(text.as_ref());
-            let enc = self.tokenizer.encode(&joined, &encode);
-            if enc.ids.is_empty() {
-                return Err(Error::EmptyText { index });
-            }
-            if enc.dropped > 0 && options.truncation == Truncation::Error {
-                return Err(Error::WouldTruncate {
-                    index,
-                    tokens: enc.ids.len() + enc.dropped,
-                    context: self.config.context_length,
-                });
-            }
-            if enc.ids.len() > max {
-                return Err(Error::TextTooLong {
-                    index,
-                    tokens: enc.ids.len(),
-                    max,
-                });
-            }
-            dropped.push(enc.dropped);
-            ids.push(enc.ids);
-        }
-        self.run_encoded(&ids, &dropped, options, checked)
+        self.embed_inputs(texts.iter().map(|t| Input::Text(t.as_ref())), options)
     }
 
-    /// Embed texts given as token ids (each with its BOS/EOS, at most the context length;
-    /// the caller tokenized and truncated them). `prompt`, `encode` and `truncation` in
-    /// `options` do not apply. Ids outside the vocabulary are an error naming the text.
-    pub fn embed_tokens(&self, ids: &[Vec<u32>], options: &EmbedOptions) -> Result<Embeddings, Error> {
+    /// Embed texts and token arrays ([`Input`]), turned into sequences by [`Model::sequencer`]'s
+    /// rules: every length is checked before any compute.
+    pub fn embed_inputs<'i>(
+        &self,
+        inputs: impl IntoIterator<Item = Input<'i>>,
+        options: &EmbedOptions,
+    ) -> Result<Embeddings, Error> {
         let checked = self.check_options(options)?;
-        let max = self.program.max_tokens().min(self.config.context_length);
-        let vocab = self.tokenizer.vocab_size();
-        for (index, seq) in ids.iter().enumerate() {
-            if seq.is_empty() {
+        let seqs = self.sequencer(options)?.sequences(inputs)?;
+        self.run_sequences(&seqs, options, checked)
+    }
+
+    /// Embed sequences made by [`Model::sequencer`] (the server makes them as requests arrive,
+    /// then batches them). A sequence longer than the plan or holding an id outside the
+    /// vocabulary is an error naming it.
+    pub fn embed_sequences(&self, seqs: &[Sequence], options: &EmbedOptions) -> Result<Embeddings, Error> {
+        let checked = self.check_options(options)?;
+        let vocab = self.tokenizer().vocab_size();
+        for (index, seq) in seqs.iter().enumerate() {
+            if let Some(&id) = seq.ids.iter().find(|&&id| id as usize >= vocab) {
+                return Err(Error::TokenOutOfVocabulary { index, id, vocab });
+            }
+        }
+        self.run_sequences(seqs, options, checked)
+    }
+
+    /// Sequences within the plan, then run.
+    fn run_sequences(
+        &self,
+        seqs: &[Sequence],
+        options: &EmbedOptions,
+        checked: (usize, usize, usize),
+    ) -> Result<Embeddings, Error> {
+        let max = self.program().max_tokens();
+        for (index, seq) in seqs.iter().enumerate() {
+            if seq.ids.is_empty() {
                 return Err(Error::EmptyText { index });
             }
-            if seq.len() > max {
+            if seq.ids.len() > max {
                 return Err(Error::TextTooLong {
                     index,
-                    tokens: seq.len(),
+                    tokens: seq.ids.len(),
                     max,
                 });
             }
-            if let Some(bad) = seq.iter().find(|&&id| id as usize >= vocab) {
-                return Err(Error::InvalidOption(format!(
-                    "text {index}: token id {bad} is outside the vocabulary (size {vocab})"
-                )));
-            }
         }
-        self.run_encoded(ids, &vec![0; ids.len()], options, checked)
+        self.run_encoded(seqs, options, checked)
+    }
+
+    /// `options` checked against the model (`batch_tokens`, `dim`, `batch_texts`): the rule every
+    /// call applies, for callers who want to refuse bad options before any input is read.
+    pub fn check_embed_options(&self, options: &EmbedOptions) -> Result<(), Error> {
+        self.check_options(options).map(|_| ())
     }
 
     /// `batch_tokens`, `dim` and `batch_texts` checked against the model.
     fn check_options(&self, options: &EmbedOptions) -> Result<(usize, usize, usize), Error> {
-        let max = self.program.max_tokens();
-        let budget = options.batch_tokens.unwrap_or(max);
-        if budget == 0 || budget > max {
-            return Err(Error::InvalidOption(format!(
-                "batch_tokens {budget} must be between 1 and {max}"
-            )));
-        }
-        let dim = options.dim.unwrap_or(self.out_dim);
-        if dim == 0 || dim > self.out_dim {
-            return Err(Error::InvalidOption(format!(
-                "dim {dim} must be between 1 and {}",
-                self.out_dim
-            )));
-        }
-        let max_texts = self.program.max_seqs();
-        let batch_texts = options.batch_texts.unwrap_or(max_texts);
-        if batch_texts == 0 || batch_texts > max_texts {
-            return Err(Error::InvalidOption(format!(
-                "batch_texts {batch_texts} must be between 1 and {max_texts}"
-            )));
-        }
+        let range = |option: &'static str, value: usize, max: usize| {
+            if value == 0 || value > max {
+                Err(Error::BadOption {
+                    option,
+                    value: value.to_string(),
+                    why: format!("must be between 1 and {max}"),
+                })
+            } else {
+                Ok(value)
+            }
+        };
+        let max = self.program().max_tokens();
+        let budget = range("batch_tokens", options.batch_tokens.unwrap_or(max), max)?;
+        let dim = range("dim", options.dim.unwrap_or(self.output_dim()), self.output_dim())?;
+        let max_texts = self.program().max_seqs();
+        let batch_texts = range("batch_texts", options.batch_texts.unwrap_or(max_texts), max_texts)?;
         Ok((budget, dim, batch_texts))
     }
 
     fn run_encoded(
         &self,
-        ids: &[Vec<u32>],
-        dropped: &[usize],
+        seqs: &[Sequence],
         options: &EmbedOptions,
         (budget, dim, batch_texts): (usize, usize, usize),
     ) -> Result<Embeddings, Error> {
@@ -428,9 +319,8 @@ impl Model {
             Some(n) if n != self.threads() => Some(crate::model::new_team(crate::model::thread_count(n)?)?),
             _ => None,
         };
-        let team = call_team.as_ref().unwrap_or(&self.team);
-        let mut arena = self.arenas.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut arena = arena.take().unwrap_or_else(|| self.program.new_arena());
+        let team = call_team.as_ref().unwrap_or(self.team());
+        let mut arena = self.take_arena();
         let call = Call {
             budget,
             batch_texts,
@@ -438,18 +328,12 @@ impl Model {
             options,
             team,
         };
-        let result = self.run_batches(ids, dropped, &call, &mut arena);
-        self.arenas.lock().unwrap_or_else(|e| e.into_inner()).push(arena);
+        let result = self.run_batches(seqs, &call, &mut arena);
+        self.return_arena(arena);
         result
     }
 
-    fn run_batches(
-        &self,
-        ids: &[Vec<u32>],
-        dropped: &[usize],
-        call: &Call<'_>,
-        arena: &mut Arena,
-    ) -> Result<Embeddings, Error> {
+    fn run_batches(&self, seqs: &[Sequence], call: &Call<'_>, arena: &mut Arena) -> Result<Embeddings, Error> {
         let Call {
             budget,
             batch_texts,
@@ -458,21 +342,21 @@ impl Model {
             team,
         } = *call;
         let mut out = Embeddings {
-            items: Vec::with_capacity(ids.len()),
+            items: Vec::with_capacity(seqs.len()),
         };
         let (mut b_ids, mut b_pos, mut b_seqs, mut b_rows) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut next = 0;
-        while next < ids.len() {
+        while next < seqs.len() {
             if options.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
                 return Err(Error::Cancelled {
                     done: Box::new(out),
-                    total: ids.len(),
+                    total: seqs.len(),
                 });
             }
             if options.deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::DeadlineExceeded {
                     done: Box::new(out),
-                    total: ids.len(),
+                    total: seqs.len(),
                 });
             }
             // Pack texts in input order until the token budget is full; a text longer than
@@ -482,11 +366,11 @@ impl Model {
             b_seqs.clear();
             b_rows.clear();
             let first = next;
-            while next < ids.len()
-                && (b_seqs.is_empty() || b_ids.len() + ids[next].len() <= budget)
+            while next < seqs.len()
+                && (b_seqs.is_empty() || b_ids.len() + seqs[next].ids.len() <= budget)
                 && b_seqs.len() < batch_texts
             {
-                let seq = &ids[next];
+                let seq = &seqs[next].ids;
                 b_seqs.push(SeqSpan {
                     start: b_ids.len(),
                     len: seq.len(),
@@ -516,19 +400,19 @@ impl Model {
             let result = self.output(arena, &batch);
             for (s, span) in b_seqs.iter().enumerate() {
                 let index = first + s;
-                let (rows, src) = seq_rows(result, &self.heads[0], s, *span, index)?;
+                let (rows, src) = seq_rows(result, &self.heads()[0], s, *span, index)?;
                 let mut values = Vec::with_capacity(rows * dim);
-                for row in src.chunks_exact(self.out_dim) {
+                for row in src.chunks_exact(self.output_dim()) {
                     let start = values.len();
                     values.extend_from_slice(&row[..dim]);
-                    if dim < self.out_dim {
+                    if dim < self.output_dim() {
                         renormalize(&mut values[start..]);
                     }
                 }
                 // The other heads' rows, as they come (no Matryoshka truncation).
-                let mut extra = Vec::with_capacity(self.heads.len() - 1);
-                for (h, head) in self.heads.iter().enumerate().skip(1) {
-                    let result = self.program.output(arena, h, batch.tokens(), batch.seqs.len());
+                let mut extra = Vec::with_capacity(self.heads().len() - 1);
+                for (h, head) in self.heads().iter().enumerate().skip(1) {
+                    let result = self.program().output(arena, h, batch.tokens(), batch.seqs.len());
                     let (rows, src) = seq_rows(result, head, s, *span, index)?;
                     extra.push(HeadRows {
                         values: src.to_vec(),
@@ -536,12 +420,12 @@ impl Model {
                         dim: head.dim,
                     });
                 }
-                out.items.push(crate::TextEmbedding {
+                out.items.push(TextEmbedding {
                     values,
                     rows,
                     dim,
                     tokens: span.len,
-                    dropped_tokens: dropped[index],
+                    dropped_tokens: seqs[index].dropped,
                     extra,
                 });
             }

@@ -1,6 +1,6 @@
 //! The library's error type.
 
-use crate::embed::Embeddings;
+use crate::output::Embeddings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,18 +30,28 @@ pub enum Error {
     PlanMismatch(String),
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    /// An option of a call or a load out of its range: `option` is the field's name in
+    /// `EmbedOptions`/`ChunkOptions` (surfaces name it their way: `--batch-texts`, `dimensions`).
+    #[error("{option} {value} {why}")]
+    BadOption {
+        option: &'static str,
+        value: String,
+        why: String,
+    },
     #[error("{file}: {what}")]
     UserWeights { file: String, what: String },
     #[error("pooling head {head:?}: {what}")]
     Head { head: String, what: String },
     #[error("text {index} has {tokens} tokens, more than the {max}-token batch this model was loaded for (ModelOptions::max_batch_tokens sets it)")]
     TextTooLong { index: usize, tokens: usize, max: usize },
-    #[error("text {index} has {tokens} tokens, more than the model's {context}-token context, and truncation is off")]
+    #[error("input {index} has {tokens} tokens, more than the model's {context}-token context, and truncation is off")]
     WouldTruncate {
         index: usize,
         tokens: usize,
         context: usize,
     },
+    #[error("input {index}: token id {id} is outside the vocabulary (size {vocab})")]
+    TokenOutOfVocabulary { index: usize, id: u32, vocab: usize },
     #[error("text {index} has no tokens (the model's tokenizer adds no BOS/EOS and the text is empty)")]
     EmptyText { index: usize },
     #[error("cancelled after {} of {total} texts", done.len())]

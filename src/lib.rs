@@ -16,23 +16,24 @@ mod chunk;
 mod embed;
 mod error;
 pub mod head;
+mod inputs;
 pub mod model;
 pub mod npy;
+mod output;
 pub mod paths;
 mod user_weights;
 
 pub use chunk::{Chunk, ChunkOptions};
-pub use embed::{
-    matryoshka, CancelToken, EmbedOptions, Embeddings, HeadRows, PassInfo, PassLog, Profile, Prompt, TextEmbedding,
-    Truncation,
-};
+pub use embed::{CancelToken, EmbedOptions, PassInfo, PassLog, Profile};
 pub use error::Error;
 pub use gg_backends::{Arena, Backend, Batch, Precision, Prepared, SeqSpan, Unavailable};
 pub use gg_graph::{CompiledGraph, Pipeline};
 pub use gg_loader::gemma::{MATRYOSHKA_DIMS, PROMPTS};
 pub use gg_loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization};
 pub use head::{GeluKind, HeadBuilder, LinearHead, PoolKind, PoolingHead, SentenceTransformersHead, Value};
+pub use inputs::{Input, Prompt, Sequence, Sequencer, Truncation};
 pub use model::{BackendChoice, HeadInfo, Model, ModelOptions, MAX_BATCH_TOKENS, MAX_TEXTS_PER_BATCH};
+pub use output::{matryoshka, Embeddings, HeadRows, TextEmbedding};
 pub use paths::{cache_dir, default_checkpoint_dir, default_model_path};
 pub use user_weights::{UserTensor, UserWeights};
 

@@ -34,6 +34,10 @@ pub struct ModelOptions {
     /// 0 uses the model's context length, at most [`DEFAULT_PLAN_TOKENS`]. At most
     /// [`MAX_BATCH_TOKENS`].
     pub max_batch_tokens: usize,
+    /// Make the plan hold one text of the whole context (as the default does) even when
+    /// `max_batch_tokens` is smaller: for callers whose `max_batch_tokens` is a budget per
+    /// forward pass (`run --batch-tokens`), not a limit on texts.
+    pub plan_holds_context: bool,
     /// Compiler passes run on the graph (default: all of them; `Pipeline::None` runs the
     /// graph as built).
     pub passes: Pipeline,
@@ -53,6 +57,7 @@ impl Default for ModelOptions {
             backend: BackendChoice::Auto,
             threads: 0,
             max_batch_tokens: 0,
+            plan_holds_context: false,
             passes: Pipeline::Default,
             mmap: true,
             precision: Precision::Fast,
@@ -102,23 +107,21 @@ pub(crate) fn new_team(threads: usize) -> Result<gg_backends::Team, Error> {
 /// A loaded, compiled model. `Send + Sync`: share it across threads; each call takes its
 /// own scratch arena.
 pub struct Model {
-    pub(crate) gguf: Arc<Gguf>,
-    pub(crate) tokenizer: Tokenizer,
-    pub(crate) config: GemmaConfig,
-    pub(crate) graph: Graph,
-    pub(crate) program: Program,
-    pub(crate) weights: WeightTable,
-    pub(crate) backend: Backend,
+    gguf: Arc<Gguf>,
+    tokenizer: Tokenizer,
+    config: GemmaConfig,
+    graph: Graph,
+    program: Program,
+    weights: WeightTable,
+    backend: Backend,
     /// The persistent threads of a forward pass (the caller and `threads - 1` workers).
-    pub(crate) team: gg_backends::Team,
-    pub(crate) arenas: Mutex<Vec<Arena>>,
-    pub(crate) prepared: Prepared,
-    pub(crate) per_token: bool,
-    pub(crate) out_dim: usize,
-    pub(crate) head_name: String,
-    /// Every head (the first is also `per_token`/`out_dim`/`head_name`).
-    pub(crate) heads: Vec<HeadInfo>,
-    pub(crate) user: UserWeights,
+    team: gg_backends::Team,
+    /// Arenas of finished calls, for the next ones.
+    arenas: Mutex<Vec<Arena>>,
+    prepared: Prepared,
+    /// Every head (the first gives the embedding).
+    heads: Vec<HeadInfo>,
+    user: UserWeights,
     warnings: Vec<String>,
     built: Option<Graph>,
     pass_records: Vec<PassRecord>,
@@ -187,20 +190,21 @@ impl Parts {
                 dim: graph.node(o).shape.cols,
             })
             .collect();
-        let (per_token, out_dim, head_name) = (heads[0].per_token, heads[0].dim, heads[0].name.clone());
         let backend = match options.backend {
             BackendChoice::Auto => gg_backends::backend_from_env()?,
             BackendChoice::Force(b) => b,
         };
         let table = backend.table()?;
         let threads = thread_count(options.threads)?;
+        let context_plan = config.context_length.min(DEFAULT_PLAN_TOKENS);
         let max_tokens = match options.max_batch_tokens {
-            0 => config.context_length.min(DEFAULT_PLAN_TOKENS),
+            0 => context_plan,
             n if n > MAX_BATCH_TOKENS => {
                 return Err(Error::InvalidOption(format!(
                     "max_batch_tokens {n}: at most {MAX_BATCH_TOKENS} tokens per batch"
                 )))
             }
+            n if options.plan_holds_context => n.max(context_plan),
             n => n,
         };
         // Every text brings its BOS/EOS, so a batch holds at most max_tokens / 2 texts; a cap
@@ -209,11 +213,11 @@ impl Parts {
         let max_seqs = (max_tokens / min_tokens_per_text).clamp(1, MAX_TEXTS_PER_BATCH);
         let program = Program::compile(&graph, table, max_tokens, max_seqs, options.precision)?;
         let mut weights = bind_weights(&graph, &gguf, &user)?;
-        check_finite(&graph, &weights)?;
-        let prepared = weights.prepare(&program).map_err(|e| {
-            let name = graph.weights().get(e.index).map(|d| d.name());
-            gg_backends::weights::WeightError { name, ..e }
+        weights.check_finite().map_err(|e| Error::NonFiniteWeight {
+            weight: e.name.unwrap_or_else(|| format!("weight {}", e.index)),
+            element: e.element,
         })?;
+        let prepared = program.prepare(&mut weights)?;
         let team = new_team(threads)?;
         let arena = program.new_arena();
         Ok(Model {
@@ -227,9 +231,6 @@ impl Parts {
             team,
             arenas: Mutex::new(vec![arena]),
             prepared,
-            per_token,
-            out_dim,
-            head_name,
             heads,
             user,
             warnings,
@@ -312,7 +313,9 @@ impl Model {
         // must come out the same.
         let mut options = options.clone();
         if let (Some(p), 0) = (&compiled.plan, options.max_batch_tokens) {
+            // The saved plan's size, as it is: checked below, not grown.
             options.max_batch_tokens = p.max_tokens;
+            options.plan_holds_context = false;
         }
         let names = (0..graph.outputs().len())
             .map(|i| {
@@ -399,16 +402,61 @@ impl Model {
 
     /// Width of each output row.
     pub fn output_dim(&self) -> usize {
-        self.out_dim
+        self.heads[0].dim
     }
 
     /// Whether the head returns a row per token (else one vector per text).
     pub fn is_per_token(&self) -> bool {
-        self.per_token
+        self.heads[0].per_token
     }
 
     pub fn head_name(&self) -> &str {
-        &self.head_name
+        &self.heads[0].name
+    }
+
+    /// `dim` (the full width when `None`) checked against the sizes the model is trained to
+    /// be cut to (its Matryoshka dimensions; only the full width for other heads) — the rule
+    /// `run --dim`, the server's `dimensions` and the Python package share.
+    pub fn matryoshka_dim(&self, dim: Option<usize>) -> Result<usize, Error> {
+        let full = self.output_dim();
+        let trained: Vec<usize> = if full == gg_loader::gemma::MATRYOSHKA_DIMS[0] {
+            gg_loader::gemma::MATRYOSHKA_DIMS.to_vec()
+        } else {
+            vec![full]
+        };
+        match dim {
+            None => Ok(full),
+            Some(d) if trained.contains(&d) => Ok(d),
+            Some(d) => Err(Error::BadOption {
+                option: "dim",
+                value: d.to_string(),
+                why: format!(
+                    "is not one of {} (the sizes the model's vectors are trained for)",
+                    trained.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+                ),
+            }),
+        }
+    }
+
+    /// The weights the program reads.
+    pub(crate) fn weight_table(&self) -> &WeightTable {
+        &self.weights
+    }
+
+    /// The threads a forward pass runs on.
+    pub(crate) fn team(&self) -> &gg_backends::Team {
+        &self.team
+    }
+
+    /// An arena for a call: one a finished call left, or a new one.
+    pub(crate) fn take_arena(&self) -> Arena {
+        let spare = self.arenas.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        spare.unwrap_or_else(|| self.program.new_arena())
+    }
+
+    /// Keep a call's arena for the next call.
+    pub(crate) fn return_arena(&self, arena: Arena) {
+        self.arenas.lock().unwrap_or_else(|e| e.into_inner()).push(arena);
     }
 
     /// Every head, in the order they were given.
@@ -492,60 +540,6 @@ fn check_weights_against_file(graph: &Graph, gguf: &Gguf) -> Result<(), Error> {
     Ok(())
 }
 
-/// NaN or infinite weights would turn every vector into NaN (or zeros after a NaN scale):
-/// refuse them at load, naming the tensor. Reads scales only for quantized types, but those sit
-/// on every page, so the file pages are let go of as the scan passes them, [`SCAN_CHUNK_BYTES`]
-/// of rows at a time: what the first pass reads comes back from the page cache, what it never
-/// reads (most embedding rows: 805 MB of them in an F32 file) is never resident all at once.
-fn check_finite(graph: &Graph, weights: &WeightTable) -> Result<(), Error> {
-    for (i, desc) in graph.weights().iter().enumerate() {
-        let Some(info) = gg_backends::wtypes::info(desc.dtype) else {
-            continue; // lowering has refused the type already
-        };
-        let bad = scan_finite(
-            weights.view(i),
-            info.first_non_finite,
-            SCAN_CHUNK_BYTES,
-            |offset, len| weights.release_file_range(i, offset, len),
-        );
-        if let Some(element) = bad {
-            return Err(Error::NonFiniteWeight {
-                weight: desc.name(),
-                element,
-            });
-        }
-        // The chunks release only the whole pages inside them; this takes the pages that
-        // straddle two chunks.
-        weights.release_file_pages(i);
-    }
-    Ok(())
-}
-
-/// Rows scanned between two releases of file pages.
-const SCAN_CHUNK_BYTES: usize = 8 << 20;
-
-/// The first element of the first block of `view` holding a NaN or an infinity, scanning whole
-/// rows about `chunk_bytes` at a time and handing each clean chunk's byte range to `done`.
-fn scan_finite(
-    view: gg_ops::WeightView<'_>,
-    first_non_finite: fn(gg_ops::WeightView<'_>) -> Option<usize>,
-    chunk_bytes: usize,
-    mut done: impl FnMut(usize, usize),
-) -> Option<usize> {
-    let rows = view.rows();
-    let row_bytes = view.row_bytes();
-    let rows_per_chunk = (chunk_bytes / row_bytes.max(1)).max(1);
-    let block_len = view.dtype().block_len();
-    for r0 in (0..rows).step_by(rows_per_chunk) {
-        let n = rows_per_chunk.min(rows - r0);
-        if let Some(block) = first_non_finite(view.rows_range(r0, n)) {
-            return Some(r0 * view.cols() + block * block_len);
-        }
-        done(r0 * row_bytes, n * row_bytes);
-    }
-    None
-}
-
 /// Weights for the graph's table: file tensors zero-copy, concatenations built once.
 fn bind_weights(graph: &Graph, gguf: &Arc<Gguf>, user: &UserWeights) -> Result<WeightTable, Error> {
     let source: Arc<dyn ByteSource> = Arc::new(SharedGguf(gguf.clone()));
@@ -568,52 +562,4 @@ fn bind_weights(graph: &Graph, gguf: &Arc<Gguf>, user: &UserWeights) -> Result<W
         },
     )?;
     Ok(table)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::scan_finite;
-    use gg_ops::{DType, WeightView};
-
-    /// `values` as f32 bytes in a buffer, and the 4-aligned offset they start at.
-    fn f32_bytes(values: &[f32]) -> (Vec<u8>, usize) {
-        let mut buf = vec![0u8; values.len() * 4 + 4];
-        let at = buf.as_ptr().align_offset(4);
-        for (c, v) in buf[at..].chunks_exact_mut(4).zip(values) {
-            c.copy_from_slice(&v.to_le_bytes());
-        }
-        (buf, at)
-    }
-
-    #[test]
-    fn the_finiteness_scan_names_the_element_and_releases_only_clean_chunks() {
-        // 10 rows × 32 f32, chunks of 3 rows; a NaN at row 7, column 5.
-        let (rows, cols) = (10, 32);
-        let row_bytes = cols * 4;
-        let info = gg_backends::wtypes::info(DType::F32).unwrap();
-        let mut values = vec![1f32; rows * cols];
-        values[7 * cols + 5] = f32::NAN;
-        let (buf, at) = f32_bytes(&values);
-        let view = WeightView::new(DType::F32, rows, cols, &buf[at..at + rows * row_bytes]).unwrap();
-        let mut released = Vec::new();
-        let bad = scan_finite(view, info.first_non_finite, 3 * row_bytes, |o, n| released.push((o, n)));
-        assert_eq!(bad, Some(7 * cols + 5));
-        assert_eq!(released, [(0, 3 * row_bytes), (3 * row_bytes, 3 * row_bytes)]);
-        // A clean weight: every row released, the short last chunk included.
-        let (buf, at) = f32_bytes(&vec![0f32; rows * cols]);
-        let view = WeightView::new(DType::F32, rows, cols, &buf[at..at + rows * row_bytes]).unwrap();
-        let mut released = Vec::new();
-        assert_eq!(
-            scan_finite(view, info.first_non_finite, 4 * row_bytes, |o, n| released.push((o, n))),
-            None
-        );
-        assert_eq!(
-            released,
-            [
-                (0, 4 * row_bytes),
-                (4 * row_bytes, 4 * row_bytes),
-                (8 * row_bytes, 2 * row_bytes)
-            ]
-        );
-    }
 }

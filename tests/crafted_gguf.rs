@@ -1,7 +1,7 @@
 //! Crafted model files that used to load and then panic (or silently misbehave) at the first
 //! embed: each now fails at load with an error naming the key, tensor, node or limit.
 
-mod common;
+use gg_testing as common;
 
 use common::tiny::{tiny_model_file, TinySpec};
 use gemma_graph::loader::gguf::Value;

@@ -5,7 +5,7 @@
 //! `scripts/check.sh` makes a venv with `gguf` and numpy and points `GEMMA_GRAPH_PYTHON` at it;
 //! there the check is required. Elsewhere it is skipped when the package is missing.
 
-mod common;
+use gg_testing as common;
 
 use std::process::Command;
 
@@ -42,7 +42,7 @@ fn case(ty: OutType, name: &str, files: &mut Vec<std::path::PathBuf>) -> Vec<Str
     let dtype = t.ty.to_dtype().unwrap();
     let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
     let view = WeightView::new(dtype, rows, cols, g.tensor_bytes(t)).unwrap();
-    let dequantize = wtypes::info(dtype).unwrap().scalar.dequantize_row;
+    let dequantize = wtypes::spec(dtype).unwrap().dequantize_row;
     let mut values = vec![0f32; rows * cols];
     for (j, row) in values.chunks_exact_mut(cols).enumerate() {
         dequantize(view, j, 0, row);

@@ -2,7 +2,7 @@
 //! installed, structurally always), the RON round-trips into a model that gives the same
 //! vectors, the text listing and the memory-plan SVG describe the plan.
 
-mod common;
+use gg_testing as common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -19,7 +19,7 @@
 //! tests tie to the scalar specification (bit for bit in `fast`), run both on every text. `llama_q8_0` is reported for
 //! comparison, not required. Run with --nocapture for the numbers.
 
-mod common;
+use gg_testing as common;
 
 use common::*;
 use gemma_graph::{Backend, BackendChoice, EmbedOptions, Model, ModelOptions, Precision, SentenceTransformersHead};
@@ -53,9 +53,9 @@ fn scalar_backend_int8_precision_matches_references() {
 fn avx512_backend_int8_precision_matches_references() {
     match Backend::Avx512.table() {
         Err(e) => eprintln!("skipping: {e}"),
-        Ok(t) => match t.int8.and_then(|s| (s.missing)()) {
-            Some(f) => eprintln!("skipping: the int8 kernels need {f}, which this CPU lacks"),
-            None => check_backend(Backend::Avx512, Precision::Int8, Texts::All),
+        Ok(t) => match t.int8_available() {
+            Err(f) => eprintln!("skipping: the int8 kernels need {f:?}, which this CPU lacks"),
+            Ok(()) => check_backend(Backend::Avx512, Precision::Int8, Texts::All),
         },
     }
 }

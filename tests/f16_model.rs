@@ -2,7 +2,7 @@
 //! closer to the float32 weights than Q8_0 is, its vectors are at least as close to
 //! sentence-transformers' float32 ones as the Q8_0 reference's are (minus 1e-5).
 
-mod common;
+use gg_testing as common;
 
 use common::*;
 use gemma_graph::loader::convert::{convert, OutType};

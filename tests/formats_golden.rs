@@ -18,7 +18,7 @@
 //! `st_q8w`: embeddings_golden.rs covers the Q8_0 file on every text and backend.
 //! `--nocapture` prints the accuracy table of the README.
 
-mod common;
+use gg_testing as common;
 
 use common::formats::model_file;
 use common::*;

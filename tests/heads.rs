@@ -1,6 +1,6 @@
 //! Custom pooling heads through the public API only (as examples/custom_head.rs does).
 
-mod common;
+use gg_testing as common;
 
 use common::tiny::{tiny_model_file, TinySpec};
 use gemma_graph::{EmbedOptions, Error, HeadBuilder, Model, ModelOptions, PoolKind, PoolingHead, Value};

@@ -2,7 +2,7 @@
 //! (../shared/golden/manifest-*.json): every `gemma-embedding.*` and `tokenizer.ggml.*` key
 //! with its type and value, and every tensor's name, type, dims, size and sha256.
 
-mod common;
+use gg_testing as common;
 
 use common::formats::{assert_no_diffs, diff_against_manifest, manifest_name};
 use common::*;

@@ -1,12 +1,15 @@
 //! The library API on a tiny random model: loading rules and errors, batching equivalence,
 //! input order, prompts, Matryoshka, cancellation, deadlines, sharing across threads.
 
-mod common;
+use gg_testing as common;
 
 use std::time::Instant;
 
 use common::tiny::{tiny_model_file, TinySpec};
-use gemma_graph::{CancelToken, EmbedOptions, Error, Model, ModelOptions, Precision, Prompt, SentenceTransformersHead};
+use gemma_graph::{
+    CancelToken, EmbedOptions, Error, Input, Model, ModelOptions, Precision, Prompt, SentenceTransformersHead,
+    Truncation,
+};
 
 fn tiny(tag: &str) -> Model {
     Model::load(tiny_model_file(tag, &TinySpec::default())).unwrap()
@@ -139,6 +142,94 @@ fn long_texts_truncate_or_error() {
         }) => {}
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn inputs_become_sequences_by_one_set_of_rules() {
+    // Texts and token arrays, both truncation sides and refusal: what every surface (CLI, server,
+    // Python) gets from `Model::sequencer`.
+    let m = tiny("inputs");
+    let tok = m.tokenizer();
+    let (bos, eos) = (tok.bos(), tok.eos());
+    let long = "the world ".repeat(200);
+    let rules = |truncation| EmbedOptions {
+        truncation,
+        ..Default::default()
+    };
+    let defaults = EmbedOptions::default();
+    let full = m.sequencer(&defaults).unwrap();
+    let all = {
+        let mut r = full;
+        r.context = None;
+        r.sequence(0, Input::Text(&long)).unwrap().ids
+    };
+    assert!(all.len() > 128 && all[0] == bos && all[all.len() - 1] == eos);
+    let body = &all[1..all.len() - 1];
+    let right = m
+        .sequencer(&rules(Truncation::Right))
+        .unwrap()
+        .sequence(0, Input::Text(&long))
+        .unwrap();
+    assert_eq!(right.ids.len(), 128);
+    assert_eq!(right.dropped, all.len() - 128);
+    assert_eq!(&right.ids[1..127], &body[..126], "the start kept");
+    assert_eq!((right.ids[0], right.ids[127]), (bos, eos));
+    let left = m
+        .sequencer(&rules(Truncation::Left))
+        .unwrap()
+        .sequence(0, Input::Text(&long))
+        .unwrap();
+    assert_eq!(&left.ids[1..127], &body[body.len() - 126..], "the end kept");
+    assert_eq!((left.ids[0], left.ids[127], left.dropped), (bos, eos, right.dropped));
+    match m.embed(&["ok", long.as_str()], &rules(Truncation::Error)) {
+        Err(Error::WouldTruncate { index: 1, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Right truncation is the tokenizer's own (what embedding always did).
+    let enc = tok.encode(
+        &long,
+        &gemma_graph::EncodeOptions {
+            max_tokens: Some(128),
+            ..Default::default()
+        },
+    );
+    assert_eq!((enc.ids, enc.dropped), (right.ids.clone(), right.dropped));
+
+    // Token arrays: wrapped in BOS/EOS unless already, truncated by the same rule, checked.
+    let ids = &all[1..11];
+    let wrapped = [&[bos][..], ids, &[eos]].concat();
+    let seqs = full
+        .sequences([Input::Tokens(ids), Input::Tokens(&wrapped), Input::Tokens(&all[..11])])
+        .unwrap();
+    assert_eq!(seqs[0].ids, wrapped);
+    assert_eq!(seqs[1].ids, wrapped, "already wrapped: as it is");
+    assert_eq!(
+        seqs[2].ids,
+        [&[bos][..], &all[..11], &[eos]].concat(),
+        "BOS without EOS: wrapped"
+    );
+    let tokens_left = m
+        .sequencer(&rules(Truncation::Left))
+        .unwrap()
+        .sequence(0, Input::Tokens(body))
+        .unwrap();
+    assert_eq!(tokens_left, left, "a token array truncates as its text does");
+    match full.sequence(3, Input::Tokens(&[5, 1 << 30])) {
+        Err(Error::TokenOutOfVocabulary { index: 3, id, .. }) => assert_eq!(id, 1 << 30),
+        other => panic!("{other:?}"),
+    }
+    let prompted = EmbedOptions {
+        prompt: Some(Prompt::Name("query".into())),
+        ..Default::default()
+    };
+    assert!(m.sequencer(&prompted).unwrap().sequence(0, Input::Tokens(ids)).is_err());
+    // Embedding a text equals embedding its sequence's tokens.
+    let a = m.embed(&["the world"], &EmbedOptions::default()).unwrap();
+    let s = full.sequence(0, Input::Text("the world")).unwrap();
+    let b = m
+        .embed_inputs([Input::Tokens(&s.ids)], &EmbedOptions::default())
+        .unwrap();
+    assert_eq!(a.vector(0), b.vector(0));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! (`fuzz/` holds the cargo-fuzz targets for longer runs): the tokenizer on mutated real
 //! texts and raw bytes, and saved-graph loading on mutated RON.
 
-mod common;
+use gg_testing as common;
 
 use common::tiny::{tiny_model_file, TinySpec};
 use common::*;

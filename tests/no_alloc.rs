@@ -1,7 +1,7 @@
 //! Running a batch performs no heap allocation: a counting global allocator watches
 //! `Model::forward` (the whole forward pass, on the model's worker threads).
 
-mod common;
+use gg_testing as common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -7,7 +7,7 @@
 //! activation across a 16-bit quantization step (2⁻¹⁵ of its block's largest value), so there
 //! the real model's fused and unfused vectors are held to cosine ≥ 0.99999 instead.
 
-mod common;
+use gg_testing as common;
 
 use common::tiny::{tiny_model_file, TinySpec};
 use gemma_graph::graph::{prerequisites, Pipeline, PASSES};

@@ -1,7 +1,7 @@
 //! The static plan of the real model: valid at every batch size, and its arena bytes at
 //! 16, 512 and 2048 tokens before and after fusion (printed; run with --nocapture).
 
-mod common;
+use gg_testing as common;
 
 use common::*;
 use gemma_graph::backends::Program;

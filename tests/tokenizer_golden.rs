@@ -1,7 +1,7 @@
 //! Exactness: every text of ../shared/golden/tokens.jsonl (edge cases, ~100 languages, code,
 //! 2,048-token truncation) tokenizes to exactly the reference ids.
 
-mod common;
+use gg_testing as common;
 
 use common::*;
 use gemma_graph::loader::gguf::Gguf;

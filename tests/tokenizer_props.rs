@@ -2,7 +2,7 @@
 //! the options do what they say, truncation reports what it dropped, and pathological inputs
 //! complete (their speed is measured in benches/tokenizer.rs).
 
-mod common;
+use gg_testing as common;
 
 use std::sync::OnceLock;
 

@@ -33,7 +33,7 @@ fn bench(c: &mut Criterion) {
         // Elements are multiply-adds: criterion's "elem/s" reads as MAC/s (half the FLOP/s).
         for &b in Backend::all().iter().filter(|b| b.is_available()) {
             let table = b.table().unwrap();
-            let kern = table.weight(DType::Q8_0).unwrap().0;
+            let kern = table.weight(DType::Q8_0).unwrap();
             g.bench_function(format!("{}/exact", b.name()), |bn| {
                 bn.iter(|| (kern.matmul)(Activations::dense(&x, rows, k), wv, &mut out, n, Par::SERIAL))
             });
@@ -49,6 +49,17 @@ fn bench(c: &mut Criterion) {
                     (fast.matmul_q)(&q, &packed, &mut out, n, Par::SERIAL)
                 })
             });
+            // The int8 precision, where this CPU runs the tier's int8 kernels.
+            if let (Some(int8), Ok(())) = (table.int8(DType::Q8_0), table.int8_available()) {
+                let packed = (int8.pack)(wv, 1).unwrap();
+                g.bench_function(format!("{}/int8", b.name()), |bn| {
+                    bn.iter(|| {
+                        (int8.quantize_rows)(Activations::dense(&x, rows, k), None, &mut words, false, Par::SERIAL);
+                        let q = QRows::new(&words, k, rows, false);
+                        (int8.matmul_q)(&q, &packed, &mut out, n, Par::SERIAL)
+                    })
+                });
+            }
         }
         g.finish();
     }

@@ -3,7 +3,8 @@
 
 use gg_ops::{PoolKind, WeightView};
 
-use crate::kernels::{Activations, KernelTable, MatMulFn, Par, SeqSpan};
+use crate::kernels::{Activations, MatMulFn, Par, SeqSpan};
+use crate::table::KernelTable;
 
 /// `out (R, n) = (rmsnorm(x) ⊙ w) · Wᵀ` for `x (R, k)`; the normalized rows go to
 /// `scratch (R, k)` first.

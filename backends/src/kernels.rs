@@ -1,13 +1,9 @@
-//! The kernel table: one function per op slot, one table per backend tier. The scalar table
-//! is the specification every SIMD table is tested against; a SIMD tier starts from it
-//! (`..scalar::TABLE`) and overrides the slots it accelerates, weight-type kernels included.
+//! The vocabulary kernels share: how work is split (`Par`), where sequences are (`SeqSpan`), a
+//! matmul's activations, the kernels' function types, attention's arguments, and the vector
+//! primitives attention is written against. Nothing here names a kernel; the tables that do
+//! are `crate::table`.
 
-use gg_ops::{DType, PoolKind, UnaryOp, WeightView};
-
-use crate::fast::int8::Int8Support;
-use crate::fast::FastKernels;
-use crate::wtypes::{WeightKernels, WeightTypeInfo};
-use crate::Backend;
+use gg_ops::WeightView;
 
 /// Where the sequences of a batch are: rows `start..start + len` of every per-token value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,68 +215,6 @@ pub struct AttentionArgs<'a> {
     pub head_dim: usize,
     pub scale: f32,
     pub window: Option<usize>,
-}
-
-pub struct KernelTable {
-    pub backend: Backend,
-    /// The weight types whose kernels this tier overrides; the others run the scalar spec.
-    pub weight_kernels: &'static [(DType, WeightKernels)],
-    /// The `fast` precision's kernels per weight type (integer dot products over packed
-    /// weights); a type without them runs its exact kernels in every precision.
-    pub fast_kernels: &'static [(DType, FastKernels)],
-    /// The `int8` precision's kernels (8-bit activations), where the tier has them.
-    pub int8: Option<&'static Int8Support>,
-    /// In place: `x += rmsnorm(a) ⊙ w` per row of `w.len()` columns.
-    pub add_rms_norm: fn(x: &mut [f32], a: &[f32], w: &[f32], eps: f32, par: Par),
-    /// In place on rows of `2C`: `s = x[..C] + rmsnorm(a) ⊙ w1`, then `x = [s | rmsnorm(s) ⊙ w2]`.
-    pub residual_norm: ResidualNormFn,
-    /// In place: every `group` columns of each row normalized, times `w`.
-    pub rms_norm: fn(x: &mut [f32], w: &[f32], group: usize, eps: f32, par: Par),
-    pub rope: RopeFn,
-    pub rms_norm_rope: RmsNormRopeFn,
-    pub attention: fn(args: AttentionArgs<'_>, par: Par),
-    pub gelu: fn(x: &mut [f32]),
-    pub add: fn(x: &mut [f32], y: &[f32]),
-    pub mul: fn(x: &mut [f32], y: &[f32]),
-    pub scale: fn(x: &mut [f32], factor: f32),
-    /// In place, per row of `cols`.
-    pub l2_norm: fn(x: &mut [f32], cols: usize),
-    /// `out (T, cols) = table[ids] · scale`, rows decoded by `row` (ids checked by the caller).
-    pub embed: fn(ids: &[i32], table: WeightView<'_>, row: RowFn, scale: f32, out: &mut [f32]),
-    /// `out (S, cols)` from `x (T, cols)`.
-    pub pool: fn(x: &[f32], cols: usize, seqs: &[SeqSpan], kind: PoolKind, out: &mut [f32]),
-    /// For each row: `width` values from column `x_start` of `x (R, x_cols)` into the first
-    /// `width` columns of `out (R, out_cols)` (a column slice, or a copy into a wider row).
-    pub copy_cols: fn(x: &[f32], x_cols: usize, x_start: usize, out: &mut [f32], out_cols: usize, width: usize),
-    /// In place per row of `w.len()`: layer normalization, times `w`, plus `b`.
-    pub layer_norm: fn(x: &mut [f32], w: &[f32], b: &[f32], eps: f32),
-    /// In place: `b` added to every row of `b.len()` columns.
-    pub add_bias: fn(x: &mut [f32], b: &[f32]),
-    pub unary: fn(x: &mut [f32], op: UnaryOp),
-    /// In place, per row of `cols`.
-    pub softmax: fn(x: &mut [f32], cols: usize),
-    /// `out (R, ca + cb)` = rows of `a (R, ca)` and `b (R, cb)` side by side.
-    pub concat_cols: fn(a: &[f32], ca: usize, b: &[f32], cb: usize, out: &mut [f32]),
-}
-
-impl KernelTable {
-    /// The kernels for a weight type on this tier: the tier's own, else the scalar spec's;
-    /// `None` for a type no kernel knows.
-    pub fn weight(&self, dtype: DType) -> Option<(&'static WeightKernels, &'static WeightTypeInfo)> {
-        let info = crate::wtypes::info(dtype)?;
-        let own = self.weight_kernels.iter().find(|(d, _)| *d == dtype).map(|(_, k)| k);
-        Some((own.unwrap_or(&info.scalar), info))
-    }
-
-    /// The fast kernels for a weight type on this tier, if the type has any.
-    pub fn fast(&self, dtype: DType) -> Option<&'static FastKernels> {
-        self.fast_kernels.iter().find(|(d, _)| *d == dtype).map(|(_, k)| k)
-    }
-
-    /// The int8 kernels for `dtype` weights, if the tier has them for that type.
-    pub fn int8(&self, dtype: DType) -> Option<&'static FastKernels> {
-        self.int8?.kernels.iter().find(|(d, _)| *d == dtype).map(|(_, k)| k)
-    }
 }
 
 /// The first `n` elements of stack scratch `room`, zeroed, as floats: scratch sized for the

@@ -8,10 +8,12 @@ use std::marker::PhantomData;
 
 use gg_ops::WeightView;
 
-use crate::kernels::{Activations, Par};
+use crate::cpu::CpuToken;
+use crate::kernels::{Activations, Par, RowFn};
 use crate::scalar::matmul::{K_SEGMENT, TOKEN_TILE};
 use crate::split::{for_row_chunks, OutPtr};
-use crate::wtypes::{WeightKernels, WeightType};
+use crate::table::ExactKernels;
+use crate::wtypes::WeightType;
 
 /// Longest row the kernels take: decoded rows live in `K_SEGMENT`-long stack buffers, as in
 /// the scalar kernels.
@@ -30,6 +32,28 @@ pub trait RowDecoder: Send + Sync + 'static {
 /// The largest [`RowDecoder::TOKEN_TILE`].
 const MAX_TOKEN_TILE: usize = 4 * TOKEN_TILE;
 
+/// A row decoder as the drivers take it: its kernel and its tile of tokens.
+#[derive(Clone, Copy)]
+pub struct Decoder {
+    pub decode: RowFn,
+    pub token_tile: usize,
+}
+
+impl Decoder {
+    pub const fn of<R: RowDecoder>() -> Decoder {
+        assert!(R::TOKEN_TILE <= MAX_TOKEN_TILE);
+        Decoder {
+            decode: R::decode,
+            token_tile: R::TOKEN_TILE,
+        }
+    }
+
+    /// The type's specification (for types no tier decodes faster).
+    pub const fn spec<W: WeightType>() -> Decoder {
+        Decoder::of::<Spec<W>>()
+    }
+}
+
 /// The type's specification as the decoder (for types with no conversion of a tier's own).
 pub struct Spec<W>(PhantomData<W>);
 
@@ -45,14 +69,18 @@ impl<W: WeightType> RowDecoder for Spec<W> {
 /// Most weight rows a register-tile kernel takes at once.
 pub const MAX_TILE_ROWS: usize = 4;
 
-/// The register tiles a tier runs over decoded weight rows, and its GeGLU epilogue.
+/// The register tiles a tier runs over decoded weight rows, its row decoders and its GeGLU
+/// epilogue.
 pub trait Tiles: Send + Sync + 'static {
     /// Proof of the CPU features the kernel needs.
-    type Cpu: Copy + Send + Sync;
+    type Cpu: CpuToken;
     /// Weight rows [`Tiles::dots`] takes at once (2 ..= [`MAX_TILE_ROWS`]).
     const ROWS: usize;
-    /// The proof; only called from tables handed out after detection.
-    fn cpu() -> Self::Cpu;
+    /// How the tier decodes rows of `W`: its own decoder where it has one (a `match` on
+    /// `W::DTYPE`), else the type's specification.
+    fn decoder<W: WeightType>() -> Decoder {
+        Decoder::spec::<W>()
+    }
     /// `put(t, r, x_t · rows[r])` for tokens `t0..t1` and each of the 1 ..= `ROWS` rows. A sum
     /// must not depend on `t0`, `t1` or the other rows (a value never depends on its batch
     /// position).
@@ -79,51 +107,48 @@ fn rows_bytes<'a>(w: WeightView<'a>, j0: usize, j1: usize) -> &'a [u8] {
     &w.bytes()[j0.min(w.rows()) * rb..j1.min(w.rows()) * rb]
 }
 
-/// The decoder as a plain kernel slot (embedding gathers use it).
-pub fn dequantize_row<R: RowDecoder>(w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]) {
-    R::decode(w, j, k0, out)
-}
-
 fn check_k(k: usize) {
     // Lowering refuses longer rows at load; this guards the stack buffers all the same.
     assert!(k <= MAX_K, "the tiled matmuls take k up to {MAX_K}, got {k}");
 }
 
-/// The kernels of one weight type (decoded by `R`) with register tiles `T`: a tier's entry in
-/// its `weight_kernels` list.
-pub const fn weight_kernels<R: RowDecoder, T: Tiles>(name: &'static str) -> WeightKernels {
-    WeightKernels {
-        name,
-        matmul: matmul_with::<R, T>,
-        matmul_geglu: matmul_geglu_with::<R, T>,
-        dequantize_row: dequantize_row::<R>,
-        max_k: MAX_K,
+/// The exact kernels of a tier with register tiles `T`: the drivers below over each type's
+/// decoder ([`Tiles::decoder`]).
+pub struct Tiled<T>(PhantomData<T>);
+
+impl<T: Tiles> ExactKernels for Tiled<T> {
+    const MAX_K: usize = MAX_K;
+
+    fn matmul<W: WeightType>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, par: Par) {
+        matmul_with::<T>(T::decoder::<W>(), x, w, out, n, par)
+    }
+
+    fn matmul_geglu<W: WeightType>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: usize, par: Par) {
+        matmul_geglu_with::<T>(T::decoder::<W>(), x, w, out, f, par)
+    }
+
+    fn dequantize_row<W: WeightType>(w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]) {
+        (T::decoder::<W>().decode)(w, j, k0, out)
     }
 }
 
-/// The matmul driver: threads take chunks of weight rows, rows are decoded by `R` once per
+/// The matmul driver: threads take chunks of weight rows, rows are decoded by `dec` once per
 /// token tile, `T` runs the register tiles.
-pub fn matmul_with<R: RowDecoder, T: Tiles>(
-    x: Activations<'_>,
-    w: WeightView<'_>,
-    out: &mut [f32],
-    n: usize,
-    par: Par,
-) {
-    let tiles = T::cpu();
+pub fn matmul_with<T: Tiles>(dec: Decoder, x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, par: Par) {
+    let tiles = T::Cpu::get();
     let (rows, k) = (x.rows, x.k);
     check_k(k);
     assert!(out.len() >= rows * n, "matmul output too short");
     let ptr = OutPtr::new(out);
     let work = |j0: usize, j1: usize| {
         let mut bufs = [[0f32; K_SEGMENT]; MAX_TILE_ROWS];
-        for t0 in (0..rows).step_by(R::TOKEN_TILE) {
-            let t1 = (t0 + R::TOKEN_TILE).min(rows);
+        for t0 in (0..rows).step_by(dec.token_tile) {
+            let t1 = (t0 + dec.token_tile).min(rows);
             let mut j = j0;
             while j < j1 {
                 let m = T::ROWS.min(j1 - j);
                 for (r, buf) in bufs.iter_mut().take(m).enumerate() {
-                    R::decode(w, j + r, 0, &mut buf[..k]);
+                    (dec.decode)(w, j + r, 0, &mut buf[..k]);
                 }
                 let mut views: [&[f32]; MAX_TILE_ROWS] = [&[]; MAX_TILE_ROWS];
                 for (v, buf) in views.iter_mut().zip(&bufs).take(m) {
@@ -143,14 +168,15 @@ pub fn matmul_with<R: RowDecoder, T: Tiles>(
 }
 
 /// The GeGLU driver, as [`matmul_with`] with the gate/up epilogue.
-pub fn matmul_geglu_with<R: RowDecoder, T: Tiles>(
+pub fn matmul_geglu_with<T: Tiles>(
+    dec: Decoder,
     x: Activations<'_>,
     w: WeightView<'_>,
     out: &mut [f32],
     f: usize,
     par: Par,
 ) {
-    let tiles = T::cpu();
+    let tiles = T::Cpu::get();
     let (rows, k) = (x.rows, x.k);
     check_k(k);
     assert!(out.len() >= rows * f, "matmul_geglu output too short");
@@ -160,11 +186,11 @@ pub fn matmul_geglu_with<R: RowDecoder, T: Tiles>(
         let mut up = [0f32; K_SEGMENT];
         // Gate and up dots of one column over the token tile, then the epilogue.
         let (mut gs, mut us, mut hs) = ([0f32; MAX_TOKEN_TILE], [0f32; MAX_TOKEN_TILE], [0f32; MAX_TOKEN_TILE]);
-        for t0 in (0..rows).step_by(R::TOKEN_TILE) {
-            let t1 = (t0 + R::TOKEN_TILE).min(rows);
+        for t0 in (0..rows).step_by(dec.token_tile) {
+            let t1 = (t0 + dec.token_tile).min(rows);
             for j in j0..j1 {
-                R::decode(w, j, 0, &mut gate[..k]);
-                R::decode(w, f + j, 0, &mut up[..k]);
+                (dec.decode)(w, j, 0, &mut gate[..k]);
+                (dec.decode)(w, f + j, 0, &mut up[..k]);
                 if j + 1 < j1 {
                     T::prefetch(rows_bytes(w, j + 1, j + 2));
                     T::prefetch(rows_bytes(w, f + j + 1, f + j + 2));
@@ -187,34 +213,3 @@ pub fn matmul_geglu_with<R: RowDecoder, T: Tiles>(
     };
     for_row_chunks(f, par, work);
 }
-
-/// A tier's `weight_kernels` list: every weight type, each entry named `<prefix>.<type>`, with
-/// the tier's tiles; F32, F16, BF16 and Q8_0 rows through the decoders given, the packed types
-/// through their specification ([`Spec`]).
-macro_rules! weight_kernel_list {
-    ($tiles:ty, $prefix:literal, f16: $f16:ty, bf16: $bf16:ty, q8_0: $q8:ty) => {
-        &[
-            $crate::tiled::weight_kernel_list!(@entry $tiles, $prefix, F32, "f32", $crate::tiled::Spec<$crate::wtypes::F32>),
-            $crate::tiled::weight_kernel_list!(@entry $tiles, $prefix, F16, "f16", $f16),
-            $crate::tiled::weight_kernel_list!(@entry $tiles, $prefix, BF16, "bf16", $bf16),
-            $crate::tiled::weight_kernel_list!(@entry $tiles, $prefix, Q8_0, "q8_0", $q8),
-            $crate::tiled::weight_kernel_list!(@spec $tiles, $prefix, Q4_0, "q4_0"),
-            $crate::tiled::weight_kernel_list!(@spec $tiles, $prefix, Q4_1, "q4_1"),
-            $crate::tiled::weight_kernel_list!(@spec $tiles, $prefix, Q5_0, "q5_0"),
-            $crate::tiled::weight_kernel_list!(@spec $tiles, $prefix, Q5_1, "q5_1"),
-            $crate::tiled::weight_kernel_list!(@spec $tiles, $prefix, Q4K, "q4_k"),
-            $crate::tiled::weight_kernel_list!(@spec $tiles, $prefix, Q5K, "q5_k"),
-            $crate::tiled::weight_kernel_list!(@spec $tiles, $prefix, Q6K, "q6_k"),
-        ]
-    };
-    (@spec $tiles:ty, $prefix:literal, $ty:ident, $name:literal) => {
-        $crate::tiled::weight_kernel_list!(@entry $tiles, $prefix, $ty, $name, $crate::tiled::Spec<$crate::wtypes::$ty>)
-    };
-    (@entry $tiles:ty, $prefix:literal, $ty:ident, $name:literal, $rows:ty) => {
-        (
-            gg_ops::DType::$ty,
-            $crate::tiled::weight_kernels::<$rows, $tiles>(concat!($prefix, ".", $name)),
-        )
-    };
-}
-pub(crate) use weight_kernel_list;

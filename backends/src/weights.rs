@@ -1,12 +1,12 @@
 //! Weight storage the executor reads: zero-copy views into the model file, or buffers a
-//! compiler pass produced (e.g. concatenated Q/K/V rows).
+//! compiler pass produced (e.g. concatenated Q/K/V rows); the copies repacked for a program's
+//! kernels; and the load-time check that no weight holds a NaN or an infinity.
 
 use std::sync::Arc;
 
-use gg_ops::{DType, Shape, WeightView};
+use gg_ops::{DType, Shape, WeightId, WeightView};
 
-use crate::fast::PackedQ8;
-use crate::lower::Program;
+use crate::fast::{PackFn, PackedQ8};
 
 /// Something that owns bytes for as long as the weights are used (the memory-mapped file).
 pub trait ByteSource: Send + Sync {
@@ -55,6 +55,18 @@ pub struct Weight {
     pub dtype: DType,
     pub shape: Shape,
     pub bytes: WeightBytes,
+    /// The tensor (or tensors, joined by `+`) it reads, for errors.
+    pub name: Option<String>,
+}
+
+/// A weight a step reads repacked for its kernel: made once by [`WeightTable::prepare`],
+/// found by its index in the program's list.
+#[derive(Clone, Copy)]
+pub struct PackSpec {
+    pub weight: WeightId,
+    /// Row groups (2 for GeGLU's gate and up halves).
+    pub groups: usize,
+    pub pack: PackFn,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +79,7 @@ pub struct WeightError {
 }
 
 /// The weights of a compiled graph, indexed by `WeightId`, and the repacked copies a
-/// program's fast kernels read (indexed as [`Program::packs`]).
+/// program's fast kernels read (indexed as the program's [`PackSpec`] list).
 #[derive(Default)]
 pub struct WeightTable {
     weights: Vec<Weight>,
@@ -92,13 +104,13 @@ impl WeightTable {
             let gg_ops::Rows::Fixed(rows) = w.shape.rows else {
                 return Err(WeightError {
                     index,
-                    name: None,
+                    name: w.name.clone(),
                     what: format!("shape {} has symbolic rows", w.shape),
                 });
             };
             WeightView::new(w.dtype, rows, w.shape.cols, w.bytes.as_bytes()).map_err(|e| WeightError {
                 index,
-                name: None,
+                name: w.name.clone(),
                 what: e.to_string(),
             })?;
         }
@@ -138,6 +150,7 @@ impl WeightTable {
                 dtype: desc.dtype,
                 shape: desc.shape,
                 bytes,
+                name: Some(desc.name()),
             });
         }
         WeightTable::new(weights).map_err(|e| WeightError {
@@ -146,13 +159,12 @@ impl WeightTable {
         })
     }
 
-    /// Repack the weights `program`'s kernels want repacked (once; a table prepared for
-    /// another program is repacked again).
-    pub fn prepare(&mut self, program: &Program) -> Result<Prepared, WeightError> {
+    /// Repack the weights a program's kernels read packed (`specs`, once; a table prepared for
+    /// another program is repacked again), and let go of the originals of `repacked_only`.
+    pub fn prepare(&mut self, specs: &[PackSpec], repacked_only: &[WeightId]) -> Result<Prepared, WeightError> {
         let started = std::time::Instant::now();
-        let mut packed = Vec::with_capacity(program.packs().len());
+        let mut packed = Vec::with_capacity(specs.len());
         let mut released = 0;
-        let specs = program.packs();
         for (i, spec) in specs.iter().enumerate() {
             if spec.weight >= self.weights.len() {
                 return Err(WeightError {
@@ -163,7 +175,7 @@ impl WeightTable {
             }
             let p = (spec.pack)(self.view(spec.weight), spec.groups).map_err(|what| WeightError {
                 index: spec.weight,
-                name: None,
+                name: self.weights[spec.weight].name.clone(),
                 what,
             })?;
             packed.push(p);
@@ -171,7 +183,7 @@ impl WeightTable {
             // are dropped (read again if ever touched), owned copies (concatenated rows) freed
             // — right after the weight's last packing, so the peak stays low too.
             let last = !specs[i + 1..].iter().any(|s| s.weight == spec.weight);
-            if last && program.repacked_only().contains(&spec.weight) {
+            if last && repacked_only.contains(&spec.weight) {
                 let w = &mut self.weights[spec.weight];
                 released += w.bytes.as_bytes().len();
                 match &w.bytes {
@@ -190,17 +202,41 @@ impl WeightTable {
         })
     }
 
-    /// Let the file pages of weight `index` leave memory (a scan that touched all of it, such as
-    /// the load-time finiteness check, need not keep it resident: the token embedding table is
-    /// 213 MB of which a text gathers a few rows). Pages come back from the page cache when read
-    /// again. Owned bytes stay.
-    pub fn release_file_pages(&self, index: usize) {
-        self.release_file_range(index, 0, usize::MAX);
+    /// NaN or infinite weights would turn every vector into NaN (or zeros after a NaN scale):
+    /// the first weight holding one, with the element, is refused. Reads scales only for
+    /// quantized types, but those sit on every page, so the file pages are let go of as the scan
+    /// passes them, [`SCAN_CHUNK_BYTES`] of rows at a time: what the first pass reads comes back
+    /// from the page cache, what it never reads (most embedding rows: 805 MB of them in an F32
+    /// file) is never resident all at once. Types no kernel knows are left to lowering.
+    pub fn check_finite(&self) -> Result<(), NonFinite> {
+        for (index, w) in self.weights.iter().enumerate() {
+            let Some(spec) = crate::wtypes::spec(w.dtype) else {
+                continue;
+            };
+            let bad = scan_finite(
+                self.view(index),
+                spec.first_non_finite,
+                SCAN_CHUNK_BYTES,
+                |offset, len| self.release_file_range(index, offset, len),
+            );
+            if let Some(element) = bad {
+                return Err(NonFinite {
+                    index,
+                    name: w.name.clone(),
+                    element,
+                });
+            }
+            // The chunks release only the whole pages inside them; this takes the pages that
+            // straddle two chunks.
+            self.release_file_range(index, 0, usize::MAX);
+        }
+        Ok(())
     }
 
-    /// [`Self::release_file_pages`] for bytes `offset..offset + len` of weight `index` (clamped
-    /// to the weight; only the whole pages inside are let go of).
-    pub fn release_file_range(&self, index: usize, offset: usize, len: usize) {
+    /// Let bytes `offset..offset + len` of weight `index` leave memory (clamped to the weight;
+    /// only the whole pages inside). Pages come back from the page cache when read again; owned
+    /// bytes stay.
+    fn release_file_range(&self, index: usize, offset: usize, len: usize) {
         if let Some(WeightBytes::Shared {
             source,
             start,
@@ -244,5 +280,88 @@ impl WeightTable {
     /// A vector weight (norm scales) as f32: lowering only binds f32 weights here.
     pub fn f32(&self, id: usize) -> &[f32] {
         self.view(id).cast::<f32>()
+    }
+}
+
+/// A weight holding a NaN or an infinity.
+#[derive(Debug, thiserror::Error)]
+#[error("weight {}: element {element} is NaN or infinite", name.as_deref().unwrap_or("?"))]
+pub struct NonFinite {
+    pub index: usize,
+    pub name: Option<String>,
+    /// The first element of the first block holding one.
+    pub element: usize,
+}
+
+/// Rows scanned between two releases of file pages.
+pub const SCAN_CHUNK_BYTES: usize = 8 << 20;
+
+/// The first element of the first block of `view` holding a NaN or an infinity, scanning whole
+/// rows about `chunk_bytes` at a time and handing each clean chunk's byte range to `done`.
+fn scan_finite(
+    view: WeightView<'_>,
+    first_non_finite: fn(WeightView<'_>) -> Option<usize>,
+    chunk_bytes: usize,
+    mut done: impl FnMut(usize, usize),
+) -> Option<usize> {
+    let rows = view.rows();
+    let row_bytes = view.row_bytes();
+    let rows_per_chunk = (chunk_bytes / row_bytes.max(1)).max(1);
+    let block_len = view.dtype().block_len();
+    for r0 in (0..rows).step_by(rows_per_chunk) {
+        let n = rows_per_chunk.min(rows - r0);
+        if let Some(block) = first_non_finite(view.rows_range(r0, n)) {
+            return Some(r0 * view.cols() + block * block_len);
+        }
+        done(r0 * row_bytes, n * row_bytes);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scan_finite;
+    use gg_ops::{DType, WeightView};
+
+    /// `values` as f32 bytes in a buffer, and the 4-aligned offset they start at.
+    fn f32_bytes(values: &[f32]) -> (Vec<u8>, usize) {
+        let mut buf = vec![0u8; values.len() * 4 + 4];
+        let at = buf.as_ptr().align_offset(4);
+        for (c, v) in buf[at..].chunks_exact_mut(4).zip(values) {
+            c.copy_from_slice(&v.to_le_bytes());
+        }
+        (buf, at)
+    }
+
+    #[test]
+    fn the_finiteness_scan_names_the_element_and_releases_only_clean_chunks() {
+        // 10 rows × 32 f32, chunks of 3 rows; a NaN at row 7, column 5.
+        let (rows, cols) = (10, 32);
+        let row_bytes = cols * 4;
+        let spec = crate::wtypes::spec(DType::F32).unwrap();
+        let mut values = vec![1f32; rows * cols];
+        values[7 * cols + 5] = f32::NAN;
+        let (buf, at) = f32_bytes(&values);
+        let view = WeightView::new(DType::F32, rows, cols, &buf[at..at + rows * row_bytes]).unwrap();
+        let mut released = Vec::new();
+        let bad = scan_finite(view, spec.first_non_finite, 3 * row_bytes, |o, n| released.push((o, n)));
+        assert_eq!(bad, Some(7 * cols + 5));
+        assert_eq!(released, [(0, 3 * row_bytes), (3 * row_bytes, 3 * row_bytes)]);
+        // A clean weight: every row released, the short last chunk included.
+        let (buf, at) = f32_bytes(&vec![0f32; rows * cols]);
+        let view = WeightView::new(DType::F32, rows, cols, &buf[at..at + rows * row_bytes]).unwrap();
+        let mut released = Vec::new();
+        assert_eq!(
+            scan_finite(view, spec.first_non_finite, 4 * row_bytes, |o, n| released.push((o, n))),
+            None
+        );
+        assert_eq!(
+            released,
+            [
+                (0, 4 * row_bytes),
+                (4 * row_bytes, 4 * row_bytes),
+                (8 * row_bytes, 2 * row_bytes)
+            ]
+        );
     }
 }

@@ -11,24 +11,9 @@ use gg_ops::{BlockQ4_0, BlockQ5_0, BlockQ8_0, DType};
 
 mod common;
 use common::{
-    assert_matches_definition, integer_matmuls_match, integer_rows_do_not_depend_on_their_batch, quantizer_blocks,
-    simd_backends, W,
+    assert_matches_definition, integer_matmuls_match, integer_rows_do_not_depend_on_their_batch, panel_types,
+    quantizer_blocks, simd_backends, W,
 };
-
-/// Every type the fast kernels take, with its panel form.
-const FAST_TYPES: [(DType, PanelForm); 11] = [
-    (DType::Q8_0, PanelForm::Symmetric),
-    (DType::Q4_0, PanelForm::Symmetric),
-    (DType::Q5_0, PanelForm::Symmetric),
-    (DType::Q4_1, PanelForm::Offset),
-    (DType::Q5_1, PanelForm::Offset),
-    (DType::Q4K, PanelForm::Offset),
-    (DType::Q5K, PanelForm::Offset),
-    (DType::Q6K, PanelForm::Halves),
-    (DType::F16, PanelForm::Wide),
-    (DType::BF16, PanelForm::Wide),
-    (DType::F32, PanelForm::Wide),
-];
 
 /// A tier's fast kernels for a type.
 fn kernels_for(b: Backend, dtype: DType) -> &'static FastKernels {
@@ -69,11 +54,11 @@ fn fast_matmuls_match_scalar_bit_for_bit() {
     // Every tier, every form: the same integer sums and f32 operations as the specification.
     let mut rng = XorShift(77);
     let team = gg_backends::Team::new(2).unwrap();
-    for (dtype, _) in FAST_TYPES {
+    for (dtype, _) in panel_types(false) {
         for b in simd_backends() {
             integer_matmuls_match(
                 kernels_for(Backend::Scalar, dtype),
-                kernels_for(b, dtype),
+                (b.name(), kernels_for(b, dtype)),
                 dtype,
                 &mut rng,
                 &team,
@@ -88,14 +73,14 @@ fn panels_hold_every_type_exactly() {
     // dequantization (the specification) does, bit for bit; the form is the type's. (The wide
     // form of the float types rounds: see the next test.)
     let mut rng = XorShift(21);
-    for (dtype, form) in FAST_TYPES.into_iter().filter(|&(_, f)| f != PanelForm::Wide) {
+    for (dtype, form) in panel_types(false).into_iter().filter(|&(_, f)| f != PanelForm::Wide) {
         let (n, k) = (21, 512);
         let w = W::new(dtype, n, k, &rng.vec(n * k));
         let kern = kernels_for(Backend::Scalar, dtype);
         let p = (kern.pack)(w.view(), 1).unwrap();
         assert_eq!(p.form(), form, "{dtype}");
         let table = Backend::Scalar.table().unwrap();
-        let (spec, _) = table.weight(dtype).unwrap();
+        let spec = table.weight(dtype).unwrap();
         let mut row = vec![0f32; k];
         for r in 0..n {
             (spec.dequantize_row)(w.view(), r, 0, &mut row);
@@ -128,7 +113,7 @@ fn wide_panels_round_float_weights_to_the_nearest_block_value() {
         let w = W::new(dtype, n, k, &vals);
         let p = (kernels_for(Backend::Scalar, dtype).pack)(w.view(), 1).unwrap();
         assert_eq!(p.form(), PanelForm::Wide);
-        let (spec, _) = Backend::Scalar.table().unwrap().weight(dtype).unwrap();
+        let spec = Backend::Scalar.table().unwrap().weight(dtype).unwrap();
         let mut row = vec![0f32; k];
         for r in 0..n {
             (spec.dequantize_row)(w.view(), r, 0, &mut row);
@@ -161,7 +146,7 @@ fn fast_matmul_is_exact_weights_times_16_bit_activations() {
     // accumulation differs, so the outputs agree to a few ulps of the terms' scale.
     let mut rng = XorShift(23);
     let table = Backend::Scalar.table().unwrap();
-    for (dtype, _) in FAST_TYPES {
+    for (dtype, _) in panel_types(false) {
         let (rows, n, k) = (7, 19, 768);
         let w = W::new(dtype, n, k, &rng.vec(n * k));
         let xs = rng.vec(rows * k);
@@ -169,7 +154,7 @@ fn fast_matmul_is_exact_weights_times_16_bit_activations() {
         let p = (kern.pack)(w.view(), 1).unwrap();
         let mut got = vec![0f32; rows * n];
         (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut got, n, Par::SERIAL);
-        let (spec, _) = table.weight(dtype).unwrap();
+        let spec = table.weight(dtype).unwrap();
         // The weights the kernels multiply: the file's (exact forms), or the wide form's
         // rounding of them (its own test above bounds that).
         let weight_row = |j: usize, out: &mut [f32]| {
@@ -242,8 +227,11 @@ fn fast_matmul_rows_do_not_depend_on_their_batch() {
     let team = gg_backends::Team::new(2).unwrap();
     let mut tiers = simd_backends();
     tiers.push(Backend::Scalar);
-    for (b, (dtype, _)) in tiers.iter().flat_map(|&b| FAST_TYPES.map(|t| (b, t))) {
-        integer_rows_do_not_depend_on_their_batch(kernels_for(b, dtype), dtype, &mut rng, &team);
+    for (b, (dtype, _)) in tiers
+        .iter()
+        .flat_map(|&b| panel_types(false).into_iter().map(move |t| (b, t)))
+    {
+        integer_rows_do_not_depend_on_their_batch((b.name(), kernels_for(b, dtype)), dtype, &mut rng, &team);
     }
 }
 
@@ -258,8 +246,16 @@ fn avx512_fast_path_without_vnni_matches_scalar_bit_for_bit() {
     }
     let mut rng = XorShift(91);
     let team = gg_backends::Team::new(2).unwrap();
-    for &(dtype, ref bw) in gg_backends::avx512::fast::without_vnni() {
-        integer_matmuls_match(kernels_for(Backend::Scalar, dtype), bw, dtype, &mut rng, &team);
+    for row in gg_backends::avx512::without_vnni() {
+        let Some(bw) = &row.fast else { continue };
+        let dtype = row.dtype;
+        integer_matmuls_match(
+            kernels_for(Backend::Scalar, dtype),
+            ("avx512bw", bw),
+            dtype,
+            &mut rng,
+            &team,
+        );
     }
 }
 

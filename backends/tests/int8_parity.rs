@@ -7,26 +7,16 @@
 
 use gg_backends::fast::int8::{quantize_block8, quantize_row8};
 use gg_backends::fast::pack::{value_at, Layout};
-use gg_backends::fast::{qrow_words, FastKernels, PanelForm, QRows};
+use gg_backends::fast::{qrow_words, FastKernels, QRows};
 use gg_backends::{Activations, Backend, Par};
 use gg_ops::testing::XorShift;
 use gg_ops::DType;
 
 mod common;
 use common::{
-    assert_matches_definition, integer_matmuls_match, integer_rows_do_not_depend_on_their_batch, quantizer_blocks, W,
+    assert_matches_definition, integer_matmuls_match, integer_rows_do_not_depend_on_their_batch, panel_types,
+    quantizer_blocks, W,
 };
-
-const INT8_TYPES: [(DType, PanelForm); 8] = [
-    (DType::Q8_0, PanelForm::Symmetric),
-    (DType::Q4_0, PanelForm::Symmetric),
-    (DType::Q5_0, PanelForm::Symmetric),
-    (DType::Q4_1, PanelForm::Offset),
-    (DType::Q5_1, PanelForm::Offset),
-    (DType::Q4K, PanelForm::Offset),
-    (DType::Q5K, PanelForm::Offset),
-    (DType::Q6K, PanelForm::Halves),
-];
 
 fn kernels_for(b: Backend, dtype: DType) -> &'static FastKernels {
     b.table()
@@ -43,12 +33,10 @@ fn int8_tiers() -> Vec<Backend> {
             eprintln!("skipping the {b} backend: this CPU does not support it");
             continue;
         };
-        match table.int8 {
-            None => eprintln!("{b}: no int8 kernels (not a tier of the int8 precision)"),
-            Some(s) => match (s.missing)() {
-                Some(f) => eprintln!("skipping {b}'s int8 kernels: this CPU lacks {f}"),
-                None => tiers.push(b),
-            },
+        match table.int8_available() {
+            Err(None) => eprintln!("{b}: no int8 kernels (not a tier of the int8 precision)"),
+            Err(Some(f)) => eprintln!("skipping {b}'s int8 kernels: this CPU lacks {f}"),
+            Ok(()) => tiers.push(b),
         }
     }
     tiers
@@ -108,11 +96,11 @@ fn int8_rows_match_the_spec_with_and_without_the_fused_norm() {
 fn int8_matmuls_match_scalar_bit_for_bit() {
     let mut rng = XorShift(92);
     let team = gg_backends::Team::new(2).unwrap();
-    for (dtype, _) in INT8_TYPES {
+    for (dtype, _) in panel_types(true) {
         for b in int8_tiers() {
             integer_matmuls_match(
                 kernels_for(Backend::Scalar, dtype),
-                kernels_for(b, dtype),
+                (b.name(), kernels_for(b, dtype)),
                 dtype,
                 &mut rng,
                 &team,
@@ -125,12 +113,12 @@ fn int8_matmuls_match_scalar_bit_for_bit() {
 fn quads_panels_hold_every_type_exactly() {
     let mut rng = XorShift(93);
     let table = Backend::Scalar.table().unwrap();
-    for (dtype, form) in INT8_TYPES {
+    for (dtype, form) in panel_types(true) {
         let (n, k) = (21, 512);
         let w = W::new(dtype, n, k, &rng.vec(n * k));
         let p = (kernels_for(Backend::Scalar, dtype).pack)(w.view(), 1).unwrap();
         assert_eq!((p.form(), p.layout()), (form, Layout::Quads), "{dtype}");
-        let (spec, _) = table.weight(dtype).unwrap();
+        let spec = table.weight(dtype).unwrap();
         let mut row = vec![0f32; k];
         for r in 0..n {
             (spec.dequantize_row)(w.view(), r, 0, &mut row);
@@ -156,7 +144,7 @@ fn int8_matmul_is_exact_weights_times_8_bit_activations() {
     // activations' 8-bit block values; only the f32 accumulation differs.
     let mut rng = XorShift(94);
     let table = Backend::Scalar.table().unwrap();
-    for (dtype, _) in INT8_TYPES {
+    for (dtype, _) in panel_types(true) {
         let (rows, n, k) = (7, 19, 768);
         let w = W::new(dtype, n, k, &rng.vec(n * k));
         let xs = rng.vec(rows * k);
@@ -164,7 +152,7 @@ fn int8_matmul_is_exact_weights_times_8_bit_activations() {
         let p = (kern.pack)(w.view(), 1).unwrap();
         let mut got = vec![0f32; rows * n];
         (kern.matmul)(Activations::dense(&xs, rows, k), &p, &mut got, n, Par::SERIAL);
-        let (spec, _) = table.weight(dtype).unwrap();
+        let spec = table.weight(dtype).unwrap();
         let acts = |t: usize| {
             let (mut q, mut d, mut s) = (vec![0i8; k], vec![0f32; k / 32], vec![0i32; k / 16]);
             quantize_row8(&xs[t * k..(t + 1) * k], &mut q, &mut d, &mut s);
@@ -181,8 +169,11 @@ fn int8_rows_do_not_depend_on_their_batch() {
     let team = gg_backends::Team::new(2).unwrap();
     let mut tiers = int8_tiers();
     tiers.push(Backend::Scalar);
-    for (b, (dtype, _)) in tiers.iter().flat_map(|&b| INT8_TYPES.map(|t| (b, t))) {
-        integer_rows_do_not_depend_on_their_batch(kernels_for(b, dtype), dtype, &mut rng, &team);
+    for (b, (dtype, _)) in tiers
+        .iter()
+        .flat_map(|&b| panel_types(true).into_iter().map(move |t| (b, t)))
+    {
+        integer_rows_do_not_depend_on_their_batch((b.name(), kernels_for(b, dtype)), dtype, &mut rng, &team);
     }
 }
 

@@ -1,12 +1,13 @@
 //! Every SIMD kernel against its scalar twin on random data, including lengths that are not
 //! a multiple of the vector width. Backends this CPU lacks are skipped with a message.
 
+use gg_backends::cpu::CpuToken;
 use gg_backends::kernels::{AttentionArgs, AttentionIo};
 use gg_backends::{Activations, Backend, KernelTable, Par, SeqSpan, WeightView};
 use gg_ops::testing::XorShift;
 
 mod common;
-use common::{assert_close, assert_close_at, simd_backends, KINDS, W};
+use common::{assert_close, assert_close_at, kinds, simd_backends, W};
 
 /// The parameters attention calls share, apart from where q/k/v live.
 struct Att<'a> {
@@ -39,7 +40,7 @@ impl<'a> Att<'a> {
 
 fn run_matmul(kern: &KernelTable, geglu: bool, x: Activations<'_>, w: WeightView<'_>, n: usize, par: Par) -> Vec<f32> {
     let mut out = vec![f32::NAN; x.rows * n];
-    let (k, _) = kern.weight(w.dtype()).expect("a kernel for every registered type");
+    let k = kern.weight(w.dtype()).expect("a kernel for every registered type");
     if geglu {
         (k.matmul_geglu)(x, w, &mut out, n, par);
     } else {
@@ -55,14 +56,14 @@ fn row_decoders_match_the_spec() {
     let mut rng = XorShift(5);
     for b in simd_backends() {
         let kern = b.table().unwrap();
-        for dtype in KINDS {
+        for dtype in kinds() {
             let bl = dtype.block_len();
             for cols in [32usize, 64, 96, 800, 512, 768].into_iter().filter(|c| c % bl == 0) {
                 let w = W::new(dtype, 3, cols, &rng.vec(3 * cols));
                 for (k0, len) in [(0, cols), (bl, cols - bl)].into_iter().filter(|&(_, len)| len > 0) {
                     let (mut want, mut got) = (vec![0f32; len], vec![1f32; len]);
-                    (scalar.weight(dtype).unwrap().0.dequantize_row)(w.view(), 2, k0, &mut want);
-                    (kern.weight(dtype).unwrap().0.dequantize_row)(w.view(), 2, k0, &mut got);
+                    (scalar.weight(dtype).unwrap().dequantize_row)(w.view(), 2, k0, &mut want);
+                    (kern.weight(dtype).unwrap().dequantize_row)(w.view(), 2, k0, &mut got);
                     assert_eq!(want, got, "{b} {dtype} row decode, cols {cols}, from {k0}");
                 }
             }
@@ -77,7 +78,7 @@ fn matmuls_match_scalar() {
     let team = gg_backends::Team::new(2).unwrap();
     for b in simd_backends() {
         let kern = b.table().unwrap();
-        for kind in KINDS {
+        for kind in kinds() {
             let ks: &[usize] = match kind.block_len() {
                 1 => &[1, 7, 33, 100, 768],
                 32 => &[32, 96, 768],

@@ -114,7 +114,7 @@ impl TextArgs {
     }
 
     pub fn model_path(&self) -> PathBuf {
-        crate::model_path(self.model.clone())
+        model_path(self.model.clone())
     }
 }
 
@@ -486,4 +486,9 @@ impl Lines {
             .map_err(|e| format!("not valid UTF-8 (at byte {} of the line)", e.valid_up_to()));
         Ok(Some((n, line)))
     }
+}
+
+/// `--model` default: `$GEMMA_GRAPH_MODEL`, else the fetched model in the cache.
+pub fn model_path(arg: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    arg.unwrap_or_else(gemma_graph::default_model_path)
 }

@@ -133,7 +133,7 @@ impl Destination {
                 BufWriter::with_capacity(1 << 16, f.try_clone()?),
                 tmp.display().to_string(),
             )),
-            None => Box::new(crate::Out::stdout()),
+            None => Box::new(crate::stdout::Out::stdout()),
         })
     }
 

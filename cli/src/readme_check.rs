@@ -1,6 +1,6 @@
-//! Every `gemma-graph` command in the README's code blocks parses with the CLI as it is now,
-//! so the README cannot name a flag that does not exist (`cli/tests/readme.rs` runs the
-//! "Common tasks" block for real).
+//! Every `gemma-graph` command in the code blocks of the README and of `docs/` parses with the
+//! CLI as it is now, so no page can name a flag that does not exist (`cli/tests/readme.rs` runs
+//! the blocks marked as runnable for real).
 
 use clap::Parser;
 
@@ -78,23 +78,44 @@ fn invocations(line: &str) -> Vec<Vec<String>> {
     found
 }
 
+/// The README and every page of `docs/`, with their names.
+fn pages() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut pages = vec![("README.md".to_string(), include_str!("../../README.md").to_string())];
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .map(|e| e.expect("a docs entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.sort();
+    for p in docs {
+        let text = std::fs::read_to_string(&p).expect("a docs page");
+        pages.push((format!("docs/{}", p.file_name().unwrap().to_string_lossy()), text));
+    }
+    pages
+}
+
 #[test]
-fn every_readme_command_parses() {
-    let readme = include_str!("../../README.md");
+fn every_documented_command_parses() {
     let mut checked = 0;
     let mut failures = Vec::new();
-    for line in code_lines(readme) {
-        for words in invocations(&line) {
-            checked += 1;
-            if let Err(e) = Cli::try_parse_from(&words) {
-                failures.push(format!("{line}\n  {}", e.to_string().lines().next().unwrap_or("")));
+    for (page, text) in pages() {
+        for line in code_lines(&text) {
+            for words in invocations(&line) {
+                checked += 1;
+                if let Err(e) = Cli::try_parse_from(&words) {
+                    failures.push(format!(
+                        "{page}: {line}\n  {}",
+                        e.to_string().lines().next().unwrap_or("")
+                    ));
+                }
             }
         }
     }
-    assert!(checked >= 20, "only {checked} commands found in the README");
+    assert!(checked >= 30, "only {checked} commands found in the README and docs/");
     assert!(
         failures.is_empty(),
-        "README commands the CLI rejects:\n{}",
+        "documented commands the CLI rejects:\n{}",
         failures.join("\n")
     );
 }

@@ -1,9 +1,7 @@
 //! Bad input of every kind against the binary: each case asserts its message and its exit
 //! code (0 success, 1 error, 2 usage). Uses the tiny random model, so it runs in seconds.
 
-#[path = "../../tests/common/tiny.rs"]
-#[allow(dead_code)]
-mod tiny;
+use gg_testing::tiny;
 
 use std::io::Read;
 use std::path::PathBuf;

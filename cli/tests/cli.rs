@@ -278,7 +278,7 @@ fn dim_outputs_are_renormalized_prefixes() {
         }
     }
     let bad = bin().args(["run", "--dim", "300", "x"]).output().unwrap();
-    assert!(fails(bad).contains("--dim 300: EmbeddingGemma is trained for [768, 512, 256, 128]"));
+    assert!(fails(bad).contains("--dim 300 is not one of 768, 512, 256, 128"));
 }
 
 /// The first 40 documents of the bench corpus, without the document prompt they carry.

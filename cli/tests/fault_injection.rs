@@ -3,9 +3,7 @@
 //! hostile text files. Every case must end with exit code 0, 1 or 2 (no panic, no abort, no
 //! signal), within a time bound, under `ulimit -v`, and never print a NaN or a null vector.
 
-#[path = "../../tests/common/tiny.rs"]
-#[allow(dead_code)]
-mod tiny;
+use gg_testing::tiny;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

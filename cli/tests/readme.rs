@@ -1,25 +1,49 @@
-//! The README's "Common tasks" block, run line by line in a shell on the real model, in a
-//! directory holding the small files it names.
+//! The runnable blocks of the README and of `docs/` (a ```sh block right after the line
+//! `<!-- runs in cli/tests/readme.rs -->`), run line by line in a shell on the real model, in a
+//! directory holding the small files they name.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn common_tasks() -> Vec<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let section = readme.split("## Common tasks").nth(1).expect("a Common tasks section");
-    let block = section
-        .split("```sh")
-        .nth(1)
-        .expect("a sh block")
-        .split("```")
-        .next()
-        .unwrap();
-    block
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect()
+const MARK: &str = "<!-- runs in cli/tests/readme.rs -->";
+
+/// The lines of every marked block of `text` (the mark alone on its line, the ```sh block
+/// right after it), without comments.
+fn runnable_lines(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != MARK {
+            continue;
+        }
+        assert_eq!(
+            lines.next().map(str::trim),
+            Some("```sh"),
+            "a ```sh block right after the mark"
+        );
+        for l in lines.by_ref().map(str::trim).take_while(|l| *l != "```") {
+            if !l.is_empty() && !l.starts_with('#') {
+                out.push(l.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The README's marked lines, then every docs page's.
+fn documented_lines() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut lines = runnable_lines(&std::fs::read_to_string(root.join("README.md")).unwrap());
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.sort();
+    for p in docs {
+        lines.extend(runnable_lines(&std::fs::read_to_string(p).unwrap()));
+    }
+    lines
 }
 
 fn setup(dir: &Path) {
@@ -59,14 +83,14 @@ fn setup(dir: &Path) {
 }
 
 #[test]
-fn common_tasks_run_as_written() {
+fn documented_commands_run_as_written() {
     let dir: PathBuf = std::env::temp_dir().join(format!("gemma-graph-readme-{}", std::process::id()));
     setup(&dir);
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_gemma-graph")).parent().unwrap();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let python = std::env::var("GEMMA_GRAPH_PYTHON").ok();
-    let lines = common_tasks();
-    assert!(lines.len() >= 10, "{lines:?}");
+    let lines = documented_lines();
+    assert!(lines.len() >= 20, "{lines:?}");
     let mut outputs = Vec::new();
     for line in &lines {
         let mut cmd_line = line.clone();
@@ -122,6 +146,14 @@ fn common_tasks_run_as_written() {
     let stats: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap();
     assert_eq!(stats["texts"], 3);
-    assert!(find("tokenize").1.contains("query"));
+    assert!(find("tokenize --prompt query").1.contains("query"));
+    // docs/cli.md's blocks.
+    assert_eq!(find("tokenize --input texts.jsonl").1.lines().count(), 3);
+    assert!(find("--normalize nfc").1.contains("<bos>"));
+    assert!(std::fs::read_to_string(dir.join("graph.dot"))
+        .unwrap()
+        .starts_with("digraph"));
+    assert!(std::fs::read_to_string(dir.join("plan.svg")).unwrap().contains("<svg"));
+    assert!(find("--graph model.ron").1.contains("768 dims"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,9 +3,7 @@
 //! prompts, chunks, bad lines, statistics and bounded memory. Uses the tiny random model
 //! (seconds); the real model's cases are in `cli.rs`.
 
-#[path = "../../tests/common/tiny.rs"]
-#[allow(dead_code)]
-mod tiny;
+use gg_testing::tiny;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

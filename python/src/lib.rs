@@ -177,18 +177,18 @@ impl NativeModel {
 
     /// Token ids of each text (BOS … EOS, truncated to the context as `embed` does).
     #[pyo3(signature = (texts, prompt))]
-    fn tokenize(&self, py: Python<'_>, texts: Vec<String>, prompt: Option<String>) -> Vec<Vec<u32>> {
+    fn tokenize(&self, py: Python<'_>, texts: Vec<String>, prompt: Option<String>) -> PyResult<Vec<Vec<u32>>> {
         let model = &self.model;
         py.detach(|| {
-            let options = gemma_graph::EncodeOptions {
-                max_tokens: Some(model.config().context_length),
+            let options = gemma_graph::EmbedOptions {
+                prompt: prompt.map(gemma_graph::Prompt::Text),
                 ..Default::default()
             };
-            let prompt = prompt.as_deref().unwrap_or("");
-            texts
-                .iter()
-                .map(|t| model.tokenizer().encode(&format!("{prompt}{t}"), &options).ids)
-                .collect()
+            let rules = model.sequencer(&options).map_err(to_py)?;
+            let seqs = rules
+                .sequences(texts.iter().map(|t| gemma_graph::Input::Text(t)))
+                .map_err(to_py)?;
+            Ok(seqs.into_iter().map(|s| s.ids).collect())
         })
     }
 

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use gemma_graph::{matryoshka, EncodeOptions, Model, PROMPTS};
+use gemma_graph::{matryoshka, EmbedOptions, EncodeOptions, Input, Model, Prompt, Sequence, Truncation, PROMPTS};
 use serde::de::DeserializeOwned;
 
 use crate::batcher::{Batcher, Done};
@@ -52,158 +52,96 @@ pub fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, limi
     serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid("invalid_json", format!("request body: {e}")))
 }
 
-/// The prompt text for `prompt_name` / `prompt` (not both).
-pub fn prompt_text(prompt_name: Option<&str>, prompt: Option<&str>) -> Result<String, ApiError> {
-    match (prompt_name, prompt) {
-        (Some(_), Some(_)) => Err(ApiError::invalid(
-            "invalid_prompt",
-            "give `prompt_name` or `prompt`, not both",
-        )),
-        (None, Some(text)) => Ok(text.to_string()),
-        (None, None) => Ok(String::new()),
-        (Some(name), None) => PROMPTS
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, text)| text.to_string())
-            .ok_or_else(|| {
-                let names: Vec<&str> = PROMPTS.iter().map(|p| p.0).collect();
-                ApiError::invalid(
-                    "invalid_prompt_name",
-                    format!("unknown prompt_name {name:?}; known: {}", names.join(", ")),
-                )
-            }),
-    }
+/// The prompt for `prompt_name` / `prompt` (not both); a name must be one of the model's.
+pub fn prompt(prompt_name: Option<&str>, prompt: Option<&str>) -> Result<Option<Prompt>, ApiError> {
+    let p = match (prompt_name, prompt) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "invalid_prompt",
+                "give `prompt_name` or `prompt`, not both",
+            ))
+        }
+        (None, Some(text)) => Prompt::Text(text.to_string()),
+        (None, None) => return Ok(None),
+        (Some(name), None) => Prompt::Name(name.to_string()),
+    };
+    // Which names are the model's is the library's rule; the message names the request's field.
+    p.text().map_err(|_| {
+        let names: Vec<&str> = PROMPTS.iter().map(|(n, _)| *n).collect();
+        ApiError::invalid(
+            "invalid_prompt_name",
+            format!(
+                "unknown prompt_name {:?}; known: {}",
+                prompt_name.unwrap_or(""),
+                names.join(", ")
+            ),
+        )
+    })?;
+    Ok(Some(p))
 }
 
 /// `dimensions` checked against the model's Matryoshka sizes (`None`: full).
 pub fn check_dimensions(dimensions: Option<usize>, model: &Model) -> Result<usize, ApiError> {
-    let full = model.output_dim();
-    match dimensions {
-        None => Ok(full),
-        Some(d) if d == full || gemma_graph::MATRYOSHKA_DIMS.contains(&d) => Ok(d),
-        Some(d) => {
-            let allowed: Vec<String> = gemma_graph::MATRYOSHKA_DIMS.iter().map(|d| d.to_string()).collect();
-            Err(ApiError::invalid(
-                "invalid_dimensions",
-                format!("dimensions {d} is not one of {}", allowed.join(", ")),
-            ))
+    model.matryoshka_dim(dimensions).map_err(|e| match e {
+        gemma_graph::Error::BadOption { value, why, .. } => {
+            ApiError::invalid("invalid_dimensions", format!("dimensions {value} {why}"))
         }
-    }
+        e => ApiError::invalid("invalid_dimensions", e.to_string()),
+    })
 }
 
-/// How texts past the context are handled.
-#[derive(Clone, Copy, Debug)]
-pub struct Truncate {
-    pub enabled: bool,
-    /// Keep the end of the text instead of its start (TEI's `truncation_direction: Left`).
-    pub left: bool,
-}
-
-/// Tokenize texts (prompt in front), on a blocking thread: each becomes BOS … EOS within the
-/// context, or an error naming its index.
-pub async fn tokenize_texts(
+/// Turn a request's inputs into sequences by the library's rules (prompt, truncation side or
+/// refusal, token arrays checked and wrapped), on a blocking thread; an error names the input.
+pub async fn sequences(
     state: &AppState,
-    texts: Vec<String>,
-    prompt: String,
-    truncate: Truncate,
-) -> Result<Vec<Vec<u32>>, ApiError> {
+    inputs: Vec<Owned>,
+    prompt: Option<Prompt>,
+    truncation: Truncation,
+) -> Result<Vec<Sequence>, ApiError> {
     let model = Arc::clone(&state.model);
-    let options = EncodeOptions {
-        max_tokens: None,
-        ..state.encode
+    let options = EmbedOptions {
+        prompt,
+        encode: state.encode,
+        truncation,
+        ..EmbedOptions::default()
     };
     tokio::task::spawn_blocking(move || {
-        let context = model.config().context_length;
-        let tokenizer = model.tokenizer();
-        let mut out = Vec::with_capacity(texts.len());
-        let mut joined = String::new();
-        for (index, text) in texts.iter().enumerate() {
-            joined.clear();
-            joined.push_str(&prompt);
-            joined.push_str(text);
-            let ids = tokenizer.encode(&joined, &options).ids;
-            out.push(fit_context(
-                ids,
-                index,
-                context,
-                tokenizer.bos(),
-                tokenizer.eos(),
-                truncate,
-            )?);
-        }
-        Ok(out)
+        let rules = model.sequencer(&options).map_err(input_error)?;
+        rules.sequences(inputs.iter().map(Owned::as_input)).map_err(input_error)
     })
     .await
     .map_err(|e| ApiError::internal(format!("tokenizer thread: {e}")))?
 }
 
-/// Token arrays given by the client: ids checked against the vocabulary, BOS/EOS added unless
-/// the array already starts with BOS and ends with EOS, then fitted to the context.
-pub fn token_inputs(model: &Model, arrays: Vec<Vec<u64>>, truncate: Truncate) -> Result<Vec<Vec<u32>>, ApiError> {
-    let tokenizer = model.tokenizer();
-    let vocab = tokenizer.vocab_size() as u64;
-    let (bos, eos) = (tokenizer.bos(), tokenizer.eos());
-    let context = model.config().context_length;
-    arrays
-        .into_iter()
-        .enumerate()
-        .map(|(index, ids)| {
-            if let Some(bad) = ids.iter().find(|&&id| id >= vocab) {
-                return Err(ApiError::invalid(
-                    "invalid_token_id",
-                    format!("input {index}: token id {bad} is outside the vocabulary (0..{vocab})"),
-                ));
-            }
-            let mut ids: Vec<u32> = ids.into_iter().map(|id| id as u32).collect();
-            let wrapped = ids.len() >= 2 && ids[0] == bos && ids[ids.len() - 1] == eos;
-            if !wrapped {
-                ids.insert(0, bos);
-                ids.push(eos);
-            }
-            fit_context(ids, index, context, bos, eos, truncate)
-        })
-        .collect()
+/// An input of a request, owned (it crosses to the tokenizer's thread).
+pub enum Owned {
+    Text(String),
+    Tokens(Vec<u32>),
 }
 
-/// BOS + the first (or last) context−2 tokens + EOS, or an error when truncation is off.
-fn fit_context(
-    ids: Vec<u32>,
-    index: usize,
-    context: usize,
-    bos: u32,
-    eos: u32,
-    truncate: Truncate,
-) -> Result<Vec<u32>, ApiError> {
-    if ids.len() <= context {
-        return Ok(ids);
+impl Owned {
+    fn as_input(&self) -> Input<'_> {
+        match self {
+            Owned::Text(t) => Input::Text(t),
+            Owned::Tokens(ids) => Input::Tokens(ids),
+        }
     }
-    if !truncate.enabled {
-        return Err(ApiError::invalid(
-            "context_length_exceeded",
-            format!(
-                "input {index} has {} tokens, more than the model's {context}-token context (truncate is off)",
-                ids.len()
-            ),
-        ));
-    }
-    let body = &ids[1..ids.len() - 1];
-    let keep = context - 2;
-    let kept = if truncate.left {
-        &body[body.len() - keep..]
-    } else {
-        &body[..keep]
+}
+
+/// A library error about the inputs, as the client sees it.
+fn input_error(e: gemma_graph::Error) -> ApiError {
+    let code = match &e {
+        gemma_graph::Error::WouldTruncate { .. } => "context_length_exceeded",
+        gemma_graph::Error::TokenOutOfVocabulary { .. } => "invalid_token_id",
+        _ => "invalid_input",
     };
-    let mut out = Vec::with_capacity(context);
-    out.push(bos);
-    out.extend_from_slice(kept);
-    out.push(eos);
-    Ok(out)
+    ApiError::invalid(code, e.to_string())
 }
 
 /// Queue texts and wait for their vectors (full dimension), within the request timeout; with
 /// the request's stats (texts, tokens, queue and compute time).
-pub async fn embed(state: &AppState, ids: Vec<Vec<u32>>, gone: Option<ClientGone>) -> Result<(Done, Stats), ApiError> {
-    let tokens: usize = ids.iter().map(Vec::len).sum();
+pub async fn embed(state: &AppState, seqs: Vec<Sequence>, gone: Option<ClientGone>) -> Result<(Done, Stats), ApiError> {
+    let tokens: usize = seqs.iter().map(|s| s.ids.len()).sum();
     let limits = &state.limits;
     if tokens > limits.max_queue_tokens {
         return Err(ApiError::too_large(
@@ -214,8 +152,8 @@ pub async fn embed(state: &AppState, ids: Vec<Vec<u32>>, gone: Option<ClientGone
             ),
         ));
     }
-    let texts = ids.len();
-    let ticket = state.batcher.submit(ids).map_err(|full| ApiError {
+    let texts = seqs.len();
+    let ticket = state.batcher.submit(seqs).map_err(|full| ApiError {
         retry_after: Some(1),
         ..ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

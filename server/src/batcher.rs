@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use gemma_graph::{EmbedOptions, Model};
+use gemma_graph::{EmbedOptions, Model, Sequence};
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
@@ -87,7 +87,7 @@ impl Pending {
 }
 
 struct Item {
-    ids: Vec<u32>,
+    seq: Sequence,
     slot: usize,
     request: Arc<Pending>,
 }
@@ -169,9 +169,9 @@ impl Batcher {
         })
     }
 
-    /// Queue a request's texts (token ids, each within the context).
-    pub fn submit(&self, texts: Vec<Vec<u32>>) -> Result<Ticket, QueueFull> {
-        let tokens: usize = texts.iter().map(Vec::len).sum();
+    /// Queue a request's texts (sequences made by the model's rules).
+    pub fn submit(&self, texts: Vec<Sequence>) -> Result<Ticket, QueueFull> {
+        let tokens: usize = texts.iter().map(|s| s.ids.len()).sum();
         let (tx, rx) = oneshot::channel();
         let request = Arc::new(Pending {
             results: Mutex::new(vec![None; texts.len()]),
@@ -189,9 +189,9 @@ impl Batcher {
                 });
             }
             q.tokens += tokens;
-            for (slot, ids) in texts.into_iter().enumerate() {
+            for (slot, seq) in texts.into_iter().enumerate() {
                 q.items.push_back(Item {
-                    ids,
+                    seq,
                     slot,
                     request: Arc::clone(&request),
                 });
@@ -253,7 +253,7 @@ impl Shared {
         let mut batch = Vec::new();
         let mut tokens = 0;
         while let Some(front) = q.items.front() {
-            let len = front.ids.len();
+            let len = front.seq.ids.len();
             if front.request.cancelled.load(Ordering::Relaxed) {
                 q.tokens -= len;
                 q.items.pop_front();
@@ -272,13 +272,13 @@ impl Shared {
     }
 
     fn run_batch(&self, model: &Model, budget: usize, batch: Vec<Item>) {
-        let mut ids = Vec::with_capacity(batch.len());
+        let mut seqs = Vec::with_capacity(batch.len());
         let mut owners = Vec::with_capacity(batch.len());
         for item in batch {
-            ids.push(item.ids);
+            seqs.push(item.seq);
             owners.push((item.slot, item.request));
         }
-        let tokens: usize = ids.iter().map(Vec::len).sum();
+        let tokens: usize = seqs.iter().map(|s| s.ids.len()).sum();
         let started = Instant::now();
         for (_, request) in &owners {
             self.metrics
@@ -288,9 +288,9 @@ impl Shared {
             batch_tokens: Some(budget),
             ..EmbedOptions::default()
         };
-        let result = model.embed_tokens(&ids, &options);
+        let result = model.embed_sequences(&seqs, &options);
         let ended = Instant::now();
-        self.metrics.observe_batch(ids.len(), tokens, ended - started);
+        self.metrics.observe_batch(seqs.len(), tokens, ended - started);
         match result {
             Ok(out) => {
                 for (k, (slot, request)) in owners.into_iter().enumerate() {
@@ -298,7 +298,7 @@ impl Shared {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, texts = ids.len(), "batch failed");
+                tracing::error!(error = %e, texts = seqs.len(), "batch failed");
                 for (_, request) in owners {
                     request.fail(e.to_string());
                 }

@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use crate::api::{self, AppState, Truncate};
+use gemma_graph::{Prompt, Sequence, Truncation};
+
+use crate::api::{self, AppState, Owned};
 use crate::error::ApiError;
 
 /// What a request asks to embed.
@@ -99,25 +101,33 @@ fn kind(v: &Value) -> &'static str {
 }
 
 impl Inputs {
-    /// Each input's token ids: texts tokenized with `prompt` prepended, token arrays checked
-    /// against the vocabulary (a prompt on token arrays is a 400).
-    pub async fn into_ids(
+    /// Each input as a sequence, by the library's rules (a prompt on token arrays, a token id
+    /// outside the vocabulary, a sequence past the context with truncation off: 400s naming the
+    /// input).
+    pub async fn into_sequences(
         self,
         state: &AppState,
-        prompt: String,
-        truncate: Truncate,
-    ) -> Result<Vec<Vec<u32>>, ApiError> {
-        match self {
-            Inputs::Texts(texts) => api::tokenize_texts(state, texts, prompt, truncate).await,
+        prompt: Option<Prompt>,
+        truncation: Truncation,
+    ) -> Result<Vec<Sequence>, ApiError> {
+        let owned = match self {
+            Inputs::Texts(texts) => texts.into_iter().map(Owned::Text).collect(),
             Inputs::Tokens(arrays) => {
-                if !prompt.is_empty() {
-                    return Err(ApiError::invalid(
-                        "invalid_prompt",
-                        "a prompt applies to text inputs, not token arrays",
-                    ));
+                let vocab = state.model.tokenizer().vocab_size() as u64;
+                let mut out = Vec::with_capacity(arrays.len());
+                for (index, ids) in arrays.into_iter().enumerate() {
+                    // Ids past u32 cannot be the vocabulary's: refused here, before narrowing.
+                    if let Some(bad) = ids.iter().find(|&&id| id >= vocab) {
+                        return Err(ApiError::invalid(
+                            "invalid_token_id",
+                            format!("input {index}: token id {bad} is outside the vocabulary (size {vocab})"),
+                        ));
+                    }
+                    out.push(Owned::Tokens(ids.into_iter().map(|id| id as u32).collect()));
                 }
-                api::token_inputs(&state.model, arrays, truncate)
+                out
             }
-        }
+        };
+        api::sequences(state, owned, prompt, truncation).await
     }
 }

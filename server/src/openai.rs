@@ -9,10 +9,11 @@ use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
+use gemma_graph::Truncation;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::api::{self, AppState, Stats, Truncate};
+use crate::api::{self, AppState, Stats};
 use crate::error::{ApiError, Flavor};
 use crate::inputs::parse_input;
 use crate::{ClientGone, RequestId};
@@ -89,15 +90,15 @@ async fn handle(
             ))
         }
     };
-    let prompt = api::prompt_text(request.prompt_name.as_deref(), request.prompt.as_deref())?;
-    let truncate = Truncate {
-        enabled: request.truncate.unwrap_or(true),
-        left: false,
+    let prompt = api::prompt(request.prompt_name.as_deref(), request.prompt.as_deref())?;
+    let truncation = match request.truncate {
+        Some(false) => Truncation::Error,
+        _ => Truncation::Right,
     };
-    let ids = parse_input("input", request.input, state.limits.max_inputs)?
-        .into_ids(state, prompt, truncate)
+    let seqs = parse_input("input", request.input, state.limits.max_inputs)?
+        .into_sequences(state, prompt, truncation)
         .await?;
-    let (done, stats) = api::embed(state, ids, gone).await?;
+    let (done, stats) = api::embed(state, seqs, gone).await?;
     let data: Vec<Item> = done
         .vectors
         .iter()

@@ -9,11 +9,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gemma_graph::EncodeOptions;
+use gemma_graph::{EmbedOptions, EncodeOptions, Input, Truncation};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api::{self, AppState, Stats, Truncate};
+use crate::api::{self, AppState, Stats};
 use crate::error::{ApiError, Flavor};
 use crate::inputs::parse_input;
 use crate::{ClientGone, RequestId};
@@ -74,13 +74,14 @@ async fn embed_request(
     let request: EmbedRequest = api::parse_body(body, &state.limits)?;
     let inputs = parse_input("inputs", request.inputs, state.limits.max_inputs)?;
     let dim = api::check_dimensions(request.dimensions, &state.model)?;
-    let prompt = api::prompt_text(request.prompt_name.as_deref(), None)?;
-    let truncate = Truncate {
-        enabled: request.truncate.unwrap_or(true),
-        left: matches!(request.truncation_direction, Some(Direction::Left)),
+    let prompt = api::prompt(request.prompt_name.as_deref(), None)?;
+    let truncation = match (request.truncate, request.truncation_direction) {
+        (Some(false), _) => Truncation::Error,
+        (_, Some(Direction::Left)) => Truncation::Left,
+        _ => Truncation::Right,
     };
-    let ids = inputs.into_ids(state, prompt, truncate).await?;
-    let (done, stats) = api::embed(state, ids, gone).await?;
+    let seqs = inputs.into_sequences(state, prompt, truncation).await?;
+    let (done, stats) = api::embed(state, seqs, gone).await?;
     let normalize = request.normalize.unwrap_or(true);
     let vectors: Vec<Vec<f32>> = done.vectors.iter().map(|v| api::cut(v, dim, normalize)).collect();
     Ok((Json(vectors).into_response(), stats))
@@ -120,20 +121,27 @@ async fn tokenize_request(
 ) -> Result<(Response, Stats), ApiError> {
     let request: TokenizeRequest = api::parse_body(body, &state.limits)?;
     let texts = request.inputs.into_vec(state.limits.max_inputs)?;
-    let prompt = api::prompt_text(request.prompt_name.as_deref(), None)?;
-    let options = EncodeOptions {
-        add_special: request.add_special_tokens.unwrap_or(true),
-        max_tokens: Some(state.model.config().context_length),
-        ..state.encode
+    let options = EmbedOptions {
+        prompt: api::prompt(request.prompt_name.as_deref(), None)?,
+        encode: EncodeOptions {
+            add_special: request.add_special_tokens.unwrap_or(true),
+            ..state.encode
+        },
+        ..EmbedOptions::default()
     };
     let model = Arc::clone(&state.model);
-    let out = tokio::task::spawn_blocking(move || {
+    let out = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let tok = model.tokenizer();
-        texts
-            .iter()
-            .map(|t| {
-                tok.encode(&format!("{prompt}{t}"), &options)
-                    .ids
+        let rules = model
+            .sequencer(&options)
+            .map_err(|e| ApiError::invalid("invalid_input", e.to_string()))?;
+        let seqs = rules
+            .sequences(texts.iter().map(|t| Input::Text(t)))
+            .map_err(|e| ApiError::invalid("invalid_input", e.to_string()))?;
+        Ok(seqs
+            .into_iter()
+            .map(|seq| {
+                seq.ids
                     .into_iter()
                     .map(|id| Token {
                         id,
@@ -145,10 +153,10 @@ async fn tokenize_request(
                     })
                     .collect::<Vec<_>>()
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>())
     })
     .await
-    .map_err(|e| ApiError::internal(format!("tokenizer thread: {e}")))?;
+    .map_err(|e| ApiError::internal(format!("tokenizer thread: {e}")))??;
     Ok((Json(out).into_response(), Stats::default()))
 }
 

@@ -5,9 +5,11 @@
 use std::arch::x86_64::*;
 
 use super::simd::{geglu, prefetch_at};
-use super::{cpu, Avx2};
-use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, HALVES, OFFSET, PANEL, WIDE};
+use super::token::Avx2;
+use crate::cpu::CpuToken;
+use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, PANEL};
 use crate::fast::{block_scales, FastTier, QTile, QBLOCK, QMAX, TOKEN_TILE};
+use crate::wtypes::{HALVES, OFFSET, WIDE};
 
 pub struct Avx2Fast;
 
@@ -15,20 +17,20 @@ impl FastTier for Avx2Fast {
     type Rows = super::rows::Avx2RowOps;
 
     fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
-        let _: Avx2 = cpu();
+        let _ = Avx2::get();
         assert!(x.len() == QBLOCK && q.len() == QBLOCK);
         // SAFETY: the token proves AVX2; both slices hold one block.
         unsafe { quantize(x, q) }
     }
 
     fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]) {
-        let _: Avx2 = cpu();
+        let _ = Avx2::get();
         // SAFETY: the token proves AVX2; `quantize_blocks` hands over one block at a time.
         crate::fast::quantize_blocks(x, q, d, |xb, qb| unsafe { quantize(xb, qb) })
     }
 
     fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
-        let _: Avx2 = cpu();
+        let _ = Avx2::get();
         assert!(panel.len() == tile.k / QBLOCK * form_block_bytes(FORM));
         let mut t = 0;
         while t < tile.tokens {
@@ -48,7 +50,7 @@ impl FastTier for Avx2Fast {
     }
 
     fn geglu(g: &[f32], u: &[f32], h: &mut [f32]) {
-        let _: Avx2 = cpu();
+        let _ = Avx2::get();
         // SAFETY: the token proves AVX2 and FMA.
         unsafe { geglu(g, u, h) }
     }

@@ -4,20 +4,22 @@
 
 use std::arch::x86_64::*;
 
-use gg_ops::{BlockQ8_0, WeightView, QK8_0};
+use gg_ops::{BlockQ8_0, DType, WeightView, QK8_0};
 use half::f16;
 
 use super::simd::{bf16_to_f32, dequant_q8_0, dot, f16_to_f32, geglu, hsum, prefetch};
-use super::{cpu, Avx2};
+use super::token::Avx2;
+use crate::cpu::CpuToken;
 use crate::kernels::Activations;
-use crate::tiled::{RowDecoder, Tiles};
+use crate::tiled::{Decoder, RowDecoder, Tiles};
+use crate::wtypes::WeightType;
 
 /// Q8_0 blocks: `d · q` in 8-lane vectors.
 pub struct Q8Rows;
 
 impl RowDecoder for Q8Rows {
     fn decode(w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]) {
-        let _: Avx2 = cpu();
+        let _ = Avx2::get();
         let per_row = w.cols() / QK8_0;
         let first = j * per_row + k0 / QK8_0;
         let blocks = &w.cast::<BlockQ8_0>()[first..first + out.len() / QK8_0];
@@ -31,7 +33,7 @@ pub struct F16Rows;
 
 impl RowDecoder for F16Rows {
     fn decode(w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]) {
-        let _: Avx2 = cpu();
+        let _ = Avx2::get();
         let start = j * w.cols() + k0;
         let halves = &w.cast::<f16>()[start..start + out.len()];
         // SAFETY: the token proves AVX2, FMA and F16C.
@@ -44,7 +46,7 @@ pub struct Bf16Rows;
 
 impl RowDecoder for Bf16Rows {
     fn decode(w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]) {
-        let _: Avx2 = cpu();
+        let _ = Avx2::get();
         let start = j * w.cols() + k0;
         let halves = &w.cast::<half::bf16>()[start..start + out.len()];
         // SAFETY: the token proves AVX2.
@@ -88,14 +90,25 @@ fn tile_nx2<const N: usize>(x: [&[f32]; N], w0: &[f32], w1: &[f32]) -> [[f32; 2]
     out
 }
 
+/// The tier's row decoders: Q8_0, F16 and BF16 in vectors, the other types by their
+/// specification (the AVX-512 tier decodes as this one).
+pub fn decoder<W: WeightType>() -> Decoder {
+    match W::DTYPE {
+        DType::Q8_0 => Decoder::of::<Q8Rows>(),
+        DType::F16 => Decoder::of::<F16Rows>(),
+        DType::BF16 => Decoder::of::<Bf16Rows>(),
+        _ => Decoder::spec::<W>(),
+    }
+}
+
 /// 8-lane FMA tiles of 4 tokens × 2 rows.
 pub struct Avx2Tiles;
 
 impl Tiles for Avx2Tiles {
     type Cpu = Avx2;
     const ROWS: usize = 2;
-    fn cpu() -> Avx2 {
-        cpu()
+    fn decoder<W: WeightType>() -> Decoder {
+        decoder::<W>()
     }
     fn dots(
         _: Avx2,

@@ -5,7 +5,8 @@
 
 use std::arch::x86_64::*;
 
-use super::{cpu, Avx2};
+use super::token::Avx2;
+use crate::cpu::CpuToken;
 use crate::rows::{combine_lanes, RowOps};
 
 /// The tier's primitives; a value exists only where an [`Avx2`] token does.
@@ -16,7 +17,7 @@ pub struct Avx2RowOps {
 
 impl RowOps for Avx2RowOps {
     fn get() -> Avx2RowOps {
-        Avx2RowOps { _cpu: cpu() }
+        Avx2RowOps { _cpu: Avx2::get() }
     }
 
     fn sum_squares(self, x: &[f32]) -> f32 {

@@ -7,7 +7,7 @@ use std::arch::x86_64::*;
 use gg_ops::{BlockQ8_0, QK8_0};
 use half::f16;
 
-use super::Avx2;
+use super::token::Avx2;
 use crate::kernels::{for_row_groups, plain_pv, plain_scores, score_edges, VecOps, KEY_BLOCK};
 
 /// The scalar reduction order: lanes (l0+l4, l1+l5, l2+l6, l3+l7), then

@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::Avx512;
+use super::token::Avx512;
 use crate::avx2::simd::{hsum8, Avx2Ops};
 use crate::kernels::{for_row_groups, score_edges, VecOps, KEY_BLOCK};
 
@@ -29,7 +29,7 @@ impl VecOps for Avx512Ops {
     #[inline]
     fn dot(self, a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: `self` holds an `Avx512` token.
-        unsafe { super::dot(a, b) }
+        unsafe { super::matmul::dot(a, b) }
     }
 
     #[inline]

@@ -4,33 +4,25 @@
 //! every panel form (symmetric, offset, halves).
 
 use std::arch::x86_64::*;
-use std::sync::OnceLock;
 
-use super::Avx512;
+use super::token::Avx512;
 use crate::avx2::simd::{geglu, prefetch_at};
-use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, HALVES, OFFSET, PANEL, WIDE};
+use crate::cpu::CpuToken;
+use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, PANEL};
 use crate::fast::{block_scales_for, FastTier, QTile, QBLOCK, QMAX, TOKEN_TILE};
+use crate::wtypes::{HALVES, OFFSET, WIDE};
 
-/// Whether this CPU has AVX-512 VNNI (detected once).
+/// Whether this CPU has AVX-512 VNNI.
 pub fn has_vnni() -> bool {
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512vnni"))
+    crate::cpu::has(crate::cpu::Feature::Avx512vnni)
 }
 
 /// The tier's fast kernels: `vpdpwssd` where the CPU has VNNI, else `vpmaddwd` + `vpaddd`.
 pub struct Avx512Fast;
 
 /// The same kernels held to `vpmaddwd` + `vpaddd` whatever the CPU has, so the path CPUs
-/// without VNNI take is tested on CPUs with it ([`without_vnni`]).
+/// without VNNI take is tested on CPUs with it (`super::without_vnni`).
 pub struct Avx512BwFast;
-
-/// The fast kernels of the AVX-512BW path without VNNI, per quantized type (for parity tests
-/// and benches).
-pub fn without_vnni() -> &'static [(gg_ops::DType, crate::fast::FastKernels)] {
-    static LIST: &[(gg_ops::DType, crate::fast::FastKernels)] =
-        crate::fast::fast_kernel_list!(Avx512BwFast, "avx512bw");
-    LIST
-}
 
 impl FastTier for Avx512BwFast {
     type Rows = crate::avx2::rows::Avx2RowOps;
@@ -52,22 +44,18 @@ impl FastTier for Avx512BwFast {
     }
 }
 
-fn cpu() -> Avx512 {
-    Avx512::detect().expect("the AVX-512 table is only reachable on a CPU with AVX-512")
-}
-
 impl FastTier for Avx512Fast {
     type Rows = crate::avx2::rows::Avx2RowOps;
 
     fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
-        let _: Avx512 = cpu();
+        let _ = Avx512::get();
         assert!(x.len() == QBLOCK && q.len() == QBLOCK);
         // SAFETY: the token proves AVX-512F/BW; both slices hold one block.
         unsafe { quantize(x, q) }
     }
 
     fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]) {
-        let _: Avx512 = cpu();
+        let _ = Avx512::get();
         // SAFETY: the token proves AVX-512F/BW; `quantize_blocks` hands over one block at a time.
         crate::fast::quantize_blocks(x, q, d, |xb, qb| unsafe { quantize(xb, qb) })
     }
@@ -77,7 +65,7 @@ impl FastTier for Avx512Fast {
     }
 
     fn geglu(g: &[f32], u: &[f32], h: &mut [f32]) {
-        let _: Avx512 = cpu();
+        let _ = Avx512::get();
         // SAFETY: the AVX-512 token implies AVX2 and FMA.
         unsafe { geglu(g, u, h) }
     }
@@ -85,7 +73,7 @@ impl FastTier for Avx512Fast {
 
 /// Every token of the tile against one panel of the form `FORM`, with or without VNNI.
 fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE], vnni: bool) {
-    let _: Avx512 = cpu();
+    let _ = Avx512::get();
     assert!(panel.len() == tile.k / QBLOCK * form_block_bytes(FORM));
     assert!(!vnni || has_vnni(), "VNNI kernels on a CPU without VNNI");
     let mut t = 0;

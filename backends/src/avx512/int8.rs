@@ -5,35 +5,28 @@
 use std::arch::x86_64::*;
 
 use super::fast::{has_vnni, quantize_lanes};
-use super::Avx512;
+use super::token::Avx512;
 use crate::avx2::simd::prefetch_at;
-use crate::fast::int8::{int8_kernel_list, quantize_blocks8, Int8Support, Int8Tier, QMAX8};
-use crate::fast::pack::{form_block_bytes, quad_bias, EXTRA_AT, HALVES, OFFSET, PANEL, SCALES_AT};
+use crate::cpu::CpuToken;
+use crate::fast::int8::{quantize_blocks8, Int8Tier, QMAX8};
+use crate::fast::pack::{form_block_bytes, quad_bias, EXTRA_AT, PANEL, SCALES_AT};
 use crate::fast::{QTile, QBLOCK, TOKEN_TILE};
+use crate::wtypes::{HALVES, OFFSET};
 
-/// The tier's int8 support: VNNI required (checked at lowering).
-pub static INT8: Int8Support = Int8Support {
-    missing: || (!has_vnni()).then_some("avx512vnni"),
-    kernels: int8_kernel_list!(Avx512Int8, "avx512"),
-};
-
+/// The int8 kernels on AVX-512 VNNI (which the tier's table requires for them).
 pub struct Avx512Int8;
-
-fn cpu() -> Avx512 {
-    Avx512::detect().expect("the AVX-512 table is only reachable on a CPU with AVX-512")
-}
 
 impl Int8Tier for Avx512Int8 {
     type Rows = crate::avx2::rows::Avx2RowOps;
 
     fn quantize_row(x: &[f32], q: &mut [i8], d: &mut [f32], sums: &mut [i32]) {
-        let _: Avx512 = cpu();
+        let _ = Avx512::get();
         // SAFETY: the token proves AVX-512F/BW; `quantize_blocks8` hands over one block at a time.
         quantize_blocks8(x, q, d, sums, |xb, qb| unsafe { quantize8(xb, qb) })
     }
 
     fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
-        let _: Avx512 = cpu();
+        let _ = Avx512::get();
         assert!(has_vnni(), "int8 kernels on a CPU without AVX-512 VNNI");
         assert!(panel.len() == tile.k / QBLOCK * form_block_bytes(FORM));
         let mut t = 0;

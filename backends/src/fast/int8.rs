@@ -22,14 +22,16 @@
 //! then the `k / 32` block scales `d` (f32), then per block the integer sums of its two
 //! 16-value halves (i32).
 
-use super::pack::{extras, form_block_bytes, pack_quads, quad_bias, scales, Layout, HALVES, OFFSET, PANEL};
-use super::{
-    block_scales_for, drive, qrow_words, quantize_blocks, quantize_rows_with, quantized_then, FastKernels, QRows,
-    QTile, MAX_K, QBLOCK, TOKEN_TILE,
+use super::drive::{drive, drive_geglu, quantize_rows_with, quantized_then, FastKernels, FastTier};
+use super::pack::{extras, form_block_bytes, pack_quads, quad_bias, scales, Layout, PackedQ8, PANEL};
+use super::qrows::{
+    block_scales_for, finite_amax, qrow_words, quantize_blocks, QRows, QTile, MAX_K, QBLOCK, TOKEN_TILE,
 };
+use super::scalar::Scalar;
 use crate::kernels::{Activations, Par};
 use crate::rows::RowOps;
-use crate::wtypes::WeightType;
+use crate::wtypes::{PanelForm, WeightType, SYMMETRIC};
+use crate::wtypes::{HALVES, OFFSET};
 
 /// Largest 8-bit activation magnitude.
 pub const QMAX8: f32 = 127.0;
@@ -47,7 +49,7 @@ const _: () = assert!(row8_words(MAX_K) <= qrow_words(MAX_K) && row8_words(QBLOC
 #[inline]
 pub fn quantize_block8(x: &[f32], q: &mut [i8]) -> f32 {
     debug_assert!(x.len() == QBLOCK && q.len() == QBLOCK);
-    let Some(amax) = super::finite_amax(x) else {
+    let Some(amax) = finite_amax(x) else {
         q.fill(0);
         return f32::NAN;
     };
@@ -86,9 +88,7 @@ pub fn quantize_blocks8(
 
 impl QTile<'_> {
     fn row8(&self, t: usize) -> &[u32] {
-        assert!(t < self.tokens, "token {t} outside the tile");
-        let w = qrow_words(self.k);
-        &self.words[t * w..t * w + row8_words(self.k)]
+        &self.row_words(t)[..row8_words(self.k)]
     }
 
     /// Token `t`'s int8 quant of value `c`.
@@ -220,24 +220,24 @@ impl Int8Tier for Scalar8 {
     }
 
     fn geglu(g: &[f32], u: &[f32], h: &mut [f32]) {
-        <super::scalar::Scalar as super::FastTier>::geglu(g, u, h)
+        <Scalar as FastTier>::geglu(g, u, h)
     }
 }
 
 type DotsFn = fn(&QTile, &[u8], &mut [[f32; PANEL]; TOKEN_TILE]);
 
-fn dots_for<T: Int8Tier>(w: &super::PackedQ8) -> DotsFn {
+fn dots_for<T: Int8Tier>(w: &PackedQ8) -> DotsFn {
     assert_eq!(w.layout(), Layout::Quads, "int8 kernels over quads panels");
     match w.form() {
-        super::PanelForm::Symmetric => T::dots::<{ super::SYMMETRIC }>,
-        super::PanelForm::Offset => T::dots::<OFFSET>,
-        super::PanelForm::Halves => T::dots::<HALVES>,
-        super::PanelForm::Wide => unreachable!("float weights are never packed in quads"),
+        PanelForm::Symmetric => T::dots::<SYMMETRIC>,
+        PanelForm::Offset => T::dots::<OFFSET>,
+        PanelForm::Halves => T::dots::<HALVES>,
+        PanelForm::Wide => unreachable!("float weights are never packed in quads"),
     }
 }
 
 /// The plain matmul over int8 rows.
-pub fn matmul_q8<T: Int8Tier>(x: &QRows<'_>, w: &super::PackedQ8, out: &mut [f32], n: usize, par: Par) {
+pub fn matmul_q8<T: Int8Tier>(x: &QRows<'_>, w: &PackedQ8, out: &mut [f32], n: usize, par: Par) {
     assert_eq!(w.groups(), 1, "a plain matmul's weight is one group");
     let dots = dots_for::<T>(w);
     drive(x, w, out, n, par, |tile, p, vals| dots(tile, w.panel(0, p), vals));
@@ -245,17 +245,17 @@ pub fn matmul_q8<T: Int8Tier>(x: &QRows<'_>, w: &super::PackedQ8, out: &mut [f32
 
 /// The GeGLU matmul over int8 rows (gate and up panels side by side, see
 /// [`super::matmul_geglu_q`]).
-pub fn matmul_geglu_q8<T: Int8Tier>(x: &QRows<'_>, w: &super::PackedQ8, out: &mut [f32], f: usize, par: Par) {
+pub fn matmul_geglu_q8<T: Int8Tier>(x: &QRows<'_>, w: &PackedQ8, out: &mut [f32], f: usize, par: Par) {
     assert_eq!(w.groups(), 2, "a GeGLU weight is two groups (gate, up)");
     let dots = dots_for::<T>(w);
-    super::drive_geglu(x, w, out, f, par, dots, T::geglu);
+    drive_geglu(x, w, out, f, par, dots, T::geglu);
 }
 
-fn matmul8<T: Int8Tier>(x: Activations<'_>, w: &super::PackedQ8, out: &mut [f32], n: usize, par: Par) {
+fn matmul8<T: Int8Tier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], n: usize, par: Par) {
     quantized_then(x, w, par, quantize_rows8::<T>, |q| matmul_q8::<T>(q, w, out, n, par))
 }
 
-fn matmul_geglu8<T: Int8Tier>(x: Activations<'_>, w: &super::PackedQ8, out: &mut [f32], f: usize, par: Par) {
+fn matmul_geglu8<T: Int8Tier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], f: usize, par: Par) {
     quantized_then(x, w, par, quantize_rows8::<T>, |q| {
         matmul_geglu_q8::<T>(q, w, out, f, par)
     })
@@ -271,17 +271,16 @@ fn quantize_widened<T: Int8Tier>(x: &[f32], q: &mut [i16]) -> f32 {
     d[0]
 }
 
-/// A tier's int8 kernels for weights of type `W` (a quantized type).
-pub const fn kernels8<T: Int8Tier, W: WeightType>(name: &'static str) -> FastKernels {
-    assert!(
-        matches!(
-            W::PANEL_FORM,
-            Some(super::PanelForm::Symmetric | super::PanelForm::Offset | super::PanelForm::Halves)
-        ),
-        "int8 kernels for a type without an 8-bit panel form"
-    );
-    FastKernels {
-        name,
+/// A tier's int8 kernels for weights of type `W`, if the type has an 8-bit panel form (float
+/// weights run the fast kernels).
+pub const fn kernels8<T: Int8Tier, W: WeightType>() -> Option<FastKernels> {
+    if !matches!(
+        W::PANEL_FORM,
+        Some(PanelForm::Symmetric | PanelForm::Offset | PanelForm::Halves)
+    ) {
+        return None;
+    }
+    Some(FastKernels {
         act: "i8",
         pack: pack_quads::<W>,
         quantize: quantize_widened::<T>,
@@ -291,35 +290,5 @@ pub const fn kernels8<T: Int8Tier, W: WeightType>(name: &'static str) -> FastKer
         matmul_q: matmul_q8::<T>,
         matmul_geglu_q: matmul_geglu_q8::<T>,
         max_k: MAX_K,
-    }
-}
-
-/// A tier's int8 kernel list: every quantized type (float weights run the fast kernels).
-macro_rules! int8_kernel_list {
-    ($tier:ty, $prefix:literal) => {
-        &[
-            $crate::fast::int8::int8_kernel_list!(@entry $tier, $prefix, Q8_0, "q8_0"),
-            $crate::fast::int8::int8_kernel_list!(@entry $tier, $prefix, Q4_0, "q4_0"),
-            $crate::fast::int8::int8_kernel_list!(@entry $tier, $prefix, Q5_0, "q5_0"),
-            $crate::fast::int8::int8_kernel_list!(@entry $tier, $prefix, Q4_1, "q4_1"),
-            $crate::fast::int8::int8_kernel_list!(@entry $tier, $prefix, Q5_1, "q5_1"),
-            $crate::fast::int8::int8_kernel_list!(@entry $tier, $prefix, Q4K, "q4_k"),
-            $crate::fast::int8::int8_kernel_list!(@entry $tier, $prefix, Q5K, "q5_k"),
-            $crate::fast::int8::int8_kernel_list!(@entry $tier, $prefix, Q6K, "q6_k"),
-        ]
-    };
-    (@entry $tier:ty, $prefix:literal, $ty:ident, $name:literal) => {
-        (
-            gg_ops::DType::$ty,
-            $crate::fast::int8::kernels8::<$tier, $crate::wtypes::$ty>(concat!($prefix, ".", $name)),
-        )
-    };
-}
-pub(crate) use int8_kernel_list;
-
-/// A tier's int8 support: its kernels, and what the CPU must have for them.
-pub struct Int8Support {
-    /// The CPU feature the kernels need and this CPU lacks, if any (checked at lowering).
-    pub missing: fn() -> Option<&'static str>,
-    pub kernels: &'static [(gg_ops::DType, FastKernels)],
+    })
 }

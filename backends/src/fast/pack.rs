@@ -26,8 +26,8 @@
 
 use gg_ops::WeightView;
 
-use super::QBLOCK;
-use crate::wtypes::WeightType;
+use super::qrows::{MAX_K, QBLOCK};
+use crate::wtypes::{PanelForm, SubBlock, WeightType, OFFSET, SYMMETRIC, WIDE};
 
 /// Rows per panel.
 pub const PANEL: usize = 16;
@@ -42,31 +42,7 @@ pub const EXTRA_AT: usize = SCALES_AT + PANEL * 4;
 pub const WIDE_QMAX: f32 = 2047.0;
 const _: () = assert!(32 * 2047 * 32767 < i32::MAX as i64);
 
-/// How a type's values are made from a panel's quants (see the module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PanelForm {
-    Symmetric,
-    Offset,
-    Halves,
-    Wide,
-}
-
-/// The forms as const-generic parameters of the kernels.
-pub const SYMMETRIC: u8 = 0;
-pub const OFFSET: u8 = 1;
-pub const HALVES: u8 = 2;
-pub const WIDE: u8 = 3;
-
 impl PanelForm {
-    pub const fn id(self) -> u8 {
-        match self {
-            PanelForm::Symmetric => SYMMETRIC,
-            PanelForm::Offset => OFFSET,
-            PanelForm::Halves => HALVES,
-            PanelForm::Wide => WIDE,
-        }
-    }
-
     /// Bytes of one panel block in this form.
     pub const fn block_bytes(self) -> usize {
         form_block_bytes(self.id())
@@ -93,45 +69,6 @@ pub const fn scales_at(form: u8) -> usize {
     }
 }
 
-/// 32 values of one row as a panel holds them: `value_c = scale[c / 16] · q_c + offset`,
-/// exactly (for the symmetric form both scales are equal and the offset 0; for the offset
-/// form both scales are equal).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SubBlock {
-    pub q: [i8; QBLOCK],
-    pub scale: [f32; 2],
-    pub offset: f32,
-}
-
-impl SubBlock {
-    pub const ZERO: SubBlock = SubBlock {
-        q: [0; QBLOCK],
-        scale: [0.0; 2],
-        offset: 0.0,
-    };
-
-    /// `value_c = d · q_c`.
-    pub fn symmetric(d: f32, q: [i8; QBLOCK]) -> SubBlock {
-        SubBlock {
-            q,
-            scale: [d; 2],
-            offset: 0.0,
-        }
-    }
-
-    /// `value_c = d · q_c + offset`, `q_c` unsigned below 128.
-    pub fn offset(d: f32, offset: f32, q: &[u8]) -> SubBlock {
-        SubBlock {
-            q: std::array::from_fn(|c| {
-                debug_assert!(q[c] < 128);
-                q[c] as i8
-            }),
-            scale: [d; 2],
-            offset,
-        }
-    }
-}
-
 /// How a panel block of an 8-bit form arranges its 512 quant bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
@@ -145,6 +82,9 @@ pub enum Layout {
     /// halves forms store `q + 128` (the kernels subtract `128 · Σx_q`), the offset form its
     /// quants as they are (unsigned below 128 already).
     Quads,
+    /// The quads layout with every quant stored as the signed byte it is (no bias): for the AMX
+    /// tier's fast kernels, whose tile products take signed weights.
+    QuadsSigned,
 }
 
 /// What the quads layout adds to a quant of the form with id `form` to store it unsigned.
@@ -234,6 +174,14 @@ pub fn pack_quads<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<Pac
     pack_layout::<W>(w, groups, Layout::Quads)
 }
 
+/// [`pack_quads`] without the bias ([`Layout::QuadsSigned`]).
+pub fn pack_quads_signed<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<PackedQ8, String> {
+    if W::PANEL_FORM == Some(PanelForm::Wide) {
+        return Err(format!("signed quads cannot take {} weights", w.dtype()));
+    }
+    pack_layout::<W>(w, groups, Layout::QuadsSigned)
+}
+
 fn pack_layout<W: WeightType>(w: WeightView<'_>, groups: usize, layout: Layout) -> Result<PackedQ8, String> {
     let Some(form) = W::PANEL_FORM else {
         return Err(format!("the fast kernels cannot take {} weights", w.dtype()));
@@ -310,10 +258,10 @@ pub fn quantize_wide(v: &[f32], q: &mut [i16]) -> f32 {
 /// block of 32 by [`quantize_wide`].
 fn pack_wide<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<PackedQ8, String> {
     let (rows, cols) = (w.rows() / groups, w.cols());
-    if !cols.is_multiple_of(QBLOCK) || cols > super::MAX_K {
+    if !cols.is_multiple_of(QBLOCK) || cols > MAX_K {
         return Err(format!(
             "rows of {cols} are not whole blocks of {QBLOCK} up to {}",
-            super::MAX_K
+            MAX_K
         ));
     }
     let nb = cols / QBLOCK;
@@ -327,7 +275,7 @@ fn pack_wide<W: WeightType>(w: WeightView<'_>, groups: usize) -> Result<PackedQ8
         cols,
     };
     let out: &mut [u8] = bytemuck::cast_slice_mut(&mut packed.lines);
-    let mut row = [0f32; super::MAX_K];
+    let mut row = [0f32; MAX_K];
     let mut q = [0i16; QBLOCK];
     for g in 0..groups {
         for r in 0..rows {
@@ -356,6 +304,7 @@ fn write_row(dst: &mut [u8], form: PanelForm, layout: Layout, r: usize, sub: &Su
             Layout::Pairs => dst[((c / 2) * PANEL + r) * 2 + c % 2] = q as u8,
             // An offset quant is below 128 (`SubBlock::offset`), so the sum stays in a byte.
             Layout::Quads => dst[((c / 4) * PANEL + r) * 4 + c % 4] = (q as i32 + quad_bias(form.id())) as u8,
+            Layout::QuadsSigned => dst[((c / 4) * PANEL + r) * 4 + c % 4] = q as u8,
         }
     }
     let put = |dst: &mut [u8], at: usize, v: f32| dst[at + r * 4..at + r * 4 + 4].copy_from_slice(&v.to_le_bytes());
@@ -425,6 +374,7 @@ pub fn value_at(w: &PackedQ8, g: usize, r: usize, c: usize) -> f64 {
     let q = match w.layout() {
         Layout::Pairs => quant_at(blk, r, cb) as f64,
         Layout::Quads => (quad_at(blk, r, cb) as i32 - quad_bias(w.form().id())) as f64,
+        Layout::QuadsSigned => quad_at(blk, r, cb) as i8 as f64,
     };
     match w.form() {
         PanelForm::Symmetric => scales(blk)[r] as f64 * q,

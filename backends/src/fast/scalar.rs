@@ -1,7 +1,9 @@
 //! The specification of the fast kernels: plain Rust over the packed panels.
 
-use super::pack::{extras, form_block_bytes, scales, wide_scales, HALVES, OFFSET, PANEL, WIDE};
-use super::{quantize_block, FastTier, QTile, QBLOCK, TOKEN_TILE};
+use super::drive::FastTier;
+use super::pack::{extras, form_block_bytes, scales, wide_scales, PANEL};
+use super::qrows::{quantize_block, quantize_row, QTile, QBLOCK, TOKEN_TILE};
+use crate::wtypes::{HALVES, OFFSET, WIDE};
 
 /// The scalar tier.
 pub struct Scalar;
@@ -14,7 +16,7 @@ impl FastTier for Scalar {
     }
 
     fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]) {
-        super::quantize_row(x, q, d)
+        quantize_row(x, q, d)
     }
 
     fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
@@ -25,7 +27,7 @@ impl FastTier for Scalar {
 
     fn geglu(g: &[f32], u: &[f32], h: &mut [f32]) {
         for ((h, &g), &u) in h.iter_mut().zip(g).zip(u) {
-            *h = crate::scalar::elementwise::gelu_one(g) * u;
+            *h = crate::math::gelu_one(g) * u;
         }
     }
 }

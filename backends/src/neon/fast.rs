@@ -5,9 +5,11 @@
 
 use std::arch::aarch64::*;
 
-use super::{cpu, Neon};
-use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, HALVES, OFFSET, PANEL, WIDE};
+use super::token::Neon;
+use crate::cpu::CpuToken;
+use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, PANEL};
 use crate::fast::{quantize_block, FastTier, QTile, QBLOCK, TOKEN_TILE};
+use crate::wtypes::{HALVES, OFFSET, WIDE};
 
 pub struct NeonFast;
 
@@ -24,7 +26,7 @@ impl FastTier for NeonFast {
     }
 
     fn dots<const FORM: u8>(tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
-        let _: Neon = cpu();
+        let _ = Neon::get();
         assert!(panel.len() == tile.k / QBLOCK * form_block_bytes(FORM));
         let mut t = 0;
         while t < tile.tokens {

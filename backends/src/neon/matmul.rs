@@ -4,18 +4,20 @@
 
 use std::arch::aarch64::*;
 
-use gg_ops::{BlockQ8_0, WeightView, QK8_0};
+use gg_ops::{BlockQ8_0, DType, WeightView, QK8_0};
 
-use super::{cpu, Neon};
+use super::token::Neon;
+use crate::cpu::CpuToken;
 use crate::kernels::Activations;
-use crate::tiled::{RowDecoder, Tiles};
+use crate::tiled::{Decoder, RowDecoder, Tiles};
+use crate::wtypes::WeightType;
 
 /// Q8_0 blocks: `d · q`, the quants widened to f32 four at a time.
 pub struct Q8Rows;
 
 impl RowDecoder for Q8Rows {
     fn decode(w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]) {
-        let _: Neon = cpu();
+        let _ = Neon::get();
         let per_row = w.cols() / QK8_0;
         let first = j * per_row + k0 / QK8_0;
         let blocks = &w.cast::<BlockQ8_0>()[first..first + out.len() / QK8_0];
@@ -45,7 +47,7 @@ pub struct Bf16Rows;
 
 impl RowDecoder for Bf16Rows {
     fn decode(w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]) {
-        let _: Neon = cpu();
+        let _ = Neon::get();
         let start = j * w.cols() + k0;
         let src = &w.cast::<u16>()[start..start + out.len()];
         let n4 = src.len() / 4 * 4;
@@ -68,8 +70,12 @@ pub struct NeonTiles;
 impl Tiles for NeonTiles {
     type Cpu = Neon;
     const ROWS: usize = 2;
-    fn cpu() -> Neon {
-        cpu()
+    fn decoder<W: WeightType>() -> Decoder {
+        match W::DTYPE {
+            DType::Q8_0 => Decoder::of::<Q8Rows>(),
+            DType::BF16 => Decoder::of::<Bf16Rows>(),
+            _ => Decoder::spec::<W>(),
+        }
     }
     fn dots(
         _: Neon,

@@ -4,7 +4,8 @@
 
 use std::arch::aarch64::*;
 
-use super::{cpu, Neon};
+use super::token::Neon;
+use crate::cpu::CpuToken;
 use crate::rows::{combine_lanes, RowOps};
 
 /// The tier's primitives; a value exists only where a [`Neon`] token does.
@@ -15,7 +16,7 @@ pub struct NeonRowOps {
 
 impl RowOps for NeonRowOps {
     fn get() -> NeonRowOps {
-        NeonRowOps { _cpu: cpu() }
+        NeonRowOps { _cpu: Neon::get() }
     }
 
     fn sum_squares(self, x: &[f32]) -> f32 {

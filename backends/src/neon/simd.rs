@@ -2,7 +2,7 @@
 
 use std::arch::aarch64::*;
 
-use super::Neon;
+use super::token::Neon;
 use crate::kernels::VecOps;
 
 /// A value exists only where a [`Neon`] token does.

@@ -4,13 +4,7 @@
 use gg_ops::{PoolKind, WeightView};
 
 use crate::kernels::{RowFn, SeqSpan};
-
-/// GELU, tanh approximation (`gelu_pytorch_tanh`).
-#[inline]
-pub fn gelu_one(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
-}
+use crate::math::gelu_one;
 
 pub fn gelu(x: &mut [f32]) {
     for v in x {

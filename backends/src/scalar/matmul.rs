@@ -6,6 +6,7 @@ use gg_ops::WeightView;
 
 use crate::kernels::{Activations, Par};
 use crate::split::{for_row_chunks, OutPtr};
+use crate::table::ExactKernels;
 use crate::wtypes::{dequantize_row, WeightType};
 
 /// Tokens whose activations stay in cache while the weight rows stream past.
@@ -51,7 +52,7 @@ pub fn matmul_geglu<W: WeightType>(x: Activations<'_>, w: WeightView<'_>, out: &
                 dequantize_row::<W>(w, f + j, 0, &mut up[..k]);
                 for t in t0..t1 {
                     let xt = x.row(t);
-                    let v = super::elementwise::gelu_one(dot(xt, &gate[..k])) * dot(xt, &up[..k]);
+                    let v = crate::math::gelu_one(dot(xt, &gate[..k])) * dot(xt, &up[..k]);
                     // SAFETY: t < rows, j < f: inside `out`; column j belongs to this thread.
                     unsafe { *ptr.get().add(t * f + j) = v };
                 }
@@ -89,4 +90,23 @@ pub fn matmul<W: WeightType>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f
         }
     };
     for_row_chunks(n, par, work);
+}
+
+/// The scalar tier's exact kernels: the ones above, for every weight type.
+pub struct ScalarExact;
+
+impl ExactKernels for ScalarExact {
+    const MAX_K: usize = MAX_K;
+
+    fn matmul<W: WeightType>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], n: usize, par: Par) {
+        matmul::<W>(x, w, out, n, par)
+    }
+
+    fn matmul_geglu<W: WeightType>(x: Activations<'_>, w: WeightView<'_>, out: &mut [f32], f: usize, par: Par) {
+        matmul_geglu::<W>(x, w, out, f, par)
+    }
+
+    fn dequantize_row<W: WeightType>(w: WeightView<'_>, j: usize, k0: usize, out: &mut [f32]) {
+        dequantize_row::<W>(w, j, k0, out)
+    }
 }

@@ -1,28 +1,51 @@
-//! The scalar kernel table: plain Rust, the specification of every op.
+//! The scalar tier: plain Rust, the specification of every op, and the table every SIMD tier
+//! starts from.
 
 pub mod attention;
 pub mod elementwise;
 pub mod head;
 pub mod matmul;
 
-use crate::kernels::KernelTable;
+use crate::backend::Backend;
+use crate::cpu::{CpuToken, Feature};
 use crate::rows::{self, ScalarRows};
-use crate::Backend;
+use crate::table::{KernelTable, Tier};
 
-/// The int8 precision's specification, runnable everywhere.
-static INT8: crate::fast::int8::Int8Support = crate::fast::int8::Int8Support {
-    missing: || None,
-    kernels: crate::fast::int8::int8_kernel_list!(crate::fast::int8::Scalar8, "scalar"),
-};
+/// Every CPU runs the scalar tier.
+#[derive(Clone, Copy, Debug)]
+pub struct Scalar;
+
+impl CpuToken for Scalar {
+    const TIER: &'static str = "scalar";
+    const NEEDS: &'static [Feature] = &[];
+
+    unsafe fn assume() -> Scalar {
+        Scalar
+    }
+}
+
+pub struct ScalarTier;
+
+impl Tier for ScalarTier {
+    const BACKEND: Backend = Backend::Scalar;
+    type Token = Scalar;
+    type Exact = matmul::ScalarExact;
+    type Fast = crate::fast::scalar::Scalar;
+    type Int8 = crate::fast::int8::Scalar8;
+    /// The int8 precision's specification runs everywhere.
+    const INT8: Option<&'static [Feature]> = Some(&[]);
+
+    fn table() -> &'static KernelTable {
+        &KERNELS
+    }
+}
 
 /// The scalar table as a constant, so SIMD tables can take the ops they do not vectorize
 /// from it (`..scalar::TABLE`).
 pub const TABLE: KernelTable = KernelTable {
     backend: Backend::Scalar,
-    // The registry's own entries are the scalar kernels.
-    weight_kernels: &[],
-    fast_kernels: crate::fast::fast_kernel_list!(crate::fast::scalar::Scalar, "scalar"),
-    int8: Some(&INT8),
+    types: ScalarTier::TYPES,
+    int8: ScalarTier::INT8,
     add_rms_norm: rows::add_rms_norm::<ScalarRows>,
     residual_norm: rows::residual_norm::<ScalarRows>,
     rms_norm: rows::rms_norm::<ScalarRows>,

@@ -3,8 +3,7 @@
 use gg_ops::DType;
 use half::f16;
 
-use super::{layout_agrees, WeightType};
-use crate::fast::pack::PanelForm;
+use super::weight_type::{layout_agrees, PanelForm, WeightType};
 
 pub struct F16;
 
@@ -21,7 +20,7 @@ impl WeightType for F16 {
     }
 
     /// The fast precision rounds float weights to 16-bit blocks at load (see
-    /// [`crate::fast::pack`]); the exact precision reads them as stored.
+    /// (`crate::fast::pack`)); the exact precision reads them as stored.
     const PANEL_FORM: Option<PanelForm> = Some(PanelForm::Wide);
 
     fn is_finite(v: &f16) -> bool {

@@ -2,8 +2,7 @@
 
 use gg_ops::DType;
 
-use super::{layout_agrees, WeightType};
-use crate::fast::pack::PanelForm;
+use super::weight_type::{layout_agrees, PanelForm, WeightType};
 
 pub struct F32;
 
@@ -18,7 +17,7 @@ impl WeightType for F32 {
     }
 
     /// The fast precision rounds float weights to 16-bit blocks at load (see
-    /// [`crate::fast::pack`]); the exact precision reads them as stored.
+    /// (`crate::fast::pack`)); the exact precision reads them as stored.
     const PANEL_FORM: Option<PanelForm> = Some(PanelForm::Wide);
 
     fn is_finite(v: &f32) -> bool {

@@ -4,8 +4,7 @@
 use gg_ops::quant::legacy::SymmetricBlock;
 use gg_ops::{BlockQ4_0, DType, QK4_0};
 
-use super::{layout_agrees, WeightType};
-use crate::fast::pack::{PanelForm, SubBlock};
+use super::weight_type::{layout_agrees, PanelForm, SubBlock, WeightType};
 
 pub struct Q4_0;
 

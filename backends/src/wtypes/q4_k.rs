@@ -1,12 +1,11 @@
 //! Q4_K weights: super-blocks of 256 values (144 bytes): f16 `d` and `dmin`, eight 6-bit
 //! (scale, min) pairs, 4-bit quants; value = `d·sc_j · q − dmin·m_j` per 32-value sub-block.
-//! The fast precision's panels hold it losslessly in their offset form ([`crate::fast::pack`]).
+//! The fast precision's panels hold it losslessly in their offset form ((`crate::fast::pack`)).
 
 use gg_ops::quant::kquants::scale_min_k4;
 use gg_ops::{BlockQ4K, DType, QK_K};
 
-use super::{layout_agrees, WeightType};
-use crate::fast::pack::{PanelForm, SubBlock};
+use super::weight_type::{layout_agrees, PanelForm, SubBlock, WeightType};
 
 pub struct Q4K;
 

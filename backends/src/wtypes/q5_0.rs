@@ -5,8 +5,7 @@
 use gg_ops::quant::legacy::SymmetricBlock;
 use gg_ops::{BlockQ5_0, DType, QK4_0};
 
-use super::{layout_agrees, WeightType};
-use crate::fast::pack::{PanelForm, SubBlock};
+use super::weight_type::{layout_agrees, PanelForm, SubBlock, WeightType};
 
 pub struct Q5_0;
 

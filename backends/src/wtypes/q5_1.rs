@@ -1,11 +1,10 @@
 //! Q5_1 weights: blocks of 32 values as f16 scale and minimum and 32 five-bit quants (24 bytes);
 //! value `i` is `d · q_i + m`.
-//! The fast precision's panels hold it losslessly in their offset form ([`crate::fast::pack`]).
+//! The fast precision's panels hold it losslessly in their offset form ((`crate::fast::pack`)).
 
 use gg_ops::{BlockQ5_1, DType, QK4_0};
 
-use super::{layout_agrees, WeightType};
-use crate::fast::pack::{PanelForm, SubBlock};
+use super::weight_type::{layout_agrees, PanelForm, SubBlock, WeightType};
 
 pub struct Q5_1;
 

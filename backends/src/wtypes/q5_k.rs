@@ -1,11 +1,10 @@
 //! Q5_K weights: super-blocks of 256 values (176 bytes): as Q4_K with a 5th bit per quant.
-//! The fast precision's panels hold it losslessly in their offset form ([`crate::fast::pack`]).
+//! The fast precision's panels hold it losslessly in their offset form ((`crate::fast::pack`)).
 
 use gg_ops::quant::kquants::scale_min_k4;
 use gg_ops::{BlockQ5K, DType, QK_K};
 
-use super::{layout_agrees, WeightType};
-use crate::fast::pack::{PanelForm, SubBlock};
+use super::weight_type::{layout_agrees, PanelForm, SubBlock, WeightType};
 
 pub struct Q5K;
 

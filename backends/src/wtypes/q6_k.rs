@@ -1,11 +1,10 @@
 //! Q6_K weights: super-blocks of 256 values (210 bytes): 6-bit quants, sixteen i8 scales (one
 //! per 16 values) and an f16 `d`; value = `d · sc_j · (q − 32)`.
-//! The fast precision's panels hold it losslessly in their halves form ([`crate::fast::pack`]).
+//! The fast precision's panels hold it losslessly in their halves form ((`crate::fast::pack`)).
 
 use gg_ops::{BlockQ6K, DType, QK_K};
 
-use super::{layout_agrees, WeightType};
-use crate::fast::pack::{PanelForm, SubBlock};
+use super::weight_type::{layout_agrees, PanelForm, SubBlock, WeightType};
 
 pub struct Q6K;
 

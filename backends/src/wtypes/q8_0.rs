@@ -3,8 +3,7 @@
 
 use gg_ops::{BlockQ8_0, DType, QK8_0};
 
-use super::{layout_agrees, WeightType};
-use crate::fast::pack::{PanelForm, SubBlock};
+use super::weight_type::{layout_agrees, PanelForm, SubBlock, WeightType};
 
 pub struct Q8_0;
 

@@ -48,20 +48,21 @@ pub struct W {
     words: Vec<u64>,
 }
 
-/// Every weight type with kernels.
-pub const KINDS: [DType; 11] = [
-    DType::Q8_0,
-    DType::F16,
-    DType::BF16,
-    DType::F32,
-    DType::Q4_0,
-    DType::Q4_1,
-    DType::Q5_0,
-    DType::Q5_1,
-    DType::Q4K,
-    DType::Q5K,
-    DType::Q6K,
-];
+/// Every weight type with kernels (the one list, `wtypes::SPECS`).
+pub fn kinds() -> Vec<DType> {
+    gg_backends::wtypes::SPECS.iter().map(|s| s.dtype).collect()
+}
+
+/// The types the integer precisions take, with their panel form: every one with a form (fast),
+/// or with an 8-bit form (`eight_bit`: int8).
+pub fn panel_types(eight_bit: bool) -> Vec<(DType, gg_backends::wtypes::PanelForm)> {
+    use gg_backends::wtypes::PanelForm;
+    gg_backends::wtypes::SPECS
+        .iter()
+        .filter_map(|s| Some((s.dtype, s.panel_form?)))
+        .filter(|&(_, f)| !eight_bit || f != PanelForm::Wide)
+        .collect()
+}
 
 /// Values quantized block by block with `quantize`, as stored.
 pub fn blocks_of<B: bytemuck::Pod, const N: usize>(vals: &[f32], quantize: fn(&[f32; N]) -> B) -> Vec<u8> {
@@ -86,7 +87,8 @@ impl W {
             DType::Q4K => blocks_of(vals, BlockQ4K::quantize),
             DType::Q5K => blocks_of(vals, BlockQ5K::quantize),
             DType::Q6K => blocks_of(vals, BlockQ6K::quantize),
-            _ => vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            DType::F32 => vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            other => panic!("no test quantizer for {other}: add one to W::new"),
         };
         let mut words = vec![0u64; bytes.len().div_ceil(8)];
         bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
@@ -112,7 +114,7 @@ impl W {
 /// outputs must be bit-identical; GeGLU ones within the tiers' GELU rounding.
 pub fn integer_matmuls_match(
     spec: &gg_backends::fast::FastKernels,
-    kern: &gg_backends::fast::FastKernels,
+    (tier, kern): (&str, &gg_backends::fast::FastKernels),
     dtype: DType,
     rng: &mut gg_ops::testing::XorShift,
     team: &gg_backends::Team,
@@ -154,7 +156,7 @@ pub fn integer_matmuls_match(
                     let want = f(spec, &ps, Par::SERIAL);
                     for par in [Par::SERIAL, Par { threads: 2 }] {
                         let got = team.install(|| f(kern, &pk, par));
-                        let what = format!("{} {dtype} matmul (geglu {geglu}) rows {rows} k {k} n {n}", kern.name);
+                        let what = format!("{tier} {dtype} matmul (geglu {geglu}) rows {rows} k {k} n {n}");
                         if geglu {
                             // The tiers' GELU differs from the scalar one by rounding.
                             assert_close(&want, &got, &what);
@@ -173,7 +175,7 @@ pub fn integer_matmuls_match(
 /// position of a 70-token batch (register-tile and 64-token-tile edges), and on 2 threads, bit
 /// for bit.
 pub fn integer_rows_do_not_depend_on_their_batch(
-    kern: &gg_backends::fast::FastKernels,
+    (tier, kern): (&str, &gg_backends::fast::FastKernels),
     dtype: DType,
     rng: &mut gg_ops::testing::XorShift,
     team: &gg_backends::Team,
@@ -197,8 +199,7 @@ pub fn integer_rows_do_not_depend_on_their_batch(
         assert_eq!(
             &all[t * n..(t + 1) * n],
             &alone[..],
-            "{} {dtype}: token {t} alone vs in a batch of {rows}",
-            kern.name
+            "{tier} {dtype}: token {t} alone vs in a batch of {rows}"
         );
     }
 }

@@ -46,7 +46,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     tokens: usize,
     /// Kernel tier to lower for ("auto": the best this CPU supports).
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_parser = super::backend_parser(), default_value = "auto")]
     backend: super::BackendArg,
     /// Matmul arithmetic the steps are lowered for (see `run --help`).
     #[arg(long, value_enum, default_value = "fast")]
@@ -92,7 +92,7 @@ pub fn run(args: Args) -> Result<()> {
         precision: args.precision.into(),
         ..Default::default()
     };
-    let path = crate::model_path(args.model);
+    let path = crate::input::model_path(args.model);
     super::check_model_path(&path)?;
     let model = match &args.head {
         None => Model::load_with(&path, &options, &SentenceTransformersHead)?,
@@ -158,7 +158,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     match args.output {
         Some(path) => std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?,
-        None => crate::write_stdout(&bytes)?,
+        None => crate::stdout::write_stdout(&bytes)?,
     }
     Ok(())
 }

@@ -49,7 +49,7 @@ pub fn run(args: Args) -> Result<()> {
         }};
     }
 
-    let path = crate::model_path(args.model);
+    let path = crate::input::model_path(args.model);
     let g = Gguf::open(&path)?;
     let config = GemmaConfig::from_gguf(&g);
 
@@ -78,7 +78,7 @@ pub fn run(args: Args) -> Result<()> {
             "model": match &config { Ok(c) => serde_json::to_value(c)?, Err(e) => json!({ "error": e.to_string() }) },
         });
         outln!("{}", serde_json::to_string_pretty(&out)?);
-        return crate::write_stdout(text.as_bytes());
+        return crate::stdout::write_stdout(text.as_bytes());
     }
 
     outln!("file       {}", path.display());
@@ -175,5 +175,5 @@ pub fn run(args: Args) -> Result<()> {
         }
         Err(e) => outln!("  not loadable as EmbeddingGemma: {e}"),
     }
-    crate::write_stdout(text.as_bytes())
+    crate::stdout::write_stdout(text.as_bytes())
 }

@@ -15,25 +15,22 @@ use gemma_graph::{
     SentenceTransformersHead,
 };
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum BackendArg {
-    Auto,
-    Scalar,
-    Avx2,
-    Avx512,
-    Neon,
-}
+/// `--backend`: `auto`, or a tier by name (the library's list of tiers, `Backend::ALL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendArg(Option<Backend>);
 
 impl BackendArg {
     pub fn choice(self) -> BackendChoice {
-        match self {
-            BackendArg::Auto => BackendChoice::Auto,
-            BackendArg::Scalar => BackendChoice::Force(Backend::Scalar),
-            BackendArg::Avx2 => BackendChoice::Force(Backend::Avx2),
-            BackendArg::Avx512 => BackendChoice::Force(Backend::Avx512),
-            BackendArg::Neon => BackendChoice::Force(Backend::Neon),
-        }
+        self.0.map_or(BackendChoice::Auto, BackendChoice::Force)
     }
+}
+
+/// The values `--backend` takes, listed in `--help`.
+pub fn backend_parser() -> impl clap::builder::TypedValueParser<Value = BackendArg> {
+    use clap::builder::TypedValueParser;
+    let names = std::iter::once("auto").chain(Backend::ALL.iter().map(|b| b.name()));
+    clap::builder::PossibleValuesParser::new(names.collect::<Vec<_>>())
+        .map(|name| BackendArg(Backend::from_name(&name).ok()))
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -57,7 +54,7 @@ impl From<PrecisionArg> for Precision {
 #[derive(clap::Args)]
 pub struct ModelArgs {
     /// Kernel table ("auto": the best this CPU supports; GEMMA_GRAPH_BACKEND overrides it).
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_parser = backend_parser(), default_value = "auto")]
     pub backend: BackendArg,
     /// Worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
@@ -85,6 +82,7 @@ impl ModelArgs {
             threads: self.threads,
             max_batch_tokens,
             passes,
+            plan_holds_context: false,
             mmap: !self.no_mmap,
             precision: self.precision.into(),
         }
@@ -122,24 +120,4 @@ pub fn load_model(path: &Path, options: &ModelOptions) -> Result<Model> {
         eprintln!("warning: {w}");
     }
     Ok(model)
-}
-
-/// `--dim`, checked against the sizes the model is trained for.
-pub fn check_dim(dim: Option<usize>) -> Result<()> {
-    if let Some(d) = dim {
-        if !gemma_graph::MATRYOSHKA_DIMS.contains(&d) {
-            bail!(
-                "--dim {d}: EmbeddingGemma is trained for {:?}",
-                gemma_graph::MATRYOSHKA_DIMS
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The model's context length, read from the file's header.
-pub fn context_length(path: &Path) -> Result<usize> {
-    check_model_path(path)?;
-    let g = gemma_graph::loader::gguf::Gguf::open(path)?;
-    Ok(gemma_graph::loader::gemma::GemmaConfig::from_gguf(&g)?.context_length)
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use gemma_graph::{
     ChunkOptions, CompiledGraph, EmbedOptions, Error as LibError, LinearHead, Model, PassLog, Pipeline,
-    SentenceTransformersHead, Truncation, MAX_BATCH_TOKENS, MAX_TEXTS_PER_BATCH,
+    SentenceTransformersHead, Truncation,
 };
 
 use super::ModelArgs;
@@ -107,25 +107,12 @@ fn progress_after() -> Duration {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    super::check_dim(args.dim)?;
-    if let Some(n) = args.batch_texts {
-        if n == 0 || n > MAX_TEXTS_PER_BATCH {
-            bail!("--batch-texts {n}: must be between 1 and {MAX_TEXTS_PER_BATCH}");
-        }
-    }
-    if let Some(n) = args.batch_tokens {
-        if n == 0 || n > MAX_BATCH_TOKENS {
-            bail!("--batch-tokens {n}: must be between 1 and {MAX_BATCH_TOKENS}");
-        }
-    }
     let chunk = args.chunk_tokens.map(|tokens| ChunkOptions {
         tokens,
         overlap: args.chunk_overlap,
     });
     if let Some(c) = chunk {
-        if c.tokens == 0 || c.overlap >= c.tokens {
-            bail!("--chunk-tokens must be at least 1 and --chunk-overlap smaller than it");
-        }
+        c.check()?;
     }
     let format = match (args.format, &args.output) {
         (Some(f), _) => f,
@@ -139,12 +126,11 @@ pub fn run(args: Args) -> Result<()> {
     super::check_model_path(&path)?;
 
     let t0 = Instant::now();
-    // The plan covers one text of the whole context even when the pass budget is smaller.
-    let plan_tokens = match args.batch_tokens {
-        Some(b) => b.max(super::context_length(&path)?.min(gemma_graph::model::DEFAULT_PLAN_TOKENS)),
-        None => 0,
-    };
-    let options = args.model_args.options(plan_tokens, args.passes.clone());
+    // `--batch-tokens` is a budget per pass: the plan still holds one text of the whole context.
+    let mut options = args
+        .model_args
+        .options(args.batch_tokens.unwrap_or(0), args.passes.clone());
+    options.plan_holds_context = true;
     let model = match &args.graph {
         Some(ron) => {
             let text = read_bounded(ron, MAX_GRAPH_BYTES)?;
@@ -180,6 +166,7 @@ pub fn run(args: Args) -> Result<()> {
             },
         }
     });
+    model.matryoshka_dim(args.dim)?;
     let load_seconds = t0.elapsed().as_secs_f64();
     if args.verbose {
         eprintln!(
@@ -212,7 +199,7 @@ pub fn run(args: Args) -> Result<()> {
     let embed = EmbedOptions {
         prompt,
         dim: args.dim,
-        batch_tokens: args.batch_tokens.map(|b| b.min(model.max_batch_tokens())),
+        batch_tokens: args.batch_tokens,
         batch_texts: args.batch_texts,
         truncation: if args.no_truncate {
             Truncation::Error
@@ -224,6 +211,8 @@ pub fn run(args: Args) -> Result<()> {
         encode: args.model_args.encode(),
         ..Default::default()
     };
+    // Bad batch options are refused before any input is read (the library's rule).
+    model.check_embed_options(&embed)?;
     let dim = match &classes {
         Some(c) => c.labels.len(),
         None => args.dim.unwrap_or(model.output_dim()),

@@ -48,7 +48,6 @@ struct Doc {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    super::check_dim(args.dim)?;
     if args.top == 0 {
         bail!("--top 0: ask for at least one match");
     }
@@ -69,6 +68,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let path = args.source.model_path();
     let model = super::load_model(&path, &args.model_args.options(0, Default::default()))?;
+    model.matryoshka_dim(args.dim)?;
     let encode = args.model_args.encode();
 
     let (dim, corpus) = match &args.embeddings {
@@ -117,7 +117,7 @@ pub fn run(args: Args) -> Result<()> {
         ..Default::default()
     };
     let queries = model.embed(&args.queries, &options)?;
-    let mut out = crate::Out::stdout();
+    let mut out = crate::stdout::Out::stdout();
     use std::io::Write;
     for (qi, query) in args.queries.iter().enumerate() {
         let q = queries.vector(qi);

@@ -54,7 +54,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let path = crate::model_path(args.model.clone());
+    let path = crate::input::model_path(args.model.clone());
     if args.max_batch_tokens == 0 || args.max_queue_tokens == 0 || args.max_inputs == 0 || args.max_body_bytes == 0 {
         bail!("--max-batch-tokens, --max-queue-tokens, --max-inputs and --max-body-bytes must be at least 1");
     }

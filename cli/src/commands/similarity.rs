@@ -36,12 +36,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    super::check_dim(args.dim)?;
     if args.texts.len() < 2 {
         bail!("give at least two texts");
     }
-    let path = crate::model_path(args.model.clone());
+    let path = crate::input::model_path(args.model.clone());
     let model = super::load_model(&path, &args.model_args.options(0, Default::default()))?;
+    model.matryoshka_dim(args.dim)?;
     let options = EmbedOptions {
         prompt: args.prompt.prompt()?,
         dim: args.dim,
@@ -58,7 +58,7 @@ pub fn run(args: Args) -> Result<()> {
                 .collect()
         })
         .collect();
-    let mut w = crate::Out::stdout();
+    let mut w = crate::stdout::Out::stdout();
     match args.format {
         SimilarityFormat::Json => {
             serde_json::to_writer(&mut w, &json!({ "texts": args.texts, "similarity": matrix }))?;

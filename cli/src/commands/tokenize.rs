@@ -5,6 +5,7 @@ use std::io::Write;
 use anyhow::Result;
 use gemma_graph::loader::gguf::Gguf;
 use gemma_graph::loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization, Tokenizer};
+use gemma_graph::{Input, Sequencer, Truncation};
 use serde_json::json;
 
 use crate::input::{Format, PromptArgs, TextArgs};
@@ -42,62 +43,57 @@ pub fn run(args: Args) -> Result<()> {
         Some(p) => p.text()?.to_string(),
         None => String::new(),
     };
-    let texts: Vec<String> = args
-        .source
-        .read()?
-        .into_iter()
-        .map(|t| format!("{prompt}{t}"))
-        .collect();
+    let texts = args.source.read()?;
+    // The tokenizer and the context from the file's header: no model is compiled.
     let g = Gguf::open(args.source.model_path())?;
     let tok = Tokenizer::from_gguf(&g)?;
-    let context = gemma_graph::loader::gemma::GemmaConfig::from_gguf(&g)
-        .map(|c| c.context_length)
-        .unwrap_or(2048);
-    let opts = EncodeOptions {
-        control_literals: if args.plain_control {
-            ControlLiterals::PlainText
-        } else {
-            ControlLiterals::Special
+    let context = gemma_graph::loader::gemma::GemmaConfig::from_gguf(&g)?.context_length;
+    let rules = Sequencer {
+        tokenizer: &tok,
+        context: (!args.no_truncate).then_some(context),
+        prompt: &prompt,
+        encode: EncodeOptions {
+            control_literals: if args.plain_control {
+                ControlLiterals::PlainText
+            } else {
+                ControlLiterals::Special
+            },
+            normalization: match args.normalize {
+                Normalize::None => Normalization::Identity,
+                Normalize::Nfc => Normalization::Nfc,
+                Normalize::Nfkc => Normalization::Nfkc,
+            },
+            ..EncodeOptions::default()
         },
-        normalization: match args.normalize {
-            Normalize::None => Normalization::Identity,
-            Normalize::Nfc => Normalization::Nfc,
-            Normalize::Nfkc => Normalization::Nfkc,
-        },
-        add_special: true,
-        max_tokens: (!args.no_truncate).then_some(context),
+        truncation: Truncation::Right,
     };
-    let mut out = crate::Out::stdout();
+    let seqs = rules.sequences(texts.iter().map(|t| Input::Text(t)))?;
+    let mut out = crate::stdout::Out::stdout();
     let pieces = |ids: &[u32]| ids.iter().map(|&i| tok.piece(i).unwrap_or("")).collect::<Vec<_>>();
     match args.format {
         Format::Jsonl => {
-            for text in &texts {
-                let enc = tok.encode(text, &opts);
-                serde_json::to_writer(&mut out, &json!({ "ids": enc.ids }))?;
+            for seq in &seqs {
+                serde_json::to_writer(&mut out, &json!({ "ids": seq.ids }))?;
                 out.write_all(b"\n")?;
             }
         }
         Format::Json => {
-            let all: Vec<_> = texts
+            let all: Vec<_> = seqs
                 .iter()
-                .map(|text| {
-                    let enc = tok.encode(text, &opts);
-                    json!({ "ids": enc.ids, "pieces": pieces(&enc.ids), "dropped": enc.dropped })
-                })
+                .map(|seq| json!({ "ids": seq.ids, "pieces": pieces(&seq.ids), "dropped": seq.dropped }))
                 .collect();
             serde_json::to_writer_pretty(&mut out, &all)?;
             out.write_all(b"\n")?;
         }
         Format::Text => {
-            for (i, text) in texts.iter().enumerate() {
-                let enc = tok.encode(text, &opts);
-                let dropped = if enc.dropped > 0 {
-                    format!(", {} dropped by truncation", enc.dropped)
+            for (i, seq) in seqs.iter().enumerate() {
+                let dropped = if seq.dropped > 0 {
+                    format!(", {} dropped by truncation", seq.dropped)
                 } else {
                     String::new()
                 };
-                writeln!(out, "text {i}: {} tokens{dropped}", enc.ids.len())?;
-                for &id in &enc.ids {
+                writeln!(out, "text {i}: {} tokens{dropped}", seq.ids.len())?;
+                for &id in &seq.ids {
                     writeln!(out, "  {id:>7}  {:?}", tok.piece(id).unwrap_or(""))?;
                 }
             }

@@ -2,11 +2,13 @@
 
 mod error;
 mod file;
+mod meta;
 mod parse;
 mod types;
 mod writer;
 
 pub use error::GgufError;
-pub use file::{gguf_dims, Gguf, MetaArray, MetaEntry, MetaValue, Span, TensorInfo};
+pub use file::Gguf;
+pub use meta::{gguf_dims, MetaArray, MetaEntry, MetaValue, Span, TensorInfo};
 pub use types::{GgmlType, ValueType};
 pub use writer::{GgufWriter, Value};

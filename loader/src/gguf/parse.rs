@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::error::GgufError;
-use super::file::{ArrayItems, MetaArray, MetaEntry, MetaValue, Span, TensorInfo};
+use super::meta::{ArrayItems, MetaArray, MetaEntry, MetaValue, Span, TensorInfo};
 use super::types::{GgmlType, ValueType};
 
 pub(crate) const GGUF_MAGIC: [u8; 4] = *b"GGUF";

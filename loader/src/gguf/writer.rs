@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use super::file::gguf_dims;
+use super::meta::gguf_dims;
 use super::parse::{DEFAULT_ALIGNMENT, GGUF_MAGIC};
 use super::types::{GgmlType, ValueType};
 

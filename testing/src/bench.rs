@@ -1,16 +1,13 @@
 //! Shared by the benches: the real model and the benchmark texts.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
+
+pub use crate::shared_dir;
 
 pub fn model_path() -> PathBuf {
     let p = gemma_graph::default_model_path();
     assert!(p.is_file(), "{} is missing: run scripts/fetch-model.sh", p.display());
     p
-}
-
-pub fn shared_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")
 }
 
 /// The `text` field of every line of a JSONL file.

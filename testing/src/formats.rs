@@ -9,7 +9,7 @@ use gemma_graph::loader::convert::{build_gguf, OutType};
 use gemma_graph::loader::gguf::Gguf;
 use serde_json::Value as Json;
 
-use super::*;
+use crate::golden::*;
 
 /// `manifest-Q4_K_M.json` for [`OutType::Q4KM`].
 pub fn manifest_name(ty: OutType) -> String {

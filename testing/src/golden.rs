@@ -1,6 +1,5 @@
-//! Shared helpers for the integration tests: where the golden data and the real model are,
-//! and the manifest format of `../shared/golden/manifest-*.json`.
-#![allow(dead_code)]
+//! Where the golden data and the real model are, reading them, and the manifest format of
+//! `../shared/golden/manifest-*.json`.
 
 use std::path::PathBuf;
 
@@ -13,7 +12,7 @@ pub fn golden_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("GEMMA_GRAPH_GOLDEN") {
         return PathBuf::from(d);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden")
+    crate::shared_dir().join("golden")
 }
 
 pub fn golden_file(name: &str) -> PathBuf {
@@ -132,6 +131,3 @@ pub fn manifest_entry(g: &Gguf, v: &MetaValue) -> Json {
         v => serde_json::json!({"type": ty, "value": g.value_to_json(v)}),
     }
 }
-
-pub mod formats;
-pub mod tiny;
