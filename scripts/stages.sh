@@ -1,0 +1,32 @@
+# Sourced by .ci/run and scripts/check.sh: `stage NAME COMMAND...` runs a command and records
+# its wall time; the table of every stage is printed when the outermost script exits (also on a
+# failure, which names the stage that failed).
+if [[ -z "${GEMMA_GRAPH_STAGES:-}" ]]; then
+  GEMMA_GRAPH_STAGES=$(mktemp)
+  export GEMMA_GRAPH_STAGES
+  export GEMMA_GRAPH_STAGES_T0=$SECONDS
+  print_stages() {
+    local rc=$?
+    local total=$((SECONDS - GEMMA_GRAPH_STAGES_T0))
+    {
+      echo
+      echo "stage times (wall clock):"
+      while read -r name secs status; do
+        printf '  %-34s %5d s  %s\n' "$name" "$secs" "$([[ $status == 0 ]] && echo ok || echo "FAILED ($status)")"
+      done <"$GEMMA_GRAPH_STAGES"
+      printf '  %-34s %5d s  (%d min)\n' "total" "$total" $((total / 60))
+    } >&2
+    rm -f "$GEMMA_GRAPH_STAGES"
+    exit $rc
+  }
+  trap print_stages EXIT
+fi
+
+stage() {
+  local name=$1 t0=$SECONDS rc=0
+  shift
+  echo "== stage: $name" >&2
+  "$@" || rc=$?
+  echo "$name $((SECONDS - t0)) $rc" >>"$GEMMA_GRAPH_STAGES"
+  return $rc
+}
