@@ -394,11 +394,17 @@ fn chunks_tile_the_text_on_token_boundaries() {
     // Bad sizes, and windows that cannot fit the context with the prompt.
     assert!(matches!(
         model.chunk_text("x", c(0, 0), &opts),
-        Err(Error::InvalidOption(_))
+        Err(Error::BadOption {
+            option: "chunk_tokens",
+            ..
+        })
     ));
     assert!(matches!(
         model.chunk_text("x", c(4, 4), &opts),
-        Err(Error::InvalidOption(_))
+        Err(Error::BadOption {
+            option: "chunk_overlap",
+            ..
+        })
     ));
     let prompted = EmbedOptions {
         prompt: Some(Prompt::Text("a long prompt ".repeat(10))),
@@ -441,7 +447,13 @@ fn batch_texts_and_truncation_options() {
         batch_texts: Some(100_000),
         ..Default::default()
     };
-    assert!(matches!(model.embed(&texts, &too_many), Err(Error::InvalidOption(_))));
+    assert!(matches!(
+        model.embed(&texts, &too_many),
+        Err(Error::BadOption {
+            option: "batch_texts",
+            ..
+        })
+    ));
     let long = "the world ".repeat(100);
     let strict = EmbedOptions {
         truncation: Truncation::Error,
