@@ -11,7 +11,7 @@ if [[ -z "${GEMMA_GRAPH_STAGES:-}" ]]; then
     {
       echo
       echo "stage times (wall clock):"
-      while read -r name secs status; do
+      while IFS=$'\t' read -r secs status name; do
         printf '  %-34s %5d s  %s\n' "$name" "$secs" "$([[ $status == 0 ]] && echo ok || echo "FAILED ($status)")"
       done <"$GEMMA_GRAPH_STAGES"
       printf '  %-34s %5d s  (%d min)\n' "total" "$total" $((total / 60))
@@ -27,6 +27,6 @@ stage() {
   shift
   echo "== stage: $name" >&2
   "$@" || rc=$?
-  echo "$name $((SECONDS - t0)) $rc" >>"$GEMMA_GRAPH_STAGES"
+  printf '%d\t%d\t%s\n' $((SECONDS - t0)) "$rc" "$name" >>"$GEMMA_GRAPH_STAGES"
   return $rc
 }
