@@ -9,6 +9,8 @@ pub enum Backend {
     Avx2,
     /// x86_64 with AVX-512F/BW/VL besides the AVX2 tier's features.
     Avx512,
+    /// x86_64 with AMX-TILE/INT8 (and the tile state granted) besides AVX-512 with VNNI.
+    Amx,
     /// aarch64 (Advanced SIMD).
     Neon,
 }
@@ -33,13 +35,20 @@ pub enum Unavailable {
 
 impl Backend {
     /// Every backend, from the plainest to the fastest.
-    pub const ALL: [Backend; 4] = [Backend::Scalar, Backend::Avx2, Backend::Avx512, Backend::Neon];
+    pub const ALL: [Backend; 5] = [
+        Backend::Scalar,
+        Backend::Avx2,
+        Backend::Avx512,
+        Backend::Amx,
+        Backend::Neon,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
             Backend::Scalar => "scalar",
             Backend::Avx2 => "avx2",
             Backend::Avx512 => "avx512",
+            Backend::Amx => "amx",
             Backend::Neon => "neon",
         }
     }
@@ -48,7 +57,7 @@ impl Backend {
     pub const fn arch(self) -> Option<&'static str> {
         match self {
             Backend::Scalar => None,
-            Backend::Avx2 | Backend::Avx512 => Some("x86_64"),
+            Backend::Avx2 | Backend::Avx512 | Backend::Amx => Some("x86_64"),
             Backend::Neon => Some("aarch64"),
         }
     }

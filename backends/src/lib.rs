@@ -7,10 +7,12 @@
 //! there are no cycles): the shared vocabulary (`kernels`, `math`, `backend`, `cpu`, `os`), the
 //! threads (`team`, `split`), the weight types (`wtypes`), the row-wise ops (`rows`), the scalar
 //! specification (`scalar`), the fast and int8 integer kernels (`fast`), the exact matmul drivers
-//! (`tiled`), the tables (`table`), the SIMD tiers (`avx2`, `avx512`, `neon`), the list of tiers
+//! (`tiled`), the tables (`table`), the SIMD tiers (`avx2`, `avx512`, `amx`, `neon`), the list of tiers
 //! (`tiers`), the weight table (`weights`), the program and its executor (`program`), lowering
 //! (`lower`). Adding a tier: its module implementing `table::Tier` and a line in `tiers`.
 
+#[cfg(target_arch = "x86_64")]
+pub mod amx;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]

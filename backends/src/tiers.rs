@@ -27,8 +27,10 @@ fn table_of<T: Tier>() -> Option<&'static KernelTable> {
 }
 
 /// Fastest first (measured: AVX-512's 8 × 2 tiles beat AVX2 by ~12 % on 512-token texts and tie
-/// on short queries on the Xeon they were written on).
+/// on short queries on the Xeon they were written on; AMX: docs/performance.md).
 const TIERS: &[Entry] = &[
+    #[cfg(target_arch = "x86_64")]
+    entry::<crate::amx::AmxTier>(),
     #[cfg(target_arch = "x86_64")]
     entry::<crate::avx512::Avx512Tier>(),
     #[cfg(target_arch = "x86_64")]

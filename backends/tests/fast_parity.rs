@@ -259,6 +259,30 @@ fn avx512_fast_path_without_vnni_matches_scalar_bit_for_bit() {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_fast_path_without_avx_vnni_matches_scalar_bit_for_bit() {
+    // CPUs with AVX2 but no AVX-VNNI (Zen 3, Skylake) take `vpmaddwd` + `vpaddd`; held to that
+    // path here whatever this CPU has, for every quantized type.
+    if !Backend::Avx2.is_available() {
+        eprintln!("skipping: no AVX2 here");
+        return;
+    }
+    let mut rng = XorShift(96);
+    let team = gg_backends::Team::new(2).unwrap();
+    for row in gg_backends::avx2::without_vnni() {
+        let Some(madd) = &row.fast else { continue };
+        let dtype = row.dtype;
+        integer_matmuls_match(
+            kernels_for(Backend::Scalar, dtype),
+            ("avx2 madd", madd),
+            dtype,
+            &mut rng,
+            &team,
+        );
+    }
+}
+
 #[test]
 fn quantized_rows_match_the_spec_with_and_without_the_fused_norm() {
     // A tier's row quantizer (one and two threads, with block sums, with the RMSNorm fused in)
@@ -280,6 +304,13 @@ fn quantized_rows_match_the_spec_with_and_without_the_fused_norm() {
                 for with_sums in [false, true] {
                     let mut want = vec![0u32; rows * qrow_words(k)];
                     (spec.quantize_rows)(x, norm, &mut want, with_sums, Par::SERIAL);
+                    // The AMX tier writes the same quants in byte planes (its tiles' layout).
+                    #[cfg(target_arch = "x86_64")]
+                    if b == Backend::Amx {
+                        for row in want.chunks_exact_mut(qrow_words(k)) {
+                            gg_backends::amx::fast::to_planes(row, k);
+                        }
+                    }
                     for par in [Par::SERIAL, Par { threads: 2 }] {
                         let mut got = vec![1u32; rows * qrow_words(k)];
                         team.install(|| (kern.quantize_rows)(x, norm, &mut got, with_sums, par));

@@ -1,6 +1,7 @@
 //! Every SIMD kernel against its scalar twin on random data, including lengths that are not
 //! a multiple of the vector width. Backends this CPU lacks are skipped with a message.
 
+#[cfg(target_arch = "x86_64")]
 use gg_backends::cpu::CpuToken;
 use gg_backends::kernels::{AttentionArgs, AttentionIo};
 use gg_backends::{Activations, Backend, KernelTable, Par, SeqSpan, WeightView};

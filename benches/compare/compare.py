@@ -5,6 +5,7 @@ peak RSS, with the CPU model and flags.
 
     benches/compare/setup.sh            # once: llama-cpp-python 0.3.36 into a cached venv
     python3 benches/compare/compare.py  # [--threads 2] [--rounds 2] [--workloads queries,docs,long]
+                                        # [--backends amx,avx512] [--llama-extra-bufts auto|on|off]
 
 Figures: `queries` and `long` are the median latency of one text per call (llama.cpp: each
 `Llama.embed` call; gemma-graph: each forward pass of `run --batch-texts 1`, from its
@@ -46,12 +47,12 @@ def cpu():
     return model, keep
 
 
-def gemma_graph(binary, model, workload, kind, threads, precision):
+def gemma_graph(binary, model, workload, kind, threads, precision, backend):
     with tempfile.TemporaryDirectory() as tmp:
         stats = os.path.join(tmp, "stats.json")
         cmd = [binary, "run", "--model", model, "--input", workload, "--threads", str(threads), "--quiet",
                "--format", "npy", "--output", os.path.join(tmp, "out.npy"), "--stats-json", stats,
-               "--precision", precision]
+               "--precision", precision, "--backend", backend]
         if kind != "docs":
             cmd += ["--batch-texts", "1"]
         subprocess.run(cmd, check=True)
@@ -83,6 +84,11 @@ def main():
     ap.add_argument("--gemma-graph", default=os.path.join(REPO, "target", "release", "gemma-graph"))
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--precision", default="fast", choices=["fast", "exact", "int8"], help="gemma-graph's precision")
+    ap.add_argument("--backends", default="auto", help="gemma-graph's backends, comma-separated: each runs as its own "
+                    "engine in the same alternation, e.g. amx,avx512 (ratios to the first are printed too)")
+    ap.add_argument("--llama-extra-bufts", default="auto", choices=["auto", "on", "off"],
+                    help="llama.cpp's extra buffer types (its AMX and repacking paths); auto = off on CPUs with AMX, "
+                    "where llama.cpp 0.3.36 segfaults on Q8_0 and Q4_0 through them")
     ap.add_argument("--no-st", action="store_true", help="leave sentence-transformers out (it does not read the GGUF: "
                     "its figure is the same for every weight type)")
     args = ap.parse_args()
@@ -97,22 +103,33 @@ def main():
     checkpoint = os.path.join(CACHE, "embeddinggemma-300m")
 
     model_name, flags = cpu()
+    extra = args.llama_extra_bufts
+    if extra == "auto":
+        extra = "off" if "amx_int8" in flags else "on"
+    os.environ["GG_LLAMA_EXTRA_BUFTS"] = extra
+    backends = args.backends.split(",")
+    engines = [f"gemma-graph[{b}]" for b in backends]
     print(f"CPU: {model_name}, {os.cpu_count()} cores; flags: {' '.join(flags)}")
     print(f"model {args.model}, {args.threads} threads, {args.rounds} round(s), engines alternating, "
-          f"gemma-graph precision {args.precision}")
+          f"gemma-graph precision {args.precision}, llama.cpp extra buffer types {extra}")
     rows = []
     for name in args.workloads.split(","):
         file, what = WORKLOADS[name]
         workload = os.path.join(BENCH, file)
-        runs = {"gemma-graph": [], "llama.cpp": [], "sentence-transformers": []}
-        backend = "?"
+        runs = {e: [] for e in engines + ["llama.cpp", "sentence-transformers"]}
         for r in range(args.rounds):
-            order = ["gemma-graph", "llama.cpp"] if r % 2 == 0 else ["llama.cpp", "gemma-graph"]
+            order = engines + ["llama.cpp"]
+            if r % 2 == 1:
+                order.reverse()
             if have_st and name != "long":
                 order.append("sentence-transformers")
             for engine in order:
-                if engine == "gemma-graph":
-                    f, rss, backend = gemma_graph(args.gemma_graph, args.model, workload, name, args.threads, args.precision)
+                if engine.startswith("gemma-graph"):
+                    b = engine[len("gemma-graph["):-1]
+                    f, rss, ran = gemma_graph(args.gemma_graph, args.model, workload, name, args.threads, args.precision, b)
+                    engine = f"gemma-graph[{b}]"
+                    if b == "auto":
+                        print(f"  (auto chose {ran})")
                 elif engine == "llama.cpp":
                     f, rss = peer("llama", llama_py, args.model, workload, name, args.threads)
                 else:
@@ -120,23 +137,24 @@ def main():
                 runs[engine].append((f, rss))
                 print(f"  {name:<8} {engine:<22} {fmt_time(f):>10}  peak RSS {rss / 2**20:7.0f} MiB", flush=True)
         med = {e: (statistics.median(x[0] for x in v), max(x[1] for x in v)) for e, v in runs.items() if v}
-        rows.append((name, what, med, backend))
+        rows.append((name, what, med))
 
     print()
-    print(f"{'workload':<9} {'figure':<20} {'gemma-graph':>12} {'llama.cpp':>11} {'ratio':>7}   {'RSS gg':>8} {'RSS llama':>10} {'ratio':>6}"
-          + ("   sentence-transformers" if have_st else ""))
-    for name, what, med, backend in rows:
-        (g, grss), (l, lrss) = med["gemma-graph"], med["llama.cpp"]
-        line = (f"{name:<9} {what:<20} {fmt_time(g):>12} {fmt_time(l):>11} {g / l:>6.2f}×   "
-                f"{grss / 2**20:>6.0f} MB {lrss / 2**20:>8.0f} MB {grss / lrss:>5.2f}×")
-        if "sentence-transformers" in med:
-            s, srss = med["sentence-transformers"]
-            line += f"   {fmt_time(s)} ({srss / 2**20:.0f} MB)"
-        print(line)
-    print(f"(ratio: gemma-graph's time or RSS over llama.cpp's; below 1 is better for gemma-graph; backend {rows[0][3] if rows else '?'})")
+    print(f"{'workload':<9} {'figure':<20} {'engine':<22} {'time':>10} {'÷ llama.cpp':>12} {'÷ ' + engines[0]:>22} {'peak RSS':>10}")
+    for name, what, med in rows:
+        l = med["llama.cpp"][0]
+        first = med[engines[0]][0]
+        for e in engines + ["llama.cpp", "sentence-transformers"]:
+            if e not in med:
+                continue
+            f, rss = med[e]
+            print(f"{name:<9} {what:<20} {e:<22} {fmt_time(f):>10} {f / l:>11.2f}× {f / first:>21.2f}× {rss / 2**20:>7.0f} MB")
+    print("(ratios: each engine's time over llama.cpp's and over the first gemma-graph backend's; below 1 is faster; "
+          f"llama.cpp's extra buffer types {extra})")
     if args.json:
         json.dump({"cpu": model_name, "flags": flags, "threads": args.threads, "precision": args.precision,
-                   "results": {n: {e: {"figure_seconds": f, "peak_rss_bytes": r} for e, (f, r) in m.items()} for n, _, m, _ in rows}},
+                   "llama_extra_bufts": extra,
+                   "results": {n: {e: {"figure_seconds": f, "peak_rss_bytes": r} for e, (f, r) in m.items()} for n, _, m in rows}},
                   open(args.json, "w"), indent=1)
 
 

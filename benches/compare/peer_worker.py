@@ -4,18 +4,32 @@
     python peer_worker.py st CHECKPOINT_DIR WORKLOAD.jsonl queries|docs THREADS
 
 Prints one JSON object: per-text latencies (one text per call) or the job's time, and the
-peak RSS.
+peak RSS. GG_LLAMA_EXTRA_BUFTS=off turns llama.cpp's extra buffer types off.
 """
 
 import json
+import os
 import resource
 import sys
 import time
 
 
 def llama(model, texts, one_by_one, threads):
+    import llama_cpp.llama as llama_module
     from llama_cpp import Llama
 
+    if os.environ.get("GG_LLAMA_EXTRA_BUFTS") == "off":
+        # llama.cpp's extra buffer types (its AMX and repacking paths) off, as its users must on
+        # the AMX Xeons where 0.3.36 segfaults in ggml_backend_amx_mul_mat on Q8_0 and Q4_0.
+        # Llama() takes no such argument: its model parameters start from this function.
+        defaults = llama_module.llama_cpp.llama_model_default_params
+
+        def no_extra_bufts():
+            params = defaults()
+            params.use_extra_bufts = False
+            return params
+
+        llama_module.llama_cpp.llama_model_default_params = no_extra_bufts
     llm = Llama(
         model_path=model,
         embedding=True,

@@ -8,7 +8,7 @@
 //! token, which only detection makes on a CPU with AVX2, FMA and F16C, and every safe entry
 //! point asks for the token before it enters `#[target_feature]` code.
 
-pub(crate) mod fast;
+pub mod fast;
 pub(crate) mod matmul;
 pub mod rows;
 pub mod simd;
@@ -16,5 +16,5 @@ mod table;
 mod token;
 
 pub(crate) use table::TABLE;
-pub use table::{Avx2Tier, KERNELS};
+pub use table::{without_vnni, Avx2Tier, KERNELS};
 pub use token::Avx2;

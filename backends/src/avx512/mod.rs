@@ -13,5 +13,6 @@ pub(crate) mod matmul;
 mod table;
 mod token;
 
+pub(crate) use table::TABLE;
 pub use table::{without_vnni, Avx512Tier, KERNELS};
 pub use token::Avx512;

@@ -133,6 +133,9 @@ pub trait FastTier: Sized + Send + Sync + 'static {
     /// [`quantize_row`], exactly (one feature check per row, not per block).
     fn quantize_row(x: &[f32], q: &mut [i16], d: &mut [f32]);
     /// How the tier's panels arrange the quants of a form (pairs, for the multiply-add kernels).
+    /// Tokens per tile of the driver's loop (at most [`TOKEN_TILE`]): a tile's activation rows
+    /// are read once per panel.
+    const TOKENS: usize = TOKEN_TILE;
     fn layout(_form: PanelForm) -> pack::Layout {
         pack::Layout::Pairs
     }
@@ -188,23 +191,24 @@ fn store(ptr: OutPtr, vals: &[[f32; PANEL]; TOKEN_TILE], t0: usize, tokens: usiz
     }
 }
 
-/// The driver both matmuls share: threads take one chunk of panels each, and have
-/// `panel(tile, p, out)` write panel `p`'s 16 columns of every token of a tile, which are then
-/// stored.
+/// The driver both matmuls share: threads take one chunk of panels each, and for each tile of
+/// `tokens` (≤ [`TOKEN_TILE`]) tokens have `panel(tile, p, out)` write panel `p`'s 16 columns
+/// of the tile's tokens, which are then stored.
 pub(super) fn drive(
     x: &QRows<'_>,
     w: &PackedQ8,
     out: &mut [f32],
-    n: usize,
+    (n, tokens): (usize, usize),
     par: Par,
     panel: impl Fn(&QTile, usize, &mut [[f32; PANEL]; TOKEN_TILE]) + Sync,
 ) {
     check(x, w, out, n);
+    assert!((1..=TOKEN_TILE).contains(&tokens), "token tiles of {tokens}");
     let ptr = OutPtr::new(out);
     let work = |p0: usize, p1: usize| {
         let mut vals = [[0f32; PANEL]; TOKEN_TILE];
-        for t0 in (0..x.rows()).step_by(TOKEN_TILE) {
-            let t1 = (t0 + TOKEN_TILE).min(x.rows());
+        for t0 in (0..x.rows()).step_by(tokens) {
+            let t1 = (t0 + tokens).min(x.rows());
             let tile = x.tile(t0, t1);
             for p in p0..p1 {
                 panel(&tile, p, &mut vals);
@@ -236,14 +240,16 @@ fn dots_for<T: FastTier>(w: &PackedQ8) -> DotsFn {
 pub fn matmul_q<T: FastTier>(x: &QRows<'_>, w: &PackedQ8, out: &mut [f32], n: usize, par: Par) {
     assert_eq!(w.groups(), 1, "a plain matmul's weight is one group");
     let dots = dots_for::<T>(w);
-    drive(x, w, out, n, par, |tile, p, vals| dots(tile, w.panel(0, p), vals));
+    drive(x, w, out, (n, T::TOKENS), par, |tile, p, vals| {
+        dots(tile, w.panel(0, p), vals)
+    });
 }
 
 /// The GeGLU matmul over quantized rows: `out (rows, f) = gelu_tanh(x · Wgᵀ) ⊙ (x · Wuᵀ)`, gate
 /// and up panels of the same columns side by side.
 pub fn matmul_geglu_q<T: FastTier>(x: &QRows<'_>, w: &PackedQ8, out: &mut [f32], f: usize, par: Par) {
     assert_eq!(w.groups(), 2, "a GeGLU weight is two groups (gate, up)");
-    drive_geglu(x, w, out, f, par, dots_for::<T>(w), T::geglu);
+    drive_geglu(x, w, out, (f, T::TOKENS), par, dots_for::<T>(w), T::geglu);
 }
 
 /// [`drive`] for a GeGLU weight: each panel's gate and up values by `dots`, combined by
@@ -252,12 +258,12 @@ pub(super) fn drive_geglu(
     x: &QRows<'_>,
     w: &PackedQ8,
     out: &mut [f32],
-    f: usize,
+    (f, tokens): (usize, usize),
     par: Par,
     dots: DotsFn,
     geglu: fn(&[f32], &[f32], &mut [f32]),
 ) {
-    drive(x, w, out, f, par, |tile, p, h| {
+    drive(x, w, out, (f, tokens), par, |tile, p, h| {
         let mut gate = [[0f32; PANEL]; TOKEN_TILE];
         let mut up = [[0f32; PANEL]; TOKEN_TILE];
         dots(tile, w.panel(0, p), &mut gate);

@@ -23,7 +23,9 @@
 //! 16-value halves (i32).
 
 use super::drive::{drive, drive_geglu, quantize_rows_with, quantized_then, FastKernels, FastTier};
-use super::pack::{extras, form_block_bytes, pack_quads, quad_bias, scales, Layout, PackedQ8, PANEL};
+use super::pack::{
+    extras, form_block_bytes, pack_quads, pack_quads_signed, quad_bias, scales, Layout, PackedQ8, PANEL,
+};
 use super::qrows::{
     block_scales_for, finite_amax, qrow_words, quantize_blocks, QRows, QTile, MAX_K, QBLOCK, TOKEN_TILE,
 };
@@ -126,6 +128,11 @@ impl QTile<'_> {
 pub trait Int8Tier: Send + Sync + 'static {
     /// The tier's row primitives (the norm fused into the quantization).
     type Rows: RowOps;
+    /// The panels' quants: biased unsigned ([`Layout::Quads`], for `vpdpbusd`) or signed
+    /// ([`Layout::QuadsSigned`], for products that take signed weights).
+    const LAYOUT: Layout = Layout::Quads;
+    /// Tokens per tile of the driver's loop ([`super::FastTier::TOKENS`]).
+    const TOKENS: usize = TOKEN_TILE;
     /// [`quantize_row8`], exactly.
     fn quantize_row(x: &[f32], q: &mut [i8], d: &mut [f32], sums: &mut [i32]);
     /// For tokens `0..tile.tokens`: the 16 rows' values of one quads panel of the form `FORM`,
@@ -227,7 +234,7 @@ impl Int8Tier for Scalar8 {
 type DotsFn = fn(&QTile, &[u8], &mut [[f32; PANEL]; TOKEN_TILE]);
 
 fn dots_for<T: Int8Tier>(w: &PackedQ8) -> DotsFn {
-    assert_eq!(w.layout(), Layout::Quads, "int8 kernels over quads panels");
+    assert_eq!(w.layout(), T::LAYOUT, "int8 kernels over the tier's quads panels");
     match w.form() {
         PanelForm::Symmetric => T::dots::<SYMMETRIC>,
         PanelForm::Offset => T::dots::<OFFSET>,
@@ -240,7 +247,9 @@ fn dots_for<T: Int8Tier>(w: &PackedQ8) -> DotsFn {
 pub fn matmul_q8<T: Int8Tier>(x: &QRows<'_>, w: &PackedQ8, out: &mut [f32], n: usize, par: Par) {
     assert_eq!(w.groups(), 1, "a plain matmul's weight is one group");
     let dots = dots_for::<T>(w);
-    drive(x, w, out, n, par, |tile, p, vals| dots(tile, w.panel(0, p), vals));
+    drive(x, w, out, (n, T::TOKENS), par, |tile, p, vals| {
+        dots(tile, w.panel(0, p), vals)
+    });
 }
 
 /// The GeGLU matmul over int8 rows (gate and up panels side by side, see
@@ -248,7 +257,7 @@ pub fn matmul_q8<T: Int8Tier>(x: &QRows<'_>, w: &PackedQ8, out: &mut [f32], n: u
 pub fn matmul_geglu_q8<T: Int8Tier>(x: &QRows<'_>, w: &PackedQ8, out: &mut [f32], f: usize, par: Par) {
     assert_eq!(w.groups(), 2, "a GeGLU weight is two groups (gate, up)");
     let dots = dots_for::<T>(w);
-    drive_geglu(x, w, out, f, par, dots, T::geglu);
+    drive_geglu(x, w, out, (f, T::TOKENS), par, dots, T::geglu);
 }
 
 fn matmul8<T: Int8Tier>(x: Activations<'_>, w: &PackedQ8, out: &mut [f32], n: usize, par: Par) {
@@ -282,7 +291,10 @@ pub const fn kernels8<T: Int8Tier, W: WeightType>() -> Option<FastKernels> {
     }
     Some(FastKernels {
         act: "i8",
-        pack: pack_quads::<W>,
+        pack: match T::LAYOUT {
+            Layout::QuadsSigned => pack_quads_signed::<W>,
+            _ => pack_quads::<W>,
+        },
         quantize: quantize_widened::<T>,
         quantize_rows: quantize_rows8::<T>,
         matmul: matmul8::<T>,

@@ -201,7 +201,7 @@ fn check_precision(table: &KernelTable, precision: Precision) -> Result<(), Lowe
     match table.int8_available() {
         Ok(()) => Ok(()),
         Err(None) => Err(err(
-            "this tier has no int8 kernels (8-bit products are no faster than the fast precision's 16-bit ones here); int8 runs on avx512 with VNNI, and on scalar".into(),
+            "this tier has no int8 kernels (8-bit products are no faster than the fast precision's 16-bit ones here); int8 runs on amx, avx512 with VNNI, and scalar".into(),
         )),
         Err(Some(feature)) => Err(err(format!("the int8 kernels need {feature}, which this CPU lacks"))),
     }
