@@ -374,3 +374,24 @@ fn usage_errors_exit_2() {
     let out = bin().args(["run", "--threads", "many", "x"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn serve_refuses_an_empty_api_key_and_an_impossible_timeout_before_listening() {
+    // `--api-key "$UNSET"` used to serve without auth while logging "auth: bearer"; a timeout
+    // beyond what a duration holds used to panic. Both are refused before the port is bound.
+    let serve = |extra: &[&str], env_key: Option<&str>| {
+        let mut c = bin();
+        c.args(["serve", "--port", "0"]).args(extra).arg("--model").arg(model());
+        c.env_remove("GEMMA_GRAPH_API_KEY");
+        if let Some(k) = env_key {
+            c.env("GEMMA_GRAPH_API_KEY", k);
+        }
+        c.stdin(Stdio::null()).output().unwrap()
+    };
+    fails_with(serve(&["--api-key", ""], None), 1, &["--api-key is empty"]);
+    fails_with(serve(&[], Some("")), 1, &["GEMMA_GRAPH_API_KEY is empty"]);
+    for t in ["1e20", "0", "-1", "nan"] {
+        let flag = format!("--request-timeout={t}");
+        fails_with(serve(&[&flag], None), 1, &["--request-timeout", "positive"]);
+    }
+}

@@ -110,16 +110,32 @@ fn router(state: Arc<AppState>, config: &ServeConfig) -> std::io::Result<Router>
         ))
         .layer(middleware::from_fn(request_id))
         .with_state(state);
+    if config.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the API key is empty: give a key, or none to serve without authentication",
+        ));
+    }
     if !config.cors_allow_origins.is_empty() {
-        let origins = config
-            .cors_allow_origins
-            .iter()
-            .map(|o| HeaderValue::from_str(o))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--cors-allow-origin: {e}")))?;
+        let invalid =
+            |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--cors-allow-origin: {why}"));
+        let any = config.cors_allow_origins.iter().any(|o| o == "*");
+        let allow = if any && config.cors_allow_origins.len() > 1 {
+            return Err(invalid("`*` allows every origin; give it alone or list origins".into()));
+        } else if any {
+            AllowOrigin::any()
+        } else {
+            let origins = config
+                .cors_allow_origins
+                .iter()
+                .map(|o| HeaderValue::from_str(o))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid(e.to_string()))?;
+            AllowOrigin::list(origins)
+        };
         app = app.layer(
             CorsLayer::new()
-                .allow_origin(AllowOrigin::list(origins))
+                .allow_origin(allow)
                 .allow_methods([Method::GET, Method::POST])
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
         );
@@ -190,6 +206,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The credentials of an `Authorization: Bearer <token>` header value; the scheme is matched
+/// case-insensitively, as RFC 7235 says (`bearer KEY` is as valid as `Bearer KEY`).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 async fn authorize(State(key): State<Arc<Option<String>>>, request: Request, next: Next) -> Response {
     let Some(key) = key.as_deref() else {
         return next.run(request).await;
@@ -202,8 +225,7 @@ async fn authorize(State(key): State<Arc<Option<String>>>, request: Request, nex
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_token);
     match given {
         Some(token) if constant_time_eq(token.as_bytes(), key.as_bytes()) => next.run(request).await,
         given => {

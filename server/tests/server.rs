@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::{alone, get, model, post, send, start, vectors};
-use gg_server::{Limits, ServeConfig};
+use gg_server::{Limits, ServeConfig, Server};
 use serde_json::json;
 
 fn config() -> ServeConfig {
@@ -347,8 +347,66 @@ async fn api_key_is_required_everywhere_but_health() {
     )
     .await;
     assert_eq!(r.status, 200);
+    // The scheme is case-insensitive (RFC 7235); the key is not.
+    for header in ["bearer s3cret", "BEARER s3cret"] {
+        let r = send(
+            s.addr,
+            "POST",
+            "/v1/embeddings",
+            &[("Authorization", header)],
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{header}: {}", r.text());
+    }
+    let r = send(
+        s.addr,
+        "POST",
+        "/v1/embeddings",
+        &[("Authorization", "bearer S3CRET")],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 401);
     assert_eq!(get(s.addr, "/metrics").await.status, 401);
     assert_eq!(get(s.addr, "/health").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_api_key_or_a_mixed_wildcard_origin_is_refused_at_bind() {
+    // An empty key (an unset variable) would serve without auth while auth was asked for.
+    for key in ["", "  "] {
+        let config = ServeConfig {
+            api_key: Some(key.into()),
+            ..config()
+        };
+        let err = match Server::bind(model(), config, "127.0.0.1:0".parse().unwrap()).await {
+            Ok(_) => panic!("an empty API key was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("API key is empty"), "{err}");
+    }
+    let config = ServeConfig {
+        cors_allow_origins: vec!["*".into(), "https://app.example".into()],
+        ..config()
+    };
+    let err = match Server::bind(model(), config, "127.0.0.1:0".parse().unwrap()).await {
+        Ok(_) => panic!("`*` beside an origin was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("--cors-allow-origin") && err.contains("`*`"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_wildcard_allows_every_origin() {
+    // `*` alone used to panic inside the CORS layer.
+    let s = start(ServeConfig {
+        cors_allow_origins: vec!["*".into()],
+        ..config()
+    })
+    .await;
+    let r = send(s.addr, "GET", "/info", &[("Origin", "https://any.example")], b"").await;
+    assert_eq!(r.headers["access-control-allow-origin"], "*");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 //! results are the same.
 
 use super::epilogue;
-use super::group::{self, GROUP};
+use super::group;
 use super::tile::{Hw, Model};
 use super::token::Amx;
 use crate::avx512::fast::Avx512Fast;
@@ -91,14 +91,8 @@ pub fn to_planes(out: &mut [u32], k: usize) {
 /// The token proves AMX and AVX-512; rows in planes, the panel in signed quads of the form.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn dots_hw<const FORM: u8>(amx: Amx, tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
-    let mut hw = Hw::new(amx);
-    let mut t = 0;
-    while t < tile.tokens {
-        let n = (tile.tokens - t).min(GROUP);
-        // SAFETY: the caller's contract.
-        unsafe { group::fast::<Hw, epilogue::Avx512, FORM>(&mut hw, tile, t, n, panel, out) };
-        t += n;
-    }
+    // SAFETY: the caller's contract.
+    unsafe { group::groups::<Hw, epilogue::Avx512, FORM, false>(&mut Hw::new(amx), tile, panel, out) }
 }
 
 /// The same loop on the software model of the tiles, with the epilogue `E`: what tests run on
@@ -110,15 +104,8 @@ fn dots_model_with<E: epilogue::Epilogue, const FORM: u8>(
     panel: &[u8],
     out: &mut [[f32; PANEL]; TOKEN_TILE],
 ) {
-    let mut m = Model::default();
-    let mut t = 0;
-    while t < tile.tokens {
-        let n = (tile.tokens - t).min(GROUP);
-        // SAFETY: rows in planes and the panel in signed quads (callers
-        // quantize and pack with this tier's functions).
-        unsafe { group::fast::<Model, E, FORM>(&mut m, tile, t, n, panel, out) };
-        t += n;
-    }
+    // SAFETY: callers quantize and pack with this precision's functions for this tier.
+    unsafe { group::groups::<Model, E, FORM, false>(&mut Model::default(), tile, panel, out) }
 }
 
 /// [`dots_model_with`] and the scalar epilogue: the loop, the layout and the packing on any CPU.

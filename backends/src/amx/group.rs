@@ -398,3 +398,30 @@ pub unsafe fn fast<U: TileUnit, E: Epilogue, const FORM: u8>(
     pipeline(&mut st, count);
     st.e.finish(&mut out[t0..t0 + n]);
 }
+
+/// Every token of the tile in groups of 16 (the last one shorter) through the fast (`INT8 =
+/// false`) or int8 kernel on `u`, with the epilogue `E`.
+///
+/// # Safety
+/// As [`fast`] or [`int8`]: rows and panel laid out for that kernel.
+#[inline(always)]
+pub unsafe fn groups<U: TileUnit, E: Epilogue, const FORM: u8, const INT8: bool>(
+    u: &mut U,
+    tile: &QTile,
+    panel: &[u8],
+    out: &mut [[f32; PANEL]; TOKEN_TILE],
+) {
+    let mut t = 0;
+    while t < tile.tokens {
+        let n = (tile.tokens - t).min(GROUP);
+        // SAFETY: the caller's contract.
+        unsafe {
+            if INT8 {
+                int8::<U, E, FORM>(u, tile, t, n, panel, out)
+            } else {
+                fast::<U, E, FORM>(u, tile, t, n, panel, out)
+            }
+        }
+        t += n;
+    }
+}

@@ -3,7 +3,7 @@
 //! by `tdpbssd` into a 16 × 16 tile, then the specification's f32 epilogue.
 
 use super::epilogue;
-use super::group::{self, GROUP};
+use super::group;
 use super::tile::{Hw, Model};
 use super::token::Amx;
 use crate::avx512::int8::Avx512Int8;
@@ -42,17 +42,11 @@ impl Int8Tier for AmxInt8 {
 /// The tile's tokens in groups of 16 on the hardware, the AVX-512 epilogue.
 ///
 /// # Safety
-/// The token proves AMX and AVX-512; int8 rows, the panel in quads of the form.
+/// The token proves AMX and AVX-512; int8 rows, the panel in signed quads of the form.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn dots_hw<const FORM: u8>(amx: Amx, tile: &QTile, panel: &[u8], out: &mut [[f32; PANEL]; TOKEN_TILE]) {
-    let mut hw = Hw::new(amx);
-    let mut t = 0;
-    while t < tile.tokens {
-        let n = (tile.tokens - t).min(GROUP);
-        // SAFETY: the caller's contract.
-        unsafe { group::int8::<Hw, epilogue::Avx512, FORM>(&mut hw, tile, t, n, panel, out) };
-        t += n;
-    }
+    // SAFETY: the caller's contract.
+    unsafe { group::groups::<Hw, epilogue::Avx512, FORM, true>(&mut Hw::new(amx), tile, panel, out) }
 }
 
 #[inline(always)]
@@ -61,15 +55,8 @@ fn dots_model_with<E: epilogue::Epilogue, const FORM: u8>(
     panel: &[u8],
     out: &mut [[f32; PANEL]; TOKEN_TILE],
 ) {
-    let mut m = Model::default();
-    let mut t = 0;
-    while t < tile.tokens {
-        let n = (tile.tokens - t).min(GROUP);
-        // SAFETY: int8 rows and a quads panel (callers quantize and pack
-        // with the int8 precision's functions).
-        unsafe { group::int8::<Model, E, FORM>(&mut m, tile, t, n, panel, out) };
-        t += n;
-    }
+    // SAFETY: callers quantize and pack with this precision's functions for this tier.
+    unsafe { group::groups::<Model, E, FORM, true>(&mut Model::default(), tile, panel, out) }
 }
 
 /// The loop on the software model of the tiles with the scalar epilogue (any CPU).

@@ -58,17 +58,14 @@ pub fn run(args: Args) -> Result<()> {
     if args.max_batch_tokens == 0 || args.max_queue_tokens == 0 || args.max_inputs == 0 || args.max_body_bytes == 0 {
         bail!("--max-batch-tokens, --max-queue-tokens, --max-inputs and --max-body-bytes must be at least 1");
     }
-    if !(args.request_timeout > 0.0 && args.request_timeout.is_finite()) {
-        bail!(
-            "--request-timeout {}: must be a positive number of seconds",
+    let request_timeout = match Duration::try_from_secs_f64(args.request_timeout) {
+        Ok(d) if !d.is_zero() => d,
+        _ => bail!(
+            "--request-timeout {}: must be a positive number of seconds that fits a duration",
             args.request_timeout
-        );
-    }
-    let api_key = args
-        .api_key
-        .clone()
-        .or_else(|| std::env::var("GEMMA_GRAPH_API_KEY").ok())
-        .filter(|k| !k.is_empty());
+        ),
+    };
+    let api_key = api_key(&args.api_key)?;
     let mut options = args.model_args.options(args.max_batch_tokens, Pipeline::Default);
     options.max_batch_tokens = args.max_batch_tokens;
     let model = load_model(&path, &options)?;
@@ -76,6 +73,7 @@ pub fn run(args: Args) -> Result<()> {
         path.file_stem()
             .map_or_else(|| "embeddinggemma".into(), |s| s.to_string_lossy().into_owned())
     });
+    let config_has_key = api_key.is_some();
     let config = ServeConfig {
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
@@ -83,7 +81,7 @@ pub fn run(args: Args) -> Result<()> {
             max_batch_tokens: args.max_batch_tokens,
             max_wait: Duration::from_millis(args.max_wait_ms),
             max_queue_tokens: args.max_queue_tokens,
-            request_timeout: Duration::from_secs_f64(args.request_timeout),
+            request_timeout,
         },
         api_key,
         cors_allow_origins: args.cors_allow_origin.clone(),
@@ -115,7 +113,7 @@ pub fn run(args: Args) -> Result<()> {
             backend,
             precision,
             threads,
-            auth = api_key_state(&args.api_key),
+            auth = if config_has_key { "bearer" } else { "none" },
             "serving"
         );
         server.run(shutdown_signal()).await?;
@@ -124,11 +122,19 @@ pub fn run(args: Args) -> Result<()> {
     })
 }
 
-fn api_key_state(flag: &Option<String>) -> &'static str {
-    if flag.is_some() || std::env::var("GEMMA_GRAPH_API_KEY").is_ok_and(|k| !k.is_empty()) {
-        "bearer"
-    } else {
-        "none"
+/// The key from `--api-key` or, without the flag, `GEMMA_GRAPH_API_KEY`. An empty key is refused:
+/// it is what an unset shell variable gives (`--api-key "$KEY"`), and serving without auth
+/// while the operator asked for a key is the worse outcome.
+fn api_key(flag: &Option<String>) -> Result<Option<String>> {
+    let (key, from) = match flag {
+        Some(k) => (Some(k.clone()), "--api-key"),
+        None => (std::env::var("GEMMA_GRAPH_API_KEY").ok(), "GEMMA_GRAPH_API_KEY"),
+    };
+    match key {
+        Some(k) if k.trim().is_empty() => {
+            bail!("{from} is empty (an unset variable?): give a key, or leave it out to serve without authentication")
+        }
+        key => Ok(key),
     }
 }
 
