@@ -104,6 +104,7 @@ fn router(state: Arc<AppState>, config: &ServeConfig) -> std::io::Result<Router>
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::from_fn(require_json))
         .layer(middleware::from_fn_with_state(
             Arc::new(config.api_key.clone()),
             authorize,
@@ -141,6 +142,36 @@ fn router(state: Arc<AppState>, config: &ServeConfig) -> std::io::Result<Router>
         );
     }
     Ok(app)
+}
+
+/// A POST body must be declared JSON (`application/json`, parameters allowed): a web page can
+/// make a browser send `text/plain` (or form types, or no type) to any origin without a CORS
+/// preflight, so accepting those would let any page a user visits call the server. Runs after
+/// the API key check, so a request without a key still gets 401.
+async fn require_json(request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let json = declared.as_deref().is_some_and(|t| {
+        let essence = t.split(';').next().unwrap_or("").trim();
+        essence.eq_ignore_ascii_case("application/json")
+    });
+    if json {
+        return next.run(request).await;
+    }
+    let got = declared.map_or_else(|| "none".to_string(), |t| format!("`{t}`"));
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "invalid_request_error",
+        "unsupported_media_type",
+        format!("request body: Content-Type must be application/json (got {got})"),
+    )
+    .with_flavor(flavor_of(request.uri().path()))
+    .into_response()
 }
 
 fn flavor_of(path: &str) -> Flavor {

@@ -124,7 +124,14 @@ async fn requests_that_are_wrong_get_400_naming_the_field() {
         assert_eq!(e["type"], "invalid_request_error");
         assert!(e["code"].is_string());
     }
-    let r = send(s.addr, "POST", "/v1/embeddings", &[], b"{not json").await;
+    let r = send(
+        s.addr,
+        "POST",
+        "/v1/embeddings",
+        &[("Content-Type", "application/json")],
+        b"{not json",
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert!(r.json()["error"]["message"].as_str().unwrap().contains("request body"));
     let r = get(s.addr, "/nowhere").await;
@@ -333,7 +340,7 @@ async fn api_key_is_required_everywhere_but_health() {
         s.addr,
         "POST",
         "/v1/embeddings",
-        &[("Authorization", "Bearer wrong")],
+        &[("Authorization", "Bearer wrong"), ("Content-Type", "application/json")],
         body.as_bytes(),
     )
     .await;
@@ -342,7 +349,7 @@ async fn api_key_is_required_everywhere_but_health() {
         s.addr,
         "POST",
         "/v1/embeddings",
-        &[("Authorization", "Bearer s3cret")],
+        &[("Authorization", "Bearer s3cret"), ("Content-Type", "application/json")],
         body.as_bytes(),
     )
     .await;
@@ -353,7 +360,7 @@ async fn api_key_is_required_everywhere_but_health() {
             s.addr,
             "POST",
             "/v1/embeddings",
-            &[("Authorization", header)],
+            &[("Authorization", header), ("Content-Type", "application/json")],
             body.as_bytes(),
         )
         .await;
@@ -363,7 +370,7 @@ async fn api_key_is_required_everywhere_but_health() {
         s.addr,
         "POST",
         "/v1/embeddings",
-        &[("Authorization", "bearer S3CRET")],
+        &[("Authorization", "bearer S3CRET"), ("Content-Type", "application/json")],
         body.as_bytes(),
     )
     .await;
@@ -395,6 +402,37 @@ async fn an_empty_api_key_or_a_mixed_wildcard_origin_is_refused_at_bind() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("--cors-allow-origin") && err.contains("`*`"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_body_must_be_declared_json() {
+    // text/plain, form types and no type are what a page can make a browser send to any origin
+    // without a preflight.
+    let s = start(config()).await;
+    let body = json!({"input": "x"}).to_string();
+    for (route, ty) in [
+        ("/v1/embeddings", Some("text/plain")),
+        ("/embed", Some("application/x-www-form-urlencoded")),
+        ("/v1/embeddings", Some("multipart/form-data; boundary=x")),
+        ("/tokenize", None),
+    ] {
+        let headers: Vec<(&str, &str)> = ty.map(|t| ("Content-Type", t)).into_iter().collect();
+        let b = if route == "/v1/embeddings" {
+            body.clone()
+        } else {
+            json!({"inputs": "x"}).to_string()
+        };
+        let r = send(s.addr, "POST", route, &headers, b.as_bytes()).await;
+        assert_eq!(r.status, 415, "{route} {ty:?}: {}", r.text());
+        assert!(r.text().contains("application/json"), "{}", r.text());
+    }
+    let ok = [("Content-Type", "Application/JSON; charset=utf-8")];
+    assert_eq!(
+        send(s.addr, "POST", "/v1/embeddings", &ok, body.as_bytes())
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,7 +496,7 @@ async fn a_client_that_goes_away_has_its_queued_texts_dropped() {
     let body = json!({"input": ["a", "b", "c"]}).to_string();
     let mut stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let head = format!(
-        "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -507,7 +545,7 @@ async fn hostile_bodies_always_get_a_json_answer() {
             }
         }
         let route = routes[(next() % 3) as usize];
-        let r = send(s.addr, "POST", route, &[], &body).await;
+        let r = send(s.addr, "POST", route, &[("Content-Type", "application/json")], &body).await;
         assert!(
             matches!(r.status, 200 | 400 | 413),
             "{route} {:?}: {} {}",
