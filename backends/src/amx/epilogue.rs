@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::group::GROUP;
+use super::tile::GROUP;
 use crate::fast::pack::PANEL;
 
 /// A token group's f32 accumulators and how a block's sums enter them.

@@ -18,8 +18,7 @@ use crate::fast::pack::{extras, form_block_bytes, scales, PANEL};
 use crate::fast::{qrow_words, QTile, QBLOCK, TOKEN_TILE};
 use crate::wtypes::{HALVES, OFFSET};
 
-/// Tokens per group (the rows of an A tile).
-pub const GROUP: usize = 16;
+pub use super::tile::GROUP;
 
 /// The int8 kernel's tiles by the step's phase `s % 4` (C, A, B): a step's loads need not
 /// wait for the previous step's product to have read its operands, and a C tile is zeroed

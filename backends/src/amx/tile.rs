@@ -9,6 +9,9 @@
 //! (tmm5) a panel block's weights, `K / 4` rows of 64 bytes — row `j` holds the 16 weight
 //! rows' bytes `4j .. 4j + 4` (the layout `tdpb*d` takes, which is the int8 panels' quads).
 
+/// Tokens per group: the most rows an A or C tile holds (a kernel's group of tokens).
+pub const GROUP: usize = 16;
+
 /// Tile registers, as the kernels name them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum T {
