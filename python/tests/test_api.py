@@ -39,7 +39,7 @@ def test_facts(model: Model) -> None:
     assert model.prompts["document"] == "title: none | text: "
     assert gemma_graph.MATRYOSHKA_DIMS == (768, 512, 256, 128)
     assert model.precision == "fast"
-    assert model.backend in ("scalar", "avx2", "avx512", "neon")
+    assert model.backend in ("scalar", "avx2", "avx512", "amx", "neon")
     assert model.path == gemma_graph.default_model_path()
     assert "dim=768" in repr(model)
 
