@@ -9,7 +9,7 @@ use super::simd::{geglu, prefetch_at};
 use super::token::Avx2;
 use crate::cpu::CpuToken;
 use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, PANEL};
-use crate::fast::{block_scales_for, FastTier, QTile, QBLOCK, QMAX, TOKEN_TILE};
+use crate::fast::{block_scales, FastTier, QTile, QBLOCK, QMAX, TOKEN_TILE};
 use crate::wtypes::{HALVES, OFFSET, WIDE};
 
 pub struct Avx2Fast;
@@ -104,35 +104,7 @@ impl FastTier for Avx2Fast {
 /// AVX2 must be available; `x` and `q` hold 32 values.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn quantize(x: &[f32], q: &mut [i16]) -> f32 {
-    assert!(q.len() == QBLOCK);
-    // SAFETY: x holds 32 values (the caller's contract).
-    let Some((i, d)) = (unsafe { quantize_lanes(x, QMAX) }) else {
-        q.fill(0);
-        return f32::NAN;
-    };
-    // packs interleaves 128-bit lanes: (0,1) → [i0.lo, i1.lo, i0.hi, i1.hi]; permute back.
-    let p01 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(i[0], i[1]));
-    let p23 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(i[2], i[3]));
-    // SAFETY: 2 × 16 values inside q (asserted 32).
-    unsafe {
-        _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, p01);
-        _mm256_storeu_si256(q.as_mut_ptr().add(16) as *mut __m256i, p23);
-    }
-    d
-}
-
-/// The block quantization both integer precisions share, up to the store: a block's 32 values
-/// times `1/d` (`d` from [`block_scales_for`] with `qmax`), rounded half to even (the default
-/// rounding mode) and clamped to ±`qmax`, as four vectors of 8 i32, with `d`; `None` when the
-/// block holds a NaN or an infinity.
-///
-/// # Safety
-/// AVX2 must be available; `x` holds 32 values.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_lanes(x: &[f32], qmax: f32) -> Option<([__m256i; 4], f32)> {
-    assert!(x.len() == QBLOCK);
-    // SAFETY: 4 × 8 values inside x (asserted).
+    // SAFETY: 4 × 8 values inside x (the caller's contract).
     let v: [__m256; 4] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * i)) });
     let sign = _mm256_set1_ps(-0.0);
     let abs = v.map(|a| _mm256_andnot_ps(sign, a));
@@ -141,17 +113,27 @@ unsafe fn quantize_lanes(x: &[f32], qmax: f32) -> Option<([__m256i; 4], f32)> {
         .iter()
         .fold(0, |m, &a| m | _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NLT_UQ>(a, inf)));
     if bad != 0 {
-        return None;
+        q.fill(0);
+        return f32::NAN;
     }
     let m = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
     let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
-    let (d, id) = block_scales_for(amax, qmax);
+    let (d, id) = block_scales(amax);
     let idv = _mm256_set1_ps(id);
-    let (lo, hi) = (_mm256_set1_epi32(-(qmax as i32)), _mm256_set1_epi32(qmax as i32));
-    let i = v.map(|a| _mm256_min_epi32(hi, _mm256_max_epi32(lo, _mm256_cvtps_epi32(_mm256_mul_ps(a, idv)))));
-    Some((i, d))
+    let (lo, hi) = (_mm256_set1_epi32(-(QMAX as i32)), _mm256_set1_epi32(QMAX as i32));
+    let i: [__m256i; 4] =
+        v.map(|a| _mm256_min_epi32(hi, _mm256_max_epi32(lo, _mm256_cvtps_epi32(_mm256_mul_ps(a, idv)))));
+    // packs interleaves 128-bit lanes: (0,1) → [i0.lo, i1.lo, i0.hi, i1.hi]; permute back.
+    let p01 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(i[0], i[1]));
+    let p23 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(i[2], i[3]));
+    // SAFETY: 2 × 16 values inside q.
+    unsafe {
+        _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, p01);
+        _mm256_storeu_si256(q.as_mut_ptr().add(16) as *mut __m256i, p23);
+    }
+    d
 }
 
 /// The register tile: tokens `t0..t0 + N` against one panel of the form `FORM`, the pair
