@@ -57,6 +57,8 @@ pub struct EmbedOptions {
     pub truncation: Truncation,
     /// Record every forward pass (texts, tokens, wall time) here.
     pub passes: Option<Arc<PassLog>>,
+    /// Longest text accepted, prompt included (default [`crate::MAX_TEXT_BYTES`]).
+    pub max_text_bytes: Option<usize>,
 }
 
 /// One forward pass of an `embed` call.
@@ -223,6 +225,7 @@ impl Model {
             },
             encode: options.encode,
             truncation: options.truncation,
+            max_text_bytes: options.max_text_bytes.unwrap_or(crate::MAX_TEXT_BYTES),
         })
     }
 

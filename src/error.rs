@@ -44,6 +44,8 @@ pub enum Error {
     Head { head: String, what: String },
     #[error("text {index} has {tokens} tokens, more than the {max}-token batch this model was loaded for (ModelOptions::max_batch_tokens sets it)")]
     TextTooLong { index: usize, tokens: usize, max: usize },
+    #[error("text {index} has {bytes} bytes (its prompt included), more than the {max} accepted (EmbedOptions::max_text_bytes; the CLI's --max-text-bytes)")]
+    TextTooLarge { index: usize, bytes: usize, max: usize },
     #[error("input {index} has {tokens} tokens, more than the model's {context}-token context, and truncation is off")]
     WouldTruncate {
         index: usize,

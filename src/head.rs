@@ -194,12 +194,21 @@ impl<'a> HeadBuilder<'a> {
     }
 
     /// Rows of a loaded tensor (its output size, for a matrix).
+    /// Rows of a tensor of the loaded files: at least one (a layer with no outputs would
+    /// give rows of zero values, and no class to name).
     fn user_rows(&self, op: &str, name: &str) -> Result<usize, Error> {
-        self.files
+        let rows = self
+            .files
             .iter()
             .find_map(|f| self.user.get(f, name))
             .map(|t| t.rows)
-            .ok_or_else(|| self.err(format!("{op}: no tensor {name:?} in the head's weight files")))
+            .ok_or_else(|| self.err(format!("{op}: no tensor {name:?} in the head's weight files")))?;
+        if rows == 0 {
+            return Err(self.err(format!(
+                "{op}: tensor {name:?} has 0 rows; a layer needs at least one output"
+            )));
+        }
+        Ok(rows)
     }
 
     /// `x · Wᵀ (+ bias)` with a `[out, in]` matrix (and a `[out]` vector) of the loaded files

@@ -35,6 +35,12 @@ impl Prompt {
     }
 }
 
+/// The longest text (prompt included) a call accepts by default, in bytes: 4 MiB, far past any
+/// text the model's context can hold (2,048 tokens are a few tens of kilobytes), short of what
+/// takes the tokenizer seconds and hundreds of megabytes. Every surface shares it: the CLI's
+/// `--max-text-bytes`, the server and the Python package; [`crate::EmbedOptions`] can change it.
+pub const MAX_TEXT_BYTES: usize = 4 << 20;
+
 /// What a sequence longer than the model's context gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Truncation {
@@ -77,6 +83,9 @@ pub struct Sequencer<'a> {
     pub prompt: &'a str,
     pub encode: EncodeOptions,
     pub truncation: Truncation,
+    /// Longest text accepted, prompt included ([`MAX_TEXT_BYTES`] by default): checked before
+    /// the tokenizer sees it.
+    pub max_text_bytes: usize,
 }
 
 impl Sequencer<'_> {
@@ -85,6 +94,14 @@ impl Sequencer<'_> {
         let tok = self.tokenizer;
         let ids = match input {
             Input::Text(text) => {
+                let bytes = self.prompt.len() + text.len();
+                if bytes > self.max_text_bytes {
+                    return Err(Error::TextTooLarge {
+                        index,
+                        bytes,
+                        max: self.max_text_bytes,
+                    });
+                }
                 let options = EncodeOptions {
                     max_tokens: None,
                     ..self.encode
@@ -154,10 +171,13 @@ impl Sequencer<'_> {
             }),
             Truncation::Right => {
                 ids.drain(head + keep..ids.len() - tail);
+                ids.shrink_to_fit();
                 Ok(Sequence { ids, dropped })
             }
             Truncation::Left => {
                 ids.drain(head..head + dropped);
+                // A queued sequence must not keep the capacity of a million-id input.
+                ids.shrink_to_fit();
                 Ok(Sequence { ids, dropped })
             }
         }

@@ -69,9 +69,8 @@ pub struct TextArgs {
     pub max_text_bytes: usize,
 }
 
-/// 4 MiB: far past any text the model's context can hold, short of what takes seconds to
-/// tokenize.
-pub const DEFAULT_MAX_TEXT_BYTES: usize = 4 << 20;
+/// The library's default (4 MiB).
+pub const DEFAULT_MAX_TEXT_BYTES: usize = gemma_graph::MAX_TEXT_BYTES;
 
 /// The task prompt put before every text (shared by `run` and `tokenize`).
 #[derive(clap::Args)]
@@ -125,6 +124,24 @@ pub struct Record {
     pub number: usize,
     pub text: Result<String, String>,
     pub fields: Vec<(String, Value)>,
+}
+
+impl Record {
+    /// Roughly the memory the record holds, its copied fields included (a JSONL line or CSV
+    /// row of a million small fields costs tens of bytes per field beyond its text): what a
+    /// window of records is bounded by.
+    pub fn cost(&self) -> usize {
+        fn value(v: &Value) -> usize {
+            32 + match v {
+                Value::String(s) => s.len(),
+                Value::Array(a) => a.iter().map(value).sum(),
+                Value::Object(m) => m.iter().map(|(k, v)| 48 + k.len() + value(v)).sum(),
+                _ => 0,
+            }
+        }
+        let text = self.text.as_ref().map_or_else(String::len, String::len);
+        text + self.fields.iter().map(|(k, v)| 48 + k.len() + value(v)).sum::<usize>()
+    }
 }
 
 /// Records from arguments or a file, in order.

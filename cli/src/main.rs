@@ -5,6 +5,7 @@
 
 mod commands;
 mod input;
+mod outfile;
 mod output;
 #[cfg(test)]
 mod readme_check;

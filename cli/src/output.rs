@@ -3,9 +3,11 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use crate::outfile::OutFile;
+
+use anyhow::{Context, Result};
 use serde_json::Value;
 
 /// Output format of `run`.
@@ -86,52 +88,37 @@ impl serde::Serialize for LabelMap<'_> {
     }
 }
 
-/// Where output goes: stdout or a file being written under a temporary name.
+/// Where output goes: stdout or an `-o` file ([`OutFile`]'s rules: regular files are
+/// replaced when complete, devices/FIFOs/links written through).
 pub struct Destination {
-    file: Option<(File, PathBuf, PathBuf)>,
+    file: Option<OutFile>,
 }
 
 impl Destination {
     pub fn open(path: Option<&Path>) -> Result<Destination> {
-        let Some(path) = path else {
-            return Ok(Destination { file: None });
-        };
-        if path.is_dir() {
-            bail!("--output {} is a directory", path.display());
-        }
-        let name = path
-            .file_name()
-            .with_context(|| format!("--output {}: not a file name", path.display()))?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(format!(".partial-{}", std::process::id()));
-        let tmp = path.with_file_name(tmp_name);
-        let f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        Ok(Destination {
-            file: Some((f, tmp, path.to_path_buf())),
-        })
+        let file = path.map(|p| OutFile::create(p, true)).transpose()?;
+        Ok(Destination { file })
     }
 
-    /// The output as a seekable file, when it is one (a file, or stdout redirected to one).
+    /// The output as a seekable file, when it is one (a regular file, or stdout redirected to
+    /// one, at its start: appending (`>>`) cannot patch a header written earlier).
     fn seekable(&self) -> Option<File> {
-        match &self.file {
-            Some((f, ..)) => f.try_clone().ok(),
+        let mut f = match &self.file {
+            Some(out) => out.file().try_clone().ok()?,
             None => {
                 use std::os::fd::AsFd;
-                let fd = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
-                let mut f = File::from(fd);
-                let regular = f.metadata().is_ok_and(|m| m.is_file());
-                // Appending (`>>`) cannot patch a header written earlier in the file.
-                (regular && f.stream_position().is_ok_and(|p| p == 0)).then_some(f)
+                File::from(std::io::stdout().as_fd().try_clone_to_owned().ok()?)
             }
-        }
+        };
+        let regular = f.metadata().is_ok_and(|m| m.is_file());
+        (regular && f.stream_position().is_ok_and(|p| p == 0)).then_some(f)
     }
 
     fn writer(&self) -> Result<Box<dyn Write>> {
         Ok(match &self.file {
-            Some((f, tmp, _)) => Box::new(Tagged(
-                BufWriter::with_capacity(1 << 16, f.try_clone()?),
-                tmp.display().to_string(),
+            Some(out) => Box::new(Tagged(
+                BufWriter::with_capacity(1 << 16, out.file().try_clone()?),
+                out.shown(),
             )),
             None => Box::new(crate::stdout::Out::stdout()),
         })
@@ -139,18 +126,13 @@ impl Destination {
 
     /// Put the finished file in place.
     pub fn commit(self) -> Result<()> {
-        if let Some((f, tmp, path)) = self.file {
-            f.sync_all().with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, &path)
-                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        }
-        Ok(())
+        self.file.map_or(Ok(()), OutFile::commit)
     }
 
     /// Remove the unfinished file.
     pub fn abandon(self) {
-        if let Some((_, tmp, _)) = self.file {
-            let _ = std::fs::remove_file(tmp);
+        if let Some(out) = self.file {
+            out.abandon();
         }
     }
 }

@@ -390,8 +390,95 @@ fn serve_refuses_an_empty_api_key_and_an_impossible_timeout_before_listening() {
     };
     fails_with(serve(&["--api-key", ""], None), 1, &["--api-key is empty"]);
     fails_with(serve(&[], Some("")), 1, &["GEMMA_GRAPH_API_KEY is empty"]);
-    for t in ["1e20", "0", "-1", "nan"] {
-        let flag = format!("--request-timeout={t}");
-        fails_with(serve(&[&flag], None), 1, &["--request-timeout", "positive"]);
+    for name in ["request-timeout", "body-timeout", "header-timeout"] {
+        for t in ["1e20", "0", "-1", "nan"] {
+            let flag = format!("--{name}={t}");
+            fails_with(serve(&[&flag], None), 1, &[&format!("--{name}"), "positive"]);
+        }
     }
+    fails_with(serve(&["--max-connections", "0"], None), 1, &["--max-connections"]);
+    fails_with(
+        serve(&["--allowed-host", "*", "--allowed-host", "a"], None),
+        1,
+        &["`*`"],
+    );
+    // A batch budget below the context failed every full-length text (and, at 1, the warm-up,
+    // while /health said 200): refused before listening.
+    fails_with(
+        serve(&["--max-batch-tokens", "64"], None),
+        1,
+        &["--max-batch-tokens 64 is below the model's context"],
+    );
+}
+
+/// Out of file descriptors (a low `ulimit -n` and a connection cap set past it), `accept`
+/// fails on every try: the server waits between tries and logs the error once a second with
+/// a count (it used to log every 50 ms), and by default its cap keeps it from getting there.
+#[cfg(unix)]
+#[test]
+fn serve_out_of_file_descriptors_logs_once_a_second() {
+    let run = |cap: &str| {
+        let script = format!(
+            "ulimit -n 200 && exec {} serve --port 0 --model {} {cap}",
+            env!("CARGO_BIN_EXE_gemma-graph"),
+            model().display()
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        let addr: std::net::SocketAddr = loop {
+            use std::io::BufRead;
+            line.clear();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "serve exited");
+            if let Some(at) = line.find("address=") {
+                break line[at + 8..].split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        let log = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stderr.read_to_string(&mut rest);
+            rest
+        });
+        // 150 connections that each send half a request head and stall.
+        let started = std::time::Instant::now();
+        let mut held = Vec::new();
+        for _ in 0..150 {
+            if let Ok(mut c) = std::net::TcpStream::connect(addr) {
+                use std::io::Write;
+                let _ = c.write_all(b"POST /embed HTTP/1.1\r\n");
+                held.push(c);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        let health = {
+            use std::io::Write;
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+            let _ = c.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
+            let mut reply = [0u8; 12];
+            let n = c.read(&mut reply).unwrap_or(0);
+            String::from_utf8_lossy(&reply[..n]).into_owned()
+        };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        (log.join().unwrap(), health, started.elapsed())
+    };
+    let (log, _, took) = run("--max-connections 1000");
+    // Every 50 ms this was ~20 lines a second.
+    let failures = log.matches("accept failed").count();
+    let most = took.as_secs() as usize + 2;
+    assert!(
+        (1..=most).contains(&failures),
+        "{failures} accept-failure lines in {took:?}:\n{log}"
+    );
+    // The default cap, from the same limit: (200 − 64 − 32) / 2 = 52 connections; the 53rd and
+    // on get the canned 503 (or, past 32 refusals at once, a closed connection) and accept
+    // never fails.
+    let (log, health, _) = run("");
+    assert_eq!(log.matches("accept failed").count(), 0, "{log}");
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
 }

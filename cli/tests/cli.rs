@@ -242,9 +242,13 @@ fn convert_refuses_a_checkpoint_missing_a_listed_dense_module() {
     );
     assert!(e.contains("2_Dense") && e.contains("missing"), "{e}");
     assert!(!out_path.exists());
-    let mut tmp_name = out_path.into_os_string();
-    tmp_name.push(".tmp");
-    assert!(!PathBuf::from(tmp_name).exists(), "no partial file left behind");
+    let name = out_path.file_name().unwrap().to_string_lossy().into_owned();
+    let leftovers = std::fs::read_dir(out_path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!(".{name}.")) && n.ends_with(".partial"))
+        .count();
+    assert_eq!(leftovers, 0, "no partial file left behind");
 }
 
 fn rows(stdout: &str) -> Vec<serde_json::Value> {
@@ -363,6 +367,44 @@ fn search_finds_the_document_and_reuses_saved_vectors() {
             .unwrap(),
     );
     assert!(e.contains("40 rows, but the corpus has 1 texts"), "{e}");
+
+    // Vectors of a width the model does not make are refused; rows of huge values (scaled
+    // by 1e30, past f32's dot product) still score their cosine, not -inf.
+    let bytes = std::fs::read(&npy).unwrap();
+    let (rows_n, dim, values) = gemma_graph::npy::parse(&bytes).unwrap();
+    let write_npy = |name: &str, rows_n: usize, dim: usize, v: &[f32]| {
+        let mut out = gemma_graph::npy::header(rows_n, dim);
+        out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+        let p = tmp(name);
+        std::fs::write(&p, out).unwrap();
+        p
+    };
+    let narrow = write_npy("narrow.npy", rows_n, 300, &values[..rows_n * 300]);
+    let e = fails(
+        bin()
+            .args(["search", "-q", "x", "--input"])
+            .arg(&corpus)
+            .arg("--embeddings")
+            .arg(&narrow)
+            .output()
+            .unwrap(),
+    );
+    assert!(e.contains("300-dimensional vectors are not this model's"), "{e}");
+    let huge: Vec<f32> = values.iter().map(|x| x * 1e30).collect();
+    let huge = write_npy("huge.npy", rows_n, dim, &huge);
+    let scaled = search(&["--embeddings", huge.to_str().unwrap()]);
+    for (a, b) in fresh[0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(scaled[0]["results"].as_array().unwrap())
+    {
+        assert_eq!(a["index"], b["index"]);
+        assert!(
+            (a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs() < 1e-5,
+            "{a} {b}"
+        );
+    }
 }
 
 #[test]

@@ -545,11 +545,8 @@ fn output_files_statistics_and_usage() {
     let leftovers = std::fs::read_dir(std::env::temp_dir())
         .unwrap()
         .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains("failed.jsonl.partial")
+            let name = e.as_ref().unwrap().file_name().to_string_lossy().into_owned();
+            name.contains("failed.jsonl.") && name.ends_with(".partial")
         })
         .count();
     assert_eq!(leftovers, 0, "no partial file left");
@@ -684,4 +681,157 @@ fn progress_bar_only_on_a_terminal() {
     assert!(status.success());
     let seen = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).to_string();
     assert!(seen.contains(" texts"), "no progress bar on a terminal: {seen:?}");
+}
+
+/// `-o` never replaces what it names: a FIFO's reader gets the rows, a symlink's target is
+/// written and the link stays, `/dev/stdout` is the process's stdout, and no temporary file is
+/// left beside any of them.
+#[cfg(unix)]
+#[test]
+fn outputs_write_through_fifos_links_and_devices() {
+    let input = texts_jsonl();
+    let expected = ok(run(&["--input", arg(&input), "--format", "jsonl"]));
+
+    let dir = tmp("through");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("rows.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    ok(run(&["--input", arg(&input), "--format", "jsonl", "-o", arg(&fifo)]));
+    assert_eq!(reader.join().unwrap(), expected, "the FIFO's reader got the rows");
+    assert!(!std::fs::metadata(&fifo).unwrap().is_file(), "the FIFO is still a FIFO");
+
+    let real = dir.join("real.jsonl");
+    std::fs::write(&real, b"old").unwrap();
+    let link = dir.join("link.jsonl");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    ok(run(&["--input", arg(&input), "-o", arg(&link)]));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&real).unwrap(), expected);
+
+    let through = ok(run(&["--input", arg(&input), "--format", "jsonl", "-o", "/dev/stdout"]));
+    assert_eq!(through, expected);
+    ok(run(&["--input", arg(&input), "--format", "npy", "-o", "/dev/null"]));
+    assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
+
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["link.jsonl", "real.jsonl", "rows.fifo"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Peak RSS of `run` over `input` with extra arguments.
+fn peak_rss_of(tag: &str, input: &Path, extra: &[&str]) -> (u64, Value) {
+    let stats = tmp(&format!("rss-{tag}.json"));
+    let out = run(&[
+        &[
+            "--input",
+            arg(input),
+            "-o",
+            arg(&tmp(&format!("rss-{tag}.out"))),
+            "--quiet",
+            "--stats-json",
+            arg(&stats),
+        ],
+        extra,
+    ]
+    .concat());
+    ok(out);
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    (s["peak_rss_bytes"].as_u64().unwrap(), s)
+}
+
+/// Chunks that overlap by all but one token make one window per token: the windows are
+/// embedded in bounded groups, not all held at once (a 1.1 MB line used to take 2.4 GB).
+/// Copied columns count towards a window's bytes, so rows of many fields cannot pile up.
+#[test]
+fn chunk_overlap_and_copied_fields_do_not_multiply_memory() {
+    let words = ["the", "world", "rain", "on", "an", "other", "three", "win", "tea"];
+    let line: Vec<&str> = (0..8_000).map(|i| words[(i * 7) % 9]).collect();
+    let input = write("one-long-line.txt", format!("{}\n", line.join(" ")).as_bytes());
+    let jsonl = ["--format", "jsonl", "--chunk-tokens", "100"];
+    let (apart, a) = peak_rss_of("chunks-apart", &input, &jsonl);
+    let (dense, d) = peak_rss_of(
+        "chunks-dense",
+        &input,
+        &[&jsonl[..], &["--chunk-overlap", "99"]].concat(),
+    );
+    let windows = d["rows"].as_u64().unwrap();
+    assert!(windows > 50 * a["rows"].as_u64().unwrap(), "{windows} windows");
+    // What stays per window is its place (~130 bytes: offsets, chunk numbers); its text, its
+    // tokens and its vector are held only for its group. Held for every window at once they
+    // were ~600 bytes a window here (2 kB+ on the real model's 2,048-token windows).
+    assert!(
+        dense < apart + windows * 256 + (2 << 20),
+        "peak RSS {apart} bytes with {} windows, {dense} with {windows}",
+        a["rows"]
+    );
+
+    // 1,500 JSONL rows, each with 2,000 small copied fields (~24 kB a line, ~200 kB held
+    // once parsed): counted, a window holds a few dozen of them, not 1,024.
+    let mut rows = String::new();
+    for r in 0..1500 {
+        rows.push('{');
+        for f in 0..2000 {
+            rows.push_str(&format!("\"f{f}\": {r}, "));
+        }
+        rows.push_str("\"text\": \"a short text\"}\n");
+    }
+    let wide = write("wide-rows.jsonl", rows.as_bytes());
+    let few = write(
+        "few-wide-rows.jsonl",
+        rows.lines().take(40).collect::<Vec<_>>().join("\n").as_bytes(),
+    );
+    let (one_window, _) = peak_rss_of("wide-few", &few, &["--format", "jsonl"]);
+    let (all, _) = peak_rss_of("wide-all", &wide, &["--format", "jsonl"]);
+    assert!(
+        all < one_window + (16 << 20),
+        "peak RSS {one_window} bytes on 40 wide rows, {all} on 1,500"
+    );
+}
+
+/// A classifier head file (safetensors: `weight [classes, dim]`, `bias [classes]`, labels).
+fn head_file(name: &str, classes: usize, dim: usize, labels: Option<&str>) -> PathBuf {
+    let w: Vec<u8> = (0..classes * dim)
+        .flat_map(|i| ((i % 7) as f32 * 0.1).to_le_bytes())
+        .collect();
+    let b: Vec<u8> = (0..classes).flat_map(|_| 0f32.to_le_bytes()).collect();
+    let views = vec![
+        (
+            "weight".to_string(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![classes, dim], &w).unwrap(),
+        ),
+        (
+            "bias".to_string(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![classes], &b).unwrap(),
+        ),
+    ];
+    let meta = labels.map(|l| std::collections::HashMap::from([("labels".to_string(), l.to_string())]));
+    write(name, &safetensors::serialize(views, &meta).unwrap())
+}
+
+#[test]
+fn head_files_without_classes_or_with_repeated_names_are_refused() {
+    let rows = jsonl_rows(&ok(run(&["--format", "jsonl", "x"])));
+    let dim = rows[0]["embedding"].as_array().unwrap().len();
+    let good = head_file("head-good.safetensors", 2, dim, Some(r#"["spam", "ham"]"#));
+    let out = String::from_utf8(ok(run(&["--head", arg(&good), "--format", "jsonl", "x"]))).unwrap();
+    assert!(out.contains("\"spam\"") && out.contains("\"ham\""), "{out}");
+    let empty = head_file("head-empty.safetensors", 0, dim, None);
+    fails_with(run(&["--head", arg(&empty), "x"]), 1, &["\"weight\" has 0 rows"]);
+    let twice = head_file("head-twice.safetensors", 2, dim, Some(r#"["spam", "spam"]"#));
+    fails_with(
+        run(&["--head", arg(&twice), "x"]),
+        1,
+        &["head-twice.safetensors", "\"spam\" appears more than once"],
+    );
+    let short = head_file("head-short.safetensors", 2, dim, Some(r#"["spam"]"#));
+    fails_with(run(&["--head", arg(&short), "x"]), 1, &["1 names for 2 classes"]);
 }

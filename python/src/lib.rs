@@ -29,6 +29,7 @@ fn to_py(e: Error) -> PyErr {
     match e {
         Error::InvalidOption(_)
         | Error::TextTooLong { .. }
+        | Error::TextTooLarge { .. }
         | Error::WouldTruncate { .. }
         | Error::EmptyText { .. }
         | Error::Backend(gemma_graph::Unavailable::Unknown(_)) => PyValueError::new_err(e.to_string()),

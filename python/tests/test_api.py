@@ -152,6 +152,15 @@ def test_bad_sentences(model: Model, sentences: object, message: str) -> None:
         model.encode(sentences)  # type: ignore[arg-type]
 
 
+def test_a_text_past_4_mib_is_refused_like_the_cli_does(model: Model) -> None:
+    # 65 MB of text: refused before the tokenizer (which would take gigabytes) sees it.
+    with pytest.raises(ValueError, match=r"text 1 has 68157440 bytes .*more than the 4194304 accepted"):
+        model.encode(["fine", "word " * (13 << 20)])
+    with pytest.raises(ValueError, match="more than the 4194304 accepted"):
+        model.tokenize("x" * ((4 << 20) + 1))
+    assert model.encode("x" * 1000).shape == (768,)
+
+
 def test_bad_model_arguments(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="no model file at"):
         Model(tmp_path / "missing.gguf")

@@ -3,7 +3,7 @@
 //! with its timing headers.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gemma_graph::{matryoshka, EmbedOptions, EncodeOptions, Input, Model, Prompt, Sequence, Truncation, PROMPTS};
 use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
 
 use crate::batcher::{Batcher, Done};
 use crate::error::{ApiError, Flavor};
@@ -25,31 +26,57 @@ pub struct AppState {
     pub batcher: Batcher,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
-    pub warm: Arc<AtomicBool>,
+    /// The warm-up's outcome, once it ran.
+    pub warm: Arc<OnceLock<Result<(), String>>>,
+    /// Kibibytes of text being tokenized at once, across requests: the tokenizer's memory is
+    /// a multiple of its input, so this bounds it whatever the requests' shapes.
+    pub tokenizing: Arc<Semaphore>,
+    pub tokenizing_kib: usize,
 }
 
 impl AppState {
     pub fn is_warm(&self) -> bool {
-        self.warm.load(Ordering::Acquire)
+        matches!(self.warm.get(), Some(Ok(())))
     }
 }
 
-/// Parse a JSON body the body-limit layer let through.
+thread_local! {
+    /// Most elements an outer input array keeps while it is read ([`with_max_inputs`]): past
+    /// it the rest is only counted, so `[[],[],…]` cannot allocate millions of arrays.
+    static MAX_INPUTS: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Run `parse` (a synchronous JSON parse) with input arrays capped at `max` elements.
+fn with_max_inputs<T>(max: usize, parse: impl FnOnce() -> T) -> T {
+    let before = MAX_INPUTS.with(|m| m.replace(max));
+    let out = parse();
+    MAX_INPUTS.with(|m| m.set(before));
+    out
+}
+
+/// The cap [`with_max_inputs`] set for the parse running on this thread.
+pub fn max_inputs() -> usize {
+    MAX_INPUTS.with(std::cell::Cell::get)
+}
+
+/// Parse a JSON body `body.rs` read within the limits. It must be an object: serde would
+/// read a JSON array positionally into the request's fields.
 pub fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, limits: &Limits) -> Result<T, ApiError> {
-    let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(
-                "body_too_large",
-                format!(
-                    "request body is larger than {} bytes (--max-body-bytes)",
-                    limits.max_body_bytes
-                ),
-            )
-        } else {
-            ApiError::invalid("invalid_body", format!("could not read the request body: {e}"))
-        }
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid("invalid_json", format!("request body: {e}")))
+    let bytes = body.map_err(|e| ApiError::invalid("invalid_body", format!("could not read the request body: {e}")))?;
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        let got = match first {
+            None => "empty".to_string(),
+            Some(b'[') => "an array".to_string(),
+            Some(_) => "not an object".to_string(),
+        };
+        return Err(ApiError::invalid(
+            "invalid_json",
+            format!("request body: must be a JSON object, got {got}"),
+        ));
+    }
+    with_max_inputs(limits.max_inputs, || serde_json::from_slice(&bytes))
+        .map_err(|e| ApiError::invalid("invalid_json", format!("request body: {e}")))
 }
 
 /// The prompt for `prompt_name` / `prompt` (not both); a name must be one of the model's.
@@ -92,25 +119,81 @@ pub fn check_dimensions(dimensions: Option<usize>, model: &Model) -> Result<usiz
 
 /// Turn a request's inputs into sequences by the library's rules (prompt, truncation side or
 /// refusal, token arrays checked and wrapped), on a blocking thread; an error names the input.
-pub async fn sequences(
-    state: &AppState,
-    inputs: Vec<Owned>,
-    prompt: Option<Prompt>,
-    truncation: Truncation,
-) -> Result<Vec<Sequence>, ApiError> {
+///
+/// Bounded whatever the request's shape: its text, with the prompt copied in front of each,
+/// may not pass `--max-body-bytes` (a 1 MB prompt on 2,048 inputs was 2 GB of text); it waits
+/// for its share of the server-wide tokenizing budget; and it stops between inputs when the
+/// request is dropped (timeout, client gone).
+pub async fn sequences(state: &AppState, inputs: Vec<Owned>, options: EmbedOptions) -> Result<Vec<Sequence>, ApiError> {
+    let prompt_bytes = match &options.prompt {
+        Some(p) => p.text().map_err(input_error)?.len(),
+        None => 0,
+    };
+    let text_bytes: usize = inputs
+        .iter()
+        .map(|i| match i {
+            Owned::Text(t) => t.len() + prompt_bytes,
+            Owned::Tokens(_) => 0,
+        })
+        .sum();
+    let max = state.limits.max_body_bytes;
+    if text_bytes > max {
+        return Err(ApiError::too_large(
+            "request_too_large",
+            format!(
+                "the request's texts, each with the prompt in front, come to {text_bytes} bytes, more than {max} (--max-body-bytes)"
+            ),
+        ));
+    }
+    let permits = tokenizing_permits(text_bytes, state.tokenizing_kib);
+    // Held by the job itself: released when the tokenizing stops, not when the request goes.
+    let share = Arc::clone(&state.tokenizing)
+        .acquire_many_owned(permits)
+        .await
+        .map_err(|e| ApiError::internal(format!("tokenizer budget: {e}")))?;
     let model = Arc::clone(&state.model);
-    let options = EmbedOptions {
+    let stop = Stop::default();
+    let flag = Arc::clone(&stop.0);
+    tokio::task::spawn_blocking(move || {
+        let _share = share;
+        let rules = model.sequencer(&options).map_err(input_error)?;
+        let mut out = Vec::with_capacity(inputs.len());
+        for (index, input) in inputs.iter().enumerate() {
+            if flag.load(Ordering::Relaxed) {
+                return Err(ApiError::internal("stopped: the request was dropped"));
+            }
+            out.push(rules.sequence(index, input.as_input()).map_err(input_error)?);
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("tokenizer thread: {e}")))?
+}
+
+/// Tells a blocking job to stop when the request that started it is dropped.
+#[derive(Default)]
+struct Stop(Arc<AtomicBool>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Kibibytes of the tokenizing budget (`total`) that `bytes` of text take: all of it for a
+/// request larger than the budget, which then runs alone.
+fn tokenizing_permits(bytes: usize, total: usize) -> u32 {
+    bytes.div_ceil(1024).clamp(1, total.max(1)).min(u32::MAX as usize) as u32
+}
+
+/// The options of a route's inputs: the server's tokenizer options, a prompt, a truncation rule.
+pub fn input_options(state: &AppState, prompt: Option<Prompt>, truncation: Truncation) -> EmbedOptions {
+    EmbedOptions {
         prompt,
         encode: state.encode,
         truncation,
         ..EmbedOptions::default()
-    };
-    tokio::task::spawn_blocking(move || {
-        let rules = model.sequencer(&options).map_err(input_error)?;
-        rules.sequences(inputs.iter().map(Owned::as_input)).map_err(input_error)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("tokenizer thread: {e}")))?
+    }
 }
 
 /// An input of a request, owned (it crosses to the tokenizer's thread).
@@ -120,7 +203,7 @@ pub enum Owned {
 }
 
 impl Owned {
-    fn as_input(&self) -> Input<'_> {
+    pub fn as_input(&self) -> Input<'_> {
         match self {
             Owned::Text(t) => Input::Text(t),
             Owned::Tokens(ids) => Input::Tokens(ids),
@@ -138,9 +221,39 @@ fn input_error(e: gemma_graph::Error) -> ApiError {
     ApiError::invalid(code, e.to_string())
 }
 
-/// Queue texts and wait for their vectors (full dimension), within the request timeout; with
-/// the request's stats (texts, tokens, queue and compute time).
-pub async fn embed(state: &AppState, seqs: Vec<Sequence>, gone: Option<ClientGone>) -> Result<(Done, Stats), ApiError> {
+/// Run a route's work within the request timeout (503) and while its client stays (499).
+/// Dropping the work drops its queued texts (the ticket) and stops its tokenization.
+pub async fn bounded<T>(
+    state: &AppState,
+    gone: Option<ClientGone>,
+    work: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let limit = state.limits.request_timeout;
+    let client_gone = async {
+        match gone {
+            Some(gone) => gone.wait().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        done = tokio::time::timeout(limit, work) => done.unwrap_or_else(|_| Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "timeout",
+            format!("the request did not finish within {} s (--request-timeout)", limit.as_secs_f64()),
+        ))),
+        () = client_gone => Err(ApiError::new(
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            "invalid_request_error",
+            "client_closed_request",
+            "the client closed the connection",
+        )),
+    }
+}
+
+/// Queue texts and wait for their vectors (full dimension); with the request's stats (texts,
+/// tokens, queue and compute time). Run inside [`bounded`].
+pub async fn embed(state: &AppState, seqs: Vec<Sequence>) -> Result<(Done, Stats), ApiError> {
     let tokens: usize = seqs.iter().map(|s| s.ids.len()).sum();
     let limits = &state.limits;
     if tokens > limits.max_queue_tokens {
@@ -166,45 +279,14 @@ pub async fn embed(state: &AppState, seqs: Vec<Sequence>, gone: Option<ClientGon
         )
     })?;
     state.metrics.embedded(texts, tokens);
-    let client_gone = async {
-        match gone {
-            Some(gone) => gone.wait().await,
-            None => std::future::pending().await,
-        }
+    let done = ticket.wait().await.map_err(ApiError::internal)?;
+    let stats = Stats {
+        inputs: texts,
+        tokens,
+        queue: done.queue,
+        compute: done.compute,
     };
-    // Returning early drops the ticket, and with it the texts that have not run yet.
-    let waited = tokio::select! {
-        waited = tokio::time::timeout(limits.request_timeout, ticket.wait()) => waited,
-        () = client_gone => {
-            return Err(ApiError::new(
-                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-                "invalid_request_error",
-                "client_closed_request",
-                "the client closed the connection",
-            ));
-        }
-    };
-    match waited {
-        Ok(Ok(done)) => {
-            let stats = Stats {
-                inputs: texts,
-                tokens,
-                queue: done.queue,
-                compute: done.compute,
-            };
-            Ok((done, stats))
-        }
-        Ok(Err(message)) => Err(ApiError::internal(message)),
-        Err(_) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "timeout",
-            format!(
-                "the request did not finish within {} s (--request-timeout)",
-                limits.request_timeout.as_secs_f64()
-            ),
-        )),
-    }
+    Ok((done, stats))
 }
 
 /// A full vector cut to `dim`: re-normalized (the library's Matryoshka rule) or the plain
@@ -216,6 +298,10 @@ pub fn cut(vector: &[f32], dim: usize, normalize: bool) -> Vec<f32> {
         vector[..dim].to_vec()
     }
 }
+
+/// On a response whose request a route logged (the outer layer logs the others).
+#[derive(Clone, Copy, Debug)]
+pub struct Logged;
 
 /// What a request did, for its log line, metrics and timing headers.
 #[derive(Default)]
@@ -258,6 +344,7 @@ pub fn finish(
         error = error.as_deref().unwrap_or(""),
         "request"
     );
+    response.extensions_mut().insert(Logged);
     let headers: &mut HeaderMap = response.headers_mut();
     let mut put = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {

@@ -140,12 +140,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Batcher {
-    /// Start the model thread. It first runs one warm-up batch, then calls `warm`.
+    /// Start the model thread. It first runs one warm-up batch, then calls `warm` with its
+    /// outcome (a failed warm-up keeps `/health` at 503 naming the error).
     pub fn start(
         model: Arc<Model>,
         config: BatchConfig,
         metrics: Arc<Metrics>,
-        warm: impl FnOnce() + Send + 'static,
+        warm: impl FnOnce(Result<(), String>) + Send + 'static,
     ) -> std::io::Result<Batcher> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
@@ -157,10 +158,11 @@ impl Batcher {
         let thread = std::thread::Builder::new()
             .name("gemma-graph-batcher".into())
             .spawn(move || {
-                if let Err(e) = model.embed(&["warm-up"], &EmbedOptions::default()) {
+                let outcome = model.embed(&["warm-up"], &EmbedOptions::default());
+                if let Err(e) = &outcome {
                     tracing::error!(error = %e, "warm-up batch failed");
                 }
-                warm();
+                warm(outcome.map(drop).map_err(|e| e.to_string()));
                 worker.run(&model);
             })?;
         Ok(Batcher {

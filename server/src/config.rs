@@ -18,6 +18,45 @@ pub struct Limits {
     pub max_queue_tokens: usize,
     /// A request not answered in this time gets 503 and its queued texts are dropped.
     pub request_timeout: Duration,
+    /// The whole body must arrive within this time (past it: 408).
+    pub body_timeout: Duration,
+    /// The request head must arrive within this time (past it: the connection is closed).
+    pub header_timeout: Duration,
+    /// Connections open at once (past it: 503 and close); `None`: from the process's file
+    /// descriptor limit ([`default_max_connections`]).
+    pub max_connections: Option<usize>,
+}
+
+/// Half the file descriptors the process may open, less a reserve for the model file, logs,
+/// the runtime and the refusals past the cap (each connection holds two: its socket and the
+/// hang-up watcher's handle), at most 4,096; 512 where the limit cannot be read.
+pub fn default_max_connections() -> usize {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit through a valid pointer to a local.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+            let fds = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
+            return (fds.saturating_sub(64 + crate::conn::REFUSALS) / 2).clamp(1, 4096);
+        }
+    }
+    512
+}
+
+/// For a server process, called before its threads start: allocations of 1 MiB and more get
+/// their own mapping, returned to the system when freed. glibc's default raises that threshold
+/// to the largest block freed so far (up to 32 MiB), so after one 12 MB request body every
+/// later one lands in a heap arena that keeps its pages: RSS climbed by hundreds of MiB under
+/// large requests and stayed there (`cli/tests/soak.rs`). A no-op off glibc.
+pub fn fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter (no pointers); any thread may call it.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 impl Default for Limits {
@@ -29,6 +68,9 @@ impl Default for Limits {
             max_wait: Duration::from_millis(5),
             max_queue_tokens: 262_144,
             request_timeout: Duration::from_secs(300),
+            body_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(30),
+            max_connections: None,
         }
     }
 }
@@ -41,6 +83,9 @@ pub struct ServeConfig {
     pub api_key: Option<String>,
     /// Origins allowed by CORS (none: no CORS headers at all).
     pub cors_allow_origins: Vec<String>,
+    /// Host header values accepted (`*`: any). Empty: loopback names only when bound to a
+    /// loopback address (a DNS-rebinding guard), any otherwise.
+    pub allowed_hosts: Vec<String>,
     /// The name `/v1/models`, `/info` and responses report.
     pub model_name: String,
     /// How texts are tokenized (control literals, normalization).

@@ -62,6 +62,24 @@ impl ApiError {
     }
 }
 
+/// The error flavor of a path's API: OpenAI's under `/v1`, TEI's elsewhere.
+pub fn flavor_of(path: &str) -> Flavor {
+    if path.starts_with("/v1") {
+        Flavor::OpenAi
+    } else {
+        Flavor::Tei
+    }
+}
+
+/// A refusal by a layer before any route ran, in the flavor of the path's API.
+pub fn refuse(path: &str, e: ApiError) -> Response {
+    e.with_flavor(flavor_of(path)).into_response()
+}
+
+/// An error response's message, for the layer that logs refusals.
+#[derive(Clone, Debug)]
+pub struct Message(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = match self.flavor {
@@ -71,6 +89,7 @@ impl IntoResponse for ApiError {
             Flavor::Tei => json!({"error": self.message, "error_type": self.code}),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(Message(self.message));
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()

@@ -9,17 +9,20 @@
 
 pub mod api;
 pub mod batcher;
+mod body;
 mod config;
 mod conn;
 pub mod error;
+mod host;
 mod inputs;
 pub mod metrics;
 mod openai;
 mod tei;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -29,13 +32,14 @@ use axum::routing::{get, post};
 use axum::Router;
 use gemma_graph::Model;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::api::AppState;
 use crate::batcher::{BatchConfig, Batcher};
-use crate::error::{ApiError, Flavor};
+use crate::error::{flavor_of, ApiError, Flavor};
 use crate::metrics::Metrics;
-pub use config::{Limits, RequestId, ServeConfig};
+pub use config::{default_max_connections, fixed_mmap_threshold, Limits, RequestId, ServeConfig};
 pub use conn::ClientGone;
 
 /// A bound, running server: its address, and the queue to shut down.
@@ -43,15 +47,37 @@ pub struct Server {
     listener: TcpListener,
     app: Router,
     state: Arc<AppState>,
+    /// Set when shutdown starts: requests still sending a body are answered 503.
+    stopping: watch::Sender<bool>,
 }
 
 impl Server {
-    /// Start the model thread (warm-up first) and bind `addr` (port 0: any free port).
+    /// Check the configuration against the model, start the model thread (warm-up first) and
+    /// bind `addr` (port 0: any free port).
     pub async fn bind(model: Arc<Model>, config: ServeConfig, addr: SocketAddr) -> std::io::Result<Server> {
-        let metrics = Arc::new(Metrics::default());
-        let warm = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&warm);
+        let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
+        let context = model.config().context_length;
         let limits = config.limits.clone();
+        let batch = limits.max_batch_tokens.min(model.max_batch_tokens());
+        if batch < context {
+            return Err(invalid(format!(
+                "--max-batch-tokens {batch} is below the model's context of {context} tokens: a text of full length could never run{}",
+                if model.max_batch_tokens() < limits.max_batch_tokens {
+                    " (the model was loaded for fewer tokens per batch)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        if limits.max_connections == Some(0) {
+            return Err(invalid("--max-connections must be at least 1".into()));
+        }
+        if limits.body_timeout.is_zero() || limits.header_timeout.is_zero() || limits.request_timeout.is_zero() {
+            return Err(invalid("timeouts must be positive".into()));
+        }
+        let metrics = Arc::new(Metrics::default());
+        let warm = Arc::new(OnceLock::new());
+        let flag = Arc::clone(&warm);
         let batcher = Batcher::start(
             Arc::clone(&model),
             BatchConfig {
@@ -60,8 +86,13 @@ impl Server {
                 max_queue_tokens: limits.max_queue_tokens,
             },
             Arc::clone(&metrics),
-            move || flag.store(true, Ordering::Release),
+            move |outcome| {
+                let _ = flag.set(outcome);
+            },
         )?;
+        // Text being tokenized at once, across requests: two of the longest texts accepted
+        // (the tokenizer holds ~30 bytes per byte of the text it is working on).
+        let tokenizing_kib = (2 * gemma_graph::MAX_TEXT_BYTES) / 1024;
         let state = Arc::new(AppState {
             model,
             model_name: config.model_name.clone(),
@@ -70,28 +101,76 @@ impl Server {
             metrics,
             limits,
             warm,
+            tokenizing: Arc::new(tokio::sync::Semaphore::new(tokenizing_kib)),
+            tokenizing_kib,
         });
-        let app = router(Arc::clone(&state), &config)?;
         let listener = TcpListener::bind(addr).await?;
-        Ok(Server { listener, app, state })
+        let local = listener.local_addr()?;
+        let (stopping, stopping_rx) = watch::channel(false);
+        let app = router(Arc::clone(&state), &config, local, stopping_rx)?;
+        Ok(Server {
+            listener,
+            app,
+            state,
+            stopping,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// Serve until `shutdown` resolves; then stop accepting, finish the requests in flight
-    /// (their queued texts included), and stop the model thread.
+    /// Serve until `shutdown` resolves; then stop accepting, answer requests still sending a
+    /// body with 503, finish the requests in flight (their queued texts included), and stop
+    /// the model thread.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let state = self.state;
-        conn::serve(self.listener, self.app, shutdown).await?;
+        let admission = conn::Admission {
+            max_connections: state.limits.max_connections.unwrap_or_else(default_max_connections),
+            header_timeout: state.limits.header_timeout,
+        };
+        conn::serve(self.listener, self.app, admission, self.stopping, shutdown).await?;
         tokio::task::spawn_blocking(move || state.batcher.shutdown())
             .await
             .map_err(std::io::Error::other)
     }
 }
 
-fn router(state: Arc<AppState>, config: &ServeConfig) -> std::io::Result<Router> {
+/// Every route, for metrics labels (anything else is counted as `other`).
+const ROUTES: &[&str] = &[
+    "/v1/embeddings",
+    "/embeddings",
+    "/v1/models",
+    "/embed",
+    "/tokenize",
+    "/info",
+    "/health",
+    "/metrics",
+];
+
+fn route_label(path: &str) -> &'static str {
+    ROUTES.iter().find(|r| **r == path).copied().unwrap_or("other")
+}
+
+fn router(
+    state: Arc<AppState>,
+    config: &ServeConfig,
+    local: SocketAddr,
+    stopping: watch::Receiver<bool>,
+) -> std::io::Result<Router> {
+    let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
+    if config.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        return Err(invalid(
+            "the API key is empty: give a key, or none to serve without authentication".into(),
+        ));
+    }
+    let hosts = Arc::new(host::Rule::new(&config.allowed_hosts, local).map_err(invalid)?);
+    let body = Arc::new(body::BodyRules {
+        max_bytes: state.limits.max_body_bytes,
+        timeout: state.limits.body_timeout,
+        stopping,
+    });
+    let metrics = Arc::clone(&state.metrics);
     let mut app = Router::new()
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/embeddings", post(openai::embeddings))
@@ -103,23 +182,19 @@ fn router(state: Arc<AppState>, config: &ServeConfig) -> std::io::Result<Router>
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // `body.rs` has read and bounded the body; this only lifts axum's 2 MB default.
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(body, body::read_body))
         .layer(middleware::from_fn(require_json))
         .layer(middleware::from_fn_with_state(
             Arc::new(config.api_key.clone()),
             authorize,
         ))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(hosts, host::check))
+        .layer(middleware::from_fn_with_state(metrics, observe))
         .with_state(state);
-    if config.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the API key is empty: give a key, or none to serve without authentication",
-        ));
-    }
     if !config.cors_allow_origins.is_empty() {
-        let invalid =
-            |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--cors-allow-origin: {why}"));
+        let invalid = |why: String| invalid(format!("--cors-allow-origin: {why}"));
         let any = config.cors_allow_origins.iter().any(|o| o == "*");
         let allow = if any && config.cors_allow_origins.len() > 1 {
             return Err(invalid("`*` allows every origin; give it alone or list origins".into()));
@@ -174,27 +249,15 @@ async fn require_json(request: Request, next: Next) -> Response {
     .into_response()
 }
 
-fn flavor_of(path: &str) -> Flavor {
-    if path.starts_with("/v1") {
-        Flavor::OpenAi
-    } else {
-        Flavor::Tei
-    }
-}
-
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    if state.is_warm() {
-        (StatusCode::OK, "ok").into_response()
-    } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "warming_up",
-            "the model is warming up",
-        )
+    let (code, message) = match state.warm.get() {
+        Some(Ok(())) => return (StatusCode::OK, "ok").into_response(),
+        Some(Err(e)) => ("warm_up_failed", format!("the warm-up batch failed: {e}")),
+        None => ("warming_up", "the model is warming up".to_string()),
+    };
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", code, message)
         .with_flavor(Flavor::Tei)
         .into_response()
-    }
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
@@ -283,7 +346,11 @@ async fn authorize(State(key): State<Arc<Option<String>>>, request: Request, nex
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-async fn request_id(mut request: Request, next: Next) -> Response {
+/// The outermost layer: gives the request its id (the client's `x-request-id` if sane), tells
+/// the hang-up watch whether it may probe (HTTP/1.1), and logs and counts every request a
+/// route did not: refusals by the layers, and requests whose connection closed before any
+/// response (the future is dropped: logged as 499 by the guard).
+async fn observe(State(metrics): State<Arc<Metrics>>, mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get("x-request-id")
@@ -291,10 +358,62 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
         .unwrap_or_else(|| format!("gg-{:x}", NEXT_ID.fetch_add(1, Ordering::Relaxed)));
+    let http11 = request.version() == axum::http::Version::HTTP_11;
+    if let Some(gone) = request.extensions_mut().get_mut::<ClientGone>() {
+        gone.may_probe = http11;
+    }
     request.extensions_mut().insert(RequestId(id.clone()));
+    let mut guard = Unanswered {
+        metrics,
+        id,
+        route: route_label(request.uri().path()),
+        started: Instant::now(),
+        armed: true,
+    };
     let mut response = next.run(request).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    guard.armed = false;
+    if response.extensions().get::<api::Logged>().is_none() {
+        let status = response.status().as_u16();
+        guard
+            .metrics
+            .request(guard.route, status, guard.started.elapsed().as_secs_f64());
+        let error = response
+            .extensions()
+            .get::<error::Message>()
+            .map_or("", |m| m.0.as_str());
+        if status >= 400 {
+            tracing::info!(request_id = %guard.id, route = guard.route, status, error, "refused");
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&guard.id) {
         response.headers_mut().insert("x-request-id", v);
     }
     response
+}
+
+/// Logs a request whose future was dropped before it had a response: its client closed the
+/// connection (hyper stops serving it).
+struct Unanswered {
+    metrics: Arc<Metrics>,
+    id: String,
+    route: &'static str,
+    started: Instant,
+    armed: bool,
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if self.armed {
+            let seconds = self.started.elapsed().as_secs_f64();
+            self.metrics.request(self.route, 499, seconds);
+            tracing::info!(
+                request_id = %self.id,
+                route = self.route,
+                status = 499,
+                total_ms = format_args!("{:.2}", seconds * 1e3),
+                error = "the connection closed before the response",
+                "request"
+            );
+        }
+    }
 }

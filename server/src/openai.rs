@@ -15,12 +15,12 @@ use serde_json::{json, Value};
 
 use crate::api::{self, AppState, Stats};
 use crate::error::{ApiError, Flavor};
-use crate::inputs::parse_input;
+use crate::inputs::{parse_input, RawInput};
 use crate::{ClientGone, RequestId};
 
 #[derive(Deserialize)]
 struct Request {
-    input: Option<Value>,
+    input: Option<RawInput>,
     #[allow(dead_code)]
     model: Option<String>,
     dimensions: Option<Value>,
@@ -63,11 +63,7 @@ struct Body<'a> {
     usage: Usage,
 }
 
-async fn handle(
-    state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-    gone: Option<ClientGone>,
-) -> Result<(Response, Stats), ApiError> {
+async fn handle(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<(Response, Stats), ApiError> {
     let request: Request = api::parse_body(body, &state.limits)?;
     let dimensions = match request.dimensions {
         None | Some(Value::Null) => None,
@@ -98,7 +94,7 @@ async fn handle(
     let seqs = parse_input("input", request.input, state.limits.max_inputs)?
         .into_sequences(state, prompt, truncation)
         .await?;
-    let (done, stats) = api::embed(state, seqs, gone).await?;
+    let (done, stats) = api::embed(state, seqs).await?;
     let data: Vec<Item> = done
         .vectors
         .iter()
@@ -137,7 +133,7 @@ pub async fn embeddings(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let result = handle(&state, body, gone.map(|g| g.0)).await;
+    let result = api::bounded(&state, gone.map(|g| g.0), handle(&state, body)).await;
     api::finish(&state, "/v1/embeddings", Flavor::OpenAi, &id, started, result)
 }
 

@@ -9,44 +9,15 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gemma_graph::{EmbedOptions, EncodeOptions, Input, Truncation};
+use gemma_graph::Truncation;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::api::Owned;
 use crate::api::{self, AppState, Stats};
 use crate::error::{ApiError, Flavor};
-use crate::inputs::parse_input;
+use crate::inputs::{parse_input, parse_texts, RawInput};
 use crate::{ClientGone, RequestId};
-
-/// One text or several.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Inputs {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Inputs {
-    fn into_vec(self, max_inputs: usize) -> Result<Vec<String>, ApiError> {
-        let texts = match self {
-            Inputs::One(s) => vec![s],
-            Inputs::Many(v) => v,
-        };
-        if texts.is_empty() {
-            return Err(ApiError::invalid("invalid_input", "`inputs` is an empty array"));
-        }
-        if texts.len() > max_inputs {
-            return Err(ApiError::too_large(
-                "too_many_inputs",
-                format!(
-                    "`inputs` has {} items, more than {max_inputs} per request (--max-inputs)",
-                    texts.len()
-                ),
-            ));
-        }
-        Ok(texts)
-    }
-}
 
 #[derive(Deserialize)]
 enum Direction {
@@ -58,7 +29,7 @@ enum Direction {
 #[serde(deny_unknown_fields)]
 struct EmbedRequest {
     /// Texts or token-id arrays (as TEI takes them).
-    inputs: Option<serde_json::Value>,
+    inputs: Option<RawInput>,
     normalize: Option<bool>,
     truncate: Option<bool>,
     truncation_direction: Option<Direction>,
@@ -66,11 +37,7 @@ struct EmbedRequest {
     dimensions: Option<usize>,
 }
 
-async fn embed_request(
-    state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-    gone: Option<ClientGone>,
-) -> Result<(Response, Stats), ApiError> {
+async fn embed_request(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<(Response, Stats), ApiError> {
     let request: EmbedRequest = api::parse_body(body, &state.limits)?;
     let inputs = parse_input("inputs", request.inputs, state.limits.max_inputs)?;
     let dim = api::check_dimensions(request.dimensions, &state.model)?;
@@ -81,7 +48,7 @@ async fn embed_request(
         _ => Truncation::Right,
     };
     let seqs = inputs.into_sequences(state, prompt, truncation).await?;
-    let (done, stats) = api::embed(state, seqs, gone).await?;
+    let (done, stats) = api::embed(state, seqs).await?;
     let normalize = request.normalize.unwrap_or(true);
     let vectors: Vec<Vec<f32>> = done.vectors.iter().map(|v| api::cut(v, dim, normalize)).collect();
     Ok((Json(vectors).into_response(), stats))
@@ -94,14 +61,14 @@ pub async fn embed(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let result = embed_request(&state, body, gone.map(|g| g.0)).await;
+    let result = api::bounded(&state, gone.map(|g| g.0), embed_request(&state, body)).await;
     api::finish(&state, "/embed", Flavor::Tei, &id, started, result)
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TokenizeRequest {
-    inputs: Inputs,
+    inputs: Option<RawInput>,
     add_special_tokens: Option<bool>,
     prompt_name: Option<String>,
 }
@@ -120,53 +87,48 @@ async fn tokenize_request(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(Response, Stats), ApiError> {
     let request: TokenizeRequest = api::parse_body(body, &state.limits)?;
-    let texts = request.inputs.into_vec(state.limits.max_inputs)?;
-    let options = EmbedOptions {
-        prompt: api::prompt(request.prompt_name.as_deref(), None)?,
-        encode: EncodeOptions {
-            add_special: request.add_special_tokens.unwrap_or(true),
-            ..state.encode
-        },
-        ..EmbedOptions::default()
-    };
-    let model = Arc::clone(&state.model);
-    let out = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-        let tok = model.tokenizer();
-        let rules = model
-            .sequencer(&options)
-            .map_err(|e| ApiError::invalid("invalid_input", e.to_string()))?;
-        let seqs = rules
-            .sequences(texts.iter().map(|t| Input::Text(t)))
-            .map_err(|e| ApiError::invalid("invalid_input", e.to_string()))?;
-        Ok(seqs
-            .into_iter()
-            .map(|seq| {
-                seq.ids
-                    .into_iter()
-                    .map(|id| Token {
-                        id,
-                        text: tok.piece(id).unwrap_or_default().to_string(),
-                        // Control and unknown tokens (types 2 and 3) and BOS/EOS.
-                        special: matches!(tok.token_type(id), Some(2) | Some(3)) || id == tok.bos() || id == tok.eos(),
-                        start: None,
-                        stop: None,
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect::<Vec<_>>())
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("tokenizer thread: {e}")))??;
+    let texts = parse_texts("inputs", request.inputs, state.limits.max_inputs)?;
+    let prompt = api::prompt(request.prompt_name.as_deref(), None)?;
+    let mut options = api::input_options(state, prompt, Truncation::Right);
+    options.encode.add_special = request.add_special_tokens.unwrap_or(true);
+    let seqs = api::sequences(state, texts.into_iter().map(Owned::Text).collect(), options).await?;
+    // The answer costs ~40 bytes a token: bounded like an embedding request's tokens.
+    let tokens: usize = seqs.iter().map(|s| s.ids.len()).sum();
+    let max = state.limits.max_queue_tokens;
+    if tokens > max {
+        return Err(ApiError::too_large(
+            "request_too_large",
+            format!("the request has {tokens} tokens, more than {max} per request (--max-queue-tokens)"),
+        ));
+    }
+    let tok = state.model.tokenizer();
+    let out: Vec<Vec<Token>> = seqs
+        .into_iter()
+        .map(|seq| {
+            seq.ids
+                .into_iter()
+                .map(|id| Token {
+                    id,
+                    text: tok.piece(id).unwrap_or_default().to_string(),
+                    // Control and unknown tokens (types 2 and 3) and BOS/EOS.
+                    special: matches!(tok.token_type(id), Some(2) | Some(3)) || id == tok.bos() || id == tok.eos(),
+                    start: None,
+                    stop: None,
+                })
+                .collect()
+        })
+        .collect();
     Ok((Json(out).into_response(), Stats::default()))
 }
 
 pub async fn tokenize(
     State(state): State<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
+    gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let result = tokenize_request(&state, body).await;
+    let result = api::bounded(&state, gone.map(|g| g.0), tokenize_request(&state, body)).await;
     api::finish(&state, "/tokenize", Flavor::Tei, &id, started, result)
 }
 

@@ -496,7 +496,7 @@ async fn a_client_that_goes_away_has_its_queued_texts_dropped() {
     let body = json!({"input": ["a", "b", "c"]}).to_string();
     let mut stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let head = format!(
-        "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /v1/embeddings HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use gemma_graph::loader::convert::{convert, OutType};
+use gemma_graph::loader::convert::{build_gguf, OutType};
+
+use crate::outfile::OutFile;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,46 +29,30 @@ pub fn run(args: Args) -> Result<()> {
     if !args.dir.is_dir() {
         bail!("{} is not a directory", args.dir.display());
     }
-    // Checked before a minute of converting: the output must be a file we can create.
-    if args.output.is_dir() || args.output.as_os_str().to_string_lossy().ends_with('/') {
-        bail!("{} is a directory; give the output file's path", args.output.display());
-    }
-    if args.output.exists() && !args.force {
-        bail!("{} exists (pass --force to overwrite)", args.output.display());
-    }
-    let parent = match args.output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !parent.is_dir() {
-        bail!(
-            "{}: the directory {} does not exist",
-            args.output.display(),
-            parent.display()
-        );
-    }
+    // Opened before a minute of converting: a bad output path fails now.
+    let out = OutFile::create(&args.output, args.force)?;
     let start = Instant::now();
-    // Written under a temporary name and renamed, so an interrupted run leaves no file that
-    // looks complete.
-    let mut tmp = args.output.clone().into_os_string();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let report = match convert(&args.dir, &tmp, args.ty) {
-        Ok(r) => r,
+    let writer = match build_gguf(&args.dir, args.ty) {
+        Ok(w) => w,
         Err(e) => {
-            // Leave no partial file behind.
-            let _ = std::fs::remove_file(&tmp);
+            out.abandon();
             return Err(e).context("conversion failed");
         }
     };
-    std::fs::rename(&tmp, &args.output)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), args.output.display()))?;
+    let shown = out.shown();
+    if let Err(e) = writer.write_to(std::io::BufWriter::with_capacity(1 << 20, out.file())) {
+        out.abandon();
+        return Err(e).with_context(|| format!("writing {shown}"));
+    }
+    let bytes = out.file().metadata().map(|m| m.len()).unwrap_or(0);
+    out.commit()?;
+    let report = (writer.n_tensors(), writer.n_keys());
     eprintln!(
         "wrote {} ({} tensors, {} metadata keys, {} bytes) in {:.1} s",
         args.output.display(),
-        report.n_tensors,
-        report.n_keys,
-        report.bytes,
+        report.0,
+        report.1,
+        bytes,
         start.elapsed().as_secs_f64()
     );
     Ok(())

@@ -157,7 +157,7 @@ pub fn run(args: Args) -> Result<()> {
         },
     };
     match args.output {
-        Some(path) => std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => crate::outfile::OutFile::write(&path, &bytes)?,
         None => crate::stdout::write_stdout(&bytes)?,
     }
     Ok(())

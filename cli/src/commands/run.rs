@@ -149,23 +149,25 @@ pub fn run(args: Args) -> Result<()> {
             }
         },
     };
-    let classes = args.head.as_ref().map(|file| {
-        let dim = model.heads()[1].dim;
-        let labels = model
-            .user_weights()
-            .metadata(&file.display().to_string(), "labels")
-            .and_then(|l| serde_json::from_str::<Vec<String>>(l).ok())
-            .filter(|l| l.len() == dim)
-            .unwrap_or_else(|| (0..dim).map(|i| i.to_string()).collect());
-        Classes {
-            labels,
-            key: if args.head_kind == HeadKind::LinearSoftmax {
-                "probabilities"
-            } else {
-                "logits"
-            },
-        }
-    });
+    let classes = args
+        .head
+        .as_ref()
+        .map(|file| -> Result<Classes> {
+            let dim = model.heads()[1].dim;
+            let labels = match model.user_weights().metadata(&file.display().to_string(), "labels") {
+                None => (0..dim).map(|i| i.to_string()).collect(),
+                Some(l) => class_labels(l, dim).with_context(|| format!("{}: metadata \"labels\"", file.display()))?,
+            };
+            Ok(Classes {
+                labels,
+                key: if args.head_kind == HeadKind::LinearSoftmax {
+                    "probabilities"
+                } else {
+                    "logits"
+                },
+            })
+        })
+        .transpose()?;
     model.matryoshka_dim(args.dim)?;
     let load_seconds = t0.elapsed().as_secs_f64();
     if args.verbose {
@@ -196,7 +198,10 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     let passes = PassLog::new();
+    // The CLI's limit is on a line; the library's counts the prompt in front of it too.
+    let prompt_bytes = prompt.as_ref().map_or(Ok(0), |p| p.text().map(str::len))?;
     let embed = EmbedOptions {
+        max_text_bytes: Some(args.source.max_text_bytes.saturating_add(prompt_bytes)),
         prompt,
         dim: args.dim,
         batch_tokens: args.batch_tokens,
@@ -273,7 +278,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some(p) = &args.stats_json {
         let json = serde_json::to_string_pretty(&stats)? + "\n";
-        std::fs::write(p, json).with_context(|| format!("writing {}", p.display()))?;
+        crate::outfile::OutFile::write(p, json.as_bytes())?;
     }
     Ok(())
 }
@@ -316,10 +321,25 @@ fn format_from_extension(path: &std::path::Path) -> Result<OutputFormat> {
     })
 }
 
-/// One text to embed: a record's text or one chunk of it.
-struct Unit {
+/// A head file's class names: a JSON array of `classes` distinct strings (they become JSON
+/// keys and CSV columns, where a repeated name would be ambiguous).
+fn class_labels(json: &str, classes: usize) -> Result<Vec<String>> {
+    let labels: Vec<String> = serde_json::from_str(json).context("not a JSON array of strings")?;
+    if labels.len() != classes {
+        bail!("{} names for {classes} classes", labels.len());
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = labels.iter().find(|l| !seen.insert(l.as_str())) {
+        bail!("the class name {dup:?} appears more than once");
+    }
+    Ok(labels)
+}
+
+/// One text to embed: a record's text or one chunk of it (borrowed from the record: a line
+/// cut into windows that overlap by all but one token must not be copied once per window).
+struct Unit<'w> {
     record: usize,
-    text: String,
+    text: &'w str,
     chunk: Option<(usize, usize, usize)>,
     /// Why it cannot be embedded (the record was bad, or too long with --no-truncate).
     error: Option<String>,
@@ -349,7 +369,7 @@ impl Job<'_> {
             let mut bytes = 0;
             while window.len() < WINDOW_TEXTS && bytes < WINDOW_BYTES {
                 let Some(r) = source.next()? else { break };
-                bytes += r.text.as_ref().map_or(0, String::len);
+                bytes += r.cost();
                 window.push(r);
             }
             if window.is_empty() {
@@ -372,7 +392,8 @@ impl Job<'_> {
         sink.finish()
     }
 
-    /// Embed one window of records and write its rows.
+    /// Embed one window of records and write its rows: its texts (or their chunks) in
+    /// groups within the window's bounds, so chunks cannot multiply the memory a window takes.
     fn window(&mut self, source: &Source, window: &[Record], first_index: usize, sink: &mut Sink) -> Result<()> {
         let mut units = Vec::with_capacity(window.len());
         for (i, r) in window.iter().enumerate() {
@@ -382,7 +403,7 @@ impl Job<'_> {
                     self.invalid_at.push(source.place(r.number));
                     units.push(Unit {
                         record: i,
-                        text: String::new(),
+                        text: "",
                         chunk: None,
                         error: Some(e.clone()),
                     });
@@ -393,7 +414,7 @@ impl Job<'_> {
             match self.chunk {
                 None => units.push(Unit {
                     record: i,
-                    text: text.clone(),
+                    text,
                     chunk: None,
                     error: None,
                 }),
@@ -402,7 +423,7 @@ impl Job<'_> {
                     for (k, ch) in chunks.iter().enumerate() {
                         units.push(Unit {
                             record: i,
-                            text: ch.text(text).to_string(),
+                            text: ch.text(text),
                             chunk: Some((k, ch.chars.start, ch.chars.end)),
                             error: None,
                         });
@@ -410,12 +431,34 @@ impl Job<'_> {
                 }
             }
         }
+        let mut start = 0;
+        while start < units.len() {
+            let (mut end, mut bytes) = (start, 0);
+            while end < units.len() && end - start < WINDOW_TEXTS && (end == start || bytes < WINDOW_BYTES) {
+                bytes += units[end].text.len();
+                end += 1;
+            }
+            self.group(source, window, &mut units[start..end], first_index, sink)?;
+            start = end;
+        }
+        self.stats.texts += window.len();
+        for p in self.passes.take() {
+            self.latency.add(p.seconds);
+        }
+        Ok(())
+    }
+
+    /// Embed a group of units of one window and write their rows.
+    fn group(
+        &mut self,
+        source: &Source,
+        window: &[Record],
+        units: &mut [Unit<'_>],
+        first_index: usize,
+        sink: &mut Sink,
+    ) -> Result<()> {
         let out = loop {
-            let todo: Vec<&str> = units
-                .iter()
-                .filter(|u| u.error.is_none())
-                .map(|u| u.text.as_str())
-                .collect();
+            let todo: Vec<&str> = units.iter().filter(|u| u.error.is_none()).map(|u| u.text).collect();
             match self.model.embed(&todo, self.embed) {
                 Ok(out) => break out,
                 Err(LibError::WouldTruncate { index, tokens, context }) => {
@@ -441,7 +484,7 @@ impl Job<'_> {
             }
         };
         let mut done = out.items.iter();
-        for u in &units {
+        for u in units.iter() {
             let r = &window[u.record];
             let item = if u.error.is_none() { done.next() } else { None };
             if let Some(item) = item {
@@ -464,13 +507,9 @@ impl Job<'_> {
                 truncated: item.is_some_and(|it| it.dropped_tokens > 0),
                 chunk: u.chunk,
                 fields: &r.fields,
-                text: &u.text,
+                text: u.text,
             })?;
             self.stats.rows += 1;
-        }
-        self.stats.texts += window.len();
-        for p in self.passes.take() {
-            self.latency.add(p.seconds);
         }
         Ok(())
     }

@@ -81,6 +81,16 @@ pub fn run(args: Args) -> Result<()> {
                     docs.len()
                 );
             }
+            // Vectors of another model, or cut to a size the model was not trained for,
+            // would give scores that mean nothing.
+            if model.matryoshka_dim(Some(file_dim)).is_err() {
+                bail!(
+                    "{}: {file_dim}-dimensional vectors are not this model's ({} or a Matryoshka size: {}); write them with `run --prompt document --format npy`",
+                    npy.display(),
+                    model.output_dim(),
+                    gemma_graph::MATRYOSHKA_DIMS.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                );
+            }
             let dim = args.dim.unwrap_or(file_dim);
             if dim > file_dim {
                 bail!("--dim {dim}: {} holds {file_dim}-dimensional vectors", npy.display());
@@ -95,8 +105,11 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => {
             let dim = args.dim.unwrap_or(model.output_dim());
+            let prompt = Prompt::Name("document".into());
             let options = EmbedOptions {
-                prompt: Some(Prompt::Name("document".into())),
+                // The CLI's limit is on a line; the library's counts the prompt too.
+                max_text_bytes: Some(args.source.max_text_bytes.saturating_add(prompt.text()?.len())),
+                prompt: Some(prompt),
                 dim: Some(dim),
                 encode,
                 ..Default::default()
@@ -125,7 +138,7 @@ pub fn run(args: Args) -> Result<()> {
             .chunks_exact(dim)
             .enumerate()
             .filter(|(_, v)| v.iter().all(|x| x.is_finite()))
-            .map(|(i, v)| (dot(q, v), i))
+            .map(|(i, v)| (cosine(q, v), i))
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         scored.truncate(args.top);
@@ -169,12 +182,30 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+/// The cosine of a unit query with a stored row, in f64: rows written by `run` are unit
+/// length, but a row of huge values would overflow f32's dot product to ±inf. A zero row
+/// scores 0.
+fn cosine(query: &[f32], row: &[f32]) -> f32 {
+    let (mut dot, mut norm) = (0f64, 0f64);
+    for (&q, &r) in query.iter().zip(row) {
+        dot += f64::from(q) * f64::from(r);
+        norm += f64::from(r) * f64::from(r);
+    }
+    if norm > 0.0 {
+        (dot / norm.sqrt()) as f32
+    } else {
+        0.0
+    }
 }
 
-/// A vector's prefix scaled to unit length (Matryoshka truncation of stored vectors).
+/// A vector's prefix scaled to unit length (Matryoshka truncation of stored vectors), its
+/// norm in f64 so huge values cannot overflow it.
 fn normalized(v: &[f32]) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    v.iter().map(|x| x / n).collect()
+    let n = v
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt()
+        .max(1e-12);
+    v.iter().map(|&x| (f64::from(x) / n) as f32).collect()
 }

@@ -51,6 +51,28 @@ pub struct Args {
     /// Seconds a request may take; past it, 503 and its queued texts are dropped.
     #[arg(long, default_value_t = 300.0)]
     request_timeout: f64,
+    /// Seconds a request's body may take to arrive; past it, 408.
+    #[arg(long, default_value_t = 30.0)]
+    body_timeout: f64,
+    /// Seconds a request's head (request line and headers) may take to arrive.
+    #[arg(long, default_value_t = 30.0)]
+    header_timeout: f64,
+    /// Connections open at once; past it, 503 and close [default: half the process's file
+    /// descriptor limit less a reserve, at most 4096].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Accept requests for this Host (repeatable; `*`: any). Default: bound to loopback,
+    /// loopback names only (a DNS-rebinding guard); bound elsewhere, any.
+    #[arg(long, value_name = "HOST")]
+    allowed_host: Vec<String>,
+}
+
+/// `--NAME SECONDS` as a positive duration, or an error naming the flag.
+fn seconds(flag: &str, value: f64) -> Result<Duration> {
+    match Duration::try_from_secs_f64(value) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => bail!("--{flag} {value}: must be a positive number of seconds that fits a duration"),
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -58,13 +80,12 @@ pub fn run(args: Args) -> Result<()> {
     if args.max_batch_tokens == 0 || args.max_queue_tokens == 0 || args.max_inputs == 0 || args.max_body_bytes == 0 {
         bail!("--max-batch-tokens, --max-queue-tokens, --max-inputs and --max-body-bytes must be at least 1");
     }
-    let request_timeout = match Duration::try_from_secs_f64(args.request_timeout) {
-        Ok(d) if !d.is_zero() => d,
-        _ => bail!(
-            "--request-timeout {}: must be a positive number of seconds that fits a duration",
-            args.request_timeout
-        ),
-    };
+    let request_timeout = seconds("request-timeout", args.request_timeout)?;
+    let body_timeout = seconds("body-timeout", args.body_timeout)?;
+    let header_timeout = seconds("header-timeout", args.header_timeout)?;
+    if args.max_connections == Some(0) {
+        bail!("--max-connections must be at least 1");
+    }
     let api_key = api_key(&args.api_key)?;
     let mut options = args.model_args.options(args.max_batch_tokens, Pipeline::Default);
     options.max_batch_tokens = args.max_batch_tokens;
@@ -82,12 +103,17 @@ pub fn run(args: Args) -> Result<()> {
             max_wait: Duration::from_millis(args.max_wait_ms),
             max_queue_tokens: args.max_queue_tokens,
             request_timeout,
+            body_timeout,
+            header_timeout,
+            max_connections: args.max_connections,
         },
         api_key,
         cors_allow_origins: args.cors_allow_origin.clone(),
+        allowed_hosts: args.allowed_host.clone(),
         model_name,
         encode: args.model_args.encode(),
     };
+    gg_server::fixed_mmap_threshold();
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -106,7 +132,7 @@ pub fn run(args: Args) -> Result<()> {
         let threads = model.threads();
         let server = Server::bind(Arc::new(model), config, addr)
             .await
-            .with_context(|| format!("listening on {addr}"))?;
+            .with_context(|| format!("starting the server on {addr}"))?;
         tracing::info!(
             address = %server.local_addr()?,
             model = %path.display(),

@@ -66,6 +66,7 @@ pub fn run(args: Args) -> Result<()> {
             ..EncodeOptions::default()
         },
         truncation: Truncation::Right,
+        max_text_bytes: args.source.max_text_bytes.saturating_add(prompt.len()),
     };
     let seqs = rules.sequences(texts.iter().map(|t| Input::Text(t)))?;
     let mut out = crate::stdout::Out::stdout();
