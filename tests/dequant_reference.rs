@@ -66,7 +66,7 @@ fn every_type_dequantizes_as_the_gguf_package_does() {
     let required = std::env::var("GEMMA_GRAPH_PYTHON").ok();
     let python = required.clone().unwrap_or_else(|| "python3".into());
     // One tensor of each block type, from files whose manifests name them.
-    let cases: [(OutType, &[&str]); 6] = [
+    let cases: [(OutType, &[&str]); 8] = [
         (OutType::BF16, &["blk.0.attn_k.weight"]),
         // Q4_K, Q6_K (attn_v of layer 0), Q5_0 (ffn_down's fallback), Q8_0 (ffn_down's fallback).
         (
@@ -83,6 +83,15 @@ fn every_type_dequantizes_as_the_gguf_package_does() {
         (OutType::Q4_0, &["blk.0.attn_k.weight"]),
         (OutType::Q4_1, &["blk.0.attn_k.weight"]),
         (OutType::F16, &["blk.0.attn_k.weight"]),
+        // IQ4_NL: a whole layer's matrices, then IQ4_XS and its IQ4_NL fallback (ffn_down).
+        (
+            OutType::IQ4NL,
+            &["blk.5.attn_q.weight", "blk.5.ffn_gate.weight", "blk.5.ffn_down.weight"],
+        ),
+        (
+            OutType::IQ4XS,
+            &["blk.5.attn_q.weight", "blk.5.ffn_up.weight", "blk.5.ffn_down.weight"],
+        ),
     ];
     let mut files = Vec::new();
     let mut args = Vec::new();

@@ -243,7 +243,7 @@ fn packer(dtype: DType, layout: Layout) -> PackOne {
             }
         };
     }
-    by_type!(Q8_0 => Q8_0, Q4_0 => Q4_0, Q5_0 => Q5_0, Q4_1 => Q4_1, Q5_1 => Q5_1, Q4K => Q4K, Q5K => Q5K, Q6K => Q6K)
+    by_type!(Q8_0 => Q8_0, Q4_0 => Q4_0, Q5_0 => Q5_0, Q4_1 => Q4_1, Q5_1 => Q5_1, Q4K => Q4K, Q5K => Q5K, Q6K => Q6K, IQ4NL => Iq4Nl, IQ4XS => Iq4Xs)
 }
 
 /// The AMX tier's kernels, where this CPU has them (and Linux grants the tile state).

@@ -355,12 +355,13 @@ fn unknown_dtype_and_unsupported_dtype() {
     put_u32(&mut b, ty, 99);
     assert!(matches!(err(&b), GgufError::UnknownTensorType { code: 99, ref tensor, .. } if tensor == "t.f16"));
 
-    // A known type we cannot compute with (IQ4_NL) is listed, then refused when viewed.
+    // A known type we cannot compute with (IQ2_XXS, which needs an importance matrix) is
+    // listed, then refused when viewed.
     let mut w = GgufWriter::new();
-    w.add_tensor("iq4", &[32], GgmlType(20), vec![0; 18]);
+    w.add_tensor("iq2", &[256], GgmlType(16), vec![0; 66]);
     let g = parse(&w.to_bytes()).unwrap();
-    let t = g.tensor("iq4").unwrap();
-    assert_eq!(t.ty.to_string(), "IQ4_NL");
+    let t = g.tensor("iq2").unwrap();
+    assert_eq!(t.ty.to_string(), "IQ2_XXS");
     assert!(matches!(g.tensor_data(t), Err(GgufError::UnsupportedTensorType { .. })));
 }
 

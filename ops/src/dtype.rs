@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::quant::{
-    BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, QK4_0, QK8_0, QK_K,
+    BlockIq4Nl, BlockIq4Xs, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, QK4_0,
+    QK4_NL, QK8_0, QK_K,
 };
 
 /// Element type of a weight or a value in the graph.
@@ -23,6 +24,8 @@ pub enum DType {
     Q4K,
     Q5K,
     Q6K,
+    IQ4NL,
+    IQ4XS,
     I32,
     /// Plain 8-bit integers (quantized activations, planned like any value).
     I8,
@@ -36,7 +39,8 @@ impl DType {
         match self {
             DType::Q8_0 => QK8_0,
             DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => QK4_0,
-            DType::Q4K | DType::Q5K | DType::Q6K => QK_K,
+            DType::Q4K | DType::Q5K | DType::Q6K | DType::IQ4XS => QK_K,
+            DType::IQ4NL => QK4_NL,
             _ => 1,
         }
     }
@@ -55,6 +59,8 @@ impl DType {
             DType::Q4K => std::mem::size_of::<BlockQ4K>(),
             DType::Q5K => std::mem::size_of::<BlockQ5K>(),
             DType::Q6K => std::mem::size_of::<BlockQ6K>(),
+            DType::IQ4NL => std::mem::size_of::<BlockIq4Nl>(),
+            DType::IQ4XS => std::mem::size_of::<BlockIq4Xs>(),
         }
     }
 
@@ -71,7 +77,9 @@ impl DType {
             | DType::Q5_1
             | DType::Q4K
             | DType::Q5K
-            | DType::Q6K => 2,
+            | DType::Q6K
+            | DType::IQ4NL
+            | DType::IQ4XS => 2,
             DType::I8 => 1,
         }
     }
@@ -105,6 +113,8 @@ impl DType {
             DType::Q4K => "q4_k",
             DType::Q5K => "q5_k",
             DType::Q6K => "q6_k",
+            DType::IQ4NL => "iq4_nl",
+            DType::IQ4XS => "iq4_xs",
             DType::I32 => "i32",
             DType::I8 => "i8",
             DType::I16 => "i16",
@@ -132,5 +142,7 @@ mod tests {
         assert_eq!(DType::Q4K.bytes_for(512), Some(288));
         assert_eq!(DType::Q6K.bytes_for(256), Some(210));
         assert_eq!(DType::Q5K.bytes_for(1152), None);
+        assert_eq!(DType::IQ4NL.bytes_for(1152), Some(648));
+        assert_eq!(DType::IQ4XS.bytes_for(768), Some(408));
     }
 }

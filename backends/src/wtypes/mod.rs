@@ -34,6 +34,8 @@ macro_rules! weight_type_list {
             Q4K q4_k Q4K "q4_k",
             Q5K q5_k Q5K "q5_k",
             Q6K q6_k Q6K "q6_k",
+            IQ4NL iq4_nl Iq4Nl "iq4_nl",
+            IQ4XS iq4_xs Iq4Xs "iq4_xs",
         }
     };
 }

@@ -4,7 +4,9 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use gg_backends::{Backend, WeightView};
-use gg_ops::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, DType};
+use gg_ops::{
+    BlockIq4Nl, BlockIq4Xs, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, DType,
+};
 use half::{bf16, f16};
 
 /// The SIMD tiers this CPU runs (the others are named as skipped).
@@ -87,6 +89,8 @@ impl W {
             DType::Q4K => blocks_of(vals, BlockQ4K::quantize),
             DType::Q5K => blocks_of(vals, BlockQ5K::quantize),
             DType::Q6K => blocks_of(vals, BlockQ6K::quantize),
+            DType::IQ4NL => blocks_of(vals, BlockIq4Nl::quantize),
+            DType::IQ4XS => blocks_of(vals, BlockIq4Xs::quantize),
             DType::F32 => vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
             other => panic!("no test quantizer for {other}: add one to W::new"),
         };

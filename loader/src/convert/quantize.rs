@@ -4,7 +4,10 @@
 //! `llama-quantize` writes from the F32 file.
 
 use gg_ops::quant::quantize_row_q8_0;
-use gg_ops::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, QK4_0, QK_K};
+use gg_ops::{
+    BlockIq4Nl, BlockIq4Xs, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, QK4_0,
+    QK_K,
+};
 use half::{bf16, f16};
 use rayon::prelude::*;
 
@@ -18,6 +21,8 @@ const Q5_1: GgmlType = GgmlType(7);
 const Q4_K: GgmlType = GgmlType(12);
 const Q5_K: GgmlType = GgmlType(13);
 const Q6_K: GgmlType = GgmlType(14);
+const IQ4_NL: GgmlType = GgmlType(20);
+const IQ4_XS: GgmlType = GgmlType(23);
 
 /// llama.cpp's `use_more_bits`: the first and last eighth of the layers and every third in
 /// between get more bits in the `_M` mixes.
@@ -37,8 +42,10 @@ fn layer_of(name: &str) -> Option<usize> {
 /// (as `llama-quantize --pure` does for the legacy types). The K mixes follow llama.cpp's rules
 /// for a model with tied embeddings and no output matrix: `token_embd` is quantized as the
 /// output would be (Q6_K); in `Q4_K_M`/`Q5_K_M`, `attn_v` and `ffn_down` of the layers
-/// [`use_more_bits`] picks get Q6_K. Then rows that are not whole blocks fall back:
-/// Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, and a 32-value type that still does not fit → F16.
+/// [`use_more_bits`] picks get Q6_K. In `IQ4_NL`/`IQ4_XS` (no importance matrix) `token_embd`
+/// is Q6_K and `ffn_down` of the first eighth of the layers Q5_K. Then rows that are not whole
+/// blocks fall back: Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, IQ4_XS → IQ4_NL, and a 32-value
+/// type that still does not fit → F16.
 pub(crate) fn tensor_type(ty: OutType, name: &str, shape: &[usize], n_layers: usize) -> GgmlType {
     if shape.len() < 2 || ty == OutType::F32 {
         return GgmlType::F32;
@@ -56,8 +63,21 @@ pub(crate) fn tensor_type(ty: OutType, name: &str, shape: &[usize], n_layers: us
         OutType::Q4KM => Q4_K,
         OutType::Q5KM => Q5_K,
         OutType::Q6K => Q6_K,
+        OutType::IQ4NL => IQ4_NL,
+        OutType::IQ4XS => IQ4_XS,
     };
     let mut chosen = base;
+    if matches!(ty, OutType::IQ4NL | OutType::IQ4XS) {
+        if name == "token_embd.weight" {
+            chosen = if cols.is_multiple_of(QK_K) {
+                Q6_K
+            } else {
+                GgmlType::Q8_0
+            };
+        } else if name.ends_with("ffn_down.weight") && layer_of(name).is_some_and(|l| l < n_layers / 8) {
+            chosen = Q5_K;
+        }
+    }
     if matches!(ty, OutType::Q4KM | OutType::Q5KM | OutType::Q6K) {
         let more_bits = || layer_of(name).is_some_and(|l| use_more_bits(l, n_layers));
         if name == "token_embd.weight" {
@@ -81,6 +101,7 @@ pub(crate) fn tensor_type(ty: OutType, name: &str, shape: &[usize], n_layers: us
         Q4_K => Q5_0,
         Q5_K => Q5_1,
         Q6_K => GgmlType::Q8_0,
+        IQ4_XS => IQ4_NL,
         other => other,
     };
     if cols.is_multiple_of(QK4_0) && fallback != chosen {
@@ -118,6 +139,8 @@ pub(crate) fn encode(values: &[f32], ty: GgmlType) -> Vec<u8> {
         Q4_K => blocks::<BlockQ4K, 256>(values, BlockQ4K::quantize),
         Q5_K => blocks::<BlockQ5K, 256>(values, BlockQ5K::quantize),
         Q6_K => blocks::<BlockQ6K, 256>(values, BlockQ6K::quantize),
+        IQ4_NL => blocks::<BlockIq4Nl, 32>(values, BlockIq4Nl::quantize),
+        IQ4_XS => blocks::<BlockIq4Xs, 256>(values, BlockIq4Xs::quantize),
         other => unreachable!("tensor_type never picks {other}"),
     }
 }
@@ -159,6 +182,27 @@ mod tests {
             Q4_0
         );
         assert_eq!(tensor_type(OutType::Q4_0, "x.weight", &[4, 40], 24), GgmlType::F16);
+    }
+
+    #[test]
+    fn iq4_mixes_pick_llama_cpp_types() {
+        for ty in [OutType::IQ4NL, OutType::IQ4XS] {
+            let t = |name: &str, shape: &[usize]| tensor_type(ty, name, shape, 24);
+            assert_eq!(t("token_embd.weight", &[262_144, 768]), Q6_K);
+            // The first eighth of the layers' ffn_down: Q5_K, whose fallback for 1,152 columns
+            // is Q5_1.
+            assert_eq!(t("blk.2.ffn_down.weight", &[768, 1152]), Q5_1);
+            assert_eq!(t("blk.3.ffn_down.weight", &[768, 1152]), IQ4_NL);
+            assert_eq!(t("blk.4.attn_norm.weight", &[768]), GgmlType::F32);
+        }
+        assert_eq!(
+            tensor_type(OutType::IQ4XS, "blk.0.attn_q.weight", &[768, 768], 24),
+            IQ4_XS
+        );
+        assert_eq!(
+            tensor_type(OutType::IQ4NL, "blk.0.attn_q.weight", &[768, 768], 24),
+            IQ4_NL
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value as Json;
 
 /// Element type of the converted 2-D weights (1-D tensors always stay F32): llama.cpp's file
-/// types. The K types are llama.cpp's mixes (`Q4_K_M` holds Q4_K, Q6_K, Q5_0 and Q8_0 tensors;
-/// see `quantize::tensor_type`).
+/// types. The K and IQ4 types are llama.cpp's mixes (`Q4_K_M` holds Q4_K, Q6_K, Q5_0 and Q8_0
+/// tensors, `IQ4_XS` IQ4_XS, IQ4_NL, Q5_1 and Q6_K; see `quantize::tensor_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutType {
     F32,
@@ -21,6 +21,8 @@ pub enum OutType {
     Q4KM,
     Q5KM,
     Q6K,
+    IQ4NL,
+    IQ4XS,
 }
 
 /// (type, its `--type` name, llama.cpp's `general.file_type`).
@@ -36,6 +38,8 @@ const OUT_TYPES: &[(OutType, &str, u32)] = &[
     (OutType::Q4KM, "q4_k_m", 15),
     (OutType::Q5KM, "q5_k_m", 17),
     (OutType::Q6K, "q6_k", 18),
+    (OutType::IQ4NL, "iq4_nl", 25),
+    (OutType::IQ4XS, "iq4_xs", 30),
 ];
 
 impl OutType {

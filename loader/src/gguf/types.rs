@@ -182,6 +182,8 @@ impl GgmlType {
             12 => Some(DType::Q4K),
             13 => Some(DType::Q5K),
             14 => Some(DType::Q6K),
+            20 => Some(DType::IQ4NL),
+            23 => Some(DType::IQ4XS),
             30 => Some(DType::BF16),
             _ => None,
         }
@@ -199,6 +201,8 @@ impl GgmlType {
             DType::Q4K => Some(GgmlType(12)),
             DType::Q5K => Some(GgmlType(13)),
             DType::Q6K => Some(GgmlType(14)),
+            DType::IQ4NL => Some(GgmlType(20)),
+            DType::IQ4XS => Some(GgmlType(23)),
             DType::BF16 => Some(Self::BF16),
             DType::I8 => Some(GgmlType(24)),
             DType::I16 => Some(GgmlType(25)),

@@ -1,6 +1,7 @@
 //! Block formats of the quantized weight types, with their reference quantizers (llama.cpp's
 //! bytes, bit for bit) and dequantizers (the specification every kernel is tested against).
-//! Q8_0 here; the other 32-element types in [`legacy`], the 256-element K-quants in [`kquants`].
+//! Q8_0 here; the other 32-element types in [`legacy`], the 256-element K-quants in [`kquants`],
+//! the non-linear IQ4 types in [`iquants`].
 //!
 //! The Q8_0 block format and its reference (scalar) quantizer and dequantizer.
 //!
@@ -11,9 +12,11 @@
 
 use half::f16;
 
+pub mod iquants;
 pub mod kquants;
 pub mod legacy;
 
+pub use iquants::{BlockIq4Nl, BlockIq4Xs, KVALUES_IQ4NL, QK4_NL};
 pub use kquants::{BlockQ4K, BlockQ5K, BlockQ6K, QK_K};
 pub use legacy::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, QK4_0};
 
