@@ -236,32 +236,27 @@ async fn bodies_that_are_not_objects_and_foreign_hosts_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_shapes_cannot_multiply_their_cost() {
     let s = start(config()).await;
+    // `{"input": [ITEM, ITEM, …, LAST]}` with a million ITEMs, sent as it is.
+    let addr = s.addr;
+    let repeated = |item: &str, last: &str| {
+        let body = format!("{{\"input\": [{}{last}]}}", item.repeat(1_000_000));
+        async move {
+            send(
+                addr,
+                "POST",
+                "/v1/embeddings",
+                &[("Content-Type", "application/json")],
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
     // A million empty token arrays in 3 MB: counted, not kept.
-    let mut body = String::from("{\"input\": [");
-    body.push_str(&"[],".repeat(1_000_000));
-    body.push_str("[]]}");
-    let r = send(
-        s.addr,
-        "POST",
-        "/v1/embeddings",
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    )
-    .await;
+    let r = repeated("[],", "[]").await;
     assert_eq!(r.status, 413, "{}", r.text());
     assert!(r.text().contains("1000001 items"), "{}", r.text());
     // A flat array of ids is one input, however long: truncated to the context like a text.
-    let mut body = String::from("{\"input\": [");
-    body.push_str(&"9,".repeat(1_000_000));
-    body.push_str("9]}");
-    let r = send(
-        s.addr,
-        "POST",
-        "/v1/embeddings",
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    )
-    .await;
+    let r = repeated("9,", "9").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["usage"]["prompt_tokens"], 2048);
     // A 64 kB prompt in front of 2,048 short inputs is 128 MB of text: refused before the
