@@ -38,8 +38,8 @@ impl OutFile {
             bail!("{} is a directory; give the output file's path", path.display());
         }
         let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-        // Followed through links: what a write would reach.
-        let target = match std::fs::metadata(path) {
+        // Followed through links: what a write would reach, and the mode a replaced file keeps.
+        let (target, mode) = match std::fs::metadata(path) {
             Ok(m) if m.is_dir() => bail!("{} is a directory; give the output file's path", path.display()),
             Ok(m) if !m.is_file() => {
                 // A device, FIFO or socket (`/dev/stdout` may be a pipe with no path of its
@@ -55,16 +55,19 @@ impl OutFile {
                 });
             }
             Ok(_) if !force => bail!("{} exists (pass --force to overwrite)", path.display()),
-            Ok(_) if is_link => std::fs::canonicalize(path)
-                .with_context(|| format!("cannot resolve the symbolic link {}", path.display()))?,
-            Ok(_) => path.to_path_buf(),
+            Ok(m) if is_link => (
+                std::fs::canonicalize(path)
+                    .with_context(|| format!("cannot resolve the symbolic link {}", path.display()))?,
+                Some(m.permissions()),
+            ),
+            Ok(m) => (path.to_path_buf(), Some(m.permissions())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && is_link => {
                 bail!(
                     "{} is a symbolic link to nothing: give its target or another path",
                     path.display()
                 )
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.to_path_buf(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (path.to_path_buf(), None),
             Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", path.display())),
         };
         let dir = match target.parent() {
@@ -77,7 +80,6 @@ impl OutFile {
         let name = target.file_name().unwrap_or_default().to_string_lossy().into_owned();
         // Replacing a file keeps its mode; a new one gets the usual 0666 less the umask
         // (tempfile's own default, 0600, would surprise whoever reads the output next).
-        let mode = std::fs::metadata(&target).map(|m| m.permissions()).ok();
         let prefix = format!(".{name}.");
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix).suffix(".partial");

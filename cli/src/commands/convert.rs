@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use gemma_graph::loader::convert::{build_gguf, OutType};
+use gemma_graph::loader::convert::{convert_into, OutType};
 
 use crate::outfile::OutFile;
 
@@ -32,27 +32,21 @@ pub fn run(args: Args) -> Result<()> {
     // Opened before a minute of converting: a bad output path fails now.
     let out = OutFile::create(&args.output, args.force)?;
     let start = Instant::now();
-    let writer = match build_gguf(&args.dir, args.ty) {
-        Ok(w) => w,
+    let shown = out.shown();
+    let report = match convert_into(&args.dir, args.ty, out.file(), std::path::Path::new(&shown)) {
+        Ok(r) => r,
         Err(e) => {
             out.abandon();
             return Err(e).context("conversion failed");
         }
     };
-    let shown = out.shown();
-    if let Err(e) = writer.write_to(std::io::BufWriter::with_capacity(1 << 20, out.file())) {
-        out.abandon();
-        return Err(e).with_context(|| format!("writing {shown}"));
-    }
-    let bytes = out.file().metadata().map(|m| m.len()).unwrap_or(0);
     out.commit()?;
-    let report = (writer.n_tensors(), writer.n_keys());
     eprintln!(
         "wrote {} ({} tensors, {} metadata keys, {} bytes) in {:.1} s",
         args.output.display(),
-        report.0,
-        report.1,
-        bytes,
+        report.n_tensors,
+        report.n_keys,
+        report.bytes,
         start.elapsed().as_secs_f64()
     );
     Ok(())

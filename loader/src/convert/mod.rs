@@ -32,14 +32,20 @@ pub struct ConvertReport {
 /// Convert the checkpoint in `dir` and write the GGUF to `out`.
 ///
 /// The file is written to `out` directly; callers that need atomicity write to a temporary
-/// name and rename (the fetch script and the CLI do).
+/// file and rename it ([`convert_into`]; the fetch script and the CLI do).
 pub fn convert(dir: &Path, out: &Path, ty: OutType) -> Result<ConvertReport, ConvertError> {
-    let writer = build_gguf(dir, ty)?;
     let file = std::fs::File::create(out).map_err(|e| ConvertError::io(out, e))?;
+    convert_into(dir, ty, &file, out)
+}
+
+/// Convert the checkpoint in `dir` into the open file `out` (errors name it as `shown`); the
+/// report's byte count is the file's length after writing.
+pub fn convert_into(dir: &Path, ty: OutType, out: &std::fs::File, shown: &Path) -> Result<ConvertReport, ConvertError> {
+    let writer = build_gguf(dir, ty)?;
     writer
-        .write_to(std::io::BufWriter::with_capacity(1 << 20, file))
-        .map_err(|e| ConvertError::io(out, e))?;
-    let bytes = std::fs::metadata(out).map_err(|e| ConvertError::io(out, e))?.len();
+        .write_to(std::io::BufWriter::with_capacity(1 << 20, out))
+        .map_err(|e| ConvertError::io(shown, e))?;
+    let bytes = out.metadata().map_err(|e| ConvertError::io(shown, e))?.len();
     Ok(ConvertReport {
         n_tensors: writer.n_tensors(),
         n_keys: writer.n_keys(),
