@@ -66,7 +66,7 @@ fn every_type_dequantizes_as_the_gguf_package_does() {
     let required = std::env::var("GEMMA_GRAPH_PYTHON").ok();
     let python = required.clone().unwrap_or_else(|| "python3".into());
     // One tensor of each block type, from files whose manifests name them.
-    let cases: [(OutType, &[&str]); 8] = [
+    let cases: [(OutType, &[&str]); 11] = [
         (OutType::BF16, &["blk.0.attn_k.weight"]),
         // Q4_K, Q6_K (attn_v of layer 0), Q5_0 (ffn_down's fallback), Q8_0 (ffn_down's fallback).
         (
@@ -91,6 +91,26 @@ fn every_type_dequantizes_as_the_gguf_package_does() {
         (
             OutType::IQ4XS,
             &["blk.5.attn_q.weight", "blk.5.ffn_up.weight", "blk.5.ffn_down.weight"],
+        ),
+        // Q2_K, Q3_K (attn_v, attn_output) and Q4_0 (ffn_down's fallback): a whole layer.
+        (
+            OutType::Q2K,
+            &[
+                "blk.9.attn_q.weight",
+                "blk.9.attn_k.weight",
+                "blk.9.attn_v.weight",
+                "blk.9.attn_output.weight",
+                "blk.9.ffn_gate.weight",
+                "blk.9.ffn_up.weight",
+                "blk.9.ffn_down.weight",
+            ],
+        ),
+        // Q3_K and Q5_K (attn_v of layer 1).
+        (OutType::Q3KM, &["blk.1.attn_q.weight", "blk.1.attn_v.weight"]),
+        // IQ3_S, and IQ4_NL (ffn_down's fallback).
+        (
+            OutType::IQ3S,
+            &["blk.4.attn_q.weight", "blk.4.ffn_gate.weight", "blk.4.ffn_down.weight"],
         ),
     ];
     let mut files = Vec::new();

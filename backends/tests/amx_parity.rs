@@ -11,7 +11,7 @@ use gg_backends::fast::int8::{panel_dots8, quantize_row8};
 use gg_backends::fast::pack::{self, Layout, PackedQ8, PANEL};
 use gg_backends::fast::scalar::{panel_dots, Scalar};
 use gg_backends::fast::{qrow_words, QRows, QBLOCK, TOKEN_TILE};
-use gg_backends::wtypes::{PanelForm, HALVES, OFFSET, SYMMETRIC};
+use gg_backends::wtypes::{PanelForm, HALVES, HALVES_OFFSET, OFFSET, SYMMETRIC};
 use gg_backends::{cpu, Backend};
 use gg_ops::testing::XorShift;
 use gg_ops::DType;
@@ -132,6 +132,7 @@ fn model_dots(
         PanelForm::Symmetric => go!(SYMMETRIC),
         PanelForm::Offset => go!(OFFSET),
         PanelForm::Halves => go!(HALVES),
+        PanelForm::HalvesOffset => go!(HALVES_OFFSET),
         PanelForm::Wide => unreachable!("the wide form keeps the AVX-512 kernels"),
     }
 }
@@ -141,6 +142,7 @@ fn spec_fast(form: PanelForm) -> fn(&gg_backends::fast::QTile, usize, &[u8]) -> 
         PanelForm::Symmetric => panel_dots::<SYMMETRIC>,
         PanelForm::Offset => panel_dots::<OFFSET>,
         PanelForm::Halves => panel_dots::<HALVES>,
+        PanelForm::HalvesOffset => panel_dots::<HALVES_OFFSET>,
         PanelForm::Wide => unreachable!(),
     }
 }
@@ -150,6 +152,7 @@ fn spec_int8(form: PanelForm) -> fn(&gg_backends::fast::QTile, usize, &[u8]) -> 
         PanelForm::Symmetric => panel_dots8::<SYMMETRIC>,
         PanelForm::Offset => panel_dots8::<OFFSET>,
         PanelForm::Halves => panel_dots8::<HALVES>,
+        PanelForm::HalvesOffset => panel_dots8::<HALVES_OFFSET>,
         PanelForm::Wide => unreachable!(),
     }
 }
@@ -196,7 +199,7 @@ fn amx_loops_on_the_tile_model_match_the_specs() {
             for rows in [1, 5, 16, 17, 40, 64, 70] {
                 let n = 21;
                 let wt = W::new(dtype, n, k, &rng.vec(n * k));
-                let with_sums = form == PanelForm::Offset;
+                let with_sums = form.has_offsets();
                 // The fast precision: pairs + pairs panels (spec) against planes + signed quads.
                 let pairs_w = packer(dtype, Layout::Pairs)(wt.view()).unwrap();
                 let quads_w = packer(dtype, Layout::QuadsSigned)(wt.view()).unwrap();
@@ -243,7 +246,7 @@ fn packer(dtype: DType, layout: Layout) -> PackOne {
             }
         };
     }
-    by_type!(Q8_0 => Q8_0, Q4_0 => Q4_0, Q5_0 => Q5_0, Q4_1 => Q4_1, Q5_1 => Q5_1, Q4K => Q4K, Q5K => Q5K, Q6K => Q6K, IQ4NL => Iq4Nl, IQ4XS => Iq4Xs)
+    by_type!(Q8_0 => Q8_0, Q4_0 => Q4_0, Q5_0 => Q5_0, Q4_1 => Q4_1, Q5_1 => Q5_1, Q2K => Q2K, Q3K => Q3K, Q4K => Q4K, Q5K => Q5K, Q6K => Q6K, IQ4NL => Iq4Nl, IQ4XS => Iq4Xs, IQ3S => Iq3S)
 }
 
 /// The AMX tier's kernels, where this CPU has them (and Linux grants the tile state).

@@ -5,7 +5,8 @@ peak RSS, with the CPU model and flags.
 
     benches/compare/setup.sh            # once: llama-cpp-python 0.3.36 into a cached venv
     python3 benches/compare/compare.py  # [--threads 2] [--rounds 2] [--workloads queries,docs,long]
-                                        # [--backends amx,avx512] [--llama-extra-bufts auto|on|off]
+                                        # [--backends amx,avx512] [--precision fast,int8]
+                                        # [--llama-extra-bufts auto|on|off]
 
 Figures: `queries` and `long` are the median latency of one text per call (llama.cpp: each
 `Llama.embed` call; gemma-graph: each forward pass of `run --batch-texts 1`, from its
@@ -83,7 +84,9 @@ def main():
     ap.add_argument("--model", default=os.environ.get("GEMMA_GRAPH_MODEL", os.path.join(CACHE, "embeddinggemma-300m-Q8_0.gguf")))
     ap.add_argument("--gemma-graph", default=os.path.join(REPO, "target", "release", "gemma-graph"))
     ap.add_argument("--json", help="also write the results here")
-    ap.add_argument("--precision", default="fast", choices=["fast", "exact", "int8"], help="gemma-graph's precision")
+    ap.add_argument("--precision", default="fast",
+                    help="gemma-graph's precisions, comma-separated (fast, exact, int8): each runs as its own engine "
+                         "beside the same llama.cpp run")
     ap.add_argument("--backends", default="auto", help="gemma-graph's backends, comma-separated: each runs as its own "
                     "engine in the same alternation, e.g. amx,avx512 (ratios to the first are printed too)")
     ap.add_argument("--llama-extra-bufts", default="auto", choices=["auto", "on", "off"],
@@ -108,7 +111,14 @@ def main():
         extra = "off" if "amx_int8" in flags else "on"
     os.environ["GG_LLAMA_EXTRA_BUFTS"] = extra
     backends = args.backends.split(",")
-    engines = [f"gemma-graph[{b}]" for b in backends]
+    precisions = args.precision.split(",")
+    for p in precisions:
+        if p not in ("fast", "exact", "int8"):
+            sys.exit(f"--precision: unknown precision {p!r} (fast, exact, int8)")
+    # Engine label → (backend, precision); the precision shows in the label when several run.
+    configs = {(f"gemma-graph[{b}]" if len(precisions) == 1 else f"gemma-graph[{b},{p}]"): (b, p)
+               for b in backends for p in precisions}
+    engines = list(configs)
     print(f"CPU: {model_name}, {os.cpu_count()} cores; flags: {' '.join(flags)}")
     print(f"model {args.model}, {args.threads} threads, {args.rounds} round(s), engines alternating, "
           f"gemma-graph precision {args.precision}, llama.cpp extra buffer types {extra}")
@@ -124,10 +134,9 @@ def main():
             if have_st and name != "long":
                 order.append("sentence-transformers")
             for engine in order:
-                if engine.startswith("gemma-graph"):
-                    b = engine[len("gemma-graph["):-1]
-                    f, rss, ran = gemma_graph(args.gemma_graph, args.model, workload, name, args.threads, args.precision, b)
-                    engine = f"gemma-graph[{b}]"
+                if engine in configs:
+                    b, p = configs[engine]
+                    f, rss, ran = gemma_graph(args.gemma_graph, args.model, workload, name, args.threads, p, b)
                     if b == "auto":
                         print(f"  (auto chose {ran})")
                 elif engine == "llama.cpp":
@@ -135,12 +144,12 @@ def main():
                 else:
                     f, rss = peer("st", st_py, checkpoint, workload, name, args.threads)
                 runs[engine].append((f, rss))
-                print(f"  {name:<8} {engine:<22} {fmt_time(f):>10}  peak RSS {rss / 2**20:7.0f} MiB", flush=True)
+                print(f"  {name:<8} {engine:<26} {fmt_time(f):>10}  peak RSS {rss / 2**20:7.0f} MiB", flush=True)
         med = {e: (statistics.median(x[0] for x in v), max(x[1] for x in v)) for e, v in runs.items() if v}
         rows.append((name, what, med))
 
     print()
-    print(f"{'workload':<9} {'figure':<20} {'engine':<22} {'time':>10} {'÷ llama.cpp':>12} {'÷ ' + engines[0]:>22} {'peak RSS':>10}")
+    print(f"{'workload':<9} {'figure':<20} {'engine':<26} {'time':>10} {'÷ llama.cpp':>12} {'÷ ' + engines[0]:>26} {'peak RSS':>10}")
     for name, what, med in rows:
         l = med["llama.cpp"][0]
         first = med[engines[0]][0]
@@ -148,7 +157,7 @@ def main():
             if e not in med:
                 continue
             f, rss = med[e]
-            print(f"{name:<9} {what:<20} {e:<22} {fmt_time(f):>10} {f / l:>11.2f}× {f / first:>21.2f}× {rss / 2**20:>7.0f} MB")
+            print(f"{name:<9} {what:<20} {e:<26} {fmt_time(f):>10} {f / l:>11.2f}× {f / first:>25.2f}× {rss / 2**20:>7.0f} MB")
     print("(ratios: each engine's time over llama.cpp's and over the first gemma-graph backend's; below 1 is faster; "
           f"llama.cpp's extra buffer types {extra})")
     if args.json:

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod accuracy;
 mod commands;
 mod input;
 mod outfile;

@@ -103,8 +103,20 @@ fn inspect_json_describes_the_model() {
     assert_eq!(v["tensors"].as_array().unwrap().len(), 316);
     assert_eq!(v["model"]["n_layers"], 24);
     assert_eq!(v["totals"]["Q8_0"]["tensors"], 171);
+    // The measured accuracy of the file's type (general.file_type 7: q8_0).
+    let acc = &v["type_accuracy"];
+    assert_eq!(acc["type"], "q8_0", "{acc}");
+    assert!(
+        acc["exact"]["vs_exact_answer_min"].as_f64().unwrap() >= 0.99999,
+        "{acc}"
+    );
+    assert!(acc["fast"]["vs_st_f32"]["mean"].as_f64().unwrap() > 0.999, "{acc}");
     let text = ok(bin().arg("inspect").output().unwrap());
     assert!(text.contains("global layers     [5, 11, 17, 23]"), "{text}");
+    assert!(
+        text.contains("accuracy of this file type") && text.contains("q8_0 as `convert` writes it"),
+        "{text}"
+    );
 }
 
 #[test]

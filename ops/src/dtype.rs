@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::quant::{
-    BlockIq4Nl, BlockIq4Xs, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, QK4_0,
-    QK4_NL, QK8_0, QK_K,
+    BlockIq3S, BlockIq4Nl, BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0,
+    BlockQ5_1, BlockQ6K, BlockQ8_0, QK4_0, QK4_NL, QK8_0, QK_K,
 };
 
 /// Element type of a weight or a value in the graph.
@@ -21,11 +21,14 @@ pub enum DType {
     Q4_1,
     Q5_0,
     Q5_1,
+    Q2K,
+    Q3K,
     Q4K,
     Q5K,
     Q6K,
     IQ4NL,
     IQ4XS,
+    IQ3S,
     I32,
     /// Plain 8-bit integers (quantized activations, planned like any value).
     I8,
@@ -39,7 +42,7 @@ impl DType {
         match self {
             DType::Q8_0 => QK8_0,
             DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => QK4_0,
-            DType::Q4K | DType::Q5K | DType::Q6K | DType::IQ4XS => QK_K,
+            DType::Q2K | DType::Q3K | DType::Q4K | DType::Q5K | DType::Q6K | DType::IQ4XS | DType::IQ3S => QK_K,
             DType::IQ4NL => QK4_NL,
             _ => 1,
         }
@@ -56,11 +59,14 @@ impl DType {
             DType::Q4_1 => std::mem::size_of::<BlockQ4_1>(),
             DType::Q5_0 => std::mem::size_of::<BlockQ5_0>(),
             DType::Q5_1 => std::mem::size_of::<BlockQ5_1>(),
+            DType::Q2K => std::mem::size_of::<BlockQ2K>(),
+            DType::Q3K => std::mem::size_of::<BlockQ3K>(),
             DType::Q4K => std::mem::size_of::<BlockQ4K>(),
             DType::Q5K => std::mem::size_of::<BlockQ5K>(),
             DType::Q6K => std::mem::size_of::<BlockQ6K>(),
             DType::IQ4NL => std::mem::size_of::<BlockIq4Nl>(),
             DType::IQ4XS => std::mem::size_of::<BlockIq4Xs>(),
+            DType::IQ3S => std::mem::size_of::<BlockIq3S>(),
         }
     }
 
@@ -75,11 +81,14 @@ impl DType {
             | DType::Q4_1
             | DType::Q5_0
             | DType::Q5_1
+            | DType::Q2K
+            | DType::Q3K
             | DType::Q4K
             | DType::Q5K
             | DType::Q6K
             | DType::IQ4NL
-            | DType::IQ4XS => 2,
+            | DType::IQ4XS
+            | DType::IQ3S => 2,
             DType::I8 => 1,
         }
     }
@@ -110,11 +119,14 @@ impl DType {
             DType::Q4_1 => "q4_1",
             DType::Q5_0 => "q5_0",
             DType::Q5_1 => "q5_1",
+            DType::Q2K => "q2_k",
+            DType::Q3K => "q3_k",
             DType::Q4K => "q4_k",
             DType::Q5K => "q5_k",
             DType::Q6K => "q6_k",
             DType::IQ4NL => "iq4_nl",
             DType::IQ4XS => "iq4_xs",
+            DType::IQ3S => "iq3_s",
             DType::I32 => "i32",
             DType::I8 => "i8",
             DType::I16 => "i16",
@@ -144,5 +156,8 @@ mod tests {
         assert_eq!(DType::Q5K.bytes_for(1152), None);
         assert_eq!(DType::IQ4NL.bytes_for(1152), Some(648));
         assert_eq!(DType::IQ4XS.bytes_for(768), Some(408));
+        assert_eq!(DType::Q2K.bytes_for(768), Some(252));
+        assert_eq!(DType::Q3K.bytes_for(768), Some(330));
+        assert_eq!(DType::IQ3S.bytes_for(768), Some(330));
     }
 }

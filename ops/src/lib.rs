@@ -15,7 +15,7 @@ pub mod view;
 pub use dtype::DType;
 pub use op::{InputKind, MatMulSpec, Op, PoolKind, Rows, Shape, ShapeError, UnaryOp, WeightId};
 pub use quant::{
-    BlockIq4Nl, BlockIq4Xs, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, QK4_0,
-    QK4_NL, QK8_0, QK_K,
+    BlockIq3S, BlockIq4Nl, BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0,
+    BlockQ5_1, BlockQ6K, BlockQ8_0, QK4_0, QK4_NL, QK8_0, QK_K,
 };
 pub use view::{ViewError, WeightView};

@@ -14,9 +14,9 @@ use std::mem::MaybeUninit;
 
 use super::epilogue::Epilogue;
 use super::tile::{Config, TileUnit, K, T};
-use crate::fast::pack::{extras, form_block_bytes, scales, PANEL};
+use crate::fast::pack::{extras, form_block_bytes, half_offsets, scales, PANEL};
 use crate::fast::{qrow_words, QTile, QBLOCK, TOKEN_TILE};
-use crate::wtypes::{HALVES, OFFSET};
+use crate::wtypes::{is_halves, HALVES_OFFSET, OFFSET};
 
 pub use super::tile::GROUP;
 
@@ -46,7 +46,7 @@ const BUFS: usize = 4;
 /// of copying them into a zero-padded buffer at every step, which cost a short query 3×).
 pub fn config(form: u8, n: usize) -> &'static Config {
     assert!((1..=GROUP).contains(&n), "1 to 16 tokens, not {n}");
-    &CONFIGS[(form == HALVES) as usize][n - 1]
+    &CONFIGS[is_halves(form) as usize][n - 1]
 }
 
 /// Every configuration [`config`] hands out, made at compile time (building one per group
@@ -122,7 +122,7 @@ impl Rows {
 /// Steps of a panel: every block, or both halves of every block (the halves form).
 #[inline(always)]
 fn steps(form: u8, nb: usize) -> usize {
-    if form == HALVES {
+    if is_halves(form) {
         2 * nb
     } else {
         nb
@@ -183,7 +183,7 @@ fn pipeline<S: Steps>(st: &mut S, count: usize) {
 /// Step `s`'s block and half (the halves form takes each block in two steps).
 #[inline(always)]
 fn block_of(form: u8, s: usize) -> (usize, usize) {
-    if form == HALVES {
+    if is_halves(form) {
         (s / 2, s % 2)
     } else {
         (s, 0)
@@ -241,7 +241,7 @@ impl<U: TileUnit, E: Epilogue, const FORM: u8> Steps for Int8Steps<'_, U, E, FOR
                 rows.word(t, sums_w + 2 * b) as i32,
                 rows.word(t, sums_w + 2 * b + 1) as i32,
             );
-            match (FORM == HALVES, half) {
+            match (is_halves(FORM), half) {
                 (true, 0) => h0,
                 (true, _) => h1,
                 _ => h0 + h1,
@@ -253,6 +253,11 @@ impl<U: TileUnit, E: Epilogue, const FORM: u8> Steps for Int8Steps<'_, U, E, FOR
         self.e.scaled(&sums.0, &sc, dx);
         if FORM == OFFSET {
             self.e.offset(&extras(blk), |t| sum_x(t) as f32 * dx(t));
+        }
+        // Each half's offsets right after its sums, as the specification adds them.
+        if FORM == HALVES_OFFSET {
+            let hs = |t: usize| rows.word(t, sums_w + 2 * b + half) as i32;
+            self.e.offset(&half_offsets(blk, half), |t| hs(t) as f32 * dx(t));
         }
     }
 }
@@ -357,6 +362,13 @@ impl<U: TileUnit, E: Epilogue, const FORM: u8> Steps for FastSteps<'_, U, E, FOR
         if FORM == OFFSET {
             self.e
                 .offset(&extras(blk), |t| f32::from_bits(rows.word(t, sums_w + b)));
+        }
+        // Each half's offsets right after its sums (the halves' sum sets follow the blocks' in
+        // the fast precision's rows).
+        if FORM == HALVES_OFFSET {
+            let at = sums_w + self.k / QBLOCK * (1 + half) + b;
+            self.e
+                .offset(&half_offsets(blk, half), |t| f32::from_bits(rows.word(t, at)));
         }
     }
 }

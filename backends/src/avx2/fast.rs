@@ -8,9 +8,9 @@ use std::arch::x86_64::*;
 use super::simd::{geglu, prefetch_at};
 use super::token::Avx2;
 use crate::cpu::CpuToken;
-use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, PANEL};
+use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, HALF_OFFSETS_AT, PANEL};
 use crate::fast::{block_scales, FastTier, QTile, QBLOCK, QMAX, TOKEN_TILE};
-use crate::wtypes::{HALVES, OFFSET, WIDE};
+use crate::wtypes::{is_halves, HALVES_OFFSET, OFFSET, WIDE};
 
 pub struct Avx2Fast;
 
@@ -156,7 +156,7 @@ macro_rules! tokens_kernel {
         ) {
             let nb = tile.k / QBLOCK;
             // The halves form sums (and scales) pairs 0..8 and 8..16 apart.
-            let (steps, pairs) = if FORM == HALVES {
+            let (steps, pairs) = if is_halves(FORM) {
                 (2, QBLOCK / 4)
             } else {
                 (1, QBLOCK / 2)
@@ -210,6 +210,19 @@ macro_rules! tokens_kernel {
                         for h in 0..2 {
                             let s = _mm256_mul_ps(sc[h], dx);
                             acc_f[t][h] = _mm256_add_ps(acc_f[t][h], _mm256_mul_ps(_mm256_cvtepi32_ps(acc_i[t][h]), s));
+                        }
+                    }
+                    if FORM == HALVES_OFFSET {
+                        // SAFETY: this half's 16 offsets inside the block.
+                        let off = unsafe {
+                            let at = blk.add(HALF_OFFSETS_AT[step]) as *const f32;
+                            [_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8))]
+                        };
+                        for t in 0..N {
+                            let sx = _mm256_set1_ps(tile.half_sum(t0 + t, b, step));
+                            for h in 0..2 {
+                                acc_f[t][h] = _mm256_add_ps(acc_f[t][h], _mm256_mul_ps(off[h], sx));
+                            }
                         }
                     }
                 }

@@ -8,9 +8,9 @@ use std::arch::x86_64::*;
 use super::token::Avx512;
 use crate::avx2::simd::{geglu, prefetch_at};
 use crate::cpu::CpuToken;
-use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, PANEL};
+use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, HALF_OFFSETS_AT, PANEL};
 use crate::fast::{block_scales_for, FastTier, QTile, QBLOCK, QMAX, TOKEN_TILE};
-use crate::wtypes::{HALVES, OFFSET, WIDE};
+use crate::wtypes::{is_halves, HALVES_OFFSET, OFFSET, WIDE};
 
 /// Whether this CPU has AVX-512 VNNI.
 pub fn has_vnni() -> bool {
@@ -163,7 +163,7 @@ macro_rules! tokens_kernel {
         ) {
             let nb = tile.k / QBLOCK;
             // The halves form sums (and scales) pairs 0..8 and 8..16 apart.
-            let (steps, pairs) = if FORM == HALVES {
+            let (steps, pairs) = if is_halves(FORM) {
                 (2, QBLOCK / 4)
             } else {
                 (1, QBLOCK / 2)
@@ -205,6 +205,14 @@ macro_rules! tokens_kernel {
                     for t in 0..N {
                         let s = _mm512_mul_ps(sc, dx[t]);
                         acc_f[t] = _mm512_add_ps(acc_f[t], _mm512_mul_ps(_mm512_cvtepi32_ps(acc_i[t]), s));
+                    }
+                    if FORM == HALVES_OFFSET {
+                        // SAFETY: this half's 16 offsets inside the block.
+                        let off = unsafe { _mm512_loadu_ps(blk.add(HALF_OFFSETS_AT[step]) as *const f32) };
+                        for t in 0..N {
+                            let sx = _mm512_set1_ps(tile.half_sum(t0 + t, b, step));
+                            acc_f[t] = _mm512_add_ps(acc_f[t], _mm512_mul_ps(off, sx));
+                        }
                     }
                 }
                 if FORM == OFFSET {

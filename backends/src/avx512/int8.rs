@@ -9,9 +9,9 @@ use super::token::Avx512;
 use crate::avx2::simd::prefetch_at;
 use crate::cpu::CpuToken;
 use crate::fast::int8::{quantize_blocks8, Int8Tier, QMAX8};
-use crate::fast::pack::{form_block_bytes, quad_bias, EXTRA_AT, PANEL, SCALES_AT};
+use crate::fast::pack::{form_block_bytes, quad_bias, EXTRA_AT, HALF_OFFSETS_AT, PANEL, SCALES_AT};
 use crate::fast::{QTile, QBLOCK, TOKEN_TILE};
-use crate::wtypes::{HALVES, OFFSET};
+use crate::wtypes::{is_halves, HALVES_OFFSET, OFFSET};
 
 /// The int8 kernels on AVX-512 VNNI (which the tier's table requires for them).
 pub struct Avx512Int8;
@@ -93,7 +93,7 @@ unsafe fn tokens8<const N: usize, const FORM: u8>(
     let nb = tile.k / QBLOCK;
     let bias = quad_bias(FORM);
     // The halves form sums (and scales) quads 0..4 and 4..8 apart.
-    let (steps, quads) = if FORM == HALVES { (2, 4) } else { (1, 8) };
+    let (steps, quads) = if is_halves(FORM) { (2, 4) } else { (1, 8) };
     // Each token's row: block b's quads at word 8b, its scale at k/4 + b, its half sums at
     // k/4 + nb + 2b (checked once here: the accessor bounds the row).
     let mut rows = [std::ptr::null::<u32>(); N];
@@ -126,7 +126,7 @@ unsafe fn tokens8<const N: usize, const FORM: u8>(
         for step in 0..steps {
             let mut acc_i = [_mm512_setzero_si512(); N];
             for t in 0..N {
-                let sx = if FORM == HALVES {
+                let sx = if is_halves(FORM) {
                     halves[t][step]
                 } else {
                     halves[t][0] + halves[t][1]
@@ -148,6 +148,14 @@ unsafe fn tokens8<const N: usize, const FORM: u8>(
             for t in 0..N {
                 let s = _mm512_mul_ps(sc, _mm512_set1_ps(dx_s[t]));
                 acc_f[t] = _mm512_add_ps(acc_f[t], _mm512_mul_ps(_mm512_cvtepi32_ps(acc_i[t]), s));
+            }
+            if FORM == HALVES_OFFSET {
+                // SAFETY: this half's 16 offsets inside the block.
+                let off = unsafe { _mm512_loadu_ps(blk.add(HALF_OFFSETS_AT[step]) as *const f32) };
+                for t in 0..N {
+                    let sx = _mm512_set1_ps(halves[t][step] as f32 * dx_s[t]);
+                    acc_f[t] = _mm512_add_ps(acc_f[t], _mm512_mul_ps(off, sx));
+                }
             }
         }
         if FORM == OFFSET {

@@ -10,7 +10,7 @@ use crate::kernels::{zeroed_prefix, Activations, Par};
 use crate::rows::{self, RowOps};
 use crate::split::{for_static_chunks, OutPtr};
 use crate::wtypes::WeightType;
-use crate::wtypes::{PanelForm, HALVES, OFFSET, SYMMETRIC, WIDE};
+use crate::wtypes::{PanelForm, HALVES, HALVES_OFFSET, OFFSET, SYMMETRIC, WIDE};
 
 /// `out (rows, n) = x (rows, k) · W (n, k)ᵀ` over packed weights (plain: one group; GeGLU: two
 /// groups, gate then up, `n` being the width of one). Quantizes `x` into memory it allocates:
@@ -78,9 +78,15 @@ pub fn write_pairs<T: FastTier>(src: &[f32], out: &mut [u32], with_sums: bool) {
     let d: &mut [f32] = bytemuck::cast_slice_mut(d);
     T::quantize_row(src, q, d);
     if with_sums {
-        for ((s, qb), &db) in sums[..k / QBLOCK].iter_mut().zip(q.chunks_exact(QBLOCK)).zip(d.iter()) {
-            let isum: i32 = qb.iter().map(|&v| v as i32).sum();
-            *s = (isum as f32 * db).to_bits();
+        let nb = k / QBLOCK;
+        let (block, halves) = sums[..3 * nb].split_at_mut(nb);
+        let (half0, half1) = halves.split_at_mut(nb);
+        for (b, (qb, &db)) in q.chunks_exact(QBLOCK).zip(d.iter()).enumerate() {
+            let isum = |qs: &[i16]| qs.iter().map(|&v| v as i32).sum::<i32>();
+            let (h0, h1) = (isum(&qb[..QBLOCK / 2]), isum(&qb[QBLOCK / 2..]));
+            block[b] = ((h0 + h1) as f32 * db).to_bits();
+            half0[b] = (h0 as f32 * db).to_bits();
+            half1[b] = (h1 as f32 * db).to_bits();
         }
     }
 }
@@ -158,10 +164,7 @@ pub trait FastTier: Sized + Send + Sync + 'static {
 
 fn check(x: &QRows<'_>, w: &PackedQ8, out: &[f32], n: usize) {
     assert!(
-        x.k() == w.cols()
-            && n == w.rows()
-            && out.len() >= x.rows() * n
-            && x.with_sums() == (w.form() == PanelForm::Offset),
+        x.k() == w.cols() && n == w.rows() && out.len() >= x.rows() * n && x.with_sums() == w.form().has_offsets(),
         "fast matmul operands: x ({}, {}), packed ({} × {}, {}), n {n}, out {}",
         x.rows(),
         x.k(),
@@ -232,6 +235,7 @@ fn dots_for<T: FastTier>(w: &PackedQ8) -> DotsFn {
         PanelForm::Symmetric => T::dots::<SYMMETRIC>,
         PanelForm::Offset => T::dots::<OFFSET>,
         PanelForm::Halves => T::dots::<HALVES>,
+        PanelForm::HalvesOffset => T::dots::<HALVES_OFFSET>,
         PanelForm::Wide => T::dots::<WIDE>,
     }
 }
@@ -285,7 +289,7 @@ pub(super) fn quantized_then(
     quantize: QuantizeRowsFn,
     f: impl FnOnce(&QRows<'_>),
 ) {
-    let with_sums = w.form() == PanelForm::Offset;
+    let with_sums = w.form().has_offsets();
     let mut words = vec![0u32; x.rows * qrow_words(x.k)];
     quantize(x, None, &mut words, with_sums, par);
     f(&QRows::new(&words, x.k, x.rows, with_sums))

@@ -10,8 +10,10 @@
 //! no int8 kernels.
 //!
 //! The specification: a block's 32 products `q_w · q_x` are summed exactly in 32 bits, then
-//! `acc += (sum as f32) · (d_w · d_x)` — in the halves form per 16-value half, first half
-//! first; in the offset form `o_w · Σx` follows, `Σx = (Σq_x as f32) · d_x` — exactly
+//! `acc += (sum as f32) · (d_w · d_x)` — in the halves forms per 16-value half, first half
+//! first; in the offset form `o_w · Σx` follows, `Σx = (Σq_x as f32) · d_x`, in the halves
+//! with offsets each half's `o_h · Σx_h` right after its products, `Σx_h = (Σ_h q_x as f32) · d_x`
+//! — exactly
 //! [`super::scalar::panel_dots`]'s operations. An integer sum does not depend on how it is
 //! computed (`vpdpbusd`'s unsigned weights `q_w + 128` with `128 · Σq_x` subtracted give the
 //! same integer), so every tier agrees with the scalar spec bit for bit and no output depends
@@ -24,7 +26,7 @@
 
 use super::drive::{drive, drive_geglu, quantize_rows_with, quantized_then, FastKernels, FastTier};
 use super::pack::{
-    extras, form_block_bytes, pack_quads, pack_quads_signed, quad_bias, scales, Layout, PackedQ8, PANEL,
+    extras, form_block_bytes, half_offsets, pack_quads, pack_quads_signed, quad_bias, scales, Layout, PackedQ8, PANEL,
 };
 use super::qrows::{
     block_scales_for, finite_amax, qrow_words, quantize_blocks, QRows, QTile, MAX_K, QBLOCK, TOKEN_TILE,
@@ -32,8 +34,8 @@ use super::qrows::{
 use super::scalar::Scalar;
 use crate::kernels::{Activations, Par};
 use crate::rows::RowOps;
+use crate::wtypes::{is_halves, HALVES, HALVES_OFFSET, OFFSET};
 use crate::wtypes::{PanelForm, WeightType, SYMMETRIC};
-use crate::wtypes::{HALVES, OFFSET};
 
 /// Largest 8-bit activation magnitude.
 pub const QMAX8: f32 = 127.0;
@@ -186,12 +188,19 @@ pub fn panel_dots8<const FORM: u8>(tile: &QTile, t: usize, panel: &[u8]) -> [f32
     };
     for (b, blk) in panel.chunks_exact(form_block_bytes(FORM)).enumerate() {
         let (sc, dx) = (scales(blk), tile.scale8(t, b));
-        if FORM == HALVES {
+        if is_halves(FORM) {
             let sc2 = extras(blk);
             let (lo, hi) = (sums(b, blk, 0..QBLOCK / 2), sums(b, blk, QBLOCK / 2..QBLOCK));
-            for r in 0..PANEL {
-                acc[r] += lo[r] as f32 * (sc[r] * dx);
-                acc[r] += hi[r] as f32 * (sc2[r] * dx);
+            for (h, (sums, sc)) in [(lo, sc), (hi, sc2)].into_iter().enumerate() {
+                for r in 0..PANEL {
+                    acc[r] += sums[r] as f32 * (sc[r] * dx);
+                }
+                if FORM == HALVES_OFFSET {
+                    let (off, sx) = (half_offsets(blk, h), tile.half_sum8(t, b, h) as f32 * dx);
+                    for r in 0..PANEL {
+                        acc[r] += off[r] * sx;
+                    }
+                }
             }
             continue;
         }
@@ -239,6 +248,7 @@ fn dots_for<T: Int8Tier>(w: &PackedQ8) -> DotsFn {
         PanelForm::Symmetric => T::dots::<SYMMETRIC>,
         PanelForm::Offset => T::dots::<OFFSET>,
         PanelForm::Halves => T::dots::<HALVES>,
+        PanelForm::HalvesOffset => T::dots::<HALVES_OFFSET>,
         PanelForm::Wide => unreachable!("float weights are never packed in quads"),
     }
 }
@@ -283,10 +293,7 @@ fn quantize_widened<T: Int8Tier>(x: &[f32], q: &mut [i16]) -> f32 {
 /// A tier's int8 kernels for weights of type `W`, if the type has an 8-bit panel form (float
 /// weights run the fast kernels).
 pub const fn kernels8<T: Int8Tier, W: WeightType>() -> Option<FastKernels> {
-    if !matches!(
-        W::PANEL_FORM,
-        Some(PanelForm::Symmetric | PanelForm::Offset | PanelForm::Halves)
-    ) {
+    if matches!(W::PANEL_FORM, None | Some(PanelForm::Wide)) {
         return None;
     }
     Some(FastKernels {

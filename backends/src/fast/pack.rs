@@ -4,20 +4,23 @@
 //! with scale 0). For each block `b` of 32 columns a panel stores the quants as 16 column
 //! pairs × 16 rows × 2 bytes (`[i][r] = (q[r][2i], q[r][2i + 1])`), so one 32-byte load gives
 //! the same two columns of all 16 rows — what a 16-lane `vpdpwssd`/`madd` multiplies by one
-//! broadcast pair of activations — then the 16 rows' scales as f32, and for two of the three
-//! [`PanelForm`]s a second set of 16 f32. Blocks of a panel follow each other, so a panel
-//! streams front to back along `k`.
+//! broadcast pair of activations — then the 16 rows' scales as f32, for the offset and halves
+//! forms a second set of 16 f32, for the halves-with-offsets form two more. Blocks of a panel
+//! follow each other, so a panel streams front to back along `k`.
 //!
 //! Every quantized type of the project fits one form without loss (its 8-bit quants and f32
 //! scales are exactly the file's values), so the fast precision computes the file's exact
 //! weights times 16-bit activations, whatever the type:
-//! - [`PanelForm::Symmetric`] (Q8_0, Q4_0, Q5_0): `value = s · q`.
+//! - [`PanelForm::Symmetric`] (Q8_0, Q4_0, Q5_0, IQ4_NL, IQ4_XS, IQ3_S): `value = s · q`.
 //! - [`PanelForm::Offset`] (Q4_1, Q5_1, Q4_K, Q5_K): `value = s · q + o`, the offset `o` per row
 //!   and block (the kernels add `o · Σx` of the block).
-//! - [`PanelForm::Halves`] (Q6_K, whose scales cover 16 values): `value = s_h · q` with one scale
-//!   for columns 0..16 and one for 16..32.
+//! - [`PanelForm::Halves`] (Q6_K, Q3_K, whose scales cover 16 values): `value = s_h · q` with one
+//!   scale for columns 0..16 and one for 16..32.
+//! - [`PanelForm::HalvesOffset`] (Q2_K, whose scales and mins cover 16 values):
+//!   `value = s_h · q + o_h`; after the two scale sets come the first half's offsets and the
+//!   second's (the kernels add `o_h · Σx_h`, the activations' half sums).
 //!
-//! Float weights (F32, F16, BF16) have no integer form to keep: the fourth form,
+//! Float weights (F32, F16, BF16) have no integer form to keep: the fifth form,
 //! [`PanelForm::Wide`], rounds them at load to blocks of 32 integers of at most ±[`WIDE_QMAX`]
 //! (11 bits and sign, stored as i16: a pair of columns of 16 rows is one 64-byte load) with one
 //! f32 scale, `value = s · q` — the nearest such value, at most half a step (1/4094 of the
@@ -27,7 +30,7 @@
 use gg_ops::WeightView;
 
 use super::qrows::{MAX_K, QBLOCK};
-use crate::wtypes::{PanelForm, SubBlock, WeightType, OFFSET, SYMMETRIC, WIDE};
+use crate::wtypes::{has_offsets, PanelForm, SubBlock, WeightType, HALVES_OFFSET, SYMMETRIC, WIDE};
 
 /// Rows per panel.
 pub const PANEL: usize = 16;
@@ -37,6 +40,8 @@ pub const PANEL_BLOCK_BYTES: usize = PANEL * QBLOCK + PANEL * 4;
 pub const SCALES_AT: usize = PANEL * QBLOCK;
 /// Offset of the second f32 set (offsets, or the second half's scales) inside a panel block.
 pub const EXTRA_AT: usize = SCALES_AT + PANEL * 4;
+/// Offsets of the halves-with-offsets form's two offset sets (first half, second half).
+pub const HALF_OFFSETS_AT: [usize; 2] = [EXTRA_AT + PANEL * 4, EXTRA_AT + 2 * PANEL * 4];
 /// Largest quant magnitude of the wide form: `32 · WIDE_QMAX · 32767 < 2³¹`, so a block's 32
 /// products with 16-bit activations sum in an i32 lane without overflow.
 pub const WIDE_QMAX: f32 = 2047.0;
@@ -50,12 +55,13 @@ impl PanelForm {
 }
 
 /// The stride of one panel block of the form with id `form` (a kernel's const parameter):
-/// the quants (2 bytes each in the wide form), the scales, and a second f32 set for the offset
-/// and halves forms.
+/// the quants (2 bytes each in the wide form), the scales, a second f32 set for the offset
+/// and halves forms, and two offset sets more for the halves-with-offsets form.
 pub const fn form_block_bytes(form: u8) -> usize {
     match form {
         SYMMETRIC => PANEL_BLOCK_BYTES,
         WIDE => scales_at(WIDE) + PANEL * 4,
+        HALVES_OFFSET => PANEL_BLOCK_BYTES + 3 * PANEL * 4,
         _ => PANEL_BLOCK_BYTES + PANEL * 4,
     }
 }
@@ -79,8 +85,8 @@ pub enum Layout {
     /// 16 rows × 4 bytes (`[j][r] = q[r][4j .. 4j + 4]`), one 64-byte load giving the same four
     /// columns of all 16 rows — what a 16-lane `vpdpbusd` multiplies by four broadcast
     /// activation bytes. `vpdpbusd` takes its weight operand unsigned: the symmetric and
-    /// halves forms store `q + 128` (the kernels subtract `128 · Σx_q`), the offset form its
-    /// quants as they are (unsigned below 128 already).
+    /// halves forms store `q + 128` (the kernels subtract `128 · Σx_q`), the forms with
+    /// offsets their quants as they are (unsigned below 128 already).
     Quads,
     /// The quads layout with every quant stored as the signed byte it is (no bias): for the AMX
     /// tier's fast kernels, whose tile products take signed weights.
@@ -89,7 +95,7 @@ pub enum Layout {
 
 /// What the quads layout adds to a quant of the form with id `form` to store it unsigned.
 pub const fn quad_bias(form: u8) -> i32 {
-    if form == OFFSET {
+    if has_offsets(form) {
         0
     } else {
         128
@@ -310,9 +316,20 @@ fn write_row(dst: &mut [u8], form: PanelForm, layout: Layout, r: usize, sub: &Su
     let put = |dst: &mut [u8], at: usize, v: f32| dst[at + r * 4..at + r * 4 + 4].copy_from_slice(&v.to_le_bytes());
     put(dst, SCALES_AT, sub.scale[0]);
     match form {
-        PanelForm::Symmetric => debug_assert!(sub.offset == 0.0 && sub.scale[1] == sub.scale[0]),
-        PanelForm::Offset => put(dst, EXTRA_AT, sub.offset),
-        PanelForm::Halves => put(dst, EXTRA_AT, sub.scale[1]),
+        PanelForm::Symmetric => debug_assert!(sub.offset == [0.0; 2] && sub.scale[1] == sub.scale[0]),
+        PanelForm::Offset => {
+            debug_assert!(sub.offset[1] == sub.offset[0] && sub.scale[1] == sub.scale[0]);
+            put(dst, EXTRA_AT, sub.offset[0])
+        }
+        PanelForm::Halves => {
+            debug_assert!(sub.offset == [0.0; 2]);
+            put(dst, EXTRA_AT, sub.scale[1])
+        }
+        PanelForm::HalvesOffset => {
+            put(dst, EXTRA_AT, sub.scale[1]);
+            put(dst, HALF_OFFSETS_AT[0], sub.offset[0]);
+            put(dst, HALF_OFFSETS_AT[1], sub.offset[1]);
+        }
         PanelForm::Wide => unreachable!("wide panels are written by pack_wide"),
     }
 }
@@ -355,6 +372,12 @@ pub fn extras(block: &[u8]) -> [f32; PANEL] {
     f32s(block, EXTRA_AT)
 }
 
+/// A halves-with-offsets panel block's 16 offsets of half `h`.
+#[inline]
+pub fn half_offsets(block: &[u8], h: usize) -> [f32; PANEL] {
+    f32s(block, HALF_OFFSETS_AT[h])
+}
+
 fn f32s(block: &[u8], at: usize) -> [f32; PANEL] {
     std::array::from_fn(|r| {
         let s = at + r * 4;
@@ -382,6 +405,10 @@ pub fn value_at(w: &PackedQ8, g: usize, r: usize, c: usize) -> f64 {
         PanelForm::Halves => {
             let s = if cb < 16 { scales(blk)[r] } else { extras(blk)[r] };
             s as f64 * q
+        }
+        PanelForm::HalvesOffset => {
+            let s = if cb < 16 { scales(blk)[r] } else { extras(blk)[r] };
+            s as f64 * q + half_offsets(blk, cb / 16)[r] as f64
         }
         PanelForm::Wide => unreachable!("handled above"),
     }

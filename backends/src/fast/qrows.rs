@@ -67,14 +67,15 @@ fn round_clamp(v: f32) -> i16 {
 
 /// 32-bit words one quantized row of `k` values takes in [`QRows`].
 pub const fn qrow_words(k: usize) -> usize {
-    k / 2 + 2 * (k / QBLOCK)
+    k / 2 + 4 * (k / QBLOCK)
 }
 
 /// Activations quantized for the fast kernels, one row per token, each row [`qrow_words`]
 /// 32-bit words: the `k` 16-bit quants (values `2p` and `2p + 1` in word `p`, low half first —
 /// the pair a `vpdpwssd`/`madd` broadcasts), then the `k / 32` block scales `d` (f32), then the
-/// `k / 32` block sums `Σx = (Σq as f32) · d` (f32; written only for the offset form, which
-/// alone reads them). Block `b` of a token is one 64-byte run of its row, so a register tile
+/// `k / 32` block sums `Σx = (Σq as f32) · d`, then the first halves' sums `Σx_0` and the second
+/// halves' `Σx_1` (16 values each, likewise; all three written only for the forms with offsets,
+/// which alone read them). Block `b` of a token is one 64-byte run of its row, so a register tile
 /// of tokens reads one cache line per token and block.
 #[derive(Clone, Copy)]
 pub struct QRows<'a> {
@@ -165,11 +166,31 @@ impl QTile<'_> {
     /// quants stand for (the integer sum is exact; one rounding).
     #[inline]
     pub fn sum(&self, t: usize, b: usize) -> f32 {
+        self.sum_word(t, b, 0)
+    }
+
+    /// The same over half `h` (values `16h..16h + 16`) of block `b`.
+    #[inline]
+    pub fn half_sum(&self, t: usize, b: usize, h: usize) -> f32 {
+        assert!(h < 2, "half {h} of a block");
+        self.sum_word(t, b, 1 + h)
+    }
+
+    /// Both halves' sums of block `b`: `(Σx_0, Σx_1)`.
+    #[inline]
+    pub fn half_sums(&self, t: usize, b: usize) -> (f32, f32) {
+        (self.sum_word(t, b, 1), self.sum_word(t, b, 2))
+    }
+
+    /// Word `b` of sum set `set` (0 the blocks', 1 and 2 the halves').
+    #[inline]
+    fn sum_word(&self, t: usize, b: usize, set: usize) -> f32 {
+        let nb = self.k / QBLOCK;
         assert!(
-            self.with_sums && t < self.tokens && b < self.k / QBLOCK,
+            self.with_sums && t < self.tokens && b < nb,
             "sum ({t}, {b}) outside the tile, or a tile without sums"
         );
-        f32::from_bits(self.words[t * qrow_words(self.k) + self.k / 2 + self.k / QBLOCK + b])
+        f32::from_bits(self.words[t * qrow_words(self.k) + self.k / 2 + nb * (1 + set) + b])
     }
 
     /// Token `t`'s 16 pairs of block `b`, for a tier's register tile (pair `i` at offset `i`).

@@ -1,9 +1,9 @@
 //! The specification of the fast kernels: plain Rust over the packed panels.
 
 use super::drive::FastTier;
-use super::pack::{extras, form_block_bytes, scales, wide_scales, PANEL};
+use super::pack::{extras, form_block_bytes, half_offsets, scales, wide_scales, PANEL};
 use super::qrows::{quantize_block, quantize_row, QTile, QBLOCK, TOKEN_TILE};
-use crate::wtypes::{HALVES, OFFSET, WIDE};
+use crate::wtypes::{is_halves, HALVES_OFFSET, OFFSET, WIDE};
 
 /// The scalar tier.
 pub struct Scalar;
@@ -34,9 +34,10 @@ impl FastTier for Scalar {
 
 /// Token `t` of the tile against the 16 rows of a panel of the form `FORM`: per block the
 /// exact integer sum of the 32 products, then `acc += (sum as f32) · (d_w · d_x)`. The halves
-/// form sums the two 16-value halves apart and adds each with its own scale, first half
-/// first; the offset form then adds `o_w · Σx` (`Σx` the block's quantized sum); the wide
-/// form's quants are 16-bit.
+/// forms sum the two 16-value halves apart and add each with its own scale, first half
+/// first; the offset form then adds `o_w · Σx` (`Σx` the block's quantized sum), the halves
+/// with offsets each half's `o_h · Σx_h` (the half's sum) right after that half's products;
+/// the wide form's quants are 16-bit.
 pub fn panel_dots<const FORM: u8>(tile: &QTile, t: usize, panel: &[u8]) -> [f32; PANEL] {
     let mut acc = [0f32; PANEL];
     let pair_sums = |b: usize, blk: &[u8], pairs: std::ops::Range<usize>| {
@@ -62,15 +63,22 @@ pub fn panel_dots<const FORM: u8>(tile: &QTile, t: usize, panel: &[u8]) -> [f32;
     for (b, blk) in panel.chunks_exact(form_block_bytes(FORM)).enumerate() {
         let sc = if FORM == WIDE { wide_scales(blk) } else { scales(blk) };
         let dx = tile.scale(t, b);
-        if FORM == HALVES {
+        if is_halves(FORM) {
             let sc2 = extras(blk);
             let (lo, hi) = (
                 pair_sums(b, blk, 0..QBLOCK / 4),
                 pair_sums(b, blk, QBLOCK / 4..QBLOCK / 2),
             );
-            for r in 0..PANEL {
-                acc[r] += lo[r] as f32 * (sc[r] * dx);
-                acc[r] += hi[r] as f32 * (sc2[r] * dx);
+            for (h, (sums, sc)) in [(lo, sc), (hi, sc2)].into_iter().enumerate() {
+                for r in 0..PANEL {
+                    acc[r] += sums[r] as f32 * (sc[r] * dx);
+                }
+                if FORM == HALVES_OFFSET {
+                    let (off, sx) = (half_offsets(blk, h), tile.half_sum(t, b, h));
+                    for r in 0..PANEL {
+                        acc[r] += off[r] * sx;
+                    }
+                }
             }
             continue;
         }

@@ -8,7 +8,7 @@ use gg_ops::{DType, PoolKind, Rows, Shape};
 use super::matmul::fast_kernels;
 use super::node::{LowerError, Lowered, Node};
 use crate::composite;
-use crate::fast::{qrow_words, PackFn, PanelForm, QMatMulFn, QRows, QuantizeRowsFn};
+use crate::fast::{qrow_words, PackFn, QMatMulFn, QRows, QuantizeRowsFn};
 use crate::kernels::{Activations, MatMulFn};
 use crate::program::{f32s, f32s_mut, ExecError};
 
@@ -119,7 +119,7 @@ pub fn pool_head(node: &Node<'_>, kind: PoolKind, n_dense: usize, normalize: boo
             };
             let run = |d: usize, acts: Activations<'_>, out: &mut [f32]| match (dense[d], packed[d]) {
                 (Some(Dense::Packed { quantize, f, .. }), Some(pw)) => {
-                    let with_sums = pw.form() == PanelForm::Offset;
+                    let with_sums = pw.form().has_offsets();
                     quantize(acts, None, words, with_sums, c.par);
                     f(
                         &QRows::new(words, acts.k, acts.rows, with_sums),

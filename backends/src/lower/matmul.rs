@@ -10,7 +10,7 @@ use gg_ops::{DType, MatMulSpec, Rows, Shape};
 use super::node::{LowerError, Lowered, Node};
 use crate::backend::Precision;
 use crate::composite;
-use crate::fast::{qrow_words, FastKernels, PanelForm, QRows, QBLOCK};
+use crate::fast::{qrow_words, FastKernels, QRows, QBLOCK};
 use crate::kernels::Activations;
 use crate::program::{f32s, f32s_mut, u32s_mut, ExecError};
 use crate::table::KernelTable;
@@ -102,7 +102,7 @@ pub fn matmul(node: &Node<'_>, spec: MatMulSpec) -> Result<Lowered, LowerError> 
                         k,
                         stride: x.cols,
                     };
-                    let with_sums = pw.form() == PanelForm::Offset;
+                    let with_sums = pw.form().has_offsets();
                     let words = u32s_mut(v.scratch);
                     let nw = norm.map(|(eps, nw)| (c.weights.f32(nw), eps));
                     quantize(acts, nw, words, with_sums, c.par);

@@ -7,9 +7,9 @@ use std::arch::aarch64::*;
 
 use super::token::Neon;
 use crate::cpu::CpuToken;
-use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, PANEL};
+use crate::fast::pack::{form_block_bytes, scales_at, EXTRA_AT, HALF_OFFSETS_AT, PANEL};
 use crate::fast::{quantize_block, FastTier, QTile, QBLOCK, TOKEN_TILE};
-use crate::wtypes::{HALVES, OFFSET, WIDE};
+use crate::wtypes::{is_halves, HALVES_OFFSET, OFFSET, WIDE};
 
 pub struct NeonFast;
 
@@ -64,7 +64,7 @@ unsafe fn tokens<const N: usize, const FORM: u8>(
 ) {
     let nb = tile.k / QBLOCK;
     // The halves form sums (and scales) pairs 0..8 and 8..16 apart.
-    let (steps, pairs) = if FORM == HALVES {
+    let (steps, pairs) = if is_halves(FORM) {
         (2, QBLOCK / 4)
     } else {
         (1, QBLOCK / 2)
@@ -123,6 +123,18 @@ unsafe fn tokens<const N: usize, const FORM: u8>(
                     let sums = vpaddq_s32(acc[t][2 * v], acc[t][2 * v + 1]);
                     let s = vmulq_f32(sc[v], dx);
                     acc_f[t][v] = vaddq_f32(acc_f[t][v], vmulq_f32(vcvtq_f32_s32(sums), s));
+                }
+            }
+            if FORM == HALVES_OFFSET {
+                let at = HALF_OFFSETS_AT[step];
+                // SAFETY: this half's 16 offsets inside the block.
+                let off: [float32x4_t; 4] =
+                    std::array::from_fn(|v| unsafe { vld1q_f32((blk.add(at) as *const f32).add(4 * v)) });
+                for t in 0..N {
+                    let sx = vdupq_n_f32(tile.half_sum(t0 + t, b, step));
+                    for v in 0..4 {
+                        acc_f[t][v] = vaddq_f32(acc_f[t][v], vmulq_f32(off[v], sx));
+                    }
                 }
             }
         }

@@ -13,8 +13,8 @@ use gg_ops::{DType, WeightView};
 use crate::kernels::RowFn;
 
 pub use self::weight_type::{
-    dequantize_row, first_non_finite, layout_agrees, PanelForm, SubBlock, WeightType, HALVES, OFFSET, SUB_BLOCK,
-    SYMMETRIC, WIDE,
+    dequantize_row, first_non_finite, has_offsets, is_halves, layout_agrees, PanelForm, SubBlock, WeightType, HALVES,
+    HALVES_OFFSET, OFFSET, SUB_BLOCK, SYMMETRIC, WIDE,
 };
 
 /// Every weight type with kernels, written once: `DType` variant, the file (module) it is in, the
@@ -31,11 +31,14 @@ macro_rules! weight_type_list {
             Q4_1 q4_1 Q4_1 "q4_1",
             Q5_0 q5_0 Q5_0 "q5_0",
             Q5_1 q5_1 Q5_1 "q5_1",
+            Q2K q2_k Q2K "q2_k",
+            Q3K q3_k Q3K "q3_k",
             Q4K q4_k Q4K "q4_k",
             Q5K q5_k Q5K "q5_k",
             Q6K q6_k Q6K "q6_k",
             IQ4NL iq4_nl Iq4Nl "iq4_nl",
             IQ4XS iq4_xs Iq4Xs "iq4_xs",
+            IQ3S iq3_s Iq3S "iq3_s",
         }
     };
 }

@@ -34,7 +34,7 @@ impl WeightType for Q6K {
             *o = SubBlock {
                 q: qj.try_into().expect("32 quants"),
                 scale: [d * block.scales[2 * j] as f32, d * block.scales[2 * j + 1] as f32],
-                offset: 0.0,
+                offset: [0.0; 2],
             };
         }
     }

@@ -33,12 +33,14 @@ pub trait WeightType: Send + Sync + 'static {
 /// How a type's values are made from a panel's quants (`crate::fast::pack` lays them out).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PanelForm {
-    /// `value = s · q` (Q8_0, Q4_0, Q5_0).
+    /// `value = s · q` (Q8_0, Q4_0, Q5_0, IQ4_NL, IQ4_XS, IQ3_S).
     Symmetric,
     /// `value = s · q + o`, the offset per row and block (Q4_1, Q5_1, Q4_K, Q5_K).
     Offset,
-    /// `value = s_h · q`, one scale per 16-value half (Q6_K).
+    /// `value = s_h · q`, one scale per 16-value half (Q6_K, Q3_K).
     Halves,
+    /// `value = s_h · q + o_h`, a scale and an offset per 16-value half (Q2_K).
+    HalvesOffset,
     /// Float weights rounded at load to 11-bit-and-sign quants per block of 32 (F32, F16, BF16).
     Wide,
 }
@@ -48,6 +50,17 @@ pub const SYMMETRIC: u8 = 0;
 pub const OFFSET: u8 = 1;
 pub const HALVES: u8 = 2;
 pub const WIDE: u8 = 3;
+pub const HALVES_OFFSET: u8 = 4;
+
+/// Whether the form with id `form` scales the two 16-value halves of a block apart.
+pub const fn is_halves(form: u8) -> bool {
+    form == HALVES || form == HALVES_OFFSET
+}
+
+/// Whether the form with id `form` adds offsets (so its activations need their sums).
+pub const fn has_offsets(form: u8) -> bool {
+    form == OFFSET || form == HALVES_OFFSET
+}
 
 impl PanelForm {
     pub const fn id(self) -> u8 {
@@ -56,25 +69,31 @@ impl PanelForm {
             PanelForm::Offset => OFFSET,
             PanelForm::Halves => HALVES,
             PanelForm::Wide => WIDE,
+            PanelForm::HalvesOffset => HALVES_OFFSET,
         }
+    }
+
+    /// Whether the form adds offsets (its activations carry their sums).
+    pub const fn has_offsets(self) -> bool {
+        has_offsets(self.id())
     }
 }
 
-/// 32 values of one row as a panel holds them: `value_c = scale[c / 16] · q_c + offset`,
-/// exactly (for the symmetric form both scales are equal and the offset 0; for the offset
-/// form both scales are equal).
+/// 32 values of one row as a panel holds them: `value_c = scale[c / 16] · q_c + offset[c / 16]`,
+/// exactly (the symmetric form: both scales equal, offsets 0; the offset form: both scales
+/// equal and both offsets; the halves form: offsets 0).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SubBlock {
     pub q: [i8; SUB_BLOCK],
     pub scale: [f32; 2],
-    pub offset: f32,
+    pub offset: [f32; 2],
 }
 
 impl SubBlock {
     pub const ZERO: SubBlock = SubBlock {
         q: [0; SUB_BLOCK],
         scale: [0.0; 2],
-        offset: 0.0,
+        offset: [0.0; 2],
     };
 
     /// `value_c = d · q_c`.
@@ -82,18 +101,23 @@ impl SubBlock {
         SubBlock {
             q,
             scale: [d; 2],
-            offset: 0.0,
+            offset: [0.0; 2],
         }
     }
 
     /// `value_c = d · q_c + offset`, `q_c` unsigned below 128.
     pub fn offset(d: f32, offset: f32, q: &[u8]) -> SubBlock {
+        SubBlock::halves_offset([d; 2], [offset; 2], q)
+    }
+
+    /// `value_c = scale[c / 16] · q_c + offset[c / 16]`, `q_c` unsigned below 128.
+    pub fn halves_offset(scale: [f32; 2], offset: [f32; 2], q: &[u8]) -> SubBlock {
         SubBlock {
             q: std::array::from_fn(|c| {
                 debug_assert!(q[c] < 128);
                 q[c] as i8
             }),
-            scale: [d; 2],
+            scale,
             offset,
         }
     }

@@ -1,4 +1,4 @@
-//! `gemma-graph convert DIR -o OUT.gguf --type f32|…|q6_k|iq4_nl|iq4_xs`
+//! `gemma-graph convert DIR -o OUT.gguf --type f32|…|q2_k|…|iq4_xs|iq3_s|iq3_m`
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -16,8 +16,9 @@ pub struct Args {
     #[arg(short, long)]
     output: PathBuf,
     /// Element type of the 2-D weights: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, or
-    /// llama.cpp's mixes q4_k_m, q5_k_m, q6_k, iq4_nl, iq4_xs (the same bytes `llama-quantize`
-    /// writes from the f32 file, without an importance matrix; 1-D tensors stay f32).
+    /// llama.cpp's mixes q2_k, q3_k_s, q3_k_m, q4_k_m, q5_k_m, q6_k, iq4_nl, iq4_xs, iq3_s,
+    /// iq3_m (the same bytes `llama-quantize` writes from the f32 file, without an importance
+    /// matrix; 1-D tensors stay f32).
     #[arg(long = "type", default_value = "q8_0")]
     ty: OutType,
     /// Overwrite the output if it exists.

@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use gemma_graph::loader::convert::OutType;
 use gemma_graph::loader::gemma::GemmaConfig;
+
+use crate::accuracy;
 use gemma_graph::loader::gguf::{Gguf, MetaValue};
 use serde_json::{json, Value as Json};
 
@@ -36,6 +39,16 @@ fn value_json(g: &Gguf, v: &MetaValue, head: usize) -> Json {
         }
         v => g.value_to_json(v),
     }
+}
+
+/// The measured accuracy of the file's `general.file_type`, if it is a type `convert` writes.
+fn type_accuracy(g: &Gguf) -> Option<accuracy::TypeAccuracy> {
+    let ty = OutType::from_file_type(g.u32("general.file_type").ok()?)?;
+    accuracy::of_type(ty.name())
+}
+
+fn mean_min(v: accuracy::MeanMin) -> Json {
+    json!({"mean": v.mean, "min": v.min})
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -76,6 +89,13 @@ pub fn run(args: Args) -> Result<()> {
             })).collect::<Vec<_>>(),
             "totals": totals.iter().map(|(k, (n, b))| (k.clone(), json!({"tensors": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
             "model": match &config { Ok(c) => serde_json::to_value(c)?, Err(e) => json!({ "error": e.to_string() }) },
+            "type_accuracy": type_accuracy(&g).map(|r| json!({
+                "type": r.ty, "converted_file_mb": r.file_mb,
+                "exact": {"vs_st_f32": mean_min(r.exact_f32), "vs_exact_answer_min": r.exact_w_min},
+                "fast": {"vs_st_f32": mean_min(r.fast_f32), "vs_exact_answer_min": r.fast_w_min},
+                "int8": {"vs_st_f32": r.int8_f32.map(mean_min), "vs_exact_answer": r.int8_w.map(mean_min)},
+                "llama_cpp": {"vs_st_f32": r.llama_f32.map(mean_min), "vs_exact_answer": r.llama_w.map(mean_min)},
+            })),
         });
         outln!("{}", serde_json::to_string_pretty(&out)?);
         return crate::stdout::write_stdout(text.as_bytes());
@@ -127,6 +147,15 @@ pub fn run(args: Args) -> Result<()> {
     outln!("\ntotals by type");
     for (ty, (n, bytes)) in &totals {
         outln!("  {ty:<6} {n:>5} tensors {bytes:>14} bytes");
+    }
+    outln!("\naccuracy of this file type (measured; docs/accuracy.md)");
+    match type_accuracy(&g) {
+        Some(r) => {
+            for line in accuracy::describe(&r) {
+                outln!("{line}");
+            }
+        }
+        None => outln!("  not measured for this general.file_type"),
     }
     outln!("\nmodel as loaded");
     match config {

@@ -7,7 +7,8 @@ use serde_json::Value as Json;
 
 /// Element type of the converted 2-D weights (1-D tensors always stay F32): llama.cpp's file
 /// types. The K and IQ4 types are llama.cpp's mixes (`Q4_K_M` holds Q4_K, Q6_K, Q5_0 and Q8_0
-/// tensors, `IQ4_XS` IQ4_XS, IQ4_NL, Q5_1 and Q6_K; see `quantize::tensor_type`).
+/// tensors, `IQ4_XS` IQ4_XS, IQ4_NL, Q5_1 and Q6_K, `Q2_K` Q2_K, Q3_K, Q4_0 and Q6_K; see
+/// `quantize::tensor_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutType {
     F32,
@@ -18,11 +19,16 @@ pub enum OutType {
     Q4_1,
     Q5_0,
     Q5_1,
+    Q2K,
+    Q3KS,
+    Q3KM,
     Q4KM,
     Q5KM,
     Q6K,
     IQ4NL,
     IQ4XS,
+    IQ3S,
+    IQ3M,
 }
 
 /// (type, its `--type` name, llama.cpp's `general.file_type`).
@@ -35,11 +41,16 @@ const OUT_TYPES: &[(OutType, &str, u32)] = &[
     (OutType::Q4_1, "q4_1", 3),
     (OutType::Q5_0, "q5_0", 8),
     (OutType::Q5_1, "q5_1", 9),
+    (OutType::Q2K, "q2_k", 10),
+    (OutType::Q3KS, "q3_k_s", 11),
+    (OutType::Q3KM, "q3_k_m", 12),
     (OutType::Q4KM, "q4_k_m", 15),
     (OutType::Q5KM, "q5_k_m", 17),
     (OutType::Q6K, "q6_k", 18),
     (OutType::IQ4NL, "iq4_nl", 25),
     (OutType::IQ4XS, "iq4_xs", 30),
+    (OutType::IQ3S, "iq3_s", 26),
+    (OutType::IQ3M, "iq3_m", 27),
 ];
 
 impl OutType {
@@ -49,8 +60,13 @@ impl OutType {
     }
 
     /// llama.cpp's `general.file_type` (LLAMA_FTYPE_*).
-    pub(crate) fn file_type(self) -> u32 {
+    pub fn file_type(self) -> u32 {
         OUT_TYPES.iter().find(|e| e.0 == self).map_or(0, |e| e.2)
+    }
+
+    /// The output type a `general.file_type` names, if the converter writes it.
+    pub fn from_file_type(code: u32) -> Option<OutType> {
+        OUT_TYPES.iter().find(|e| e.2 == code).map(|e| e.0)
     }
 
     /// The `--type` name (`q4_k_m`).

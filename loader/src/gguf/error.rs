@@ -94,7 +94,10 @@ pub enum GgufError {
     },
     #[error("tensor {name:?} is missing")]
     MissingTensor { name: String },
-    #[error("tensor {tensor:?} has type {ty}, which this runtime cannot use (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)")]
+    #[error(
+        "tensor {tensor:?} has type {ty}, which this runtime cannot use (supported: {})",
+        super::types::supported_weight_types()
+    )]
     UnsupportedTensorType { tensor: String, ty: String },
     #[error("tensor {tensor:?} has type {found}, expected {expected}")]
     WrongTensorType {

@@ -169,47 +169,53 @@ impl GgmlType {
         self.entry().map(|e| (e.2, e.3))
     }
 
-    /// The compute dtype for types this runtime can use directly.
+    /// The weight dtype of a tensor of this type, for types this runtime can use directly
+    /// (integer tensors are never weights).
     pub fn to_dtype(self) -> Option<DType> {
-        match self.0 {
-            0 => Some(DType::F32),
-            1 => Some(DType::F16),
-            2 => Some(DType::Q4_0),
-            3 => Some(DType::Q4_1),
-            6 => Some(DType::Q5_0),
-            7 => Some(DType::Q5_1),
-            8 => Some(DType::Q8_0),
-            12 => Some(DType::Q4K),
-            13 => Some(DType::Q5K),
-            14 => Some(DType::Q6K),
-            20 => Some(DType::IQ4NL),
-            23 => Some(DType::IQ4XS),
-            30 => Some(DType::BF16),
-            _ => None,
-        }
+        DTYPE_CODES
+            .iter()
+            .find(|e| e.0 == self.0)
+            .map(|e| e.1)
+            .filter(|d| d.is_weight_type())
     }
 
     pub fn from_dtype(d: DType) -> Option<GgmlType> {
-        match d {
-            DType::F32 => Some(Self::F32),
-            DType::F16 => Some(Self::F16),
-            DType::Q8_0 => Some(Self::Q8_0),
-            DType::Q4_0 => Some(GgmlType(2)),
-            DType::Q4_1 => Some(GgmlType(3)),
-            DType::Q5_0 => Some(GgmlType(6)),
-            DType::Q5_1 => Some(GgmlType(7)),
-            DType::Q4K => Some(GgmlType(12)),
-            DType::Q5K => Some(GgmlType(13)),
-            DType::Q6K => Some(GgmlType(14)),
-            DType::IQ4NL => Some(GgmlType(20)),
-            DType::IQ4XS => Some(GgmlType(23)),
-            DType::BF16 => Some(Self::BF16),
-            DType::I8 => Some(GgmlType(24)),
-            DType::I16 => Some(GgmlType(25)),
-            DType::I32 => Some(GgmlType(26)),
-        }
+        DTYPE_CODES.iter().find(|e| e.1 == d).map(|e| GgmlType(e.0))
     }
 }
+
+/// The names of the tensor types weights may have (`F32, F16, …`), for messages.
+pub fn supported_weight_types() -> String {
+    let names: Vec<&str> = DTYPE_CODES
+        .iter()
+        .filter(|e| e.1.is_weight_type())
+        .map(|e| GgmlType(e.0).name())
+        .collect();
+    names.join(", ")
+}
+
+/// The ggml type code of every `DType` (weight types and the integer activation types).
+const DTYPE_CODES: &[(u32, DType)] = &[
+    (0, DType::F32),
+    (1, DType::F16),
+    (2, DType::Q4_0),
+    (3, DType::Q4_1),
+    (6, DType::Q5_0),
+    (7, DType::Q5_1),
+    (8, DType::Q8_0),
+    (10, DType::Q2K),
+    (11, DType::Q3K),
+    (12, DType::Q4K),
+    (13, DType::Q5K),
+    (14, DType::Q6K),
+    (20, DType::IQ4NL),
+    (21, DType::IQ3S),
+    (23, DType::IQ4XS),
+    (24, DType::I8),
+    (25, DType::I16),
+    (26, DType::I32),
+    (30, DType::BF16),
+];
 
 impl std::fmt::Display for GgmlType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -52,7 +52,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ5K>() == 176 && std::mem::align_
 const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210 && std::mem::align_of::<BlockQ6K>() == 2);
 
 /// ggml's `GROUP_MAX_EPS`: below this a group counts as all zero.
-const GROUP_MAX_EPS: f32 = 1e-15;
+pub(super) const GROUP_MAX_EPS: f32 = 1e-15;
 
 /// Sub-block `j`'s 6-bit (scale, min) from the 12 packed bytes (ggml's `get_scale_min_k4`).
 #[inline]
@@ -67,9 +67,9 @@ pub fn scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
     }
 }
 
-/// ggml's `make_qkx2_quants` (with `use_mad = false`): an asymmetric grid `scale · L − min`
-/// for `x` under `weights`, searched over `nstep + 1` candidate scales. Writes the levels to
-/// `l`, returns `(scale, −min)`.
+/// ggml's `make_qkx2_quants`: an asymmetric grid `scale · L − min` for `x` under `weights`,
+/// searched over `nstep + 1` candidate scales, the error squared (`use_mad = false`: Q4_K,
+/// Q5_K) or absolute (`true`: Q2_K). Writes the levels to `l`, returns `(scale, −min)`.
 #[allow(clippy::too_many_arguments)]
 fn make_qkx2_quants(
     nmax: i32,
@@ -79,7 +79,9 @@ fn make_qkx2_quants(
     rmin: f32,
     rdelta: f32,
     nstep: i32,
+    use_mad: bool,
 ) -> (f32, f32) {
+    let err = |diff: f32| if use_mad { diff.abs() } else { diff * diff };
     let n = x.len();
     let (mut min, mut max) = (x[0], x[0]);
     let mut sum_w = weights[0];
@@ -109,7 +111,7 @@ fn make_qkx2_quants(
         let q = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
         l[i] = q as u8;
         let diff = scale * q as f32 + min - x[i];
-        best_error += weights[i] * (diff * diff);
+        best_error += weights[i] * err(diff);
     }
     let mut aux = [0u8; SUB];
     for is in 0..=nstep {
@@ -135,7 +137,7 @@ fn make_qkx2_quants(
             let mut cur_error = 0.0f32;
             for i in 0..n {
                 let diff = this_scale * aux[i] as f32 + this_min - x[i];
-                cur_error += weights[i] * (diff * diff);
+                cur_error += weights[i] * err(diff);
             }
             if cur_error < best_error {
                 l[..n].copy_from_slice(&aux[..n]);
@@ -148,18 +150,39 @@ fn make_qkx2_quants(
     (scale, -min)
 }
 
-/// ggml's `make_qx_quants` with `rmse_type = 1` and no importance weights (weights `x²`): a
-/// symmetric grid `scale · (L − nmax)`, 19 candidate scales around `−nmax / max`. Writes the
-/// levels (`0..2·nmax`) to `l`, returns the scale.
-fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
-    let n = x.len();
+/// The value of largest magnitude (the first of equals, as ggml's `if (ax > amax)` scans) and
+/// that magnitude.
+pub(super) fn largest_magnitude(x: impl IntoIterator<Item = f32>) -> (f32, f32) {
     let (mut max, mut amax) = (0.0f32, 0.0f32);
-    for &v in x {
+    for v in x {
         if v.abs() > amax {
             amax = v.abs();
             max = v;
         }
     }
+    (max, amax)
+}
+
+/// Per 16 values of `x`, `search`'s scale (its levels into `l`), and the scale of largest
+/// magnitude: how Q3_K and Q6_K find their super-block scale.
+pub(super) fn scales_per_16(
+    x: &[f32; QK_K],
+    l: &mut [i8; QK_K],
+    search: impl Fn(&[f32], &mut [i8]) -> f32,
+) -> ([f32; QK_K / 16], f32) {
+    let mut scales = [0f32; QK_K / 16];
+    for ((s, xs), ls) in scales.iter_mut().zip(x.chunks_exact(16)).zip(l.chunks_exact_mut(16)) {
+        *s = search(xs, ls);
+    }
+    (scales, largest_magnitude(scales).0)
+}
+
+/// ggml's `make_qx_quants` with `rmse_type = 1` and no importance weights (weights `x²`): a
+/// symmetric grid `scale · (L − nmax)`, 19 candidate scales around `−nmax / max`. Writes the
+/// levels (`0..2·nmax`) to `l`, returns the scale.
+fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
+    let n = x.len();
+    let (max, amax) = largest_magnitude(x.iter().copied());
     if amax < GROUP_MAX_EPS {
         l[..n].fill(0);
         return 0.0;
@@ -198,22 +221,20 @@ fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
     scale
 }
 
-/// The Q4_K/Q5_K super-block scales: per 32-value sub-block a (scale, min) pair from
-/// `make_qkx2_quants` (weights `rms(x) + |x_i|`), both sets quantized to 6 bits against their
-/// maxima. Returns `(d, dmin, packed scales)`, leaving the search's levels in `l`.
-fn k_scales(x: &[f32; QK_K], nmax: i32, rmin: f32, nstep: i32, l: &mut [u8; QK_K]) -> (f16, f16, [u8; 12]) {
-    let mut scales = [0f32; QK_K / SUB];
-    let mut mins = [0f32; QK_K / SUB];
+/// Per sub-block of `N` values (`S = 256 / N` of them) the (scale, −min) pair of
+/// `make_qkx2_quants` under the weights `weights(xs)` gives it (levels into `l`), and the largest
+/// scale and min (from 0): how Q2_K, Q4_K and Q5_K find their super-block scales.
+pub(super) fn scale_min_pairs<const N: usize, const S: usize>(
+    x: &[f32; QK_K],
+    l: &mut [u8; QK_K],
+    nmax: i32,
+    (rmin, nstep, use_mad): (f32, i32, bool),
+    weights: impl Fn(&[f32]) -> [f32; N],
+) -> ([f32; S], [f32; S], f32, f32) {
+    let (mut scales, mut mins) = ([0f32; S], [0f32; S]);
     let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-    for j in 0..QK_K / SUB {
-        let xs = &x[SUB * j..SUB * (j + 1)];
-        let mut sum_x2 = 0.0f32;
-        for &v in xs {
-            sum_x2 += v * v;
-        }
-        let av_x = (sum_x2 / SUB as f32).sqrt();
-        let weights: [f32; SUB] = std::array::from_fn(|i| av_x + xs[i].abs());
-        let (scale, min) = make_qkx2_quants(nmax, xs, &weights, &mut l[SUB * j..SUB * (j + 1)], rmin, 0.1, nstep);
+    for (j, (xs, ls)) in x.chunks_exact(N).zip(l.chunks_exact_mut(N)).enumerate() {
+        let (scale, min) = make_qkx2_quants(nmax, xs, &weights(xs), ls, rmin, 0.1, nstep, use_mad);
         scales[j] = scale;
         mins[j] = min;
         if scale > max_scale {
@@ -223,6 +244,22 @@ fn k_scales(x: &[f32; QK_K], nmax: i32, rmin: f32, nstep: i32, l: &mut [u8; QK_K
             max_min = min;
         }
     }
+    (scales, mins, max_scale, max_min)
+}
+
+/// The Q4_K/Q5_K super-block scales: per 32-value sub-block a (scale, min) pair from
+/// `make_qkx2_quants` (weights `rms(x) + |x_i|`), both sets quantized to 6 bits against their
+/// maxima. Returns `(d, dmin, packed scales)`, leaving the search's levels in `l`.
+fn k_scales(x: &[f32; QK_K], nmax: i32, rmin: f32, nstep: i32, l: &mut [u8; QK_K]) -> (f16, f16, [u8; 12]) {
+    let (scales, mins, max_scale, max_min) =
+        scale_min_pairs::<SUB, { QK_K / SUB }>(x, l, nmax, (rmin, nstep, false), |xs| {
+            let mut sum_x2 = 0.0f32;
+            for &v in xs {
+                sum_x2 += v * v;
+            }
+            let av_x = (sum_x2 / SUB as f32).sqrt();
+            std::array::from_fn(|i| av_x + xs[i].abs())
+        });
     let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     let mut packed = [0u8; 12];
@@ -389,16 +426,8 @@ impl BlockQ6K {
     /// ggml's `quantize_row_q6_K_ref` on one super-block.
     pub fn quantize(x: &[f32; QK_K]) -> Self {
         let mut l = [0i8; QK_K];
-        let mut scales = [0f32; QK_K / 16];
-        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
-        for (ib, s) in scales.iter_mut().enumerate() {
-            *s = make_qx_quants(32, &x[16 * ib..16 * (ib + 1)], &mut l[16 * ib..16 * (ib + 1)]);
-            if s.abs() > max_abs_scale {
-                max_abs_scale = s.abs();
-                max_scale = *s;
-            }
-        }
-        if max_abs_scale < GROUP_MAX_EPS {
+        let (scales, max_scale) = scales_per_16(x, &mut l, |xs, ls| make_qx_quants(32, xs, ls));
+        if max_scale.abs() < GROUP_MAX_EPS {
             return bytemuck::Zeroable::zeroed();
         }
         let iscale = -128.0 / max_scale;
@@ -449,10 +478,12 @@ impl BlockQ6K {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn sample(seed: u32) -> [f32; QK_K] {
+    /// 256 test values, sub-blocks of different spread as in real weights (shared with
+    /// `lowbit`'s tests).
+    pub(in crate::quant) fn sample(seed: u32) -> [f32; QK_K] {
         let mut s = seed.wrapping_mul(2_654_435_761);
         std::array::from_fn(|i| {
             s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
@@ -462,7 +493,7 @@ mod tests {
         })
     }
 
-    fn rel_err(x: &[f32; QK_K], y: &[f32]) -> f32 {
+    pub(in crate::quant) fn rel_err(x: &[f32; QK_K], y: &[f32]) -> f32 {
         let num: f32 = x.iter().zip(y).map(|(a, b)| (a - b) * (a - b)).sum();
         let den: f32 = x.iter().map(|a| a * a).sum();
         (num / den).sqrt()

@@ -1,7 +1,8 @@
 //! Block formats of the quantized weight types, with their reference quantizers (llama.cpp's
 //! bytes, bit for bit) and dequantizers (the specification every kernel is tested against).
-//! Q8_0 here; the other 32-element types in [`legacy`], the 256-element K-quants in [`kquants`],
-//! the non-linear IQ4 types in [`iquants`].
+//! Q8_0 here; the other 32-element types in [`legacy`], the 256-element K-quants in [`kquants`]
+//! (Q4_K … Q6_K) and [`lowbit`] (Q2_K, Q3_K), the non-linear IQ4 types in [`iquants`], the grid
+//! type IQ3_S in [`iq3`].
 //!
 //! The Q8_0 block format and its reference (scalar) quantizer and dequantizer.
 //!
@@ -12,13 +13,17 @@
 
 use half::f16;
 
+pub mod iq3;
 pub mod iquants;
 pub mod kquants;
 pub mod legacy;
+pub mod lowbit;
 
+pub use iq3::{BlockIq3S, IQ3S_GRID};
 pub use iquants::{BlockIq4Nl, BlockIq4Xs, KVALUES_IQ4NL, QK4_NL};
 pub use kquants::{BlockQ4K, BlockQ5K, BlockQ6K, QK_K};
 pub use legacy::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, QK4_0};
+pub use lowbit::{BlockQ2K, BlockQ3K};
 
 /// ggml's `nearest_int`: round to nearest, ties to even, by adding 1.5 · 2²³ and reading the
 /// mantissa (valid for |x| ≤ 2²² − 1, as in ggml).
