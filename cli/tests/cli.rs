@@ -452,3 +452,50 @@ fn similarity_is_the_cosine_of_run_vectors() {
     let text = ok(bin().args(["similarity", "a", "b"]).output().unwrap());
     assert!(text.contains("[0] \"a\"") && text.contains("1.0000"), "{text}");
 }
+
+/// A 2-bit file written by our converter embeds from `run --model FILE`: the first golden texts'
+/// vectors at cosine ≥ 0.99999 with that file's exact answer (`st_w` of
+/// ../shared/golden/formats/Q2_K.jsonl), and `inspect` names the type's measured accuracy.
+#[test]
+fn a_converted_q2_k_file_embeds_from_run() {
+    use gg_testing::{checkpoint_dir, cosine, golden_file, read_jsonl, vec_of};
+    let file = tmp("q2_k.gguf");
+    ok(bin()
+        .arg("convert")
+        .arg(checkpoint_dir())
+        .args(["--type", "q2_k", "-o"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    let want = read_jsonl(&golden_file("formats/Q2_K.jsonl"));
+    let texts = read_jsonl(&golden_file("embeddings.jsonl"));
+    // Four texts of some length (the golden set opens with edge cases: "", "a", " ", "\n").
+    let picked: Vec<usize> = (0..texts.len())
+        .filter(|&i| texts[i]["text"].as_str().unwrap().len() > 40)
+        .take(4)
+        .collect();
+    let input = tmp("q2_k-texts.jsonl");
+    let lines: Vec<String> = picked
+        .iter()
+        .map(|&i| serde_json::json!({"text": texts[i]["text"]}).to_string())
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = ok(bin()
+        .args(["run", "--format", "jsonl", "--model"])
+        .arg(&file)
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .unwrap());
+    let got = embeddings(&out);
+    assert_eq!(got.len(), 4);
+    for (v, &i) in got.iter().zip(&picked) {
+        let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+        let c = cosine(&v, &vec_of(&want[i]["st_w"]).unwrap());
+        assert!(c >= 0.99999, "text {i}: cosine {c} with the Q2_K file's exact answer");
+    }
+    let text = ok(bin().args(["inspect", "--model"]).arg(&file).output().unwrap());
+    assert!(text.contains("q2_k as `convert` writes it"), "{text}");
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&input);
+}
