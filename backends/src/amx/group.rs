@@ -16,7 +16,7 @@ use super::epilogue::Epilogue;
 use super::tile::{Config, TileUnit, K, T};
 use crate::fast::pack::{extras, form_block_bytes, half_offsets, scales, PANEL};
 use crate::fast::{qrow_words, QTile, QBLOCK, TOKEN_TILE};
-use crate::wtypes::{is_halves, HALVES_OFFSET, OFFSET};
+use crate::wtypes::{has_offsets, is_halves};
 
 pub use super::tile::GROUP;
 
@@ -190,6 +190,17 @@ fn block_of(form: u8, s: usize) -> (usize, usize) {
     }
 }
 
+/// The offsets a step of a form with offsets adds after its sums, as the specifications do: the
+/// block's (offset form), or the step's half's (halves with offsets).
+#[inline(always)]
+fn step_offsets<const FORM: u8>(blk: &[u8], half: usize) -> [f32; PANEL] {
+    if is_halves(FORM) {
+        half_offsets(blk, half)
+    } else {
+        extras(blk)
+    }
+}
+
 /// The int8 precision's steps (see [`int8`]).
 struct Int8Steps<'a, U, E, const FORM: u8> {
     u: &'a mut U,
@@ -251,13 +262,9 @@ impl<U: TileUnit, E: Epilogue, const FORM: u8> Steps for Int8Steps<'_, U, E, FOR
         // SAFETY: step s's store (STORE_LAG stages ago) wrote all 16 rows of the buffer.
         let sums = unsafe { self.bufs[s % BUFS].assume_init_ref() };
         self.e.scaled(&sums.0, &sc, dx);
-        if FORM == OFFSET {
-            self.e.offset(&extras(blk), |t| sum_x(t) as f32 * dx(t));
-        }
-        // Each half's offsets right after its sums, as the specification adds them.
-        if FORM == HALVES_OFFSET {
-            let hs = |t: usize| rows.word(t, sums_w + 2 * b + half) as i32;
-            self.e.offset(&half_offsets(blk, half), |t| hs(t) as f32 * dx(t));
+        if has_offsets(FORM) {
+            self.e
+                .offset(&step_offsets::<FORM>(blk, half), |t| sum_x(t) as f32 * dx(t));
         }
     }
 }
@@ -359,16 +366,13 @@ impl<U: TileUnit, E: Epilogue, const FORM: u8> Steps for FastSteps<'_, U, E, FOR
         // SAFETY: step s's stores wrote all 16 rows of both buffers.
         let (hi, lo) = unsafe { (hi.assume_init_ref(), lo.assume_init_ref()) };
         self.e.scaled_planes(&hi.0, &lo.0, &sc, dx);
-        if FORM == OFFSET {
+        if has_offsets(FORM) {
+            // The fast precision's rows hold the blocks' sums, then the first halves', then the
+            // second halves'.
+            let set = if is_halves(FORM) { 1 + half } else { 0 };
+            let at = sums_w + self.k / QBLOCK * set + b;
             self.e
-                .offset(&extras(blk), |t| f32::from_bits(rows.word(t, sums_w + b)));
-        }
-        // Each half's offsets right after its sums (the halves' sum sets follow the blocks' in
-        // the fast precision's rows).
-        if FORM == HALVES_OFFSET {
-            let at = sums_w + self.k / QBLOCK * (1 + half) + b;
-            self.e
-                .offset(&half_offsets(blk, half), |t| f32::from_bits(rows.word(t, at)));
+                .offset(&step_offsets::<FORM>(blk, half), |t| f32::from_bits(rows.word(t, at)));
         }
     }
 }

@@ -176,12 +176,6 @@ impl QTile<'_> {
         self.sum_word(t, b, 1 + h)
     }
 
-    /// Both halves' sums of block `b`: `(Σx_0, Σx_1)`.
-    #[inline]
-    pub fn half_sums(&self, t: usize, b: usize) -> (f32, f32) {
-        (self.sum_word(t, b, 1), self.sum_word(t, b, 2))
-    }
-
     /// Word `b` of sum set `set` (0 the blocks', 1 and 2 the halves').
     #[inline]
     fn sum_word(&self, t: usize, b: usize, set: usize) -> f32 {

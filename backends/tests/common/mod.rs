@@ -74,24 +74,6 @@ pub fn blocks_of<B: bytemuck::Pod, const N: usize>(vals: &[f32], quantize: fn(&[
         .collect()
 }
 
-/// IQ3_S blocks for 256 values each (the type has no quantizer here): every byte (grid
-/// indices, ninth bits, signs, scales) taken from the values' bits, `d` from their magnitude —
-/// any bytes are a valid block, so these reach every grid entry, sign and scale.
-pub fn iq3s_blocks_of(vals: &[f32]) -> Vec<u8> {
-    vals.chunks_exact(256)
-        .flat_map(|c| {
-            let mut b: BlockIq3S = bytemuck::Zeroable::zeroed();
-            let amax = c.iter().fold(0f32, |m, v| m.max(v.abs()));
-            b.d = f16::from_f32(amax / 240.0);
-            let bytes = bytemuck::bytes_of_mut(&mut b);
-            for (o, v) in bytes[2..].iter_mut().zip(c) {
-                *o = (v.to_bits() >> 7) as u8;
-            }
-            bytemuck::bytes_of(&b).to_vec()
-        })
-        .collect()
-}
-
 impl W {
     pub fn new(dtype: DType, rows: usize, cols: usize, vals: &[f32]) -> W {
         let bytes: Vec<u8> = match dtype {
@@ -112,7 +94,7 @@ impl W {
             DType::Q6K => blocks_of(vals, BlockQ6K::quantize),
             DType::IQ4NL => blocks_of(vals, BlockIq4Nl::quantize),
             DType::IQ4XS => blocks_of(vals, BlockIq4Xs::quantize),
-            DType::IQ3S => iq3s_blocks_of(vals),
+            DType::IQ3S => blocks_of(vals, BlockIq3S::quantize),
             DType::F32 => vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
             other => panic!("no test quantizer for {other}: add one to W::new"),
         };

@@ -42,7 +42,7 @@ impl BlockIq3S {
             let (l, half, j) = (c / 8, (c / 4) % 2, c % 4);
             // The ninth index bit of group `2l + half` is bit `2l + half` of `qh`.
             let index = qs[2 * l + half] as usize | (((qh >> (2 * l + half)) & 1) << 8);
-            let v = (IQ3S_GRID[index] >> (8 * j)) as u8 as i8;
+            let v = grid_values(index)[j] as i8;
             if signs[l] & (1 << (4 * half + j)) != 0 {
                 -v
             } else {
@@ -57,8 +57,7 @@ impl BlockIq3S {
             let (dl, q) = self.sub_block(ib);
             for (y, &q) in y.iter_mut().zip(&q) {
                 // ggml: `db * grid[j] * (sign ? -1.f : 1.f)`.
-                let m = (dl * q.unsigned_abs() as f32) * if q < 0 { -1.0 } else { 1.0 };
-                *y = m;
+                *y = (dl * q.unsigned_abs() as f32) * if q < 0 { -1.0 } else { 1.0 };
             }
         }
     }
