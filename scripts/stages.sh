@@ -11,8 +11,9 @@ if [[ -z "${GEMMA_GRAPH_STAGES:-}" ]]; then
     {
       echo
       echo "stage times (wall clock):"
-      while IFS=$'\t' read -r secs status name; do
-        printf '  %-34s %5d s  %s\n' "$name" "$secs" "$([[ $status == 0 ]] && echo ok || echo "FAILED ($status)")"
+      while IFS=$'\t' read -r secs status free name; do
+        printf '  %-34s %5d s  %-12s %s free after\n' "$name" "$secs" \
+          "$([[ $status == 0 ]] && echo ok || echo "FAILED ($status)")" "$free"
       done <"$GEMMA_GRAPH_STAGES"
       printf '  %-34s %5d s  (%d min)\n' "total" "$total" $((total / 60))
     } >&2
@@ -27,6 +28,9 @@ stage() {
   shift
   echo "== stage: $name" >&2
   "$@" || rc=$?
-  printf '%d\t%d\t%s\n' $((SECONDS - t0)) "$rc" "$name" >>"$GEMMA_GRAPH_STAGES"
+  # Free disk space after the stage (where the clone is): a run that fills the disk shows where.
+  local free
+  free=$(df -h --output=avail . 2>/dev/null | tail -1 | tr -d ' ') || free="?"
+  printf '%d\t%d\t%s\t%s\n' $((SECONDS - t0)) "$rc" "${free:-?}" "$name" >>"$GEMMA_GRAPH_STAGES"
   return $rc
 }
