@@ -51,7 +51,7 @@ class Embedder:
     ) -> None:
         import gemma_graph
 
-        self.model = gemma_graph.Model(model_path, threads=threads, precision=precision)
+        self.model = gemma_graph.Model(model_path, threads=threads, compute_precision=precision)
         self.prompt_name, self.dim, self.text_field = prompt_name, dim, text_field
         self.stats = Path(stats_dir) / f"actor-{os.getpid()}.json" if stats_dir else None
         self.texts = 0
@@ -60,7 +60,10 @@ class Embedder:
         if self.text_field not in batch.column_names:
             raise KeyError(f"no column {self.text_field!r} in the input (columns: {batch.column_names})")
         texts = [t if t is not None else "" for t in batch.column(self.text_field).to_pylist()]
-        vectors = self.model.encode(texts, prompt_name=self.prompt_name, truncate_dim=self.dim)
+        # `run --dim`'s Matryoshka rule: the prefix scaled back to unit length.
+        vectors = self.model.encode(
+            texts, prompt_name=self.prompt_name, truncate_dim=self.dim, normalize_embeddings=True
+        )
         dim = vectors.shape[1]
         column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), type=pa.float32()), dim)
         self.texts += len(texts)

@@ -8,9 +8,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cache="${GEMMA_GRAPH_CACHE:-$HOME/.cache/gemma-graph}"
 venv="$cache/venv-clients"
-if ! "$venv/bin/python" -c "import openai, langchain_openai, numpy, pytest" >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c "import openai, langchain_openai, ollama, numpy, pytest" >/dev/null 2>&1; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "openai>=1.40" "langchain-openai>=0.3" numpy pytest
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "openai>=1.40" "langchain-openai>=0.3" "ollama>=0.4" numpy pytest
 fi
 bin="$PWD/target/release/gemma-graph"
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

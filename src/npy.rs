@@ -7,7 +7,13 @@ pub const HEADER_LEN: usize = 128;
 
 /// An npy v1.0 header for a little-endian float32 C-order `(rows, cols)` matrix.
 pub fn header(rows: usize, cols: usize) -> Vec<u8> {
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    header_of("<f4", rows, cols)
+}
+
+/// An npy v1.0 header for a C-order `(rows, cols)` matrix of numpy dtype `descr` (`<f4`,
+/// `<f2`, `|i1`, `|u1`: [`crate::OutputDtype::numpy_descr`]).
+pub fn header_of(descr: &str, rows: usize, cols: usize) -> Vec<u8> {
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     let mut h = b"\x93NUMPY\x01\x00".to_vec();
     h.extend_from_slice(&((HEADER_LEN - 10) as u16).to_le_bytes());
     h.extend_from_slice(dict.as_bytes());

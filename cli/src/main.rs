@@ -12,6 +12,7 @@ mod output;
 mod readme_check;
 mod stats;
 mod stdout;
+mod stored;
 
 use std::process::ExitCode;
 

@@ -6,6 +6,7 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use crate::outfile::OutFile;
+use crate::stored::{Encoding, Stored};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -157,7 +158,9 @@ impl<W: Write> Write for Tagged<W> {
 pub struct Sink {
     format: OutputFormat,
     out: Box<dyn Write>,
+    /// Stored elements per row (the vector's length, or its bytes when bit-packed).
     dim: usize,
+    encoding: Encoding,
     rows: usize,
     /// CSV/TSV: the writer and the copied columns, fixed by the first row (or the input's header).
     table: Option<Vec<String>>,
@@ -176,13 +179,15 @@ impl Sink {
         format: OutputFormat,
         dest: &Destination,
         dim: usize,
+        encoding: Encoding,
         columns: Option<(&[String], &str)>,
         classes: Option<Classes>,
     ) -> Result<Sink> {
         let mut sink = Sink {
             format,
             out: dest.writer()?,
-            dim,
+            dim: if classes.is_some() { dim } else { encoding.row_len(dim) },
+            encoding,
             rows: 0,
             table: None,
             columns: columns.map(|(cols, text)| {
@@ -200,7 +205,8 @@ impl Sink {
             OutputFormat::Npy => {
                 sink.npy_file = dest.seekable();
                 if sink.npy_file.is_some() {
-                    sink.out.write_all(&gemma_graph::npy::header(0, dim))?;
+                    let header = sink.npy_header(0);
+                    sink.out.write_all(&header)?;
                 }
             }
             _ => {}
@@ -208,21 +214,39 @@ impl Sink {
         Ok(sink)
     }
 
+    /// The npy header for `rows` rows of this sink's dtype (a head's outputs are float32).
+    fn npy_header(&self, rows: usize) -> Vec<u8> {
+        let descr = match self.classes {
+            Some(_) => "<f4",
+            None => self.encoding.dtype.numpy_descr(),
+        };
+        gemma_graph::npy::header_of(descr, rows, self.dim)
+    }
+
     pub fn write(&mut self, row: &Row<'_>) -> Result<()> {
+        // The vector as stored in the output dtype (a head's outputs stay float32).
+        let stored = match (row.embedding, &self.classes) {
+            (Some(v), None) => Some(self.encoding.store(v)?),
+            _ => None,
+        };
+        let json = JsonRow(row, self.classes.as_ref(), stored.as_ref());
         match self.format {
             OutputFormat::Jsonl => {
-                serde_json::to_writer(&mut self.out, &JsonRow(row, self.classes.as_ref()))?;
+                serde_json::to_writer(&mut self.out, &json)?;
                 self.out.write_all(b"\n")?;
             }
             OutputFormat::Json => {
                 self.out.write_all(if self.rows == 0 { b"\n" } else { b",\n" })?;
-                serde_json::to_writer(&mut self.out, &JsonRow(row, self.classes.as_ref()))?;
+                serde_json::to_writer(&mut self.out, &json)?;
             }
-            OutputFormat::Csv | OutputFormat::Tsv => self.table_row(row)?,
+            OutputFormat::Csv | OutputFormat::Tsv => self.table_row(row, stored.as_ref())?,
             OutputFormat::Npy => {
-                let nan = vec![f32::NAN; self.dim];
-                let v = row.embedding.unwrap_or(&nan);
-                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                // A skipped row is NaN: only float dtypes have one (`run` refuses the others).
+                let bytes = match (&stored, row.embedding) {
+                    (Some(s), _) => s.bytes.clone(),
+                    (None, Some(v)) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    (None, None) => self.encoding.store(&vec![f32::NAN; self.dim])?.bytes,
+                };
                 if self.npy_file.is_some() {
                     self.out.write_all(&bytes)?;
                 } else {
@@ -253,6 +277,20 @@ impl Sink {
                             top.join(", ")
                         )?;
                     }
+                    (Some(v), _) if self.encoding.dtype != gemma_graph::OutputDtype::Float32 => {
+                        let cells = stored.as_ref().map(Stored::cells).unwrap_or_default();
+                        writeln!(
+                            self.out,
+                            "{}\t{chunk}{excerpt:?}\t{} tokens{}\t[{} ...] ({} {} values of {} dims)",
+                            row.index,
+                            row.tokens,
+                            if row.truncated { " (truncated)" } else { "" },
+                            cells.iter().take(8).cloned().collect::<Vec<_>>().join(", "),
+                            cells.len(),
+                            self.encoding.dtype,
+                            v.len()
+                        )?;
+                    }
                     (Some(v), _) => {
                         let preview: Vec<String> = v.iter().take(6).map(|x| format!("{x:+.5}")).collect();
                         writeln!(
@@ -273,7 +311,7 @@ impl Sink {
         Ok(())
     }
 
-    fn table_row(&mut self, row: &Row<'_>) -> Result<()> {
+    fn table_row(&mut self, row: &Row<'_>, stored: Option<&Stored>) -> Result<()> {
         if self.table.is_none() {
             let copied = self.columns.clone().unwrap_or_else(|| {
                 row.fields
@@ -322,7 +360,10 @@ impl Sink {
                     let (label, score) = c.best(v);
                     cells.extend([label.to_string(), score.to_string()]);
                 }
-                cells.extend(v.iter().map(|x| x.to_string()));
+                match stored {
+                    Some(s) => cells.extend(s.cells()),
+                    None => cells.extend(v.iter().map(|x| x.to_string())),
+                }
             }
             None => cells.extend(std::iter::repeat_n(String::new(), self.dim + class_cells)),
         }
@@ -347,11 +388,12 @@ impl Sink {
                 Some(mut f) => {
                     self.out.flush()?;
                     f.seek(SeekFrom::Start(0))?;
-                    f.write_all(&gemma_graph::npy::header(self.rows, self.dim))?;
+                    f.write_all(&self.npy_header(self.rows))?;
                     f.seek(SeekFrom::End(0))?;
                 }
                 None => {
-                    self.out.write_all(&gemma_graph::npy::header(self.rows, self.dim))?;
+                    let header = self.npy_header(self.rows);
+                    self.out.write_all(&header)?;
                     self.out.write_all(&self.npy_rows)?;
                 }
             },
@@ -371,7 +413,7 @@ impl Sink {
 
 /// A row as a JSON object: our fields first, then the input's other fields. Floats are
 /// written as f32 (the shortest text that reads back to the same f32).
-struct JsonRow<'a, 'b>(&'a Row<'b>, Option<&'a Classes>);
+struct JsonRow<'a, 'b>(&'a Row<'b>, Option<&'a Classes>, Option<&'a Stored>);
 
 impl serde::Serialize for JsonRow<'_, '_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -394,7 +436,10 @@ impl serde::Serialize for JsonRow<'_, '_> {
                 m.serialize_entry("truncated", &row.truncated)?;
             }
             (Some(v), None) => {
-                m.serialize_entry("embedding", v)?;
+                match self.2 {
+                    Some(stored) => m.serialize_entry("embedding", stored)?,
+                    None => m.serialize_entry("embedding", v)?,
+                }
                 m.serialize_entry("tokens", &row.tokens)?;
                 m.serialize_entry("truncated", &row.truncated)?;
             }

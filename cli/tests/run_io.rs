@@ -835,3 +835,147 @@ fn head_files_without_classes_or_with_repeated_names_are_refused() {
     let short = head_file("head-short.safetensors", 2, dim, Some(r#"["spam"]"#));
     fails_with(run(&["--head", arg(&short), "x"]), 1, &["1 names for 2 classes"]);
 }
+
+/// `--output-dtype`: each dtype's rows are the library's `quantize_row` of the float32 rows
+/// (the rule tests/output_dtype_golden.rs holds to sentence-transformers byte for byte), in
+/// every format; npy headers carry numpy's dtype; int8/uint8 take ranges only from
+/// `--calibration`, checked before any text runs.
+#[test]
+fn output_dtypes_store_the_float_rows_quantized() {
+    use gemma_graph::{quantize_row, OutputDtype, Ranges};
+    let input = texts_jsonl();
+    let floats_npy = tmp("dtype-f32.npy");
+    ok(run(&["--input", arg(&input), "-o", arg(&floats_npy)]));
+    let floats = npy_vectors(&std::fs::read(&floats_npy).unwrap());
+    let dim = floats[0].len();
+    // The calibration: these rows themselves (as sentence-transformers does without one).
+    let flat: Vec<f32> = floats.concat();
+    let ranges = Ranges::from_calibration(&flat, dim).unwrap();
+    for dtype in OutputDtype::ALL {
+        let mut want = Vec::new();
+        for row in &floats {
+            quantize_row(row, dtype, Some(&ranges), &mut want).unwrap();
+        }
+        let mut args = vec!["--input", arg(&input), "--output-dtype", dtype.name()];
+        if dtype.needs_ranges() {
+            args.extend(["--calibration", arg(&floats_npy)]);
+        }
+        // npy: numpy's dtype, bit-packed rows of dim/8 bytes.
+        let out = tmp(&format!("dtype-{dtype}.npy"));
+        ok(run(&[&args[..], &["-o", arg(&out)]].concat()));
+        let bytes = std::fs::read(&out).unwrap();
+        let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
+        let cols = dtype.row_len(dim);
+        assert!(
+            header.contains(&format!("'descr': '{}'", dtype.numpy_descr())),
+            "{dtype}: {header}"
+        );
+        assert!(
+            header.contains(&format!("'shape': ({}, {cols})", TEXTS.len())),
+            "{dtype}: {header}"
+        );
+        assert!(
+            bytes[10 + hlen..] == want[..],
+            "{dtype}: npy rows differ from quantize_row"
+        );
+        // JSONL: the stored numbers (integers for byte dtypes).
+        let rows = jsonl_rows(&ok(run(&[&args[..], &["--format", "jsonl"]].concat())));
+        // (JSON floats are the shortest text of the f32: compared as f32.)
+        let values: Vec<f32> = gemma_graph::stored_values(&want, dtype)
+            .into_iter()
+            .map(|x| x as f32)
+            .collect();
+        for (i, row) in rows.iter().enumerate() {
+            let got: Vec<f32> = row["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
+            assert_eq!(got, values[i * cols..(i + 1) * cols], "{dtype}: row {i}");
+            if dtype.element_bytes() == 1 {
+                assert!(row["embedding"][0].is_i64(), "{dtype}: integers, not floats");
+            }
+        }
+        // CSV: e0..e{cols-1}.
+        let (header, table) = table_vectors(&ok(run(&[&args[..], &["--format", "csv"]].concat())), b',');
+        assert_eq!(header.last().unwrap(), &format!("e{}", cols - 1));
+        let cells: Vec<f32> = table[1][table[1].len() - cols..]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        assert_eq!(cells, values[cols..2 * cols], "{dtype}: csv row 1");
+        numpy_reads_as(&out, dtype.numpy_descr(), TEXTS.len(), cols);
+    }
+    // int8 without ranges, ranges of another width, and an npy row that cannot be NaN.
+    fails_with(
+        run(&["--input", arg(&input), "--output-dtype", "int8"]),
+        1,
+        &["needs --calibration"],
+    );
+    fails_with(
+        run(&["--input", arg(&input), "--output-dtype", "int4"]),
+        2,
+        &["int4", "ubinary"],
+    );
+    fails_with(
+        run(&[
+            "--input",
+            arg(&input),
+            "--output-dtype",
+            "binary",
+            "--calibration",
+            arg(&floats_npy),
+        ]),
+        1,
+        &["int8 and uint8 only"],
+    );
+    let half = tmp("dtype-half-width.npy");
+    let mut bytes = gemma_graph::npy::header(TEXTS.len(), dim / 2);
+    bytes.extend(
+        floats
+            .iter()
+            .flat_map(|r| r[..dim / 2].iter().flat_map(|x| x.to_le_bytes())),
+    );
+    std::fs::write(&half, bytes).unwrap();
+    fails_with(
+        run(&[
+            "--input",
+            arg(&input),
+            "--output-dtype",
+            "uint8",
+            "--calibration",
+            arg(&half),
+        ]),
+        1,
+        &[&format!("{} columns, but the output has {dim}", dim / 2)],
+    );
+    fails_with(
+        run(&[
+            "--input",
+            arg(&input),
+            "--output-dtype",
+            "ubinary",
+            "--skip-invalid",
+            "-o",
+            arg(&tmp("x.npy")),
+        ]),
+        1,
+        &["NaN row"],
+    );
+}
+
+/// numpy loads an npy `run` wrote, with this dtype and shape.
+fn numpy_reads_as(path: &Path, descr: &str, rows: usize, cols: usize) {
+    let Ok(python) = std::env::var("GEMMA_GRAPH_PYTHON") else {
+        eprintln!("skipping the numpy check: GEMMA_GRAPH_PYTHON is not set");
+        return;
+    };
+    let script = format!(
+        "import numpy as np; a = np.load({:?}); assert a.dtype == np.dtype({descr:?}) and a.shape == ({rows}, {cols}), (a.dtype, a.shape)",
+        path.to_str().unwrap()
+    );
+    let o = Command::new(&python).args(["-c", &script]).output().unwrap();
+    assert!(o.status.success(), "numpy: {}", String::from_utf8_lossy(&o.stderr));
+}

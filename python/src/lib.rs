@@ -12,7 +12,7 @@ use gemma_graph::{
     SentenceTransformersHead,
 };
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray2};
+use numpy::{IntoPyArray, PyArray2, PyReadonlyArray2};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
@@ -238,6 +238,49 @@ impl NativeModel {
     }
 }
 
+/// `rows × cols` float32 embeddings stored as `precision` (sentence-transformers'
+/// `quantize_embeddings`: the library's `quantize_row`, one rule for every surface), as
+/// `(bytes, numpy dtype, elements per row)`; Python views the bytes as an array. Ranges for
+/// int8/uint8 come from `calibration` (its columns' min and max).
+#[pyfunction]
+#[pyo3(signature = (embeddings, precision, calibration))]
+fn quantize_embeddings<'py>(
+    py: Python<'py>,
+    embeddings: PyReadonlyArray2<'py, f32>,
+    precision: &str,
+    calibration: Option<PyReadonlyArray2<'py, f32>>,
+) -> PyResult<(Bound<'py, pyo3::types::PyBytes>, &'static str, usize)> {
+    let dtype: gemma_graph::OutputDtype = precision.parse().map_err(to_py)?;
+    let x = embeddings.as_array();
+    let cols = x.ncols();
+    let ranges = match calibration {
+        None => None,
+        Some(c) => {
+            let c = c.as_array();
+            if c.ncols() != cols {
+                return Err(PyValueError::new_err(format!(
+                    "calibration_embeddings have {} columns; the embeddings have {cols}",
+                    c.ncols()
+                )));
+            }
+            let values: Vec<f32> = c.iter().copied().collect();
+            Some(gemma_graph::Ranges::from_calibration(&values, cols).map_err(to_py)?)
+        }
+    };
+    let mut out = Vec::with_capacity(x.nrows() * dtype.row_len(cols) * dtype.element_bytes());
+    let mut row = Vec::with_capacity(cols);
+    for r in x.rows() {
+        row.clear();
+        row.extend(r.iter().copied());
+        gemma_graph::quantize_row(&row, dtype, ranges.as_ref(), &mut out).map_err(to_py)?;
+    }
+    Ok((
+        pyo3::types::PyBytes::new(py, &out),
+        dtype.numpy_descr(),
+        dtype.row_len(cols),
+    ))
+}
+
 /// The model's prompts, name → text, in the file's order.
 #[pyfunction]
 fn prompts() -> Vec<(&'static str, &'static str)> {
@@ -270,6 +313,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(matryoshka_dims, m)?)?;
     m.add_function(wrap_pyfunction!(default_model_path, m)?)?;
     m.add_function(wrap_pyfunction!(cache_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(quantize_embeddings, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -38,7 +38,7 @@ def test_facts(model: Model) -> None:
     assert model.prompts["query"] == "task: search result | query: "
     assert model.prompts["document"] == "title: none | text: "
     assert gemma_graph.MATRYOSHKA_DIMS == (768, 512, 256, 128)
-    assert model.precision == "fast"
+    assert model.compute_precision == "fast"
     assert model.backend in ("scalar", "avx2", "avx512", "amx", "neon")
     assert model.path == gemma_graph.default_model_path()
     assert "dim=768" in repr(model)
@@ -69,13 +69,13 @@ def test_prompts(model: Model) -> None:
 def test_matryoshka_truncation(model: Model) -> None:
     full = model.encode(TEXTS)
     for dim in (512, 256, 128):
-        cut = model.encode(TEXTS, truncate_dim=dim)
+        cut = model.encode(TEXTS, truncate_dim=dim, normalize_embeddings=True)
         assert cut.shape == (len(TEXTS), dim)
         np.testing.assert_allclose(np.linalg.norm(cut, axis=1), 1.0, atol=1e-5)
         expected = full[:, :dim] / np.linalg.norm(full[:, :dim], axis=1, keepdims=True)
         np.testing.assert_allclose(cut, expected, atol=1e-6)
-        # Without normalization the slice is returned as is (sentence-transformers' rule).
-        plain = model.encode(TEXTS, truncate_dim=dim, normalize_embeddings=False)
+        # By default the slice is returned as is (sentence-transformers' rule).
+        plain = model.encode(TEXTS, truncate_dim=dim)
         assert np.array_equal(plain, full[:, :dim])
 
 
@@ -105,8 +105,8 @@ def test_pickles_as_its_load_arguments(model: Model) -> None:
 
 
 def test_exact_precision_is_another_model(model: Model) -> None:
-    exact = Model(precision="exact", threads=1)
-    assert exact.precision == "exact"
+    exact = Model(compute_precision="exact", threads=1)
+    assert exact.compute_precision == "exact"
     a, b = exact.encode(TEXTS), model.encode(TEXTS)
     assert np.min(np.sum(a * b, axis=1)) > 0.9999
 
@@ -115,11 +115,11 @@ def test_int8_precision_runs_or_names_what_is_missing(model: Model) -> None:
     # int8 has kernels on avx512 with VNNI (and scalar); elsewhere loading it is an error that
     # says why, never a silent fallback.
     try:
-        int8 = Model(precision="int8")
+        int8 = Model(compute_precision="int8")
     except gemma_graph.GemmaGraphError as e:
         assert "int8 precision" in str(e) and ("VNNI" in str(e) or "avx512vnni" in str(e)), str(e)
         return
-    assert int8.precision == "int8"
+    assert int8.compute_precision == "int8"
     a, b = int8.encode(TEXTS), model.encode(TEXTS)
     # 8-bit activations: llama.cpp's accuracy (its worst golden text is at 0.998).
     assert np.min(np.sum(a * b, axis=1)) > 0.995
@@ -167,7 +167,7 @@ def test_bad_model_arguments(tmp_path) -> None:
     with pytest.raises(ValueError, match='unknown backend "gpu"'):
         Model(backend="gpu")
     with pytest.raises(ValueError, match="precision"):
-        Model(precision="int3")
+        Model(compute_precision="int3")
     with pytest.raises(TypeError, match="threads must be an int"):
         Model(threads=True)
     with pytest.raises(ValueError, match="threads must be at least 0"):

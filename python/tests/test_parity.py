@@ -34,15 +34,15 @@ def run_cli(cli: Path, tmp_path: Path, texts: list, *args: str) -> np.ndarray:
     [
         ([], {}),
         (["--prompt", "query"], {"prompt_name": "query"}),
-        (["--prompt", "document", "--dim", "256"], {"prompt_name": "document", "truncate_dim": 256}),
-        (["--prompt-text", "title: x | text: ", "--dim", "128"], {"prompt": "title: x | text: ", "truncate_dim": 128}),
+        (["--prompt", "document", "--dim", "256"], {"prompt_name": "document", "truncate_dim": 256, "normalize_embeddings": True}),
+        (["--prompt-text", "title: x | text: ", "--dim", "128"], {"prompt": "title: x | text: ", "truncate_dim": 128, "normalize_embeddings": True}),
         (["--precision", "exact"], {"precision": "exact"}),
     ],
 )
 def test_equal_to_the_cli(model: Model, cli: Path, tmp_path: Path, cli_args: list, kwargs: dict) -> None:
     expected = run_cli(cli, tmp_path, TEXTS, *cli_args)
     precision = kwargs.pop("precision", None)
-    m = model if precision is None else Model(precision=precision)
+    m = model if precision is None else Model(compute_precision=precision)
     got = m.encode(TEXTS, **kwargs)
     assert got.shape == expected.shape
     assert np.array_equal(got, expected), f"max abs diff {np.max(np.abs(got - expected))}"
@@ -57,7 +57,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # to ≥ 0.99999 on the same texts (running it here again would add a minute to CI).
 @pytest.mark.parametrize("precision, bound", [("fast", 0.9999)])
 def test_golden_cosines(golden: list, precision: str, bound: float) -> None:
-    m = Model(precision=precision)
+    m = Model(compute_precision=precision)
     got = m.encode([g["text"] for g in golden])
     want = np.array([g["st_q8w"] for g in golden], dtype=np.float32)
     cos = cosines(got, want)

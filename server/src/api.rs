@@ -32,6 +32,10 @@ pub struct AppState {
     /// a multiple of its input, so this bounds it whatever the requests' shapes.
     pub tokenizing: Arc<Semaphore>,
     pub tokenizing_kib: usize,
+    /// `--cache-entries`: finished vectors by token sequence.
+    pub cache: Option<crate::cache::VectorCache>,
+    /// `--calibration`: the column ranges of the int8/uint8 `dtype`s.
+    pub ranges: Option<gemma_graph::Ranges>,
 }
 
 impl AppState {
@@ -266,6 +270,46 @@ pub async fn embed(state: &AppState, seqs: Vec<Sequence>) -> Result<(Done, Stats
         ));
     }
     let texts = seqs.len();
+    // Cached vectors first (a hit is what the model would answer: vectors do not depend on
+    // the batch); only the misses are queued.
+    let mut cached: Vec<Option<Vec<f32>>> = vec![None; texts];
+    let mut miss_at = Vec::new();
+    let seqs: Vec<Sequence> = match &state.cache {
+        None => seqs,
+        Some(cache) => seqs
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, s)| match cache.get(&s.ids) {
+                Some(v) => {
+                    cached[i] = Some(v.to_vec());
+                    None
+                }
+                None => {
+                    miss_at.push(i);
+                    Some(s)
+                }
+            })
+            .collect(),
+    };
+    let stats = |done: &Done| Stats {
+        inputs: texts,
+        tokens,
+        queue: done.queue,
+        compute: done.compute,
+    };
+    if seqs.is_empty() && texts > 0 {
+        let done = Done {
+            vectors: cached.into_iter().map(Option::unwrap_or_default).collect(),
+            queue: Duration::ZERO,
+            compute: Duration::ZERO,
+        };
+        let stats = stats(&done);
+        return Ok((done, stats));
+    }
+    let miss_ids: Vec<Vec<u32>> = match &state.cache {
+        Some(_) => seqs.iter().map(|s| s.ids.clone()).collect(),
+        None => Vec::new(),
+    };
     let ticket = state.batcher.submit(seqs).map_err(|full| ApiError {
         retry_after: Some(1),
         ..ApiError::new(
@@ -279,14 +323,31 @@ pub async fn embed(state: &AppState, seqs: Vec<Sequence>) -> Result<(Done, Stats
         )
     })?;
     state.metrics.embedded(texts, tokens);
-    let done = ticket.wait().await.map_err(ApiError::internal)?;
-    let stats = Stats {
-        inputs: texts,
-        tokens,
-        queue: done.queue,
-        compute: done.compute,
-    };
+    let mut done = ticket.wait().await.map_err(ApiError::internal)?;
+    if let Some(cache) = &state.cache {
+        for (ids, v) in miss_ids.iter().zip(&done.vectors) {
+            cache.put(ids, v);
+        }
+        let fresh = std::mem::take(&mut done.vectors);
+        for (i, v) in miss_at.into_iter().zip(fresh) {
+            cached[i] = Some(v);
+        }
+        done.vectors = cached.into_iter().map(Option::unwrap_or_default).collect();
+    }
+    let stats = stats(&done);
     Ok((done, stats))
+}
+
+/// `encoding_format`: `"float"` (the default) or `"base64"` (the stored bytes).
+pub fn base64_format(field: Option<&str>) -> Result<bool, ApiError> {
+    match field {
+        None | Some("float") => Ok(false),
+        Some("base64") => Ok(true),
+        Some(other) => Err(ApiError::invalid(
+            "invalid_encoding_format",
+            format!("encoding_format {other:?} is not \"float\" or \"base64\""),
+        )),
+    }
 }
 
 /// A full vector cut to `dim`: re-normalized (the library's Matryoshka rule) or the plain

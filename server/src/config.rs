@@ -90,6 +90,10 @@ pub struct ServeConfig {
     pub model_name: String,
     /// How texts are tokenized (control literals, normalization).
     pub encode: gemma_graph::EncodeOptions,
+    /// Finished vectors kept by token sequence (0: no cache).
+    pub cache_entries: usize,
+    /// Column ranges for the int8/uint8 `dtype`s, from calibration embeddings.
+    pub calibration: Option<gemma_graph::Ranges>,
 }
 
 /// The request's id: the client's `x-request-id` if it sent a sane one, else a counter.

@@ -1,4 +1,4 @@
-//! Errors as JSON: OpenAI's shape on `/v1` routes, TEI's on the others.
+//! Errors as JSON: OpenAI's shape on `/v1` routes, Ollama's on `/api`, TEI's on the others.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +11,8 @@ pub enum Flavor {
     OpenAi,
     /// `{"error": message, "error_type": type}`
     Tei,
+    /// `{"error": message}`
+    Ollama,
 }
 
 #[derive(Debug)]
@@ -62,10 +64,13 @@ impl ApiError {
     }
 }
 
-/// The error flavor of a path's API: OpenAI's under `/v1`, TEI's elsewhere.
+/// The error flavor of a path's API: OpenAI's under `/v1`, Ollama's under `/api`, TEI's
+/// elsewhere.
 pub fn flavor_of(path: &str) -> Flavor {
     if path.starts_with("/v1") {
         Flavor::OpenAi
+    } else if path.starts_with("/api/") {
+        Flavor::Ollama
     } else {
         Flavor::Tei
     }
@@ -87,6 +92,7 @@ impl IntoResponse for ApiError {
                 "error": {"message": self.message, "type": self.kind, "code": self.code, "param": null}
             }),
             Flavor::Tei => json!({"error": self.message, "error_type": self.code}),
+            Flavor::Ollama => json!({"error": self.message}),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         response.extensions_mut().insert(Message(self.message));

@@ -10,12 +10,15 @@
 pub mod api;
 pub mod batcher;
 mod body;
+mod cache;
 mod config;
 mod conn;
+mod dtype;
 pub mod error;
 mod host;
 mod inputs;
 pub mod metrics;
+mod ollama;
 mod openai;
 mod tei;
 
@@ -103,6 +106,8 @@ impl Server {
             warm,
             tokenizing: Arc::new(tokio::sync::Semaphore::new(tokenizing_kib)),
             tokenizing_kib,
+            ranges: config.calibration.clone(),
+            cache: (config.cache_entries > 0).then(|| cache::VectorCache::new(config.cache_entries)),
         });
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
@@ -142,6 +147,8 @@ const ROUTES: &[&str] = &[
     "/embeddings",
     "/v1/models",
     "/embed",
+    "/api/embed",
+    "/api/embeddings",
     "/tokenize",
     "/info",
     "/health",
@@ -175,6 +182,8 @@ fn router(
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
+        .route("/api/embed", post(ollama::embed))
+        .route("/api/embeddings", post(ollama::embeddings))
         .route("/embed", post(tei::embed))
         .route("/tokenize", post(tei::tokenize))
         .route("/info", get(tei::info))
@@ -263,7 +272,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render() + &state.cache.as_ref().map(cache::VectorCache::render).unwrap_or_default(),
     )
         .into_response()
 }

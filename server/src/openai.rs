@@ -8,12 +8,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine;
 use gemma_graph::Truncation;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::api::{self, AppState, Stats};
+use crate::dtype::{Encoding, Stored};
 use crate::error::{ApiError, Flavor};
 use crate::inputs::{parse_input, RawInput};
 use crate::{ClientGone, RequestId};
@@ -32,20 +32,15 @@ struct Request {
     prompt: Option<String>,
     /// Extension: `false` refuses texts past the context instead of truncating them.
     truncate: Option<bool>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Vector {
-    Float(Vec<f32>),
-    Base64(String),
+    /// Extension: the stored dtype (float32, float16, int8, uint8, binary, ubinary).
+    dtype: Option<String>,
 }
 
 #[derive(Serialize)]
 struct Item {
     object: &'static str,
     index: usize,
-    embedding: Vector,
+    embedding: Stored,
 }
 
 #[derive(Serialize)]
@@ -76,16 +71,8 @@ async fn handle(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result
         }
     };
     let dim = api::check_dimensions(dimensions, &state.model)?;
-    let base64 = match request.encoding_format.as_deref() {
-        None | Some("float") => false,
-        Some("base64") => true,
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "invalid_encoding_format",
-                format!("encoding_format {other:?} is not \"float\" or \"base64\""),
-            ))
-        }
-    };
+    let base64 = api::base64_format(request.encoding_format.as_deref())?;
+    let encoding = Encoding::parse(state, request.dtype.as_deref(), base64, dim)?;
     let prompt = api::prompt(request.prompt_name.as_deref(), request.prompt.as_deref())?;
     let truncation = match request.truncate {
         Some(false) => Truncation::Error,
@@ -95,25 +82,18 @@ async fn handle(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result
         .into_sequences(state, prompt, truncation)
         .await?;
     let (done, stats) = api::embed(state, seqs).await?;
-    let data: Vec<Item> = done
+    let data = done
         .vectors
         .iter()
         .enumerate()
         .map(|(index, v)| {
-            let v = api::cut(v, dim, true);
-            let embedding = if base64 {
-                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                Vector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
-            } else {
-                Vector::Float(v)
-            };
-            Item {
+            Ok(Item {
                 object: "embedding",
                 index,
-                embedding,
-            }
+                embedding: encoding.store(state, api::cut(v, dim, true))?,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<Item>, ApiError>>()?;
     let body = Body {
         object: "list",
         data,

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::api::Owned;
 use crate::api::{self, AppState, Stats};
+use crate::dtype::{Encoding, Stored};
 use crate::error::{ApiError, Flavor};
 use crate::inputs::{parse_input, parse_texts, RawInput};
 use crate::{ClientGone, RequestId};
@@ -35,12 +36,18 @@ struct EmbedRequest {
     truncation_direction: Option<Direction>,
     prompt_name: Option<String>,
     dimensions: Option<usize>,
+    /// Extensions: the stored dtype (float32, float16, int8, uint8, binary, ubinary), and
+    /// `"base64"` for the stored bytes instead of numbers.
+    dtype: Option<String>,
+    encoding_format: Option<String>,
 }
 
 async fn embed_request(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<(Response, Stats), ApiError> {
     let request: EmbedRequest = api::parse_body(body, &state.limits)?;
     let inputs = parse_input("inputs", request.inputs, state.limits.max_inputs)?;
     let dim = api::check_dimensions(request.dimensions, &state.model)?;
+    let base64 = api::base64_format(request.encoding_format.as_deref())?;
+    let encoding = Encoding::parse(state, request.dtype.as_deref(), base64, dim)?;
     let prompt = api::prompt(request.prompt_name.as_deref(), None)?;
     let truncation = match (request.truncate, request.truncation_direction) {
         (Some(false), _) => Truncation::Error,
@@ -50,7 +57,11 @@ async fn embed_request(state: &AppState, body: Result<Bytes, BytesRejection>) ->
     let seqs = inputs.into_sequences(state, prompt, truncation).await?;
     let (done, stats) = api::embed(state, seqs).await?;
     let normalize = request.normalize.unwrap_or(true);
-    let vectors: Vec<Vec<f32>> = done.vectors.iter().map(|v| api::cut(v, dim, normalize)).collect();
+    let vectors = done
+        .vectors
+        .iter()
+        .map(|v| encoding.store(state, api::cut(v, dim, normalize)))
+        .collect::<Result<Vec<Stored>, ApiError>>()?;
     Ok((Json(vectors).into_response(), stats))
 }
 

@@ -15,6 +15,7 @@ use super::ModelArgs;
 use crate::input::{PromptArgs, Record, Source, TextArgs};
 use crate::output::{Classes, Destination, OutputFormat, Row, Sink};
 use crate::stats::{Latency, Places, Stats};
+use crate::stored::Encoding;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -33,6 +34,15 @@ pub struct Args {
     /// Matryoshka dimension (768, 512, 256 or 128): truncate and re-normalize.
     #[arg(long)]
     dim: Option<usize>,
+    /// What each stored value is, as sentence-transformers' quantize_embeddings makes it:
+    /// float32, float16, int8, uint8 (each column's range from --calibration cut into 256
+    /// buckets), binary or ubinary (one bit per value, x > 0, eight to a byte).
+    #[arg(long, value_name = "DTYPE", default_value = "float32", conflicts_with = "head")]
+    output_dtype: gemma_graph::OutputDtype,
+    /// Calibration embeddings for --output-dtype int8/uint8: an .npy matrix of vectors of
+    /// representative texts, with the output's dimension (`run ... -o calibration.npy`).
+    #[arg(long, value_name = "FILE.npy")]
+    calibration: Option<PathBuf>,
     /// Token budget of one forward pass; the memory plan is made for it (default: the
     /// context length), so it may exceed the context to pack more short texts per pass.
     #[arg(long)]
@@ -222,6 +232,17 @@ pub fn run(args: Args) -> Result<()> {
         Some(c) => c.labels.len(),
         None => args.dim.unwrap_or(model.output_dim()),
     };
+    let encoding = match &classes {
+        Some(_) => Encoding::FLOAT32,
+        None => Encoding::new(args.output_dtype, args.calibration.as_deref(), dim)?,
+    };
+    if args.skip_invalid && format == OutputFormat::Npy && encoding.dtype.element_bytes() == 1 {
+        bail!(
+            "--skip-invalid writes a skipped line as a NaN row in .npy output, which --output-dtype {} \
+             cannot hold; use a float dtype or a JSONL/CSV output (a null row)",
+            encoding.dtype
+        );
+    }
     let dest = Destination::open(args.output.as_deref())?;
     let mut job = Job {
         model: &model,
@@ -245,6 +266,7 @@ pub fn run(args: Args) -> Result<()> {
         format,
         &dest,
         dim,
+        encoding,
         source.columns().map(|c| (c, args.source.text_field.as_str())),
         classes,
     )

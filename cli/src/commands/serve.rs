@@ -65,6 +65,15 @@ pub struct Args {
     /// loopback names only (a DNS-rebinding guard); bound elsewhere, any.
     #[arg(long, value_name = "HOST")]
     allowed_host: Vec<String>,
+    /// Calibration embeddings (.npy, as `run -o FILE.npy` writes them) whose column ranges
+    /// the int8/uint8 `dtype` of the embedding routes uses; without it those dtypes are refused.
+    #[arg(long, value_name = "FILE.npy")]
+    calibration: Option<std::path::PathBuf>,
+    /// Keep the vectors of this many distinct token sequences and answer repeats from them
+    /// (exactly what the model computes: vectors do not depend on the batch). 0: no cache.
+    /// Each entry holds its ids and vector: at most ~11 KB (a full 2,048-token context).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    cache_entries: usize,
 }
 
 /// `--NAME SECONDS` as a positive duration, or an error naming the flag.
@@ -87,6 +96,15 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--max-connections must be at least 1");
     }
     let api_key = api_key(&args.api_key)?;
+    let calibration = args
+        .calibration
+        .as_deref()
+        .map(|p| -> Result<gemma_graph::Ranges> {
+            let (_, cols, values) = crate::output::read_npy(p)?;
+            gemma_graph::Ranges::from_calibration(&values, cols)
+                .with_context(|| format!("--calibration {}", p.display()))
+        })
+        .transpose()?;
     let mut options = args.model_args.options(args.max_batch_tokens, Pipeline::Default);
     options.max_batch_tokens = args.max_batch_tokens;
     let model = load_model(&path, &options)?;
@@ -112,6 +130,8 @@ pub fn run(args: Args) -> Result<()> {
         allowed_hosts: args.allowed_host.clone(),
         model_name,
         encode: args.model_args.encode(),
+        calibration,
+        cache_entries: args.cache_entries,
     };
     gg_server::fixed_mmap_threshold();
     use std::io::IsTerminal;

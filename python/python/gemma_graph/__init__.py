@@ -14,8 +14,10 @@ so Python threads embedding at the same time run in parallel.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
@@ -27,6 +29,8 @@ from ._native import GemmaGraphError, __version__
 __all__ = [
     "Model",
     "GemmaGraphError",
+    "quantize_embeddings",
+    "OUTPUT_PRECISIONS",
     "PROMPTS",
     "MATRYOSHKA_DIMS",
     "default_model_path",
@@ -38,6 +42,12 @@ __all__ = [
 PROMPTS: Dict[str, str] = dict(_native.prompts())
 #: Output sizes EmbeddingGemma is trained for (Matryoshka); any size up to 768 works.
 MATRYOSHKA_DIMS = tuple(_native.matryoshka_dims())
+
+#: ``encode(precision=...)`` and ``quantize_embeddings``: sentence-transformers' output
+#: precisions, plus ``float16``.
+OUTPUT_PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
+
+_log = logging.getLogger("gemma_graph")
 
 #: Texts per native call when a progress bar is shown and no ``batch_size`` is given.
 _PROGRESS_CHUNK = 32
@@ -97,6 +107,57 @@ def _text_list(sentences: Sentences) -> List[str]:
     return texts
 
 
+def _float_rows(name: str, value: Any) -> np.ndarray:
+    a = np.asarray(value)
+    if a.dtype.kind not in "fc" and a.dtype != np.float16:
+        raise ValueError(f"{name} must be float rather than {a.dtype} (quantize float vectors)")
+    a = np.ascontiguousarray(np.atleast_2d(a), dtype=np.float32)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {a.shape}")
+    return a
+
+
+def quantize_embeddings(
+    embeddings: Any,
+    precision: str,
+    ranges: Optional[np.ndarray] = None,
+    calibration_embeddings: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """sentence-transformers' ``quantize_embeddings``, byte for byte: ``float32``,
+    ``float16``, ``int8``, ``uint8``, ``binary`` (int8, 8 values per byte) or ``ubinary``.
+
+    ``int8``/``uint8`` cut each column's range into 256 buckets: ``ranges`` (shape
+    ``(2, dim)``: minima, maxima), else the range of ``calibration_embeddings``, else (as
+    sentence-transformers does) the range of ``embeddings`` themselves — which then depends
+    on what else is in the call; a warning says so. Rows are packed one by one for ``binary``:
+    a dimension that is not a multiple of 8 ends each row in a zero-padded byte.
+    """
+    if not isinstance(precision, str) or precision not in OUTPUT_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(OUTPUT_PRECISIONS)}; got {precision!r}")
+    x = _float_rows("embeddings", embeddings)
+    single = np.ndim(embeddings) == 1
+    calibration = None
+    if precision in ("int8", "uint8"):
+        if ranges is not None:
+            calibration = _float_rows("ranges", ranges)
+            if calibration.shape[0] != 2:
+                raise ValueError(f"ranges must have shape (2, dim): minima and maxima; got {calibration.shape}")
+        elif calibration_embeddings is not None:
+            calibration = _float_rows("calibration_embeddings", calibration_embeddings)
+        else:
+            if x.shape[0] < 100:
+                _log.warning(
+                    "%s quantization of %d embeddings with ranges taken from those embeddings: pass "
+                    "calibration_embeddings for buckets that do not depend on the batch",
+                    precision,
+                    x.shape[0],
+                )
+            calibration = x
+    data, descr, cols = _native.quantize_embeddings(x, precision, calibration)
+    out = np.frombuffer(data, dtype=np.dtype(descr)).reshape(x.shape[0], cols)
+    return out[0] if single else out
+
+
 class _Progress:
     """tqdm when it is installed, else a counter on stderr."""
 
@@ -133,10 +194,12 @@ class Model:
             Ray actors) each embedding, ``threads=1`` per caller uses the cores best.
         backend: ``"auto"`` (the best this CPU runs), ``"scalar"``, ``"avx2"``, ``"avx512"`` or
             ``"neon"``; a backend the CPU cannot run names the missing feature.
-        precision: ``"fast"`` (default: integer dot products, cosine ≥ 0.9999 with the exact
-            answer), ``"exact"`` (f32 arithmetic on exactly dequantized weights) or ``"int8"``
-            (8-bit activations as llama.cpp computes them: faster on AVX-512 VNNI, about
-            llama.cpp's accuracy; a ``RuntimeError`` on CPUs without its kernels).
+        compute_precision: how the model computes: ``"fast"`` (default: integer dot products,
+            cosine ≥ 0.9999 with the exact answer), ``"exact"`` (f32 arithmetic on exactly
+            dequantized weights) or ``"int8"`` (8-bit activations as llama.cpp computes them:
+            faster on AVX-512 VNNI, about llama.cpp's accuracy; a ``RuntimeError`` on CPUs
+            without its kernels). Not ``encode``'s ``precision``, which is the output's dtype
+            as sentence-transformers names it. (``precision=`` here is its deprecated name.)
         max_batch_tokens: the largest batch in tokens the memory plan is made for (default:
             the model's context length).
     """
@@ -147,9 +210,21 @@ class Model:
         *,
         threads: int = 0,
         backend: str = "auto",
-        precision: Optional[str] = None,
+        compute_precision: Optional[str] = None,
         max_batch_tokens: Optional[int] = None,
+        precision: Optional[str] = None,
     ) -> None:
+        if precision is not None:
+            if compute_precision is not None:
+                raise TypeError("give compute_precision only (precision is its deprecated name)")
+            warnings.warn(
+                "Model(precision=...) is now Model(compute_precision=...); encode(precision=...) "
+                "is the output dtype, as in sentence-transformers",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            compute_precision = precision
+        precision = compute_precision
         file = Path(os.fspath(path)) if path is not None else default_model_path()
         _check_int("threads", threads, 0)
         if not isinstance(backend, str):
@@ -183,7 +258,7 @@ class Model:
         m = self._native
         return (
             f"Model(path={str(m.path)!r}, dim={m.dim}, backend={m.backend!r}, "
-            f"precision={m.precision!r}, threads={m.threads})"
+            f"compute_precision={m.precision!r}, threads={m.threads})"
         )
 
     # --- embedding --------------------------------------------------------------------------
@@ -196,11 +271,16 @@ class Model:
         prompt: Optional[str] = None,
         batch_size: Optional[int] = None,
         truncate_dim: Optional[int] = None,
-        normalize_embeddings: bool = True,
+        normalize_embeddings: bool = False,
+        precision: str = "float32",
+        calibration_embeddings: Optional[np.ndarray] = None,
         convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
         show_progress_bar: bool = False,
-    ) -> Union[np.ndarray, List[np.ndarray]]:
-        """Embed one text (→ shape ``(dim,)``) or many (→ ``(n, dim)``), float32.
+    ) -> Any:
+        """Embed one text (→ shape ``(dim,)``) or many (→ ``(n, dim)``), float32 unless
+        ``precision`` says otherwise. sentence-transformers' ``encode``: the same arguments,
+        defaults and results.
 
         Args:
             prompt_name: one of ``PROMPTS`` (``"query"``, ``"document"``, ...), put in front
@@ -208,11 +288,18 @@ class Model:
             prompt: literal prompt text (wins over ``prompt_name``).
             batch_size: most texts per forward pass (default: packed by the token budget).
                 Vectors do not depend on it.
-            truncate_dim: keep the first ``truncate_dim`` values (Matryoshka: 512, 256, 128).
-            normalize_embeddings: unit-length vectors (after truncation). The model's own
-                output is unit length already; with ``False`` a truncated vector is the
-                plain slice, as in sentence-transformers.
+            truncate_dim: keep the first ``truncate_dim`` values (Matryoshka: 512, 256, 128):
+                the plain slice (norm below 1) unless ``normalize_embeddings``.
+            normalize_embeddings: scale each (truncated) vector to unit length. The model's
+                own output is unit length already, so this matters only with ``truncate_dim``.
+            precision: the output's dtype, as sentence-transformers' ``quantize_embeddings``
+                makes it: ``"float32"``, ``"int8"``, ``"uint8"``, ``"binary"``,
+                ``"ubinary"`` (or ``"float16"``). Not the model's ``compute_precision``.
+            calibration_embeddings: float vectors of representative texts whose column
+                ranges set the ``int8``/``uint8`` buckets (without them, as in
+                sentence-transformers, the ranges of this call's own embeddings).
             convert_to_numpy: ``False`` returns a list of 1-D arrays.
+            convert_to_tensor: a ``torch.Tensor`` (needs torch installed).
             show_progress_bar: a progress bar (tqdm if installed) on stderr.
         """
         single = isinstance(sentences, str)
@@ -227,6 +314,11 @@ class Model:
                 raise ValueError(f"truncate_dim {truncate_dim} is more than the model's {dim}")
             dim = truncate_dim
         normalize = bool(normalize_embeddings)
+        if not isinstance(precision, str) or precision not in OUTPUT_PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(OUTPUT_PRECISIONS)} (the output dtype; the "
+                f"model's compute precision is Model(compute_precision=...)); got {precision!r}"
+            )
 
         def run(chunk: List[str]) -> np.ndarray:
             return self._native.embed(chunk, prompt_text, dim, normalize, batch_size)
@@ -246,6 +338,15 @@ class Model:
                     progress.update(len(chunk))
             finally:
                 progress.close()
+        if precision != "float32":
+            out = quantize_embeddings(out, precision, calibration_embeddings=calibration_embeddings)
+        if convert_to_tensor:
+            try:
+                import torch
+            except ImportError:
+                raise ImportError("convert_to_tensor=True needs torch installed") from None
+            t = torch.from_numpy(np.ascontiguousarray(out))
+            return t[0] if single else t
         if single:
             return out[0]
         if not convert_to_numpy:
@@ -328,7 +429,14 @@ class Model:
         return self._native.backend
 
     @property
+    def compute_precision(self) -> str:
+        """How the model computes (``fast``, ``exact`` or ``int8``)."""
+        return self._native.precision
+
+    @property
     def precision(self) -> str:
+        """Deprecated name of ``compute_precision``."""
+        warnings.warn("Model.precision is now Model.compute_precision", DeprecationWarning, stacklevel=2)
         return self._native.precision
 
     @property
@@ -343,4 +451,6 @@ class Model:
 def _restore(
     path: str, threads: int, backend: str, precision: Optional[str], max_batch_tokens: Optional[int]
 ) -> Model:
-    return Model(path, threads=threads, backend=backend, precision=precision, max_batch_tokens=max_batch_tokens)
+    return Model(
+        path, threads=threads, backend=backend, compute_precision=precision, max_batch_tokens=max_batch_tokens
+    )

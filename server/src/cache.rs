@@ -1,0 +1,136 @@
+//! `serve --cache-entries N`: finished vectors by token sequence, least recently used out.
+//!
+//! Safe only because a vector does not depend on its batch: the model's answer for a token
+//! sequence is one fixed vector (batch- and thread-invariant, tested), so a hit returns
+//! exactly what a fresh computation would. The key is the sequence the model runs — prompt
+//! and truncation applied, BOS/EOS included — so it covers the prompt, the text or token ids
+//! and the truncation; dimensions, normalization and dtype are applied to the full vector
+//! after the lookup, per request. One server serves one model with one precision.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// At most `capacity` vectors; each entry holds its ids (≤ the context) and its vector.
+pub struct VectorCache {
+    capacity: usize,
+    inner: Mutex<Lru>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// A cached vector and its last use.
+type Entry = (Arc<[f32]>, u64);
+
+#[derive(Default)]
+struct Lru {
+    /// ids → (vector, last use).
+    map: HashMap<Arc<[u32]>, Entry>,
+    /// last use → ids, oldest first.
+    order: BTreeMap<u64, Arc<[u32]>>,
+    clock: u64,
+}
+
+impl VectorCache {
+    pub fn new(capacity: usize) -> VectorCache {
+        VectorCache {
+            capacity,
+            inner: Mutex::new(Lru::default()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The vector of `ids`, if cached (and now the most recently used); counted.
+    pub fn get(&self, ids: &[u32]) -> Option<Arc<[f32]>> {
+        let mut lru = self.lock();
+        lru.clock += 1;
+        let now = lru.clock;
+        let found = match lru.map.get_mut(ids) {
+            Some((v, used)) => {
+                let old = std::mem::replace(used, now);
+                Some((Arc::clone(v), old))
+            }
+            None => None,
+        };
+        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let (v, old) = found?;
+        if let Some(key) = lru.order.remove(&old) {
+            lru.order.insert(now, key);
+        }
+        Some(v)
+    }
+
+    /// Keep `vector` for `ids`, evicting the least recently used past the capacity.
+    pub fn put(&self, ids: &[u32], vector: &[f32]) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut lru = self.lock();
+        if lru.map.contains_key(ids) {
+            return;
+        }
+        while lru.map.len() >= self.capacity {
+            let Some((_, oldest)) = lru.order.pop_first() else {
+                break;
+            };
+            lru.map.remove(&oldest);
+        }
+        lru.clock += 1;
+        let now = lru.clock;
+        let key: Arc<[u32]> = ids.into();
+        lru.order.insert(now, Arc::clone(&key));
+        lru.map.insert(key, (vector.into(), now));
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The cache's lines of `/metrics`.
+    pub fn render(&self) -> String {
+        let (hits, misses) = self.counts();
+        format!(
+            "# HELP gemma_graph_cache_hits_total Texts answered from the vector cache.\n\
+             # TYPE gemma_graph_cache_hits_total counter\ngemma_graph_cache_hits_total {hits}\n\
+             # HELP gemma_graph_cache_misses_total Texts the vector cache did not hold.\n\
+             # TYPE gemma_graph_cache_misses_total counter\ngemma_graph_cache_misses_total {misses}\n\
+             # HELP gemma_graph_cache_entries Vectors in the cache.\n\
+             # TYPE gemma_graph_cache_entries gauge\ngemma_graph_cache_entries {}\n",
+            self.len()
+        )
+    }
+
+    /// (hits, misses) so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_recently_used_goes_first_and_counts_are_kept() {
+        let c = VectorCache::new(2);
+        c.put(&[1], &[1.0]);
+        c.put(&[2], &[2.0]);
+        assert_eq!(c.get(&[1]).as_deref(), Some(&[1.0][..])); // 1 is now newer than 2
+        c.put(&[3], &[3.0]); // evicts 2
+        assert!(c.get(&[2]).is_none());
+        assert_eq!(c.get(&[3]).as_deref(), Some(&[3.0][..]));
+        assert_eq!(c.get(&[1]).as_deref(), Some(&[1.0][..]));
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.counts(), (3, 1));
+    }
+}

@@ -1,0 +1,232 @@
+//! Ollama's routes (`/api/embed`, `/api/embeddings`) and the `dtype` extension of `/embed` and
+//! `/v1/embeddings`, over the real model: the same vectors as the library, stored by the same
+//! `quantize_row` as `run --output-dtype` and Python, errors in each API's own shape.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use gemma_graph::{quantize_row, OutputDtype, Ranges};
+use gg_server::ServeConfig;
+use serde_json::json;
+
+fn config() -> ServeConfig {
+    ServeConfig {
+        model_name: "embeddinggemma".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ollama_embed_answers_as_ollama_with_the_library_vectors() {
+    let s = start(config()).await;
+    let texts = ["first text", "the second one"];
+    let r = post(
+        s.addr,
+        "/api/embed",
+        &json!({"model": "embeddinggemma", "input": texts}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["model"], "embeddinggemma");
+    assert!(body["prompt_eval_count"].as_u64().unwrap() > 4);
+    assert!(body["total_duration"].as_u64().unwrap() > 0);
+    let got: Vec<Vec<f32>> = serde_json::from_value(body["embeddings"].clone()).unwrap();
+    assert_eq!(got, vec![alone(texts[0], None, None), alone(texts[1], None, None)]);
+    // One string; `dimensions` re-normalized; `options` and `keep_alive` ignored.
+    let r = post(
+        s.addr,
+        "/api/embed",
+        &json!({"model": "x", "input": texts[0], "dimensions": 256, "options": {"num_ctx": 512}, "keep_alive": "5m"}),
+    )
+    .await;
+    let got: Vec<Vec<f32>> = serde_json::from_value(r.json()["embeddings"].clone()).unwrap();
+    assert_eq!(got, vec![alone(texts[0], None, Some(256))]);
+    // The older route: one `prompt`, one `embedding`.
+    let r = post(s.addr, "/api/embeddings", &json!({"model": "x", "prompt": texts[1]})).await;
+    let got: Vec<f32> = serde_json::from_value(r.json()["embedding"].clone()).unwrap();
+    assert_eq!(got, alone(texts[1], None, None));
+    // Errors are Ollama's `{"error": message}`.
+    let long = "word ".repeat(5000);
+    let r = post(s.addr, "/api/embed", &json!({"input": long, "truncate": false})).await;
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].as_str().unwrap().contains("tokens"), "{}", r.text());
+    let r = post(s.addr, "/api/embed", &json!({"input": [1.5]})).await;
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].as_str().unwrap().contains("input[0]"), "{}", r.text());
+    let r = post(s.addr, "/api/embeddings", &json!({"model": "x"})).await;
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].as_str().unwrap().contains("prompt"), "{}", r.text());
+    let m = get(s.addr, "/metrics").await.text();
+    assert!(
+        m.contains("gemma_graph_requests_total{route=\"/api/embed\",status=\"200\"} 2"),
+        "{m}"
+    );
+}
+
+fn stored(v: &[f32], dtype: OutputDtype, ranges: Option<&Ranges>) -> Vec<u8> {
+    let mut out = Vec::new();
+    quantize_row(v, dtype, ranges, &mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtype_stores_vectors_as_run_does_on_both_apis() {
+    // Calibration: vectors of other texts, at the answers' dimension (256).
+    let calibration: Vec<f32> = ["Photosynthesis.", "The Eiffel Tower.", "Bread rises.", "Markets fell."]
+        .iter()
+        .flat_map(|t| alone(t, None, Some(256)))
+        .collect();
+    let ranges = Ranges::from_calibration(&calibration, 256).unwrap();
+    let s = start(ServeConfig {
+        calibration: Some(ranges.clone()),
+        ..config()
+    })
+    .await;
+    let text = "How do I bake bread?";
+    let v = alone(text, None, Some(256));
+    for dtype in OutputDtype::ALL {
+        let want = stored(&v, dtype, Some(&ranges));
+        let numbers = gemma_graph::stored_values(&want, dtype);
+        // TEI: numbers (integers for byte dtypes), or base64 bytes.
+        let r = post(
+            s.addr,
+            "/embed",
+            &json!({"inputs": text, "dimensions": 256, "dtype": dtype.name()}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{dtype}: {}", r.text());
+        let got: Vec<f64> = r.json()[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let got32: Vec<f32> = got.iter().map(|&x| x as f32).collect();
+        assert_eq!(got32, numbers.iter().map(|&x| x as f32).collect::<Vec<_>>(), "{dtype}");
+        let r = post(
+            s.addr,
+            "/embed",
+            &json!({"inputs": text, "dimensions": 256, "dtype": dtype.name(), "encoding_format": "base64"}),
+        )
+        .await;
+        let b64 = r.json()[0].as_str().unwrap().to_string();
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD.decode(b64).unwrap(),
+            want,
+            "{dtype}"
+        );
+        // OpenAI: the same bytes through base64.
+        let r = post(
+            s.addr,
+            "/v1/embeddings",
+            &json!({"input": [text], "dimensions": 256, "dtype": dtype.name(), "encoding_format": "base64"}),
+        )
+        .await;
+        let b64 = r.json()["data"][0]["embedding"].as_str().unwrap().to_string();
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD.decode(b64).unwrap(),
+            want,
+            "{dtype}"
+        );
+    }
+    // The calibration has 256 columns: int8 at 768 is refused before any text runs.
+    let r = post(s.addr, "/embed", &json!({"inputs": text, "dtype": "int8"})).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("256 dimensions, the answer 768"), "{}", r.text());
+    let r = post(s.addr, "/v1/embeddings", &json!({"input": text, "dtype": "int4"})).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]["message"].as_str().unwrap().contains("ubinary"),
+        "{}",
+        r.text()
+    );
+    drop(s);
+    // Without --calibration, int8 and uint8 are refused by name; binary needs none.
+    let s = start(config()).await;
+    let r = post(s.addr, "/embed", &json!({"inputs": text, "dtype": "uint8"})).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("without --calibration"), "{}", r.text());
+    let r = post(s.addr, "/embed", &json!({"inputs": text, "dtype": "ubinary"})).await;
+    assert_eq!(r.json()[0].as_array().unwrap().len(), 96);
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// `--cache-entries`: a repeat is answered from the cache, bit-identical to a fresh answer and
+/// to the library's, for every route and option applied after the lookup; the cache holds at
+/// most N vectors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_vectors_are_the_fresh_ones_and_the_cache_is_bounded() {
+    let s = start(ServeConfig {
+        cache_entries: 3,
+        ..config()
+    })
+    .await;
+    let texts = ["first text", "the second one"];
+    let fresh = vectors(&post(s.addr, "/v1/embeddings", &json!({"input": texts})).await);
+    let again = vectors(&post(s.addr, "/v1/embeddings", &json!({"input": texts})).await);
+    assert_eq!(fresh, again);
+    assert_eq!(fresh, vec![alone(texts[0], None, None), alone(texts[1], None, None)]);
+    let m = get(s.addr, "/metrics").await.text();
+    assert_eq!(
+        (
+            metric(&m, "gemma_graph_cache_hits_total"),
+            metric(&m, "gemma_graph_cache_misses_total")
+        ),
+        (2, 2)
+    );
+    // Dimensions and prompts: a prompt is another sequence (a miss); a dimension cuts the
+    // cached full vector (a hit).
+    let r = post(
+        s.addr,
+        "/embed",
+        &json!({"inputs": texts[0], "dimensions": 128, "prompt_name": "query"}),
+    )
+    .await;
+    let got: Vec<Vec<f32>> = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(got[0], alone(texts[0], Some("query"), Some(128)));
+    let r = post(s.addr, "/embed", &json!({"inputs": texts[0], "dimensions": 256})).await;
+    let got: Vec<Vec<f32>> = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(got[0], alone(texts[0], None, Some(256)));
+    // Token ids of a cached text are the same sequence: a hit.
+    let ids = model().tokenizer().encode(texts[1], &Default::default()).ids;
+    let r = post(s.addr, "/api/embed", &json!({"input": texts[1]})).await;
+    let got: Vec<Vec<f32>> = serde_json::from_value(r.json()["embeddings"].clone()).unwrap();
+    assert_eq!(got[0], alone(texts[1], None, None));
+    let r = post(s.addr, "/embed", &json!({"inputs": ids})).await;
+    let got: Vec<Vec<f32>> = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(got[0], alone(texts[1], None, None));
+    let m = get(s.addr, "/metrics").await.text();
+    assert_eq!(
+        (
+            metric(&m, "gemma_graph_cache_hits_total"),
+            metric(&m, "gemma_graph_cache_misses_total")
+        ),
+        (5, 3)
+    );
+    // Bounded: three entries now; a fourth evicts the least recently used, the query-prompted
+    // text (texts[0] was used after it), whose next request is a miss again.
+    post(s.addr, "/embed", &json!({"inputs": "a fourth text"})).await;
+    let m = get(s.addr, "/metrics").await.text();
+    assert_eq!(metric(&m, "gemma_graph_cache_entries"), 3);
+    let r = post(s.addr, "/embed", &json!({"inputs": texts[0]})).await;
+    let got: Vec<Vec<f32>> = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(got[0], fresh[0]);
+    let m = get(s.addr, "/metrics").await.text();
+    assert_eq!(
+        (
+            metric(&m, "gemma_graph_cache_hits_total"),
+            metric(&m, "gemma_graph_cache_misses_total")
+        ),
+        (6, 4)
+    );
+    post(s.addr, "/embed", &json!({"inputs": texts[0], "prompt_name": "query"})).await;
+    let m = get(s.addr, "/metrics").await.text();
+    assert_eq!(metric(&m, "gemma_graph_cache_misses_total"), 5, "{m}");
+}
