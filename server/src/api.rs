@@ -129,17 +129,45 @@ pub fn check_dimensions(dimensions: Option<usize>, model: &Model) -> Result<usiz
 /// for its share of the server-wide tokenizing budget; and it stops between inputs when the
 /// request is dropped (timeout, client gone).
 pub async fn sequences(state: &AppState, inputs: Vec<Owned>, options: EmbedOptions) -> Result<Vec<Sequence>, ApiError> {
+    let text_bytes = texts_bytes(
+        &options,
+        inputs.iter().map(|i| match i {
+            Owned::Text(t) => t.len(),
+            Owned::Tokens(_) => 0,
+        }),
+    )?;
+    tokenizing_job(state, text_bytes, move |model, stop| {
+        let rules = model.sequencer(&options).map_err(input_error)?;
+        let mut out = Vec::with_capacity(inputs.len());
+        for (index, input) in inputs.iter().enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                return Err(ApiError::internal("stopped: the request was dropped"));
+            }
+            out.push(rules.sequence(index, input.as_input()).map_err(input_error)?);
+        }
+        Ok(out)
+    })
+    .await
+}
+
+/// The bytes of texts of these lengths with the prompt in front of each ([`tokenizing_job`]
+/// refuses them past `--max-body-bytes`: a 1 MB prompt on 2,048 inputs was 2 GB of text).
+pub fn texts_bytes(options: &EmbedOptions, lengths: impl Iterator<Item = usize>) -> Result<usize, ApiError> {
     let prompt_bytes = match &options.prompt {
         Some(p) => p.text().map_err(input_error)?.len(),
         None => 0,
     };
-    let text_bytes: usize = inputs
-        .iter()
-        .map(|i| match i {
-            Owned::Text(t) => t.len() + prompt_bytes,
-            Owned::Tokens(_) => 0,
-        })
-        .sum();
+    Ok(lengths.map(|n| n + prompt_bytes).sum())
+}
+
+/// Run a tokenizing job of `text_bytes` on a blocking thread, after waiting for its share of
+/// the server-wide tokenizing budget; `stop` turns true when the request is dropped (timeout,
+/// client gone), and the job checks it between inputs.
+pub async fn tokenizing_job<T: Send + 'static>(
+    state: &AppState,
+    text_bytes: usize,
+    job: impl FnOnce(&Model, &AtomicBool) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     let max = state.limits.max_body_bytes;
     if text_bytes > max {
         return Err(ApiError::too_large(
@@ -160,15 +188,7 @@ pub async fn sequences(state: &AppState, inputs: Vec<Owned>, options: EmbedOptio
     let flag = Arc::clone(&stop.0);
     tokio::task::spawn_blocking(move || {
         let _share = share;
-        let rules = model.sequencer(&options).map_err(input_error)?;
-        let mut out = Vec::with_capacity(inputs.len());
-        for (index, input) in inputs.iter().enumerate() {
-            if flag.load(Ordering::Relaxed) {
-                return Err(ApiError::internal("stopped: the request was dropped"));
-            }
-            out.push(rules.sequence(index, input.as_input()).map_err(input_error)?);
-        }
-        Ok(out)
+        job(&model, &flag)
     })
     .await
     .map_err(|e| ApiError::internal(format!("tokenizer thread: {e}")))?
@@ -216,7 +236,7 @@ impl Owned {
 }
 
 /// A library error about the inputs, as the client sees it.
-fn input_error(e: gemma_graph::Error) -> ApiError {
+pub(crate) fn input_error(e: gemma_graph::Error) -> ApiError {
     let code = match &e {
         gemma_graph::Error::WouldTruncate { .. } => "context_length_exceeded",
         gemma_graph::Error::TokenOutOfVocabulary { .. } => "invalid_token_id",

@@ -325,6 +325,17 @@ impl Inputs {
     /// Each input as a sequence, by the library's rules (a prompt on token arrays, a token id
     /// outside the vocabulary, a sequence past the context with truncation off: 400s naming the
     /// input).
+    /// The texts, for routes that need text (chunking); token ids are refused naming `field`.
+    pub fn texts(self, field: &str, why: &str) -> Result<Vec<String>, ApiError> {
+        match self {
+            Inputs::Texts(t) => Ok(t),
+            Inputs::Tokens(_) => Err(ApiError::invalid(
+                "invalid_input",
+                format!("`{field}` must be text for {why}, not token ids"),
+            )),
+        }
+    }
+
     pub async fn into_sequences(
         self,
         state: &AppState,

@@ -11,6 +11,7 @@ pub mod api;
 pub mod batcher;
 mod body;
 mod cache;
+mod chunks;
 mod config;
 mod conn;
 mod dtype;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::api::{self, AppState, Stats};
+use crate::chunks::{self, ChunkOf};
 use crate::dtype::{Encoding, Stored};
 use crate::error::{ApiError, Flavor};
 use crate::inputs::{parse_input, RawInput};
@@ -34,12 +35,18 @@ struct Request {
     truncate: Option<bool>,
     /// Extension: the stored dtype (float32, float16, int8, uint8, binary, ubinary).
     dtype: Option<String>,
+    /// Extension: split each text into windows of this many tokens (one item per window,
+    /// with `chunk`, `start` and `end`; `index` is the input's).
+    chunk_tokens: Option<usize>,
+    chunk_overlap: Option<usize>,
 }
 
 #[derive(Serialize)]
 struct Item {
     object: &'static str,
     index: usize,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    chunk: Option<ChunkOf>,
     embedding: Stored,
 }
 
@@ -78,18 +85,26 @@ async fn handle(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result
         Some(false) => Truncation::Error,
         _ => Truncation::Right,
     };
-    let seqs = parse_input("input", request.input, state.limits.max_inputs)?
-        .into_sequences(state, prompt, truncation)
-        .await?;
+    let chunk = chunks::options(request.chunk_tokens, request.chunk_overlap)?;
+    let inputs = parse_input("input", request.input, state.limits.max_inputs)?;
+    let (seqs, from) = match chunk {
+        None => (inputs.into_sequences(state, prompt, truncation).await?, Vec::new()),
+        Some(c) => {
+            let texts = inputs.texts("input", "chunking")?;
+            chunks::sequences(state, texts, api::input_options(state, prompt, truncation), c).await?
+        }
+    };
     let (done, stats) = api::embed(state, seqs).await?;
     let data = done
         .vectors
         .iter()
         .enumerate()
         .map(|(index, v)| {
+            let chunk = from.get(index).copied();
             Ok(Item {
                 object: "embedding",
-                index,
+                index: chunk.map_or(index, |c| c.input),
+                chunk,
                 embedding: encoding.store(state, api::cut(v, dim, true))?,
             })
         })

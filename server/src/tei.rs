@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::api::Owned;
 use crate::api::{self, AppState, Stats};
+use crate::chunks::{self, ChunkOf};
 use crate::dtype::{Encoding, Stored};
 use crate::error::{ApiError, Flavor};
 use crate::inputs::{parse_input, parse_texts, RawInput};
@@ -40,6 +41,18 @@ struct EmbedRequest {
     /// `"base64"` for the stored bytes instead of numbers.
     dtype: Option<String>,
     encoding_format: Option<String>,
+    /// Extension: split each text into windows of this many tokens; the answer is, per input,
+    /// its chunks `{chunk, start, end, embedding}`.
+    chunk_tokens: Option<usize>,
+    chunk_overlap: Option<usize>,
+}
+
+/// A chunk's vector with where it came from.
+#[derive(Serialize)]
+struct ChunkVector {
+    #[serde(flatten)]
+    from: ChunkOf,
+    embedding: Stored,
 }
 
 async fn embed_request(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<(Response, Stats), ApiError> {
@@ -54,15 +67,30 @@ async fn embed_request(state: &AppState, body: Result<Bytes, BytesRejection>) ->
         (_, Some(Direction::Left)) => Truncation::Left,
         _ => Truncation::Right,
     };
-    let seqs = inputs.into_sequences(state, prompt, truncation).await?;
-    let (done, stats) = api::embed(state, seqs).await?;
+    let chunk = chunks::options(request.chunk_tokens, request.chunk_overlap)?;
     let normalize = request.normalize.unwrap_or(true);
-    let vectors = done
-        .vectors
-        .iter()
-        .map(|v| encoding.store(state, api::cut(v, dim, normalize)))
-        .collect::<Result<Vec<Stored>, ApiError>>()?;
-    Ok((Json(vectors).into_response(), stats))
+    let Some(chunk) = chunk else {
+        let seqs = inputs.into_sequences(state, prompt, truncation).await?;
+        let (done, stats) = api::embed(state, seqs).await?;
+        let vectors = done
+            .vectors
+            .iter()
+            .map(|v| encoding.store(state, api::cut(v, dim, normalize)))
+            .collect::<Result<Vec<Stored>, ApiError>>()?;
+        return Ok((Json(vectors).into_response(), stats));
+    };
+    let texts = inputs.texts("inputs", "chunking")?;
+    let n = texts.len();
+    let (seqs, from) = chunks::sequences(state, texts, api::input_options(state, prompt, truncation), chunk).await?;
+    let (done, stats) = api::embed(state, seqs).await?;
+    let mut per_input: Vec<Vec<ChunkVector>> = (0..n).map(|_| Vec::new()).collect();
+    for (from, v) in from.into_iter().zip(&done.vectors) {
+        per_input[from.input].push(ChunkVector {
+            from,
+            embedding: encoding.store(state, api::cut(v, dim, normalize))?,
+        });
+    }
+    Ok((Json(per_input).into_response(), stats))
 }
 
 pub async fn embed(

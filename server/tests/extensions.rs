@@ -1,6 +1,7 @@
-//! Ollama's routes (`/api/embed`, `/api/embeddings`) and the `dtype` extension of `/embed` and
-//! `/v1/embeddings`, over the real model: the same vectors as the library, stored by the same
-//! `quantize_row` as `run --output-dtype` and Python, errors in each API's own shape.
+//! Ollama's routes (`/api/embed`, `/api/embeddings`), the `dtype` and chunking extensions of
+//! `/embed` and `/v1/embeddings`, and the vector cache, over the real model: the same vectors as
+//! the library, stored by the same `quantize_row` as `run --output-dtype` and Python, errors in
+//! each API's own shape.
 
 mod common;
 
@@ -229,4 +230,91 @@ async fn cached_vectors_are_the_fresh_ones_and_the_cache_is_bounded() {
     post(s.addr, "/embed", &json!({"inputs": texts[0], "prompt_name": "query"})).await;
     let m = get(s.addr, "/metrics").await.text();
     assert_eq!(metric(&m, "gemma_graph_cache_misses_total"), 5, "{m}");
+}
+
+/// `chunk_tokens`/`chunk_overlap`: the chunks `run --chunk-tokens` makes (the library's
+/// `chunk_text`), each embedded as a text of its own, with character offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunking_answers_the_chunks_and_vectors_of_run() {
+    let s = start(config()).await;
+    let texts = [
+        "Bread needs flour, water, salt and yeast. Knead it for ten minutes, let it rise for an hour, \
+         shape it, let it rise again and bake it at 220 °C for thirty-five minutes until it sounds hollow.",
+        "short",
+    ];
+    let chunk = gemma_graph::ChunkOptions { tokens: 12, overlap: 4 };
+    let opts = gemma_graph::EmbedOptions {
+        prompt: Some(gemma_graph::Prompt::Name("document".into())),
+        ..Default::default()
+    };
+    let mut want = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        for (k, c) in model().chunk_text(t, chunk, &opts).unwrap().into_iter().enumerate() {
+            let v = model().embed(&[c.text(t)], &opts).unwrap().vector(0).to_vec();
+            want.push((i, k, c.chars.start, c.chars.end, v));
+        }
+    }
+    assert!(
+        want.iter().filter(|w| w.0 == 0).count() > 3,
+        "the long text makes several chunks"
+    );
+    let r = post(
+        s.addr,
+        "/v1/embeddings",
+        &json!({"input": texts, "prompt_name": "document", "chunk_tokens": 12, "chunk_overlap": 4}),
+    )
+    .await;
+    let data = r.json()["data"].as_array().unwrap().clone();
+    assert_eq!(data.len(), want.len());
+    for (d, (i, k, start, end, v)) in data.iter().zip(&want) {
+        assert_eq!(
+            (d["index"].as_u64(), d["chunk"].as_u64()),
+            (Some(*i as u64), Some(*k as u64))
+        );
+        assert_eq!(
+            (d["start"].as_u64(), d["end"].as_u64()),
+            (Some(*start as u64), Some(*end as u64))
+        );
+        let got: Vec<f32> = serde_json::from_value(d["embedding"].clone()).unwrap();
+        assert_eq!(&got, v);
+    }
+    let r = post(
+        s.addr,
+        "/embed",
+        &json!({"inputs": texts, "prompt_name": "document", "chunk_tokens": 12, "chunk_overlap": 4}),
+    )
+    .await;
+    let per_input = r.json();
+    let flat: Vec<_> = per_input
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c.as_array().unwrap().clone())
+        .collect();
+    assert_eq!(per_input[1].as_array().unwrap().len(), 1);
+    for (c, (_, k, start, end, v)) in flat.iter().zip(&want) {
+        assert_eq!(
+            (c["chunk"].as_u64(), c["start"].as_u64(), c["end"].as_u64()),
+            (Some(*k as u64), Some(*start as u64), Some(*end as u64))
+        );
+        let got: Vec<f32> = serde_json::from_value(c["embedding"].clone()).unwrap();
+        assert_eq!(&got, v);
+    }
+    // Refused before any text runs, naming the field.
+    for (body, needle) in [
+        (
+            json!({"inputs": "x", "chunk_tokens": 4, "chunk_overlap": 4}),
+            "chunk_overlap",
+        ),
+        (json!({"inputs": "x", "chunk_overlap": 2}), "needs `chunk_tokens`"),
+        (
+            json!({"inputs": [2, 100, 1], "chunk_tokens": 4}),
+            "must be text for chunking",
+        ),
+        (json!({"inputs": "x", "chunk_tokens": 4000}), "do not fit"),
+    ] {
+        let r = post(s.addr, "/embed", &body).await;
+        assert_eq!(r.status, 400, "{body}");
+        assert!(r.text().contains(needle), "{body}: {}", r.text());
+    }
 }
