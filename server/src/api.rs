@@ -32,6 +32,8 @@ pub struct AppState {
     /// a multiple of its input, so this bounds it whatever the requests' shapes.
     pub tokenizing: Arc<Semaphore>,
     pub tokenizing_kib: usize,
+    /// `--default-prompt-name`: the prompt of requests that name none.
+    pub default_prompt: Option<String>,
     /// `--cache-entries`: finished vectors by token sequence.
     pub cache: Option<crate::cache::VectorCache>,
     /// `--calibration`: the column ranges of the int8/uint8 `dtype`s.
@@ -83,8 +85,14 @@ pub fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, limi
         .map_err(|e| ApiError::invalid("invalid_json", format!("request body: {e}")))
 }
 
-/// The prompt for `prompt_name` / `prompt` (not both); a name must be one of the model's.
-pub fn prompt(prompt_name: Option<&str>, prompt: Option<&str>) -> Result<Option<Prompt>, ApiError> {
+/// The prompt for `prompt_name` / `prompt` (not both; neither: the server's
+/// `--default-prompt-name`); a name must be one of the model's.
+pub fn prompt(state: &AppState, prompt_name: Option<&str>, prompt: Option<&str>) -> Result<Option<Prompt>, ApiError> {
+    let prompt_name = prompt_name.or(if prompt.is_none() {
+        state.default_prompt.as_deref()
+    } else {
+        None
+    });
     let p = match (prompt_name, prompt) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(

@@ -90,6 +90,9 @@ pub struct ServeConfig {
     pub model_name: String,
     /// How texts are tokenized (control literals, normalization).
     pub encode: gemma_graph::EncodeOptions,
+    /// The prompt (one of the model's names) of requests that give none (TEI's
+    /// `--default-prompt-name`).
+    pub default_prompt_name: Option<String>,
     /// Finished vectors kept by token sequence (0: no cache).
     pub cache_entries: usize,
     /// Column ranges for the int8/uint8 `dtype`s, from calibration embeddings.

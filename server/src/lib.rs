@@ -22,6 +22,7 @@ pub mod metrics;
 mod ollama;
 mod openai;
 mod tei;
+mod tei_text;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,6 +80,15 @@ impl Server {
         if limits.body_timeout.is_zero() || limits.header_timeout.is_zero() || limits.request_timeout.is_zero() {
             return Err(invalid("timeouts must be positive".into()));
         }
+        if let Some(name) = &config.default_prompt_name {
+            if gemma_graph::Prompt::Name(name.clone()).text().is_err() {
+                let names: Vec<&str> = gemma_graph::PROMPTS.iter().map(|(n, _)| *n).collect();
+                return Err(invalid(format!(
+                    "--default-prompt-name {name:?} is not one of the model's prompts: {}",
+                    names.join(", ")
+                )));
+            }
+        }
         let metrics = Arc::new(Metrics::default());
         let warm = Arc::new(OnceLock::new());
         let flag = Arc::clone(&warm);
@@ -108,6 +118,7 @@ impl Server {
             tokenizing: Arc::new(tokio::sync::Semaphore::new(tokenizing_kib)),
             tokenizing_kib,
             ranges: config.calibration.clone(),
+            default_prompt: config.default_prompt_name.clone(),
             cache: (config.cache_entries > 0).then(|| cache::VectorCache::new(config.cache_entries)),
         });
         let listener = TcpListener::bind(addr).await?;
@@ -151,6 +162,8 @@ const ROUTES: &[&str] = &[
     "/api/embed",
     "/api/embeddings",
     "/tokenize",
+    "/decode",
+    "/similarity",
     "/info",
     "/health",
     "/metrics",
@@ -187,6 +200,8 @@ fn router(
         .route("/api/embeddings", post(ollama::embeddings))
         .route("/embed", post(tei::embed))
         .route("/tokenize", post(tei::tokenize))
+        .route("/decode", post(tei_text::decode))
+        .route("/similarity", post(tei_text::similarity))
         .route("/info", get(tei::info))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))

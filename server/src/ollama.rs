@@ -65,7 +65,7 @@ async fn embed_request(
         _ => Truncation::Right,
     };
     let seqs = parse_input("input", request.input, state.limits.max_inputs)?
-        .into_sequences(state, None, truncation)
+        .into_sequences(state, api::prompt(state, None, None)?, truncation)
         .await?;
     let (done, stats) = api::embed(state, seqs).await?;
     // Ollama returns unit vectors, re-normalized after `dimensions` cuts them.
@@ -114,7 +114,7 @@ async fn embeddings_request(
         ));
     };
     let seqs = parse_input("prompt", Some(RawInput::Text(prompt)), state.limits.max_inputs)?
-        .into_sequences(state, None, Truncation::Right)
+        .into_sequences(state, api::prompt(state, None, None)?, Truncation::Right)
         .await?;
     let (done, stats) = api::embed(state, seqs).await?;
     let embedding = done.vectors.into_iter().next().unwrap_or_default();

@@ -80,7 +80,7 @@ async fn handle(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result
     let dim = api::check_dimensions(dimensions, &state.model)?;
     let base64 = api::base64_format(request.encoding_format.as_deref())?;
     let encoding = Encoding::parse(state, request.dtype.as_deref(), base64, dim)?;
-    let prompt = api::prompt(request.prompt_name.as_deref(), request.prompt.as_deref())?;
+    let prompt = api::prompt(state, request.prompt_name.as_deref(), request.prompt.as_deref())?;
     let truncation = match request.truncate {
         Some(false) => Truncation::Error,
         _ => Truncation::Right,

@@ -61,7 +61,7 @@ async fn embed_request(state: &AppState, body: Result<Bytes, BytesRejection>) ->
     let dim = api::check_dimensions(request.dimensions, &state.model)?;
     let base64 = api::base64_format(request.encoding_format.as_deref())?;
     let encoding = Encoding::parse(state, request.dtype.as_deref(), base64, dim)?;
-    let prompt = api::prompt(request.prompt_name.as_deref(), None)?;
+    let prompt = api::prompt(state, request.prompt_name.as_deref(), None)?;
     let truncation = match (request.truncate, request.truncation_direction) {
         (Some(false), _) => Truncation::Error,
         (_, Some(Direction::Left)) => Truncation::Left,
@@ -127,7 +127,7 @@ async fn tokenize_request(
 ) -> Result<(Response, Stats), ApiError> {
     let request: TokenizeRequest = api::parse_body(body, &state.limits)?;
     let texts = parse_texts("inputs", request.inputs, state.limits.max_inputs)?;
-    let prompt = api::prompt(request.prompt_name.as_deref(), None)?;
+    let prompt = api::prompt(state, request.prompt_name.as_deref(), None)?;
     let mut options = api::input_options(state, prompt, Truncation::Right);
     options.encode.add_special = request.add_special_tokens.unwrap_or(true);
     let seqs = api::sequences(state, texts.into_iter().map(Owned::Text).collect(), options).await?;
@@ -149,8 +149,7 @@ async fn tokenize_request(
                 .map(|id| Token {
                     id,
                     text: tok.piece(id).unwrap_or_default().to_string(),
-                    // Control and unknown tokens (types 2 and 3) and BOS/EOS.
-                    special: matches!(tok.token_type(id), Some(2) | Some(3)) || id == tok.bos() || id == tok.eos(),
+                    special: tok.is_special(id),
                     start: None,
                     stop: None,
                 })

@@ -318,3 +318,76 @@ async fn chunking_answers_the_chunks_and_vectors_of_run() {
         assert!(r.text().contains(needle), "{body}: {}", r.text());
     }
 }
+
+/// TEI's `/similarity` and `/decode`, and `--default-prompt-name`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn similarity_decode_and_the_default_prompt() {
+    let s = start(ServeConfig {
+        default_prompt_name: Some("query".into()),
+        ..config()
+    })
+    .await;
+    let source = "How do I bake bread?";
+    let sentences = ["Knead the dough and bake it at 220 °C.", "Stock markets fell today."];
+    let r = post(
+        s.addr,
+        "/similarity",
+        &json!({"inputs": {"source_sentence": source, "sentences": sentences}, "prompt_name": "document"}),
+    )
+    .await;
+    let got: Vec<f32> = serde_json::from_slice(&r.body).unwrap();
+    let a = alone(source, Some("document"), None);
+    let want: Vec<f32> = sentences
+        .iter()
+        .map(|t| {
+            a.iter()
+                .zip(alone(t, Some("document"), None))
+                .map(|(x, y)| x * y)
+                .sum::<f32>()
+        })
+        .collect();
+    assert_eq!(got.len(), 2);
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-6, "{got:?} vs {want:?}");
+    }
+    assert!(got[0] > got[1]);
+    let r = post(
+        s.addr,
+        "/similarity",
+        &json!({"inputs": {"source_sentence": source, "sentences": []}}),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    // Without a prompt in the request, the default one; an explicit one wins.
+    let r = post(s.addr, "/embed", &json!({"inputs": source})).await;
+    let got: Vec<Vec<f32>> = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(got[0], alone(source, Some("query"), None));
+    let r = post(s.addr, "/v1/embeddings", &json!({"input": source, "prompt": ""})).await;
+    assert_eq!(vectors(&r)[0], alone(source, None, None));
+    // /decode: the text back; special tokens skipped unless asked for.
+    let ids = model().tokenizer().encode("hello world", &Default::default()).ids;
+    let r = post(s.addr, "/decode", &json!({"ids": ids})).await;
+    assert_eq!(r.json(), json!(["hello world"]));
+    let r = post(
+        s.addr,
+        "/decode",
+        &json!({"ids": [ids.clone(), ids[1..2].to_vec()], "skip_special_tokens": false}),
+    )
+    .await;
+    assert_eq!(r.json(), json!(["<bos>hello world<eos>", "hello"]));
+    let r = post(s.addr, "/decode", &json!({"ids": [[5, 999999999]]})).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("ids[0][1]"), "{}", r.text());
+    drop(s);
+    let bad = gg_server::Server::bind(
+        model(),
+        ServeConfig {
+            default_prompt_name: Some("nope".into()),
+            ..config()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await;
+    let e = bad.err().expect("an unknown default prompt is refused");
+    assert!(e.to_string().contains("query"), "{e}");
+}

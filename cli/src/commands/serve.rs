@@ -74,6 +74,10 @@ pub struct Args {
     /// Each entry holds its ids and vector: at most ~11 KB (a full 2,048-token context).
     #[arg(long, value_name = "N", default_value_t = 0)]
     cache_entries: usize,
+    /// The prompt of requests that name none (one of the model's: query, document, the task
+    /// names), as TEI's flag of that name.
+    #[arg(long, value_name = "NAME")]
+    default_prompt_name: Option<String>,
 }
 
 /// `--NAME SECONDS` as a positive duration, or an error naming the flag.
@@ -132,6 +136,7 @@ pub fn run(args: Args) -> Result<()> {
         encode: args.model_args.encode(),
         calibration,
         cache_entries: args.cache_entries,
+        default_prompt_name: args.default_prompt_name.clone(),
     };
     gg_server::fixed_mmap_threshold();
     use std::io::IsTerminal;

@@ -318,8 +318,26 @@ impl Tokenizer {
     pub fn decode(&self, ids: &[u32]) -> String {
         let ids = ids.strip_prefix(&[self.bos]).unwrap_or(ids);
         let ids = ids.strip_suffix(&[self.eos]).unwrap_or(ids);
+        self.text_of(ids.iter().copied())
+    }
+
+    /// Control and unknown tokens, BOS and EOS: what TEI's `/tokenize` marks `special` and its
+    /// `/decode` skips.
+    pub fn is_special(&self, id: u32) -> bool {
+        matches!(self.token_type(id), Some(token_type::UNKNOWN | token_type::CONTROL))
+            || id == self.bos
+            || id == self.eos
+    }
+
+    /// Ids back to text as TEI's `/decode` does: every special token left out (`skip_special`)
+    /// or written as its text, BOS and EOS included.
+    pub fn decode_special(&self, ids: &[u32], skip_special: bool) -> String {
+        self.text_of(ids.iter().copied().filter(|&id| !(skip_special && self.is_special(id))))
+    }
+
+    fn text_of(&self, ids: impl Iterator<Item = u32>) -> String {
         let mut bytes = Vec::new();
-        for &id in ids {
+        for id in ids {
             let Some(piece) = self.piece(id) else {
                 continue;
             };
