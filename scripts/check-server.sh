@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # `gemma-graph serve` with real clients: starts the release binary on a free loopback port
 # with an API key, checks the TEI routes with curl, runs the official `openai` Python client
-# and LangChain's `OpenAIEmbeddings` (server/clients/, in a venv in the cache), then stops the
+# LangChain's `OpenAIEmbeddings`, the `ollama` package and grpcio on the gRPC port
+# (server/clients/, in a venv in the cache), then stops the
 # server with SIGTERM and requires a clean exit and one log line per request. Needs
 # `cargo build --release` and the model.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cache="${GEMMA_GRAPH_CACHE:-$HOME/.cache/gemma-graph}"
 venv="$cache/venv-clients"
-if ! "$venv/bin/python" -c "import openai, langchain_openai, ollama, numpy, pytest" >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c "import openai, langchain_openai, ollama, grpc, grpc_tools, numpy, pytest" >/dev/null 2>&1; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "openai>=1.40" "langchain-openai>=0.3" "ollama>=0.4" numpy pytest
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "openai>=1.40" "langchain-openai>=0.3" "ollama>=0.4" grpcio grpcio-tools numpy pytest
 fi
 bin="$PWD/target/release/gemma-graph"
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+grpc_port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 url="http://127.0.0.1:$port"
 key="check-$RANDOM$RANDOM"
 log=$(mktemp)
-GEMMA_GRAPH_API_KEY="$key" "$bin" serve --port "$port" > "$log" 2>&1 &
+GEMMA_GRAPH_API_KEY="$key" "$bin" serve --port "$port" --grpc-port "$grpc_port" > "$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 1 600); do
@@ -48,7 +50,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Content-Type: application/json
 code=$(curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" -d '{"inputs": "a", "truncate": "maybe"}' "$url/embed")
 [[ "$code" == 400 ]] || fail "a bad field gave $code, not 400"
 
-GG_SERVER_URL="$url" GG_API_KEY="$key" GEMMA_GRAPH_BIN="$bin" \
+GG_SERVER_URL="$url" GG_GRPC_ADDR="127.0.0.1:$grpc_port" GG_API_KEY="$key" GEMMA_GRAPH_BIN="$bin" \
   "$venv/bin/python" -m pytest -q -p no:cacheprovider server/clients
 
 kill -TERM "$pid"

@@ -401,6 +401,35 @@ pub struct Stats {
     pub compute: Duration,
 }
 
+/// Count a finished request (HTTP or gRPC, by its HTTP status) and write its log line; the
+/// request's wall time.
+pub fn log_request(
+    state: &AppState,
+    route: &'static str,
+    id: &RequestId,
+    started: Instant,
+    status: u16,
+    stats: &Stats,
+    error: Option<&str>,
+) -> Duration {
+    let total = started.elapsed();
+    state.metrics.request(route, status, total.as_secs_f64());
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    tracing::info!(
+        request_id = %id.0,
+        route,
+        status,
+        inputs = stats.inputs,
+        tokens = stats.tokens,
+        queue_ms = format_args!("{:.2}", ms(stats.queue)),
+        compute_ms = format_args!("{:.2}", ms(stats.compute)),
+        total_ms = format_args!("{:.2}", ms(total)),
+        error = error.unwrap_or(""),
+        "request"
+    );
+    total
+}
+
 /// The response of a route: its body, or its error in the route's flavor; logged and counted.
 pub fn finish(
     state: &AppState,
@@ -417,22 +446,16 @@ pub fn finish(
             (e.with_flavor(flavor).into_response(), Stats::default(), Some(message))
         }
     };
-    let total = started.elapsed();
-    let status = response.status().as_u16();
-    state.metrics.request(route, status, total.as_secs_f64());
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    tracing::info!(
-        request_id = %id.0,
+    let total = log_request(
+        state,
         route,
-        status,
-        inputs = stats.inputs,
-        tokens = stats.tokens,
-        queue_ms = format_args!("{:.2}", ms(stats.queue)),
-        compute_ms = format_args!("{:.2}", ms(stats.compute)),
-        total_ms = format_args!("{:.2}", ms(total)),
-        error = error.as_deref().unwrap_or(""),
-        "request"
+        id,
+        started,
+        response.status().as_u16(),
+        &stats,
+        error.as_deref(),
     );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     response.extensions_mut().insert(Logged);
     let headers: &mut HeaderMap = response.headers_mut();
     let mut put = |name: &'static str, value: String| {

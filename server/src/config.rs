@@ -93,6 +93,8 @@ pub struct ServeConfig {
     /// The prompt (one of the model's names) of requests that give none (TEI's
     /// `--default-prompt-name`).
     pub default_prompt_name: Option<String>,
+    /// Where to serve TEI's gRPC API as well (`--grpc-port`).
+    pub grpc_addr: Option<std::net::SocketAddr>,
     /// Finished vectors kept by token sequence (0: no cache).
     pub cache_entries: usize,
     /// Column ranges for the int8/uint8 `dtype`s, from calibration embeddings.

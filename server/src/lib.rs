@@ -16,6 +16,7 @@ mod config;
 mod conn;
 mod dtype;
 pub mod error;
+mod grpc;
 mod host;
 mod inputs;
 pub mod metrics;
@@ -54,6 +55,8 @@ pub struct Server {
     state: Arc<AppState>,
     /// Set when shutdown starts: requests still sending a body are answered 503.
     stopping: watch::Sender<bool>,
+    /// `--grpc-port`: the gRPC listener, and the API key its calls need.
+    grpc: Option<(TcpListener, Option<String>)>,
 }
 
 impl Server {
@@ -123,6 +126,10 @@ impl Server {
         });
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
+        let grpc = match config.grpc_addr {
+            Some(a) => Some((TcpListener::bind(a).await?, config.api_key.clone())),
+            None => None,
+        };
         let (stopping, stopping_rx) = watch::channel(false);
         let app = router(Arc::clone(&state), &config, local, stopping_rx)?;
         Ok(Server {
@@ -130,11 +137,17 @@ impl Server {
             app,
             state,
             stopping,
+            grpc,
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The gRPC listener's address, when serving gRPC.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Serve until `shutdown` resolves; then stop accepting, answer requests still sending a
@@ -146,7 +159,23 @@ impl Server {
             max_connections: state.limits.max_connections.unwrap_or_else(default_max_connections),
             header_timeout: state.limits.header_timeout,
         };
-        conn::serve(self.listener, self.app, admission, self.stopping, shutdown).await?;
+        // One shutdown for both protocols: each waits for the signal, then finishes its calls.
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let grpc = self.grpc.map(|(listener, key)| {
+            tokio::spawn(grpc::serve(Arc::clone(&state), key, listener, stopped(stop_rx.clone())))
+        });
+        let http = conn::serve(self.listener, self.app, admission, self.stopping, stopped(stop_rx)).await;
+        if let Some(task) = grpc {
+            task.await.map_err(std::io::Error::other)??;
+        }
+        http?;
         tokio::task::spawn_blocking(move || state.batcher.shutdown())
             .await
             .map_err(std::io::Error::other)
@@ -332,6 +361,16 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The `authorization` header (HTTP) or metadata (gRPC) against the API key: `Bearer KEY`,
+/// compared in constant time; the error says what is wrong.
+pub(crate) fn check_key(key: &str, authorization: Option<&str>) -> Result<(), &'static str> {
+    match authorization.and_then(bearer_token) {
+        Some(token) if constant_time_eq(token.as_bytes(), key.as_bytes()) => Ok(()),
+        Some(_) => Err("invalid API key"),
+        None => Err("missing API key: send `Authorization: Bearer <key>`"),
+    }
+}
+
 async fn authorize(State(key): State<Arc<Option<String>>>, request: Request, next: Next) -> Response {
     let Some(key) = key.as_deref() else {
         return next.run(request).await;
@@ -340,19 +379,15 @@ async fn authorize(State(key): State<Arc<Option<String>>>, request: Request, nex
     if path == "/health" || request.method() == Method::OPTIONS {
         return next.run(request).await;
     }
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token);
-    match given {
-        Some(token) if constant_time_eq(token.as_bytes(), key.as_bytes()) => next.run(request).await,
-        given => {
-            let message = if given.is_some() {
-                "invalid API key"
-            } else {
-                "missing API key: send `Authorization: Bearer <key>`"
-            };
+    match check_key(
+        key,
+        request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    ) {
+        Ok(()) => next.run(request).await,
+        Err(message) => {
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "authentication_error",
@@ -371,18 +406,21 @@ async fn authorize(State(key): State<Arc<Option<String>>>, request: Request, nex
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A request's id: the client's `x-request-id` if it is sane (1–128 visible ASCII), else the
+/// next of a counter. HTTP and gRPC alike.
+pub(crate) fn request_id(given: Option<&str>) -> String {
+    given
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("gg-{:x}", NEXT_ID.fetch_add(1, Ordering::Relaxed)))
+}
+
 /// The outermost layer: gives the request its id (the client's `x-request-id` if sane), tells
 /// the hang-up watch whether it may probe (HTTP/1.1), and logs and counts every request a
 /// route did not: refusals by the layers, and requests whose connection closed before any
 /// response (the future is dropped: logged as 499 by the guard).
 async fn observe(State(metrics): State<Arc<Metrics>>, mut request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("gg-{:x}", NEXT_ID.fetch_add(1, Ordering::Relaxed)));
+    let id = request_id(request.headers().get("x-request-id").and_then(|v| v.to_str().ok()));
     let http11 = request.version() == axum::http::Version::HTTP_11;
     if let Some(gone) = request.extensions_mut().get_mut::<ClientGone>() {
         gone.may_probe = http11;

@@ -113,23 +113,24 @@ struct TokenizeRequest {
 }
 
 #[derive(Serialize)]
-struct Token {
-    id: u32,
-    text: String,
-    special: bool,
-    start: Option<usize>,
-    stop: Option<usize>,
+pub(crate) struct Token {
+    pub id: u32,
+    pub text: String,
+    pub special: bool,
+    pub start: Option<usize>,
+    pub stop: Option<usize>,
 }
 
-async fn tokenize_request(
+/// The tokens of each text (TEI's `/tokenize`, and gRPC's `Tokenize`): id, piece, special.
+pub(crate) async fn tokens(
     state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(Response, Stats), ApiError> {
-    let request: TokenizeRequest = api::parse_body(body, &state.limits)?;
-    let texts = parse_texts("inputs", request.inputs, state.limits.max_inputs)?;
-    let prompt = api::prompt(state, request.prompt_name.as_deref(), None)?;
+    texts: Vec<String>,
+    prompt_name: Option<&str>,
+    add_special: bool,
+) -> Result<Vec<Vec<Token>>, ApiError> {
+    let prompt = api::prompt(state, prompt_name, None)?;
     let mut options = api::input_options(state, prompt, Truncation::Right);
-    options.encode.add_special = request.add_special_tokens.unwrap_or(true);
+    options.encode.add_special = add_special;
     let seqs = api::sequences(state, texts.into_iter().map(Owned::Text).collect(), options).await?;
     // The answer costs ~40 bytes a token: bounded like an embedding request's tokens.
     let tokens: usize = seqs.iter().map(|s| s.ids.len()).sum();
@@ -141,7 +142,7 @@ async fn tokenize_request(
         ));
     }
     let tok = state.model.tokenizer();
-    let out: Vec<Vec<Token>> = seqs
+    Ok(seqs
         .into_iter()
         .map(|seq| {
             seq.ids
@@ -155,7 +156,22 @@ async fn tokenize_request(
                 })
                 .collect()
         })
-        .collect();
+        .collect())
+}
+
+async fn tokenize_request(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Response, Stats), ApiError> {
+    let request: TokenizeRequest = api::parse_body(body, &state.limits)?;
+    let texts = parse_texts("inputs", request.inputs, state.limits.max_inputs)?;
+    let out = tokens(
+        state,
+        texts,
+        request.prompt_name.as_deref(),
+        request.add_special_tokens.unwrap_or(true),
+    )
+    .await?;
     Ok((Json(out).into_response(), Stats::default()))
 }
 

@@ -130,19 +130,27 @@ async fn decode_request(state: &AppState, body: Result<Bytes, BytesRejection>) -
             ),
         ));
     }
+    let skip = request.skip_special_tokens.unwrap_or(true);
+    let texts = arrays
+        .iter()
+        .enumerate()
+        .map(|(i, ids)| decode_ids(state, ids, skip, &format!("ids[{i}]")))
+        .collect::<Result<Vec<String>, ApiError>>()?;
+    Ok((Json(texts).into_response(), Stats::default()))
+}
+
+/// Token ids back to text (TEI's `/decode` and gRPC's `Decode`); an id outside the vocabulary
+/// is refused, named as `field[j]`.
+pub(crate) fn decode_ids(state: &AppState, ids: &[u32], skip_special: bool, field: &str) -> Result<String, ApiError> {
     let tok = state.model.tokenizer();
     let vocab = tok.vocab_size();
-    for (i, ids) in arrays.iter().enumerate() {
-        if let Some((j, id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
-            return Err(ApiError::invalid(
-                "invalid_ids",
-                format!("ids[{i}][{j}] = {id} is outside the vocabulary (size {vocab})"),
-            ));
-        }
+    if let Some((j, id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
+        return Err(ApiError::invalid(
+            "invalid_ids",
+            format!("{field}[{j}] = {id} is outside the vocabulary (size {vocab})"),
+        ));
     }
-    let skip = request.skip_special_tokens.unwrap_or(true);
-    let texts: Vec<String> = arrays.iter().map(|ids| tok.decode_special(ids, skip)).collect();
-    Ok((Json(texts).into_response(), Stats::default()))
+    Ok(tok.decode_special(ids, skip_special))
 }
 
 pub async fn decode(

@@ -78,6 +78,10 @@ pub struct Args {
     /// names), as TEI's flag of that name.
     #[arg(long, value_name = "NAME")]
     default_prompt_name: Option<String>,
+    /// Also serve TEI's gRPC API (tei.v1: Info, Embed, Tokenize) on this port of --host: the
+    /// same queue, limits, API key (metadata `authorization: Bearer KEY`) and metrics.
+    #[arg(long, value_name = "PORT")]
+    grpc_port: Option<u16>,
 }
 
 /// `--NAME SECONDS` as a positive duration, or an error naming the flag.
@@ -137,6 +141,7 @@ pub fn run(args: Args) -> Result<()> {
         calibration,
         cache_entries: args.cache_entries,
         default_prompt_name: args.default_prompt_name.clone(),
+        grpc_addr: args.grpc_port.map(|p| SocketAddr::new(args.host, p)),
     };
     gg_server::fixed_mmap_threshold();
     use std::io::IsTerminal;
