@@ -7,7 +7,8 @@ fn main() {
         Ok(fds) => fds,
         Err(e) => panic!("proto/tei.proto: {e}"),
     };
-    if let Err(e) = tonic_prost_build::configure().build_client(false).compile_fds(fds) {
+    // The client is for the load generator (benches/load.rs: gRPC against HTTP).
+    if let Err(e) = tonic_prost_build::configure().compile_fds(fds) {
         panic!("generating the gRPC code of proto/tei.proto: {e}");
     }
 }

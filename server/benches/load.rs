@@ -6,7 +6,16 @@
 //!     cargo bench -p gg-server --bench load -- --url http://127.0.0.1:8080 \
 //!         --input ../shared/bench/queries.jsonl --concurrency 1,8,64 --seconds 20
 //!
+//! `--grpc HOST:PORT` sends TEI's gRPC `Embed` instead (our `serve --grpc-port`), each client
+//! on its own HTTP/2 connection; `--distinct N` draws from the first N texts only, so texts
+//! repeat (what `serve --cache-entries` is for).
+//!
 //! Output: one JSON line per concurrency level (for scripts), and a table on stderr.
+
+#[allow(clippy::all, dead_code)]
+mod pb {
+    tonic::include_proto!("tei.v1");
+}
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,6 +31,8 @@ struct Args {
     seconds: f64,
     model: String,
     api_key: Option<String>,
+    grpc: Option<String>,
+    distinct: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -32,6 +43,8 @@ fn parse_args() -> Result<Args, String> {
         seconds: 20.0,
         model: "embeddinggemma".into(),
         api_key: None,
+        grpc: None,
+        distinct: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -41,6 +54,8 @@ fn parse_args() -> Result<Args, String> {
             "--input" => args.input = value()?,
             "--model" => args.model = value()?,
             "--api-key" => args.api_key = Some(value()?),
+            "--grpc" => args.grpc = Some(value()?),
+            "--distinct" => args.distinct = Some(value()?.parse().map_err(|e| format!("--distinct: {e}"))?),
             "--seconds" => args.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--concurrency" => {
                 args.concurrency = value()?
@@ -134,6 +149,58 @@ fn prompt_tokens(body: &[u8]) -> u64 {
         .fold(0, |n, &d| n * 10 + u64::from(d - b'0'))
 }
 
+/// One gRPC client: `Embed` calls on its own connection until `stop`; latencies of the answers.
+async fn grpc_client(
+    addr: String,
+    key: Option<String>,
+    texts: Arc<Vec<String>>,
+    next: Arc<AtomicU64>,
+    counts: Arc<Counts>,
+    stop: Instant,
+) -> Vec<f64> {
+    let mut latencies = Vec::new();
+    let mut client = loop {
+        match pb::embed_client::EmbedClient::connect(format!("http://{addr}")).await {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < stop => {
+                counts.errors.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(_) => return latencies,
+        }
+    };
+    while Instant::now() < stop {
+        let i = next.fetch_add(1, Ordering::Relaxed) as usize % texts.len();
+        let mut request = tonic::Request::new(pb::EmbedRequest {
+            inputs: texts[i].clone(),
+            normalize: true,
+            ..Default::default()
+        });
+        if let Some(k) = &key {
+            if let Ok(v) = format!("Bearer {k}").parse() {
+                request.metadata_mut().insert("authorization", v);
+            }
+        }
+        let started = Instant::now();
+        match client.embed(request).await {
+            Ok(r) => {
+                latencies.push(started.elapsed().as_secs_f64());
+                counts.ok.fetch_add(1, Ordering::Relaxed);
+                let tokens = r.get_ref().metadata.as_ref().map_or(0, |m| m.compute_tokens);
+                counts.tokens.fetch_add(u64::from(tokens), Ordering::Relaxed);
+            }
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                counts.busy.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(_) => {
+                counts.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    latencies
+}
+
 async fn level(args: &Args, texts: &Arc<Vec<String>>, clients: usize) -> serde_json::Value {
     let (host, prefix) = split_url(&args.url).expect("url");
     let counts = Arc::new(Counts::default());
@@ -141,6 +208,18 @@ async fn level(args: &Args, texts: &Arc<Vec<String>>, clients: usize) -> serde_j
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..clients {
+        if let Some(addr) = &args.grpc {
+            let (texts, counts, next) = (Arc::clone(texts), Arc::clone(&counts), Arc::clone(&next));
+            tasks.push(tokio::spawn(grpc_client(
+                addr.clone(),
+                args.api_key.clone(),
+                texts,
+                next,
+                counts,
+                stop,
+            )));
+            continue;
+        }
         let (host, prefix, texts, counts, next) = (
             host.clone(),
             prefix.clone(),
@@ -209,8 +288,9 @@ async fn level(args: &Args, texts: &Arc<Vec<String>>, clients: usize) -> serde_j
     };
     let ok = counts.ok.load(Ordering::Relaxed);
     let tokens = counts.tokens.load(Ordering::Relaxed);
+    let url = args.grpc.as_ref().map_or(args.url.clone(), |g| format!("grpc://{g}"));
     serde_json::json!({
-        "url": args.url, "input": args.input, "concurrency": clients, "seconds": wall,
+        "url": url, "input": args.input, "distinct": texts.len(), "concurrency": clients, "seconds": wall,
         "texts": ok, "texts_per_s": ok as f64 / wall, "tokens_per_s": tokens as f64 / wall,
         "p50_ms": pct(0.5), "p99_ms": pct(0.99),
         "status_429": counts.busy.load(Ordering::Relaxed), "errors": counts.errors.load(Ordering::Relaxed),
@@ -233,6 +313,7 @@ fn main() {
             let v: serde_json::Value = serde_json::from_str(l).expect("JSONL");
             v["text"].as_str().expect("a text field").to_string()
         })
+        .take(args.distinct.unwrap_or(usize::MAX))
         .collect();
     let texts = Arc::new(texts);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -523,6 +523,10 @@ async fn hostile_bodies_always_get_a_json_answer() {
         json!({"input": ["a", "b"], "dimensions": 256, "encoding_format": "base64"}).to_string(),
         json!({"inputs": ["a"], "normalize": false, "truncate": true, "truncation_direction": "Left"}).to_string(),
         json!({"input": [[2, 10, 1], [5, 6]]}).to_string(),
+        json!({"inputs": "a b c d e f", "chunk_tokens": 2, "chunk_overlap": 1, "dtype": "ubinary"}).to_string(),
+        json!({"input": ["a"], "dtype": "float16", "options": {"num_ctx": 4}, "truncate": false}).to_string(),
+        json!({"inputs": {"source_sentence": "a", "sentences": ["b", "c"]}, "prompt_name": "query"}).to_string(),
+        json!({"ids": [[2, 5, 1], [7]], "skip_special_tokens": false}).to_string(),
     ];
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = move || {
@@ -531,8 +535,16 @@ async fn hostile_bodies_always_get_a_json_answer() {
         state ^= state << 17;
         state
     };
-    let routes = ["/v1/embeddings", "/embed", "/tokenize"];
-    for i in 0..300 {
+    let routes = [
+        "/v1/embeddings",
+        "/embed",
+        "/tokenize",
+        "/api/embed",
+        "/api/embeddings",
+        "/similarity",
+        "/decode",
+    ];
+    for i in 0..600 {
         let mut body = seeds[i % seeds.len()].clone().into_bytes();
         for _ in 0..(next() % 4 + 1) {
             let at = (next() as usize) % body.len();
@@ -544,7 +556,7 @@ async fn hostile_bodies_always_get_a_json_answer() {
                 _ => body.insert(at, b"[]{}\",:-019e\\u\xff"[(next() % 15) as usize]),
             }
         }
-        let route = routes[(next() % 3) as usize];
+        let route = routes[(next() as usize) % routes.len()];
         let r = send(s.addr, "POST", route, &[("Content-Type", "application/json")], &body).await;
         assert!(
             matches!(r.status, 200 | 400 | 413),
