@@ -96,18 +96,31 @@ impl VectorCache {
         self.len() == 0
     }
 
-    /// The cache's lines of `/metrics`.
-    pub fn render(&self) -> String {
+    /// The cache's families of `/metrics`.
+    pub fn families(&self) -> Vec<crate::metrics::Family> {
+        use crate::metrics::Family;
         let (hits, misses) = self.counts();
-        format!(
-            "# HELP gemma_graph_cache_hits_total Texts answered from the vector cache.\n\
-             # TYPE gemma_graph_cache_hits_total counter\ngemma_graph_cache_hits_total {hits}\n\
-             # HELP gemma_graph_cache_misses_total Texts the vector cache did not hold.\n\
-             # TYPE gemma_graph_cache_misses_total counter\ngemma_graph_cache_misses_total {misses}\n\
-             # HELP gemma_graph_cache_entries Vectors in the cache.\n\
-             # TYPE gemma_graph_cache_entries gauge\ngemma_graph_cache_entries {}\n",
-            self.len()
-        )
+        let one = |v: u64| vec![(String::new(), v.to_string())];
+        vec![
+            Family::new(
+                "gemma_graph_cache_hits_total",
+                "counter",
+                "Texts answered from the vector cache.",
+                one(hits),
+            ),
+            Family::new(
+                "gemma_graph_cache_misses_total",
+                "counter",
+                "Texts the vector cache did not hold.",
+                one(misses),
+            ),
+            Family::new(
+                "gemma_graph_cache_entries",
+                "gauge",
+                "Vectors in the cache.",
+                one(self.len() as u64),
+            ),
+        ]
     }
 
     /// (hits, misses) so far.

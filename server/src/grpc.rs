@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::{self, AppState, Owned, Stats};
 use crate::error::ApiError;
+use crate::models::Models;
 use crate::RequestId;
 
 #[allow(clippy::all, missing_docs)]
@@ -125,10 +126,21 @@ fn metadata(stats: &Stats, chars: usize, started: Instant) -> pb::Metadata {
     }
 }
 
-/// The services, sharing the HTTP routes' state.
+/// The services, sharing the HTTP routes' models.
 #[derive(Clone)]
 pub struct Services {
-    state: Arc<AppState>,
+    models: Arc<Models>,
+}
+
+impl Services {
+    /// The model a call names in its `x-model` metadata (none: the first).
+    fn state<T>(&self, request: &Request<T>) -> Result<Arc<AppState>, Status> {
+        let name = request.metadata().get("x-model").and_then(|v| v.to_str().ok());
+        self.models
+            .get(name)
+            .map(Arc::clone)
+            .map_err(|e| Status::not_found(e.message))
+    }
 }
 
 async fn embed_one(state: &AppState, req: pb::EmbedRequest) -> Result<(pb::EmbedResponse, Stats), ApiError> {
@@ -160,12 +172,12 @@ async fn embed_one(state: &AppState, req: pb::EmbedRequest) -> Result<(pb::Embed
 #[tonic::async_trait]
 impl Embed for Services {
     async fn embed(&self, request: Request<pb::EmbedRequest>) -> Result<Response<pb::EmbedResponse>, Status> {
-        let id = request_id(&request);
+        let (id, state) = (request_id(&request), self.state(&request)?);
         let v = call(
-            &self.state,
+            &state,
             "/tei.v1.Embed/Embed",
             &id,
-            embed_one(&self.state, request.into_inner()),
+            embed_one(&state, request.into_inner()),
         )
         .await?;
         Ok(answer(v, &id))
@@ -180,8 +192,7 @@ impl Embed for Services {
         &self,
         request: Request<Streaming<pb::EmbedRequest>>,
     ) -> Result<Response<Self::EmbedStreamStream>, Status> {
-        let id = request_id(&request);
-        let state = Arc::clone(&self.state);
+        let (id, state) = (request_id(&request), self.state(&request)?);
         let out = request
             .into_inner()
             .map(move |message| {
@@ -214,8 +225,8 @@ fn until_error<T: Send + 'static>(
 #[tonic::async_trait]
 impl Info for Services {
     async fn info(&self, request: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
-        let id = request_id(&request);
-        let state = &self.state;
+        let (id, state) = (request_id(&request), self.state(&request)?);
+        let state = &state;
         let limits = &state.limits;
         let clamp = |n: usize| n.min(u32::MAX as usize) as u32;
         let info = pb::InfoResponse {
@@ -266,12 +277,12 @@ fn decode_one(state: &AppState, req: &pb::DecodeRequest) -> Result<(pb::DecodeRe
 #[tonic::async_trait]
 impl Tokenize for Services {
     async fn tokenize(&self, request: Request<pb::EncodeRequest>) -> Result<Response<pb::EncodeResponse>, Status> {
-        let id = request_id(&request);
+        let (id, state) = (request_id(&request), self.state(&request)?);
         let v = call(
-            &self.state,
+            &state,
             "/tei.v1.Tokenize/Tokenize",
             &id,
-            tokenize_one(&self.state, request.into_inner()),
+            tokenize_one(&state, request.into_inner()),
         )
         .await?;
         Ok(answer(v, &id))
@@ -283,8 +294,7 @@ impl Tokenize for Services {
         &self,
         request: Request<Streaming<pb::EncodeRequest>>,
     ) -> Result<Response<Self::TokenizeStreamStream>, Status> {
-        let id = request_id(&request);
-        let state = Arc::clone(&self.state);
+        let (id, state) = (request_id(&request), self.state(&request)?);
         let out = request.into_inner().then(move |message| {
             let (state, id) = (Arc::clone(&state), id.clone());
             async move {
@@ -302,10 +312,10 @@ impl Tokenize for Services {
     }
 
     async fn decode(&self, request: Request<pb::DecodeRequest>) -> Result<Response<pb::DecodeResponse>, Status> {
-        let id = request_id(&request);
+        let (id, state) = (request_id(&request), self.state(&request)?);
         let req = request.into_inner();
-        let v = call(&self.state, "/tei.v1.Tokenize/Decode", &id, async {
-            decode_one(&self.state, &req)
+        let v = call(&state, "/tei.v1.Tokenize/Decode", &id, async {
+            decode_one(&state, &req)
         })
         .await?;
         Ok(answer(v, &id))
@@ -317,8 +327,7 @@ impl Tokenize for Services {
         &self,
         request: Request<Streaming<pb::DecodeRequest>>,
     ) -> Result<Response<Self::DecodeStreamStream>, Status> {
-        let id = request_id(&request);
-        let state = Arc::clone(&self.state);
+        let (id, state) = (request_id(&request), self.state(&request)?);
         let out = request.into_inner().then(move |message| {
             let (state, id) = (Arc::clone(&state), id.clone());
             async move {
@@ -336,13 +345,13 @@ impl Tokenize for Services {
 /// Serve the gRPC API on `listener` until `shutdown` resolves (then finish the calls in
 /// flight). Every call needs the API key, if one is set; a refusal is logged and counted.
 pub async fn serve(
-    state: Arc<AppState>,
+    models: Arc<Models>,
     api_key: Option<String>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let max_message = state.limits.max_body_bytes;
-    let guard_state = Arc::clone(&state);
+    let max_message = models.first().limits.max_body_bytes;
+    let guard_state = Arc::clone(models.first());
     let guard = move |mut request: Request<()>| -> Result<Request<()>, Status> {
         let id = RequestId(crate::request_id(
             request.metadata().get("x-request-id").and_then(|v| v.to_str().ok()),
@@ -365,7 +374,7 @@ pub async fn serve(
         request.extensions_mut().insert(id);
         Ok(request)
     };
-    let services = Services { state };
+    let services = Services { models };
     use tonic::service::interceptor::InterceptedService;
     let embed = EmbedServer::new(services.clone())
         .max_decoding_message_size(max_message)

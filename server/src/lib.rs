@@ -20,6 +20,7 @@ mod grpc;
 mod host;
 mod inputs;
 pub mod metrics;
+pub mod models;
 mod ollama;
 mod openai;
 mod tei;
@@ -52,7 +53,7 @@ pub use conn::ClientGone;
 pub struct Server {
     listener: TcpListener,
     app: Router,
-    state: Arc<AppState>,
+    models: Arc<models::Models>,
     /// Set when shutdown starts: requests still sending a body are answered 503.
     stopping: watch::Sender<bool>,
     /// `--grpc-port`: the gRPC listener, and the API key its calls need.
@@ -61,22 +62,29 @@ pub struct Server {
 
 impl Server {
     /// Check the configuration against the model, start the model thread (warm-up first) and
-    /// bind `addr` (port 0: any free port).
+    /// bind `addr` (port 0: any free port). The model is called `config.model_name`.
     pub async fn bind(model: Arc<Model>, config: ServeConfig, addr: SocketAddr) -> std::io::Result<Server> {
+        let name = config.model_name.clone();
+        Server::bind_models(vec![(name, model)], config, addr).await
+    }
+
+    /// As [`Server::bind`], with several models, each with its own queue and model thread; a
+    /// request picks one by name ([`models`]), the first when it names none.
+    pub async fn bind_models(
+        models: Vec<(String, Arc<Model>)>,
+        config: ServeConfig,
+        addr: SocketAddr,
+    ) -> std::io::Result<Server> {
         let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
-        let context = model.config().context_length;
-        let limits = config.limits.clone();
-        let batch = limits.max_batch_tokens.min(model.max_batch_tokens());
-        if batch < context {
-            return Err(invalid(format!(
-                "--max-batch-tokens {batch} is below the model's context of {context} tokens: a text of full length could never run{}",
-                if model.max_batch_tokens() < limits.max_batch_tokens {
-                    " (the model was loaded for fewer tokens per batch)"
-                } else {
-                    ""
-                }
-            )));
+        if models.is_empty() {
+            return Err(invalid("no model to serve".into()));
         }
+        for (i, (name, _)) in models.iter().enumerate() {
+            if name.is_empty() || models[..i].iter().any(|(n, _)| n == name) {
+                return Err(invalid(format!("model names must be distinct and not empty: {name:?}")));
+            }
+        }
+        let limits = config.limits.clone();
         if limits.max_connections == Some(0) {
             return Err(invalid("--max-connections must be at least 1".into()));
         }
@@ -92,38 +100,11 @@ impl Server {
                 )));
             }
         }
-        let metrics = Arc::new(Metrics::default());
-        let warm = Arc::new(OnceLock::new());
-        let flag = Arc::clone(&warm);
-        let batcher = Batcher::start(
-            Arc::clone(&model),
-            BatchConfig {
-                max_batch_tokens: limits.max_batch_tokens,
-                max_wait: limits.max_wait,
-                max_queue_tokens: limits.max_queue_tokens,
-            },
-            Arc::clone(&metrics),
-            move |outcome| {
-                let _ = flag.set(outcome);
-            },
-        )?;
-        // Text being tokenized at once, across requests: two of the longest texts accepted
-        // (the tokenizer holds ~30 bytes per byte of the text it is working on).
-        let tokenizing_kib = (2 * gemma_graph::MAX_TEXT_BYTES) / 1024;
-        let state = Arc::new(AppState {
-            model,
-            model_name: config.model_name.clone(),
-            encode: config.encode,
-            batcher,
-            metrics,
-            limits,
-            warm,
-            tokenizing: Arc::new(tokio::sync::Semaphore::new(tokenizing_kib)),
-            tokenizing_kib,
-            ranges: config.calibration.clone(),
-            default_prompt: config.default_prompt_name.clone(),
-            cache: (config.cache_entries > 0).then(|| cache::VectorCache::new(config.cache_entries)),
-        });
+        let states = models
+            .into_iter()
+            .map(|(name, model)| start_model(name, model, &config))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let models = Arc::new(models::Models { states });
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let grpc = match config.grpc_addr {
@@ -131,11 +112,11 @@ impl Server {
             None => None,
         };
         let (stopping, stopping_rx) = watch::channel(false);
-        let app = router(Arc::clone(&state), &config, local, stopping_rx)?;
+        let app = router(Arc::clone(&models), &config, local, stopping_rx)?;
         Ok(Server {
             listener,
             app,
-            state,
+            models,
             stopping,
             grpc,
         })
@@ -154,7 +135,8 @@ impl Server {
     /// body with 503, finish the requests in flight (their queued texts included), and stop
     /// the model thread.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let state = self.state;
+        let models = self.models;
+        let state = Arc::clone(models.first());
         let admission = conn::Admission {
             max_connections: state.limits.max_connections.unwrap_or_else(default_max_connections),
             header_timeout: state.limits.header_timeout,
@@ -169,17 +151,76 @@ impl Server {
             let _ = rx.wait_for(|s| *s).await;
         };
         let grpc = self.grpc.map(|(listener, key)| {
-            tokio::spawn(grpc::serve(Arc::clone(&state), key, listener, stopped(stop_rx.clone())))
+            tokio::spawn(grpc::serve(
+                Arc::clone(&models),
+                key,
+                listener,
+                stopped(stop_rx.clone()),
+            ))
         });
         let http = conn::serve(self.listener, self.app, admission, self.stopping, stopped(stop_rx)).await;
         if let Some(task) = grpc {
             task.await.map_err(std::io::Error::other)??;
         }
         http?;
-        tokio::task::spawn_blocking(move || state.batcher.shutdown())
-            .await
-            .map_err(std::io::Error::other)
+        tokio::task::spawn_blocking(move || {
+            for state in &models.states {
+                state.batcher.shutdown();
+            }
+        })
+        .await
+        .map_err(std::io::Error::other)
     }
+}
+
+/// One model's queue and state: its limits checked, its model thread started (warm-up first).
+fn start_model(name: String, model: Arc<Model>, config: &ServeConfig) -> std::io::Result<Arc<AppState>> {
+    let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
+    let context = model.config().context_length;
+    let limits = config.limits.clone();
+    let batch = limits.max_batch_tokens.min(model.max_batch_tokens());
+    if batch < context {
+        return Err(invalid(format!(
+            "--max-batch-tokens {batch} is below the model's context of {context} tokens: a text of full length could never run{}",
+            if model.max_batch_tokens() < limits.max_batch_tokens {
+                " (the model was loaded for fewer tokens per batch)"
+            } else {
+                ""
+            }
+        )));
+    }
+    let metrics = Arc::new(Metrics::default());
+    let warm = Arc::new(OnceLock::new());
+    let flag = Arc::clone(&warm);
+    let batcher = Batcher::start(
+        Arc::clone(&model),
+        BatchConfig {
+            max_batch_tokens: limits.max_batch_tokens,
+            max_wait: limits.max_wait,
+            max_queue_tokens: limits.max_queue_tokens,
+        },
+        Arc::clone(&metrics),
+        move |outcome| {
+            let _ = flag.set(outcome);
+        },
+    )?;
+    // Text being tokenized at once, across requests: two of the longest texts accepted
+    // (the tokenizer holds ~30 bytes per byte of the text it is working on).
+    let tokenizing_kib = (2 * gemma_graph::MAX_TEXT_BYTES) / 1024;
+    Ok(Arc::new(AppState {
+        model,
+        model_name: name,
+        encode: config.encode,
+        batcher,
+        metrics,
+        limits,
+        warm,
+        tokenizing: Arc::new(tokio::sync::Semaphore::new(tokenizing_kib)),
+        tokenizing_kib,
+        ranges: config.calibration.clone(),
+        default_prompt: config.default_prompt_name.clone(),
+        cache: (config.cache_entries > 0).then(|| cache::VectorCache::new(config.cache_entries)),
+    }))
 }
 
 /// Every route, for metrics labels (anything else is counted as `other`).
@@ -203,7 +244,7 @@ fn route_label(path: &str) -> &'static str {
 }
 
 fn router(
-    state: Arc<AppState>,
+    models: Arc<models::Models>,
     config: &ServeConfig,
     local: SocketAddr,
     stopping: watch::Receiver<bool>,
@@ -215,11 +256,13 @@ fn router(
         ));
     }
     let hosts = Arc::new(host::Rule::new(&config.allowed_hosts, local).map_err(invalid)?);
+    let state = models.first();
     let body = Arc::new(body::BodyRules {
         max_bytes: state.limits.max_body_bytes,
         timeout: state.limits.body_timeout,
         stopping,
     });
+    // Refusals before a model is chosen are counted under the first model.
     let metrics = Arc::clone(&state.metrics);
     let mut app = Router::new()
         .route("/v1/embeddings", post(openai::embeddings))
@@ -238,6 +281,7 @@ fn router(
         .method_not_allowed_fallback(method_not_allowed)
         // `body.rs` has read and bounded the body; this only lifts axum's 2 MB default.
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(Arc::clone(&models), models::choose))
         .layer(middleware::from_fn_with_state(body, body::read_body))
         .layer(middleware::from_fn(require_json))
         .layer(middleware::from_fn_with_state(
@@ -246,7 +290,7 @@ fn router(
         ))
         .layer(middleware::from_fn_with_state(hosts, host::check))
         .layer(middleware::from_fn_with_state(metrics, observe))
-        .with_state(state);
+        .with_state(models);
     if !config.cors_allow_origins.is_empty() {
         let invalid = |why: String| invalid(format!("--cors-allow-origin: {why}"));
         let any = config.cors_allow_origins.iter().any(|o| o == "*");
@@ -303,7 +347,11 @@ async fn require_json(request: Request, next: Next) -> Response {
     .into_response()
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> Response {
+async fn health(State(models): State<Arc<models::Models>>) -> Response {
+    // Healthy once every model is; otherwise the first one that is not says why.
+    let Some(state) = models.states.iter().find(|s| !s.is_warm()) else {
+        return (StatusCode::OK, "ok").into_response();
+    };
     let (code, message) = match state.warm.get() {
         Some(Ok(())) => return (StatusCode::OK, "ok").into_response(),
         Some(Err(e)) => ("warm_up_failed", format!("the warm-up batch failed: {e}")),
@@ -314,10 +362,18 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics_text(State(models): State<Arc<models::Models>>) -> Response {
+    let per_model: Vec<_> = models
+        .states
+        .iter()
+        .map(|s| {
+            let cache = s.cache.as_ref().map(cache::VectorCache::families).unwrap_or_default();
+            (s.model_name.as_str(), &*s.metrics, cache)
+        })
+        .collect();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render() + &state.cache.as_ref().map(cache::VectorCache::render).unwrap_or_default(),
+        Metrics::render(&per_model),
     )
         .into_response()
 }

@@ -37,17 +37,24 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    fn family(&self, name: &'static str, help: &'static str) -> Family {
+        let mut samples = Vec::new();
         let mut cumulative = 0;
         for (b, c) in self.bounds.iter().zip(&self.counts) {
             cumulative += c.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+            samples.push(("_bucket", format!("le=\"{b}\""), cumulative.to_string()));
         }
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        samples.push(("_bucket", "le=\"+Inf\"".to_string(), count.to_string()));
         let sum = self.sum_micro.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        samples.push(("_sum", String::new(), sum.to_string()));
+        samples.push(("_count", String::new(), count.to_string()));
+        Family {
+            name,
+            kind: "histogram",
+            help,
+            samples,
+        }
     }
 }
 
@@ -129,17 +136,22 @@ impl Metrics {
         self.inference_seconds.observe(took.as_secs_f64());
     }
 
-    /// The Prometheus text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP gemma_graph_requests_total HTTP requests by route and status.\n");
-        out.push_str("# TYPE gemma_graph_requests_total counter\n");
-        for ((route, status), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(
-                out,
-                "gemma_graph_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-            );
-        }
+    /// Every family's samples, labels without braces (`route="/embed",status="200"`).
+    fn families(&self) -> Vec<Family> {
+        let mut out = Vec::new();
+        let requests = self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|((route, status), n)| (format!("route=\"{route}\",status=\"{status}\""), n.to_string()))
+            .collect();
+        out.push(Family::new(
+            "gemma_graph_requests_total",
+            "counter",
+            "HTTP requests by route and status.",
+            requests,
+        ));
         let scalars = [
             (
                 "gemma_graph_texts_total",
@@ -173,25 +185,101 @@ impl Metrics {
             ),
         ];
         for (name, kind, help, value) in scalars {
+            let v = value.load(Ordering::Relaxed).to_string();
+            out.push(Family::new(name, kind, help, vec![(String::new(), v)]));
+        }
+        let histograms = [
+            (&self.batch_texts, "gemma_graph_batch_texts", "Texts per forward batch."),
+            (
+                &self.batch_tokens,
+                "gemma_graph_batch_tokens",
+                "Tokens per forward batch.",
+            ),
+            (
+                &self.queue_seconds,
+                "gemma_graph_queue_seconds",
+                "Time a text waited in the queue before its batch started.",
+            ),
+            (
+                &self.inference_seconds,
+                "gemma_graph_inference_seconds",
+                "Time per forward batch.",
+            ),
+            (
+                &self.request_seconds,
+                "gemma_graph_request_seconds",
+                "Wall time per HTTP request.",
+            ),
+        ];
+        for (h, name, help) in histograms {
+            out.push(h.family(name, help));
+        }
+        out
+    }
+
+    /// The Prometheus text exposition format of this server's models: each family once, a
+    /// `model` label on every sample when there are several models.
+    pub fn render(models: &[(&str, &Metrics, Vec<Family>)]) -> String {
+        let per_model: Vec<(&str, Vec<Family>)> = models
+            .iter()
+            .map(|(name, m, extra)| {
+                let mut f = m.families();
+                f.extend(extra.iter().cloned());
+                (*name, f)
+            })
+            .collect();
+        let labelled = per_model.len() > 1;
+        let mut out = String::new();
+        let Some((_, first)) = per_model.first() else {
+            return out;
+        };
+        for (i, family) in first.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                value.load(Ordering::Relaxed)
+                "# HELP {} {}\n# TYPE {} {}",
+                family.name, family.help, family.name, family.kind
             );
+            for (model, families) in &per_model {
+                let Some(f) = families.get(i) else { continue };
+                for (suffix, labels, value) in &f.samples {
+                    let model_label = if labelled {
+                        format!("model=\"{model}\"")
+                    } else {
+                        String::new()
+                    };
+                    let all: Vec<&str> = [model_label.as_str(), labels.as_str()]
+                        .into_iter()
+                        .filter(|l| !l.is_empty())
+                        .collect();
+                    let labels = if all.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{{{}}}", all.join(","))
+                    };
+                    let _ = writeln!(out, "{}{suffix}{labels} {value}", f.name);
+                }
+            }
         }
-        self.batch_texts
-            .render(&mut out, "gemma_graph_batch_texts", "Texts per forward batch.");
-        self.batch_tokens
-            .render(&mut out, "gemma_graph_batch_tokens", "Tokens per forward batch.");
-        self.queue_seconds.render(
-            &mut out,
-            "gemma_graph_queue_seconds",
-            "Time a text waited in the queue before its batch started.",
-        );
-        self.inference_seconds
-            .render(&mut out, "gemma_graph_inference_seconds", "Time per forward batch.");
-        self.request_seconds
-            .render(&mut out, "gemma_graph_request_seconds", "Wall time per HTTP request.");
         out
+    }
+}
+
+/// One metric family's samples: (name suffix such as `_bucket`, labels, value).
+#[derive(Clone)]
+pub struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Vec<(&'static str, String, String)>,
+}
+
+impl Family {
+    pub fn new(name: &'static str, kind: &'static str, help: &'static str, samples: Vec<(String, String)>) -> Family {
+        Family {
+            name,
+            kind,
+            help,
+            samples: samples.into_iter().map(|(l, v)| ("", l, v)).collect(),
+        }
     }
 }

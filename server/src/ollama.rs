@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, State};
+use axum::extract::Extension;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gemma_graph::Truncation;
@@ -81,7 +81,7 @@ async fn embed_request(
 }
 
 pub async fn embed(
-    State(state): State<Arc<AppState>>,
+    Extension(state): Extension<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,
@@ -125,7 +125,7 @@ async fn embeddings_request(
 }
 
 pub async fn embeddings(
-    State(state): State<Arc<AppState>>,
+    Extension(state): Extension<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,

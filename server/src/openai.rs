@@ -122,7 +122,7 @@ async fn handle(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result
 }
 
 pub async fn embeddings(
-    State(state): State<Arc<AppState>>,
+    Extension(state): Extension<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,
@@ -132,10 +132,11 @@ pub async fn embeddings(
     api::finish(&state, "/v1/embeddings", Flavor::OpenAi, &id, started, result)
 }
 
-pub async fn models(State(state): State<Arc<AppState>>) -> Response {
-    Json(json!({
-        "object": "list",
-        "data": [{"id": state.model_name, "object": "model", "created": 0, "owned_by": "gemma-graph"}],
-    }))
-    .into_response()
+pub async fn models(State(models): State<Arc<crate::models::Models>>) -> Response {
+    let data: Vec<_> = models
+        .states
+        .iter()
+        .map(|s| json!({"id": s.model_name, "object": "model", "created": 0, "owned_by": "gemma-graph"}))
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
 }

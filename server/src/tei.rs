@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, State};
+use axum::extract::Extension;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gemma_graph::Truncation;
@@ -94,7 +94,7 @@ async fn embed_request(state: &AppState, body: Result<Bytes, BytesRejection>) ->
 }
 
 pub async fn embed(
-    State(state): State<Arc<AppState>>,
+    Extension(state): Extension<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,
@@ -176,7 +176,7 @@ async fn tokenize_request(
 }
 
 pub async fn tokenize(
-    State(state): State<Arc<AppState>>,
+    Extension(state): Extension<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,
@@ -186,7 +186,7 @@ pub async fn tokenize(
     api::finish(&state, "/tokenize", Flavor::Tei, &id, started, result)
 }
 
-pub async fn info(State(state): State<Arc<AppState>>) -> Response {
+pub async fn info(Extension(state): Extension<Arc<AppState>>) -> Response {
     let model = &state.model;
     let prompts: serde_json::Map<String, serde_json::Value> = gemma_graph::PROMPTS
         .iter()

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, State};
+use axum::extract::Extension;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gemma_graph::Truncation;
@@ -84,7 +84,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 pub async fn similarity(
-    State(state): State<Arc<AppState>>,
+    Extension(state): Extension<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,
@@ -154,7 +154,7 @@ pub(crate) fn decode_ids(state: &AppState, ids: &[u32], skip_special: bool, fiel
 }
 
 pub async fn decode(
-    State(state): State<Arc<AppState>>,
+    Extension(state): Extension<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,

@@ -391,3 +391,114 @@ async fn similarity_decode_and_the_default_prompt() {
     let e = bad.err().expect("an unknown default prompt is refused");
     assert!(e.to_string().contains("query"), "{e}");
 }
+
+/// Several models in one server: each request picks one by name (the `model` field, the
+/// `x-model` header), an unknown name is a 404 naming the known ones, `/v1/models` lists them,
+/// and `/metrics` labels every sample with its model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_models_are_chosen_by_name() {
+    use gemma_graph::{Model, ModelOptions, Precision};
+    let path = gemma_graph::default_model_path();
+    let exact = std::sync::Arc::new(
+        Model::load_with(
+            &path,
+            &ModelOptions {
+                precision: Precision::Exact,
+                ..ModelOptions::default()
+            },
+            &gemma_graph::SentenceTransformersHead,
+        )
+        .unwrap(),
+    );
+    let server = gg_server::Server::bind_models(
+        vec![
+            ("fast".into(), model()),
+            ("exact".into(), std::sync::Arc::clone(&exact)),
+        ],
+        config(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    for _ in 0..600 {
+        if get(addr, "/health").await.status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let text = "How do I bake bread?";
+    let fast_v = alone(text, None, None);
+    let exact_v = exact.embed(&[text], &Default::default()).unwrap().vector(0).to_vec();
+    assert_ne!(fast_v, exact_v, "the two precisions differ in the last bits");
+    assert_eq!(
+        vectors(&post(addr, "/v1/embeddings", &json!({"input": text})).await)[0],
+        fast_v
+    );
+    assert_eq!(
+        vectors(&post(addr, "/v1/embeddings", &json!({"input": text, "model": "exact"})).await)[0],
+        exact_v
+    );
+    let r = post(addr, "/api/embed", &json!({"input": text, "model": "exact"})).await;
+    let got: Vec<Vec<f32>> = serde_json::from_value(r.json()["embeddings"].clone()).unwrap();
+    assert_eq!(got[0], exact_v);
+    let r = send(
+        addr,
+        "POST",
+        "/embed",
+        &[("Content-Type", "application/json"), ("x-model", "exact")],
+        json!({"inputs": text}).to_string().as_bytes(),
+    )
+    .await;
+    let got: Vec<Vec<f32>> = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(got[0], exact_v);
+    let r = post(addr, "/v1/embeddings", &json!({"input": text, "model": "nope"})).await;
+    assert_eq!(r.status, 404);
+    assert!(
+        r.json()["error"]["message"].as_str().unwrap().contains("fast, exact"),
+        "{}",
+        r.text()
+    );
+    let r = send(
+        addr,
+        "POST",
+        "/embed",
+        &[("Content-Type", "application/json"), ("x-model", "nope")],
+        b"{\"inputs\": \"x\"}",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("fast, exact"),
+        "{}",
+        r.text()
+    );
+    let ids: Vec<String> = get(addr, "/v1/models").await.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["fast", "exact"]);
+    let m = get(addr, "/metrics").await.text();
+    assert!(
+        m.contains("gemma_graph_requests_total{model=\"exact\",route=\"/v1/embeddings\",status=\"200\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("gemma_graph_requests_total{model=\"fast\",route=\"/v1/embeddings\",status=\"200\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("gemma_graph_texts_total{model=\"exact\"} 3"), "{m}");
+    assert_eq!(
+        m.matches("# TYPE gemma_graph_texts_total").count(),
+        1,
+        "one family, two samples"
+    );
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}

@@ -14,9 +14,12 @@ use super::{load_model, ModelArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// GGUF model file [default: $GEMMA_GRAPH_MODEL, else the fetched model in the cache].
-    #[arg(long)]
-    model: Option<PathBuf>,
+    /// GGUF model file [default: $GEMMA_GRAPH_MODEL, else the fetched model in the cache], or
+    /// NAME=FILE, repeated to serve several models (each with its own queue; requests pick one
+    /// by name: the `model` field of OpenAI/Ollama requests, the `x-model` header or gRPC
+    /// metadata; the first answers requests that name none).
+    #[arg(long, value_name = "[NAME=]FILE")]
+    model: Vec<String>,
     #[command(flatten)]
     model_args: ModelArgs,
     /// Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).
@@ -93,7 +96,7 @@ fn seconds(flag: &str, value: f64) -> Result<Duration> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let path = crate::input::model_path(args.model.clone());
+    let specs = model_specs(&args.model, args.model_name.as_deref())?;
     if args.max_batch_tokens == 0 || args.max_queue_tokens == 0 || args.max_inputs == 0 || args.max_body_bytes == 0 {
         bail!("--max-batch-tokens, --max-queue-tokens, --max-inputs and --max-body-bytes must be at least 1");
     }
@@ -115,11 +118,11 @@ pub fn run(args: Args) -> Result<()> {
         .transpose()?;
     let mut options = args.model_args.options(args.max_batch_tokens, Pipeline::Default);
     options.max_batch_tokens = args.max_batch_tokens;
-    let model = load_model(&path, &options)?;
-    let model_name = args.model_name.clone().unwrap_or_else(|| {
-        path.file_stem()
-            .map_or_else(|| "embeddinggemma".into(), |s| s.to_string_lossy().into_owned())
-    });
+    let mut models = Vec::with_capacity(specs.len());
+    for (name, path) in &specs {
+        models.push((name.clone(), Arc::new(load_model(path, &options)?)));
+    }
+    let model_name = specs[0].0.clone();
     let config_has_key = api_key.is_some();
     let config = ServeConfig {
         limits: Limits {
@@ -157,17 +160,25 @@ pub fn run(args: Args) -> Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let addr = SocketAddr::new(args.host, args.port);
-        let backend = model.backend().name();
-        let precision = model.precision().name();
-        let threads = model.threads();
-        let server = Server::bind(Arc::new(model), config, addr)
+        let described: Vec<String> = specs
+            .iter()
+            .zip(&models)
+            .map(|((name, path), (_, m))| {
+                format!(
+                    "{name}={} ({}, {})",
+                    path.display(),
+                    m.backend().name(),
+                    m.precision().name()
+                )
+            })
+            .collect();
+        let threads = models[0].1.threads();
+        let server = Server::bind_models(models, config, addr)
             .await
             .with_context(|| format!("starting the server on {addr}"))?;
         tracing::info!(
             address = %server.local_addr()?,
-            model = %path.display(),
-            backend,
-            precision,
+            models = %described.join(", "),
             threads,
             auth = if config_has_key { "bearer" } else { "none" },
             "serving"
@@ -176,6 +187,47 @@ pub fn run(args: Args) -> Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The models to serve, (name, file): `--model [NAME=]FILE` repeated (a bare FILE is named
+/// by `--model-name`, else its stem), or the default model. Names must differ.
+fn model_specs(args: &[String], model_name: Option<&str>) -> Result<Vec<(String, PathBuf)>> {
+    let stem = |p: &PathBuf| {
+        p.file_stem()
+            .map_or_else(|| "embeddinggemma".into(), |s| s.to_string_lossy().into_owned())
+    };
+    let mut specs: Vec<(String, PathBuf)> = Vec::new();
+    if args.is_empty() {
+        let path = crate::input::model_path(None);
+        specs.push((model_name.map_or_else(|| stem(&path), str::to_string), path));
+    }
+    for arg in args {
+        let (name, path) = match arg.split_once('=') {
+            // A name is a plain word; anything else with `=` in it is a path.
+            Some((n, p)) if !n.is_empty() && n.chars().all(|c| c.is_alphanumeric() || "-_.:".contains(c)) => {
+                (n.to_string(), PathBuf::from(p))
+            }
+            _ => {
+                let path = PathBuf::from(arg);
+                let name = match model_name {
+                    Some(n) if args.len() == 1 => n.to_string(),
+                    _ => stem(&path),
+                };
+                (name, path)
+            }
+        };
+        if specs.iter().any(|(n, _)| *n == name) {
+            bail!("--model: two models are called {name:?}; name them with NAME=FILE");
+        }
+        specs.push((name, path));
+    }
+    if model_name.is_some() && args.len() > 1 {
+        bail!("--model-name names a single model; with several, give --model NAME=FILE");
+    }
+    for (_, path) in &specs {
+        super::check_model_path(path)?;
+    }
+    Ok(specs)
 }
 
 /// The key from `--api-key` or, without the flag, `GEMMA_GRAPH_API_KEY`. An empty key is refused:
