@@ -12,7 +12,7 @@ use crate::api::{self, input_error, AppState};
 use crate::error::ApiError;
 
 /// Where a chunk came from: its input, its number there, its characters `start..end`.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
 pub struct ChunkOf {
     #[serde(skip)]
     pub input: usize,

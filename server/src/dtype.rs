@@ -10,7 +10,7 @@ use crate::api::AppState;
 use crate::error::ApiError;
 
 /// A vector as a response carries it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Stored {
     Floats(Vec<f32>),

@@ -350,3 +350,28 @@ impl Inputs {
         api::sequences(state, owned, api::input_options(state, prompt, truncation)).await
     }
 }
+
+/// The input field's schema in /openapi.json: what the visitor above accepts.
+impl utoipa::PartialSchema for RawInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        let id = || ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0));
+        OneOfBuilder::new()
+            .item(string().description(Some("one text")))
+            .item(ArrayBuilder::new().items(string()).description(Some("texts")))
+            .item(
+                ArrayBuilder::new()
+                    .items(id())
+                    .description(Some("one text's token ids")),
+            )
+            .item(
+                ArrayBuilder::new()
+                    .items(ArrayBuilder::new().items(id()))
+                    .description(Some("several texts' token ids")),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for RawInput {}

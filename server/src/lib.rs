@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod models;
 mod ollama;
 mod openai;
+mod openapi;
 mod tei;
 mod tei_text;
 
@@ -223,8 +224,9 @@ fn start_model(name: String, model: Arc<Model>, config: &ServeConfig) -> std::io
     }))
 }
 
-/// Every route, for metrics labels (anything else is counted as `other`).
-const ROUTES: &[&str] = &[
+/// Every route, for metrics labels (anything else is counted as `other`); /openapi.json
+/// describes each but `/embeddings`, an alias of `/v1/embeddings` (tests/extensions.rs).
+pub const ROUTES: &[&str] = &[
     "/v1/embeddings",
     "/embeddings",
     "/v1/models",
@@ -237,6 +239,7 @@ const ROUTES: &[&str] = &[
     "/info",
     "/health",
     "/metrics",
+    "/openapi.json",
 ];
 
 fn route_label(path: &str) -> &'static str {
@@ -277,6 +280,7 @@ fn router(
         .route("/info", get(tei::info))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // `body.rs` has read and bounded the body; this only lifts axum's 2 MB default.
@@ -347,6 +351,8 @@ async fn require_json(request: Request, next: Next) -> Response {
     .into_response()
 }
 
+#[utoipa::path(get, path = "/health", tag = "server",
+    responses((status = 200, description = "every model is warm"), (status = 503, description = "warming up, or the warm-up failed")))]
 async fn health(State(models): State<Arc<models::Models>>) -> Response {
     // Healthy once every model is; otherwise the first one that is not says why.
     let Some(state) = models.states.iter().find(|s| !s.is_warm()) else {
@@ -362,6 +368,7 @@ async fn health(State(models): State<Arc<models::Models>>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "server", responses((status = 200, description = "Prometheus text format")))]
 async fn metrics_text(State(models): State<Arc<models::Models>>) -> Response {
     let per_model: Vec<_> = models
         .states

@@ -19,8 +19,10 @@ use crate::error::{ApiError, Flavor};
 use crate::inputs::{parse_input, RawInput};
 use crate::{ClientGone, RequestId};
 
-#[derive(Deserialize)]
-struct EmbedRequest {
+/// Ollama's embed request.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = OllamaEmbedRequest)]
+pub(crate) struct EmbedRequest {
     /// With one model served, any name (as `/v1/embeddings` takes it).
     #[allow(dead_code)]
     model: Option<String>,
@@ -30,13 +32,17 @@ struct EmbedRequest {
     dimensions: Option<usize>,
     /// Ollama's runner options (`num_ctx`, `num_thread`, ...): they configure llama.cpp, not
     /// this server, so they are ignored; the log line names them.
+    #[schema(value_type = Option<Object>)]
     options: Option<Map<String, Value>>,
+    /// Ignored.
     #[allow(dead_code)]
+    #[schema(value_type = Option<Object>)]
     keep_alive: Option<Value>,
 }
 
-#[derive(Serialize)]
-struct EmbedResponse<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = OllamaEmbedResponse)]
+pub(crate) struct EmbedResponse<'a> {
     model: &'a str,
     embeddings: Vec<Vec<f32>>,
     /// Nanoseconds, as Ollama reports them.
@@ -80,6 +86,8 @@ async fn embed_request(
     Ok((Json(body).into_response(), stats))
 }
 
+#[utoipa::path(post, path = "/api/embed", tag = "Ollama", request_body = EmbedRequest,
+    responses((status = 200, body = EmbedResponse), (status = 400, description = "a bad field, named")))]
 pub async fn embed(
     Extension(state): Extension<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
@@ -91,13 +99,17 @@ pub async fn embed(
     api::finish(&state, "/api/embed", Flavor::Ollama, &id, started, result)
 }
 
-#[derive(Deserialize)]
-struct LegacyRequest {
+/// Ollama's older embeddings request.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = OllamaEmbeddingsRequest)]
+pub(crate) struct LegacyRequest {
     #[allow(dead_code)]
     model: Option<String>,
     prompt: Option<String>,
+    #[schema(value_type = Option<Object>)]
     options: Option<Map<String, Value>>,
     #[allow(dead_code)]
+    #[schema(value_type = Option<Object>)]
     keep_alive: Option<Value>,
 }
 
@@ -124,6 +136,8 @@ async fn embeddings_request(
     ))
 }
 
+#[utoipa::path(post, path = "/api/embeddings", tag = "Ollama", request_body = LegacyRequest,
+    responses((status = 200, description = "`{\"embedding\": [...]}`"), (status = 400, description = "no prompt")))]
 pub async fn embeddings(
     Extension(state): Extension<Arc<AppState>>,
     Extension(id): Extension<RequestId>,

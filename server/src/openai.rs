@@ -19,14 +19,22 @@ use crate::error::{ApiError, Flavor};
 use crate::inputs::{parse_input, RawInput};
 use crate::{ClientGone, RequestId};
 
-#[derive(Deserialize)]
-struct Request {
+/// OpenAI's embeddings request, with our extensions.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = OpenAiEmbeddingsRequest)]
+pub(crate) struct Request {
     input: Option<RawInput>,
+    /// Which model (with several served; any name with one).
     #[allow(dead_code)]
     model: Option<String>,
+    /// A Matryoshka size: 768, 512, 256 or 128.
+    #[schema(value_type = Option<u32>)]
     dimensions: Option<Value>,
+    /// `float` (default) or `base64` (the stored bytes).
     encoding_format: Option<String>,
+    /// Ignored.
     #[allow(dead_code)]
+    #[schema(value_type = Option<Object>)]
     user: Option<Value>,
     /// Extensions: one of the model's prompt names, or literal prompt text.
     prompt_name: Option<String>,
@@ -41,8 +49,8 @@ struct Request {
     chunk_overlap: Option<usize>,
 }
 
-#[derive(Serialize)]
-struct Item {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Item {
     object: &'static str,
     index: usize,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -50,15 +58,16 @@ struct Item {
     embedding: Stored,
 }
 
-#[derive(Serialize)]
-struct Usage {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Usage {
     prompt_tokens: usize,
     total_tokens: usize,
 }
 
 /// Serialized straight from f32 (shortest round-trip digits), not through `serde_json::Value`.
-#[derive(Serialize)]
-struct Body<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = OpenAiEmbeddingsResponse)]
+pub(crate) struct Body<'a> {
     object: &'static str,
     data: Vec<Item>,
     model: &'a str,
@@ -121,6 +130,10 @@ async fn handle(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result
     Ok((Json(body).into_response(), stats))
 }
 
+#[utoipa::path(post, path = "/v1/embeddings", tag = "OpenAI", request_body = Request,
+    responses((status = 200, body = Body), (status = 400, description = "a bad field, named"),
+        (status = 404, description = "an unknown model"), (status = 413, description = "past a limit"),
+        (status = 429, description = "the queue is full"), (status = 503, description = "timeout or shutting down")))]
 pub async fn embeddings(
     Extension(state): Extension<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
@@ -132,6 +145,7 @@ pub async fn embeddings(
     api::finish(&state, "/v1/embeddings", Flavor::OpenAi, &id, started, result)
 }
 
+#[utoipa::path(get, path = "/v1/models", tag = "OpenAI", responses((status = 200, description = "the served models")))]
 pub async fn models(State(models): State<Arc<crate::models::Models>>) -> Response {
     let data: Vec<_> = models
         .states

@@ -21,15 +21,17 @@ use crate::error::{ApiError, Flavor};
 use crate::inputs::{parse_input, parse_texts, RawInput};
 use crate::{ClientGone, RequestId};
 
-#[derive(Deserialize)]
-enum Direction {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) enum Direction {
     Left,
     Right,
 }
 
-#[derive(Deserialize)]
+/// TEI's embed request, with our extensions.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = TeiEmbedRequest)]
 #[serde(deny_unknown_fields)]
-struct EmbedRequest {
+pub(crate) struct EmbedRequest {
     /// Texts or token-id arrays (as TEI takes them).
     inputs: Option<RawInput>,
     normalize: Option<bool>,
@@ -48,8 +50,8 @@ struct EmbedRequest {
 }
 
 /// A chunk's vector with where it came from.
-#[derive(Serialize)]
-struct ChunkVector {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ChunkVector {
     #[serde(flatten)]
     from: ChunkOf,
     embedding: Stored,
@@ -93,6 +95,10 @@ async fn embed_request(state: &AppState, body: Result<Bytes, BytesRejection>) ->
     Ok((Json(per_input).into_response(), stats))
 }
 
+#[utoipa::path(post, path = "/embed", tag = "TEI", request_body = EmbedRequest,
+    responses((status = 200, description = "a vector per input (with chunking: per input, its chunks)", body = Vec<Stored>),
+        (status = 400, description = "a bad field, named"), (status = 413, description = "past a limit"),
+        (status = 429, description = "the queue is full")))]
 pub async fn embed(
     Extension(state): Extension<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
@@ -104,15 +110,15 @@ pub async fn embed(
     api::finish(&state, "/embed", Flavor::Tei, &id, started, result)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenizeRequest {
+pub(crate) struct TokenizeRequest {
     inputs: Option<RawInput>,
     add_special_tokens: Option<bool>,
     prompt_name: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Token {
     pub id: u32,
     pub text: String,
@@ -175,6 +181,8 @@ async fn tokenize_request(
     Ok((Json(out).into_response(), Stats::default()))
 }
 
+#[utoipa::path(post, path = "/tokenize", tag = "TEI", request_body = TokenizeRequest,
+    responses((status = 200, body = Vec<Vec<Token>>), (status = 400, description = "a bad field, named")))]
 pub async fn tokenize(
     Extension(state): Extension<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
@@ -186,6 +194,7 @@ pub async fn tokenize(
     api::finish(&state, "/tokenize", Flavor::Tei, &id, started, result)
 }
 
+#[utoipa::path(get, path = "/info", tag = "TEI", responses((status = 200, description = "the model, its limits and the server's")))]
 pub async fn info(Extension(state): Extension<Arc<AppState>>) -> Response {
     let model = &state.model;
     let prompts: serde_json::Map<String, serde_json::Value> = gemma_graph::PROMPTS

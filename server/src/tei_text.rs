@@ -16,21 +16,23 @@ use crate::api::{self, AppState, Owned, Stats};
 use crate::error::{ApiError, Flavor};
 use crate::{ClientGone, RequestId};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SimilarityInputs {
+pub(crate) struct SimilarityInputs {
     source_sentence: String,
     sentences: Vec<String>,
 }
 
-#[derive(Deserialize)]
+/// TEI's similarity request.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SimilarityRequest {
+pub(crate) struct SimilarityRequest {
     inputs: Option<SimilarityInputs>,
     truncate: Option<bool>,
     prompt_name: Option<String>,
     /// TEI's pass-through parameters: none change a cosine here.
     #[allow(dead_code)]
+    #[schema(value_type = Option<Object>)]
     parameters: Option<serde_json::Value>,
 }
 
@@ -83,6 +85,9 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (norm(a) * norm(b)).max(1e-12)
 }
 
+#[utoipa::path(post, path = "/similarity", tag = "TEI", request_body = SimilarityRequest,
+    responses((status = 200, description = "the cosine of the source with each sentence", body = Vec<f32>),
+        (status = 400, description = "a bad field, named")))]
 pub async fn similarity(
     Extension(state): Extension<Arc<AppState>>,
     Extension(id): Extension<RequestId>,
@@ -94,16 +99,17 @@ pub async fn similarity(
     api::finish(&state, "/similarity", Flavor::Tei, &id, started, result)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
-enum Ids {
+pub(crate) enum Ids {
     One(Vec<u32>),
     Many(Vec<Vec<u32>>),
 }
 
-#[derive(Deserialize)]
+/// TEI's decode request.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DecodeRequest {
+pub(crate) struct DecodeRequest {
     ids: Option<Ids>,
     skip_special_tokens: Option<bool>,
 }
@@ -153,6 +159,8 @@ pub(crate) fn decode_ids(state: &AppState, ids: &[u32], skip_special: bool, fiel
     Ok(tok.decode_special(ids, skip_special))
 }
 
+#[utoipa::path(post, path = "/decode", tag = "TEI", request_body = DecodeRequest,
+    responses((status = 200, description = "a text per id array", body = Vec<String>), (status = 400, description = "an id outside the vocabulary")))]
 pub async fn decode(
     Extension(state): Extension<Arc<AppState>>,
     Extension(id): Extension<RequestId>,

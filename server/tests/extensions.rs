@@ -502,3 +502,37 @@ async fn several_models_are_chosen_by_name() {
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+/// `/openapi.json` describes every route (from the handlers' types), with our extensions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_describes_every_route() {
+    let s = start(config()).await;
+    let doc = get(s.addr, "/openapi.json").await.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths = doc["paths"].as_object().unwrap();
+    for route in gg_server::ROUTES.iter().filter(|r| **r != "/embeddings") {
+        assert!(paths.contains_key(*route), "/openapi.json lacks {route}");
+    }
+    assert_eq!(
+        paths.len(),
+        gg_server::ROUTES.len() - 1,
+        "no route described twice or made up"
+    );
+    let schemas = &doc["components"]["schemas"];
+    for (schema, field) in [
+        ("TeiEmbedRequest", "chunk_tokens"),
+        ("TeiEmbedRequest", "truncation_direction"),
+        ("OpenAiEmbeddingsRequest", "dtype"),
+        ("OpenAiEmbeddingsRequest", "encoding_format"),
+        ("OllamaEmbedRequest", "keep_alive"),
+        ("OllamaEmbeddingsRequest", "prompt"),
+        ("SimilarityRequest", "inputs"),
+        ("DecodeRequest", "skip_special_tokens"),
+    ] {
+        assert!(
+            schemas[schema]["properties"].get(field).is_some(),
+            "{schema}.{field} in {}",
+            schemas[schema]
+        );
+    }
+}
