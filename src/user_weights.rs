@@ -85,6 +85,29 @@ impl UserWeights {
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }
+
+    /// A classifier head file's class names: its metadata key `labels`, a JSON array of
+    /// `classes` distinct strings (they become JSON keys, CSV columns, `/predict` labels);
+    /// without the key, `0`, `1`, ... . `run --head` and `serve --head` both read them here.
+    pub fn class_labels(&self, file: &str, classes: usize) -> Result<Vec<String>, Error> {
+        let bad = |what: String| Error::UserWeights {
+            file: file.to_string(),
+            what: format!("metadata \"labels\": {what}"),
+        };
+        let Some(json) = self.metadata(file, "labels") else {
+            return Ok((0..classes).map(|i| i.to_string()).collect());
+        };
+        let labels: Vec<String> =
+            serde_json::from_str(json).map_err(|e| bad(format!("not a JSON array of strings ({e})")))?;
+        if labels.len() != classes {
+            return Err(bad(format!("{} names for {classes} classes", labels.len())));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = labels.iter().find(|l| !seen.insert(l.as_str())) {
+            return Err(bad(format!("the class name {dup:?} appears more than once")));
+        }
+        Ok(labels)
+    }
 }
 
 fn shape2(shape: &[usize]) -> Result<(usize, usize), String> {

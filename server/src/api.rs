@@ -34,6 +34,8 @@ pub struct AppState {
     pub tokenizing_kib: usize,
     /// `--default-prompt-name`: the prompt of requests that name none.
     pub default_prompt: Option<String>,
+    /// The classifier heads `/predict` answers with (`serve --head`).
+    pub heads: Vec<crate::predict::Head>,
     /// `--cache-entries`: finished vectors by token sequence.
     pub cache: Option<crate::cache::VectorCache>,
     /// `--calibration`: the column ranges of the int8/uint8 `dtype`s.
@@ -300,7 +302,7 @@ pub async fn embed(state: &AppState, seqs: Vec<Sequence>) -> Result<(Done, Stats
     let texts = seqs.len();
     // Cached vectors first (a hit is what the model would answer: vectors do not depend on
     // the batch); only the misses are queued.
-    let mut cached: Vec<Option<Vec<f32>>> = vec![None; texts];
+    let mut cached: Vec<Option<(Vec<f32>, Vec<f32>)>> = vec![None; texts];
     let mut miss_at = Vec::new();
     let seqs: Vec<Sequence> = match &state.cache {
         None => seqs,
@@ -308,8 +310,8 @@ pub async fn embed(state: &AppState, seqs: Vec<Sequence>) -> Result<(Done, Stats
             .into_iter()
             .enumerate()
             .filter_map(|(i, s)| match cache.get(&s.ids) {
-                Some(v) => {
-                    cached[i] = Some(v.to_vec());
+                Some((v, extra)) => {
+                    cached[i] = Some((v.to_vec(), extra.to_vec()));
                     None
                 }
                 None => {
@@ -326,8 +328,10 @@ pub async fn embed(state: &AppState, seqs: Vec<Sequence>) -> Result<(Done, Stats
         compute: done.compute,
     };
     if seqs.is_empty() && texts > 0 {
+        let (vectors, extra) = cached.into_iter().map(Option::unwrap_or_default).unzip();
         let done = Done {
-            vectors: cached.into_iter().map(Option::unwrap_or_default).collect(),
+            vectors,
+            extra,
             queue: Duration::ZERO,
             compute: Duration::ZERO,
         };
@@ -353,14 +357,16 @@ pub async fn embed(state: &AppState, seqs: Vec<Sequence>) -> Result<(Done, Stats
     state.metrics.embedded(texts, tokens);
     let mut done = ticket.wait().await.map_err(ApiError::internal)?;
     if let Some(cache) = &state.cache {
-        for (ids, v) in miss_ids.iter().zip(&done.vectors) {
-            cache.put(ids, v);
+        for ((ids, v), e) in miss_ids.iter().zip(&done.vectors).zip(&done.extra) {
+            cache.put(ids, v, e);
         }
-        let fresh = std::mem::take(&mut done.vectors);
-        for (i, v) in miss_at.into_iter().zip(fresh) {
-            cached[i] = Some(v);
+        let fresh = std::mem::take(&mut done.vectors)
+            .into_iter()
+            .zip(std::mem::take(&mut done.extra));
+        for (i, answer) in miss_at.into_iter().zip(fresh) {
+            cached[i] = Some(answer);
         }
-        done.vectors = cached.into_iter().map(Option::unwrap_or_default).collect();
+        (done.vectors, done.extra) = cached.into_iter().map(Option::unwrap_or_default).unzip();
     }
     let stats = stats(&done);
     Ok((done, stats))

@@ -29,9 +29,12 @@ pub struct BatchConfig {
 }
 
 /// A request's finished vectors (full dimension), with its queue and compute time.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Done {
     pub vectors: Vec<Vec<f32>>,
+    /// Per text, the outputs of the model's other heads (`serve --head`), one after another;
+    /// empty for a model with one head.
+    pub extra: Vec<Vec<f32>>,
     pub queue: Duration,
     pub compute: Duration,
 }
@@ -42,8 +45,11 @@ pub struct QueueFull {
     pub queued_tokens: usize,
 }
 
+/// A text's answer: its vector, and the other heads' outputs.
+type Answer = (Vec<f32>, Vec<f32>);
+
 struct Pending {
-    results: Mutex<Vec<Option<Vec<f32>>>>,
+    results: Mutex<Vec<Option<Answer>>>,
     remaining: AtomicUsize,
     reply: Mutex<Option<oneshot::Sender<Result<Done, String>>>>,
     cancelled: AtomicBool,
@@ -53,22 +59,23 @@ struct Pending {
 }
 
 impl Pending {
-    fn complete(&self, slot: usize, vector: Vec<f32>, started: Instant, ended: Instant) {
+    fn complete(&self, slot: usize, vector: Vec<f32>, extra: Vec<f32>, started: Instant, ended: Instant) {
         {
             let mut times = lock(&self.times);
             times.0.get_or_insert(started);
             times.1 = Some(ended);
         }
-        lock(&self.results)[slot] = Some(vector);
+        lock(&self.results)[slot] = Some((vector, extra));
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let vectors = std::mem::take(&mut *lock(&self.results))
+            let (vectors, extra) = std::mem::take(&mut *lock(&self.results))
                 .into_iter()
                 .map(Option::unwrap_or_default)
-                .collect();
+                .unzip();
             let (first, last) = *lock(&self.times);
             let first = first.unwrap_or(started);
             let done = Done {
                 vectors,
+                extra,
                 queue: first.saturating_duration_since(self.enqueued),
                 compute: last.unwrap_or(ended).saturating_duration_since(first),
             };
@@ -295,8 +302,10 @@ impl Shared {
         self.metrics.observe_batch(seqs.len(), tokens, ended - started);
         match result {
             Ok(out) => {
+                let heads = model.heads().len();
                 for (k, (slot, request)) in owners.into_iter().enumerate() {
-                    request.complete(slot, out.vector(k).to_vec(), started, ended);
+                    let extra = (1..heads).flat_map(|h| out.head(h, k).iter().copied()).collect();
+                    request.complete(slot, out.vector(k).to_vec(), extra, started, ended);
                 }
             }
             Err(e) => {

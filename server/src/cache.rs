@@ -19,8 +19,11 @@ pub struct VectorCache {
     misses: AtomicU64,
 }
 
-/// A cached vector and its last use.
-type Entry = (Arc<[f32]>, u64);
+/// A cached answer (the vector, the other heads' outputs) and its last use.
+type Entry = (Cached, u64);
+
+/// What the model answered for a sequence: its vector and the other heads' outputs.
+pub type Cached = (Arc<[f32]>, Arc<[f32]>);
 
 #[derive(Default)]
 struct Lru {
@@ -46,14 +49,14 @@ impl VectorCache {
     }
 
     /// The vector of `ids`, if cached (and now the most recently used); counted.
-    pub fn get(&self, ids: &[u32]) -> Option<Arc<[f32]>> {
+    pub fn get(&self, ids: &[u32]) -> Option<Cached> {
         let mut lru = self.lock();
         lru.clock += 1;
         let now = lru.clock;
         let found = match lru.map.get_mut(ids) {
             Some((v, used)) => {
                 let old = std::mem::replace(used, now);
-                Some((Arc::clone(v), old))
+                Some((v.clone(), old))
             }
             None => None,
         };
@@ -66,8 +69,9 @@ impl VectorCache {
         Some(v)
     }
 
-    /// Keep `vector` for `ids`, evicting the least recently used past the capacity.
-    pub fn put(&self, ids: &[u32], vector: &[f32]) {
+    /// Keep `vector` (and `extra`, the other heads' outputs) for `ids`, evicting the least
+    /// recently used past the capacity.
+    pub fn put(&self, ids: &[u32], vector: &[f32], extra: &[f32]) {
         if self.capacity == 0 {
             return;
         }
@@ -85,7 +89,7 @@ impl VectorCache {
         let now = lru.clock;
         let key: Arc<[u32]> = ids.into();
         lru.order.insert(now, Arc::clone(&key));
-        lru.map.insert(key, (vector.into(), now));
+        lru.map.insert(key, ((vector.into(), extra.into()), now));
     }
 
     pub fn len(&self) -> usize {
@@ -136,14 +140,15 @@ mod tests {
     #[test]
     fn least_recently_used_goes_first_and_counts_are_kept() {
         let c = VectorCache::new(2);
-        c.put(&[1], &[1.0]);
-        c.put(&[2], &[2.0]);
-        assert_eq!(c.get(&[1]).as_deref(), Some(&[1.0][..])); // 1 is now newer than 2
-        c.put(&[3], &[3.0]); // evicts 2
-        assert!(c.get(&[2]).is_none());
-        assert_eq!(c.get(&[3]).as_deref(), Some(&[3.0][..]));
-        assert_eq!(c.get(&[1]).as_deref(), Some(&[1.0][..]));
+        let v = |ids: &[u32]| c.get(ids).map(|(v, _)| v.to_vec());
+        c.put(&[1], &[1.0], &[]);
+        c.put(&[2], &[2.0], &[]);
+        assert_eq!(v(&[1]), Some(vec![1.0])); // 1 is now newer than 2
+        c.put(&[3], &[3.0], &[0.5]); // evicts 2
+        assert!(v(&[2]).is_none());
+        assert_eq!(c.get(&[3]).map(|(_, e)| e.to_vec()), Some(vec![0.5]));
+        assert_eq!(v(&[1]), Some(vec![1.0]));
         assert_eq!(c.len(), 2);
-        assert_eq!(c.counts(), (3, 1));
+        assert_eq!(c.counts(), (4, 1));
     }
 }

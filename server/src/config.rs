@@ -93,6 +93,9 @@ pub struct ServeConfig {
     /// The prompt (one of the model's names) of requests that give none (TEI's
     /// `--default-prompt-name`).
     pub default_prompt_name: Option<String>,
+    /// Classifier heads the models were loaded with (after the embedding head, in this order):
+    /// what `/predict` answers with.
+    pub heads: Vec<HeadSpec>,
     /// Where to serve TEI's gRPC API as well (`--grpc-port`).
     pub grpc_addr: Option<std::net::SocketAddr>,
     /// Finished vectors kept by token sequence (0: no cache).
@@ -104,3 +107,13 @@ pub struct ServeConfig {
 /// The request's id: the client's `x-request-id` if it sent a sane one, else a counter.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
+
+/// A classifier head (`serve --head NAME=FILE[:kind]`): the model was loaded with
+/// `gemma_graph::LinearHead { name, path: file, softmax, .. }` after its embedding head.
+#[derive(Clone, Debug)]
+pub struct HeadSpec {
+    pub name: String,
+    pub file: std::path::PathBuf,
+    /// The head outputs probabilities (`linear-softmax`), else logits (`linear`).
+    pub softmax: bool,
+}

@@ -24,6 +24,7 @@ pub mod pb {
 
 use pb::embed_server::{Embed, EmbedServer};
 use pb::info_server::{Info, InfoServer};
+use pb::predict_server::{Predict, PredictServer};
 use pb::tokenize_server::{Tokenize, TokenizeServer};
 
 /// Requests of one stream embedded at once (in order): enough to fill batches from a single
@@ -246,6 +247,78 @@ impl Info for Services {
     }
 }
 
+async fn predict_one(
+    state: &AppState,
+    head: Option<&str>,
+    req: pb::PredictRequest,
+) -> Result<(pb::PredictResponse, Stats), ApiError> {
+    let started = Instant::now();
+    let chars = req.inputs.chars().count();
+    let truncation = match pb::TruncationDirection::try_from(req.truncation_direction) {
+        Ok(pb::TruncationDirection::Left) => Truncation::Left,
+        _ => Truncation::Right,
+    };
+    let (mut per_text, stats) =
+        crate::predict::predict_texts(state, head, vec![req.inputs], truncation, req.raw_scores).await?;
+    let predictions = per_text
+        .pop()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| pb::Prediction {
+            score: p.score,
+            label: p.label,
+        })
+        .collect();
+    let metadata = Some(metadata(&stats, chars, started));
+    Ok((pb::PredictResponse { predictions, metadata }, stats))
+}
+
+fn head_of<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("x-head")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+#[tonic::async_trait]
+impl Predict for Services {
+    async fn predict(&self, request: Request<pb::PredictRequest>) -> Result<Response<pb::PredictResponse>, Status> {
+        let (id, state) = (request_id(&request), self.state(&request)?);
+        let head = head_of(&request);
+        let work = predict_one(&state, head.as_deref(), request.into_inner());
+        let v = call(&state, "/tei.v1.Predict/Predict", &id, work).await?;
+        Ok(answer(v, &id))
+    }
+
+    type PredictStreamStream = ResponseStream<pb::PredictResponse>;
+
+    async fn predict_stream(
+        &self,
+        request: Request<Streaming<pb::PredictRequest>>,
+    ) -> Result<Response<Self::PredictStreamStream>, Status> {
+        let (id, state) = (request_id(&request), self.state(&request)?);
+        let head = head_of(&request);
+        let out = request
+            .into_inner()
+            .map(move |message| {
+                let (state, id, head) = (Arc::clone(&state), id.clone(), head.clone());
+                async move {
+                    let req = message?;
+                    call(
+                        &state,
+                        "/tei.v1.Predict/PredictStream",
+                        &id,
+                        predict_one(&state, head.as_deref(), req),
+                    )
+                    .await
+                }
+            })
+            .buffered(STREAM_IN_FLIGHT);
+        Ok(Response::new(Box::pin(until_error(out))))
+    }
+}
+
 async fn tokenize_one(state: &AppState, req: pb::EncodeRequest) -> Result<(pb::EncodeResponse, Stats), ApiError> {
     let mut texts = crate::tei::tokens(
         state,
@@ -381,11 +454,16 @@ pub async fn serve(
         .max_encoding_message_size(usize::MAX);
     let tokenize = TokenizeServer::new(services.clone()).max_decoding_message_size(max_message);
     let embed = InterceptedService::new(embed, guard.clone());
-    let info = InterceptedService::new(InfoServer::new(services), guard.clone());
+    let info = InterceptedService::new(InfoServer::new(services.clone()), guard.clone());
+    let predict = InterceptedService::new(
+        PredictServer::new(services).max_decoding_message_size(max_message),
+        guard.clone(),
+    );
     let tokenize = InterceptedService::new(tokenize, guard);
     tonic::transport::Server::builder()
         .add_service(embed)
         .add_service(info)
+        .add_service(predict)
         .add_service(tokenize)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await

@@ -24,6 +24,7 @@ pub mod models;
 mod ollama;
 mod openai;
 mod openapi;
+mod predict;
 mod tei;
 mod tei_text;
 
@@ -47,7 +48,7 @@ use crate::api::AppState;
 use crate::batcher::{BatchConfig, Batcher};
 use crate::error::{flavor_of, ApiError, Flavor};
 use crate::metrics::Metrics;
-pub use config::{default_max_connections, fixed_mmap_threshold, Limits, RequestId, ServeConfig};
+pub use config::{default_max_connections, fixed_mmap_threshold, HeadSpec, Limits, RequestId, ServeConfig};
 pub use conn::ClientGone;
 
 /// A bound, running server: its address, and the queue to shut down.
@@ -208,7 +209,9 @@ fn start_model(name: String, model: Arc<Model>, config: &ServeConfig) -> std::io
     // Text being tokenized at once, across requests: two of the longest texts accepted
     // (the tokenizer holds ~30 bytes per byte of the text it is working on).
     let tokenizing_kib = (2 * gemma_graph::MAX_TEXT_BYTES) / 1024;
+    let heads = predict::heads(&model, &config.heads).map_err(|e| invalid(format!("model {name:?}: {e}")))?;
     Ok(Arc::new(AppState {
+        heads,
         model,
         model_name: name,
         encode: config.encode,
@@ -236,6 +239,7 @@ pub const ROUTES: &[&str] = &[
     "/tokenize",
     "/decode",
     "/similarity",
+    "/predict",
     "/info",
     "/health",
     "/metrics",
@@ -277,6 +281,7 @@ fn router(
         .route("/tokenize", post(tei::tokenize))
         .route("/decode", post(tei_text::decode))
         .route("/similarity", post(tei_text::similarity))
+        .route("/predict", post(predict::predict))
         .route("/info", get(tei::info))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))

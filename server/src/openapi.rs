@@ -20,6 +20,7 @@ use utoipa::OpenApi;
         crate::tei::info,
         crate::tei_text::decode,
         crate::tei_text::similarity,
+        crate::predict::predict,
         crate::ollama::embed,
         crate::ollama::embeddings,
         crate::health,

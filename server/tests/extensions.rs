@@ -536,3 +536,127 @@ async fn openapi_describes_every_route() {
         );
     }
 }
+
+/// A classifier head file: `weight` [classes, 768] and `bias` [classes], labels in metadata.
+fn head_file(labels: &[&str]) -> std::path::PathBuf {
+    let classes = labels.len();
+    let weight: Vec<f32> = (0..classes * 768)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.1)
+        .collect();
+    let bias: Vec<f32> = (0..classes).map(|c| c as f32 * 0.01).collect();
+    let labels_json = serde_json::to_string(&labels).unwrap();
+    let w_bytes = weight.len() * 4;
+    let header = json!({
+        "__metadata__": {"labels": labels_json},
+        "weight": {"dtype": "F32", "shape": [classes, 768], "data_offsets": [0, w_bytes]},
+        "bias": {"dtype": "F32", "shape": [classes], "data_offsets": [w_bytes, w_bytes + classes * 4]},
+    })
+    .to_string();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.extend(weight.iter().chain(&bias).flat_map(|x| x.to_le_bytes()));
+    let path = std::env::temp_dir().join(format!("gg-server-head-{}.safetensors", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// `/predict` over a classifier head loaded with the model: raw scores are the head's logits
+/// from the library, bit for bit; scores are their softmax, best first, with the labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predict_answers_with_the_heads_outputs() {
+    use gemma_graph::{LinearHead, Model, ModelOptions, SentenceTransformersHead};
+    let file = head_file(&["bread", "cats", "markets"]);
+    let head = LinearHead {
+        name: "topic".into(),
+        softmax: false,
+        ..LinearHead::classifier(&file)
+    };
+    let model = std::sync::Arc::new(
+        Model::load_heads(
+            gemma_graph::default_model_path(),
+            &ModelOptions::default(),
+            &[&SentenceTransformersHead, &head],
+        )
+        .unwrap(),
+    );
+    let spec = gg_server::HeadSpec {
+        name: "topic".into(),
+        file: file.clone(),
+        softmax: false,
+    };
+    let server = gg_server::Server::bind_models(
+        vec![("m".into(), std::sync::Arc::clone(&model))],
+        ServeConfig {
+            heads: vec![spec],
+            ..config()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    for _ in 0..600 {
+        if get(addr, "/health").await.status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let texts = ["How do I bake bread?", "A kitten rests on the rug."];
+    let out = model.embed(&texts, &Default::default()).unwrap();
+    let r = post(addr, "/predict", &json!({"inputs": texts, "raw_scores": true})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = r.json();
+    for (i, per_text) in got.as_array().unwrap().iter().enumerate() {
+        let logits = out.head(1, i);
+        let labels = ["bread", "cats", "markets"];
+        let mut want: Vec<(f32, &str)> = logits.iter().copied().zip(labels).collect();
+        want.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let answer: Vec<(f32, String)> = per_text
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["score"].as_f64().unwrap() as f32,
+                    p["label"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(answer.len(), 3);
+        for ((g, gl), (w, wl)) in answer.iter().zip(&want) {
+            assert_eq!((g, gl.as_str()), (w, *wl), "text {i}");
+        }
+    }
+    // One text: one list; probabilities that sum to 1, in the logits' order.
+    let r = post(addr, "/predict", &json!({"inputs": texts[0]})).await;
+    let p: Vec<f64> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        (p.iter().sum::<f64>() - 1.0).abs() < 1e-6 && p.windows(2).all(|w| w[0] >= w[1]),
+        "{p:?}"
+    );
+    for (body, needle) in [
+        (json!({"inputs": "x", "head": "nope"}), "; loaded: topic"),
+        (json!({"inputs": [["a", "b"]]}), "inputs[0]"),
+    ] {
+        let r = post(addr, "/predict", &body).await;
+        assert_eq!(r.status, 400, "{body}");
+        assert!(r.text().contains(needle), "{body}: {}", r.text());
+    }
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    // Without a head, /predict says how to get one.
+    let s = start(config()).await;
+    let r = post(s.addr, "/predict", &json!({"inputs": "x"})).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("--head NAME=FILE"), "{}", r.text());
+}

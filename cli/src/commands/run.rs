@@ -164,10 +164,7 @@ pub fn run(args: Args) -> Result<()> {
         .as_ref()
         .map(|file| -> Result<Classes> {
             let dim = model.heads()[1].dim;
-            let labels = match model.user_weights().metadata(&file.display().to_string(), "labels") {
-                None => (0..dim).map(|i| i.to_string()).collect(),
-                Some(l) => class_labels(l, dim).with_context(|| format!("{}: metadata \"labels\"", file.display()))?,
-            };
+            let labels = model.user_weights().class_labels(&file.display().to_string(), dim)?;
             Ok(Classes {
                 labels,
                 key: if args.head_kind == HeadKind::LinearSoftmax {
@@ -341,20 +338,6 @@ fn format_from_extension(path: &std::path::Path) -> Result<OutputFormat> {
             path.display()
         ),
     })
-}
-
-/// A head file's class names: a JSON array of `classes` distinct strings (they become JSON
-/// keys and CSV columns, where a repeated name would be ambiguous).
-fn class_labels(json: &str, classes: usize) -> Result<Vec<String>> {
-    let labels: Vec<String> = serde_json::from_str(json).context("not a JSON array of strings")?;
-    if labels.len() != classes {
-        bail!("{} names for {classes} classes", labels.len());
-    }
-    let mut seen = std::collections::HashSet::new();
-    if let Some(dup) = labels.iter().find(|l| !seen.insert(l.as_str())) {
-        bail!("the class name {dup:?} appears more than once");
-    }
-    Ok(labels)
 }
 
 /// One text to embed: a record's text or one chunk of it (borrowed from the record: a line

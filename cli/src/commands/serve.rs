@@ -85,6 +85,12 @@ pub struct Args {
     /// same queue, limits, API key (metadata `authorization: Bearer KEY`) and metrics.
     #[arg(long, value_name = "PORT")]
     grpc_port: Option<u16>,
+    /// A classifier head for /predict (repeatable): a safetensors file with `weight`
+    /// [classes, 768] and `bias` [classes], labels in its metadata key "labels" (as
+    /// `run --head` takes it); `:linear` for logits (then /predict's raw_scores works),
+    /// `:linear-softmax` (default) for probabilities. Every model gets every head.
+    #[arg(long, value_name = "NAME=FILE[:KIND]")]
+    head: Vec<String>,
 }
 
 /// `--NAME SECONDS` as a positive duration, or an error naming the flag.
@@ -118,9 +124,25 @@ pub fn run(args: Args) -> Result<()> {
         .transpose()?;
     let mut options = args.model_args.options(args.max_batch_tokens, Pipeline::Default);
     options.max_batch_tokens = args.max_batch_tokens;
+    let heads = args.head.iter().map(|h| head_spec(h)).collect::<Result<Vec<_>>>()?;
+    let linear: Vec<gemma_graph::LinearHead> = heads
+        .iter()
+        .map(|h| gemma_graph::LinearHead {
+            name: h.name.clone(),
+            softmax: h.softmax,
+            ..gemma_graph::LinearHead::classifier(&h.file)
+        })
+        .collect();
     let mut models = Vec::with_capacity(specs.len());
     for (name, path) in &specs {
-        models.push((name.clone(), Arc::new(load_model(path, &options)?)));
+        let model = if linear.is_empty() {
+            load_model(path, &options)?
+        } else {
+            let mut all: Vec<&dyn gemma_graph::PoolingHead> = vec![&gemma_graph::SentenceTransformersHead];
+            all.extend(linear.iter().map(|h| h as &dyn gemma_graph::PoolingHead));
+            gemma_graph::Model::load_heads(path, &options, &all)?
+        };
+        models.push((name.clone(), Arc::new(model)));
     }
     let model_name = specs[0].0.clone();
     let config_has_key = api_key.is_some();
@@ -145,6 +167,7 @@ pub fn run(args: Args) -> Result<()> {
         cache_entries: args.cache_entries,
         default_prompt_name: args.default_prompt_name.clone(),
         grpc_addr: args.grpc_port.map(|p| SocketAddr::new(args.host, p)),
+        heads,
     };
     gg_server::fixed_mmap_threshold();
     use std::io::IsTerminal;
@@ -228,6 +251,23 @@ fn model_specs(args: &[String], model_name: Option<&str>) -> Result<Vec<(String,
         super::check_model_path(path)?;
     }
     Ok(specs)
+}
+
+/// `--head NAME=FILE[:linear|linear-softmax]`.
+fn head_spec(arg: &str) -> Result<gg_server::HeadSpec> {
+    let Some((name, rest)) = arg.split_once('=').filter(|(n, _)| !n.is_empty()) else {
+        bail!("--head {arg:?}: give NAME=FILE[:linear|linear-softmax]");
+    };
+    let (file, softmax) = match rest.rsplit_once(':') {
+        Some((f, "linear")) => (f, false),
+        Some((f, "linear-softmax")) => (f, true),
+        _ => (rest, true),
+    };
+    Ok(gg_server::HeadSpec {
+        name: name.to_string(),
+        file: PathBuf::from(file),
+        softmax,
+    })
 }
 
 /// The key from `--api-key` or, without the flag, `GEMMA_GRAPH_API_KEY`. An empty key is refused:
