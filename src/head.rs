@@ -319,6 +319,21 @@ impl PoolingHead for SentenceTransformersHead {
     }
 }
 
+/// The encoder's per-token states (after its final norm): one `d_model` row per token, what
+/// TEI's `/embed_all` answers and what token-level tasks start from.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokenStatesHead;
+
+impl PoolingHead for TokenStatesHead {
+    fn name(&self) -> &str {
+        "token-states"
+    }
+
+    fn build(&self, b: &mut HeadBuilder<'_>) -> Result<Value, Error> {
+        Ok(b.hidden())
+    }
+}
+
 /// A linear layer (and optionally a softmax) trained on the model's embeddings, read from a
 /// weight file: the sentence-transformers embedding → `x · Wᵀ + b` → softmax. What a
 /// scikit-learn `LogisticRegression` (`coef_`, `intercept_`) or a torch `nn.Linear` saved as

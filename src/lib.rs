@@ -31,7 +31,9 @@ pub use gg_backends::{Arena, Backend, Batch, Precision, Prepared, SeqSpan, Unava
 pub use gg_graph::{CompiledGraph, Pipeline};
 pub use gg_loader::gemma::{MATRYOSHKA_DIMS, PROMPTS};
 pub use gg_loader::tokenizer::{ControlLiterals, EncodeOptions, Normalization};
-pub use head::{GeluKind, HeadBuilder, LinearHead, PoolKind, PoolingHead, SentenceTransformersHead, Value};
+pub use head::{
+    GeluKind, HeadBuilder, LinearHead, PoolKind, PoolingHead, SentenceTransformersHead, TokenStatesHead, Value,
+};
 pub use inputs::{Input, Prompt, Sequence, Sequencer, Truncation, MAX_TEXT_BYTES};
 pub use model::{BackendChoice, HeadInfo, Model, ModelOptions, MAX_BATCH_TOKENS, MAX_TEXTS_PER_BATCH};
 pub use output::{matryoshka, Embeddings, HeadRows, TextEmbedding};

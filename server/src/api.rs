@@ -34,6 +34,8 @@ pub struct AppState {
     pub tokenizing_kib: usize,
     /// `--default-prompt-name`: the prompt of requests that name none.
     pub default_prompt: Option<String>,
+    /// `/embed_all`'s model: the same file with a per-token head (`serve --embed-all`).
+    pub token_states: Option<Arc<AppState>>,
     /// The classifier heads `/predict` answers with (`serve --head`).
     pub heads: Vec<crate::predict::Head>,
     /// `--cache-entries`: finished vectors by token sequence.

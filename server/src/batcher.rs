@@ -305,7 +305,9 @@ impl Shared {
                 let heads = model.heads().len();
                 for (k, (slot, request)) in owners.into_iter().enumerate() {
                     let extra = (1..heads).flat_map(|h| out.head(h, k).iter().copied()).collect();
-                    request.complete(slot, out.vector(k).to_vec(), extra, started, ended);
+                    // All of head 0's rows: one for a per-text head, one per token for a
+                    // per-token one (`/embed_all`'s model).
+                    request.complete(slot, out.head(0, k).to_vec(), extra, started, ended);
                 }
             }
             Err(e) => {

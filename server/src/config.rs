@@ -76,7 +76,7 @@ impl Default for Limits {
 }
 
 /// Everything `serve` needs besides the model.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ServeConfig {
     pub limits: Limits,
     /// Bearer token every route but `/health` requires.
@@ -96,6 +96,9 @@ pub struct ServeConfig {
     /// Classifier heads the models were loaded with (after the embedding head, in this order):
     /// what `/predict` answers with.
     pub heads: Vec<HeadSpec>,
+    /// Per served model (same order), the same file loaded with `TokenStatesHead` for
+    /// `/embed_all` (`--embed-all`); empty: no `/embed_all`.
+    pub token_states: Vec<std::sync::Arc<gemma_graph::Model>>,
     /// Where to serve TEI's gRPC API as well (`--grpc-port`).
     pub grpc_addr: Option<std::net::SocketAddr>,
     /// Finished vectors kept by token sequence (0: no cache).

@@ -15,6 +15,7 @@ mod chunks;
 mod config;
 mod conn;
 mod dtype;
+mod embed_all;
 pub mod error;
 mod grpc;
 mod host;
@@ -104,7 +105,21 @@ impl Server {
         }
         let states = models
             .into_iter()
-            .map(|(name, model)| start_model(name, model, &config))
+            .enumerate()
+            .map(|(i, (name, model))| {
+                // `/embed_all`: the same file with a per-token head, its own queue, no cache.
+                let token_states = match config.token_states.get(i) {
+                    Some(m) => Some(start_model(
+                        format!("{name} (token states)"),
+                        Arc::clone(m),
+                        &config,
+                        None,
+                        false,
+                    )?),
+                    None => None,
+                };
+                start_model(name, model, &config, token_states, true)
+            })
             .collect::<std::io::Result<Vec<_>>>()?;
         let models = Arc::new(models::Models { states });
         let listener = TcpListener::bind(addr).await?;
@@ -168,6 +183,9 @@ impl Server {
         tokio::task::spawn_blocking(move || {
             for state in &models.states {
                 state.batcher.shutdown();
+                if let Some(t) = &state.token_states {
+                    t.batcher.shutdown();
+                }
             }
         })
         .await
@@ -176,7 +194,13 @@ impl Server {
 }
 
 /// One model's queue and state: its limits checked, its model thread started (warm-up first).
-fn start_model(name: String, model: Arc<Model>, config: &ServeConfig) -> std::io::Result<Arc<AppState>> {
+fn start_model(
+    name: String,
+    model: Arc<Model>,
+    config: &ServeConfig,
+    token_states: Option<Arc<AppState>>,
+    main: bool,
+) -> std::io::Result<Arc<AppState>> {
     let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
     let context = model.config().context_length;
     let limits = config.limits.clone();
@@ -209,9 +233,13 @@ fn start_model(name: String, model: Arc<Model>, config: &ServeConfig) -> std::io
     // Text being tokenized at once, across requests: two of the longest texts accepted
     // (the tokenizer holds ~30 bytes per byte of the text it is working on).
     let tokenizing_kib = (2 * gemma_graph::MAX_TEXT_BYTES) / 1024;
-    let heads = predict::heads(&model, &config.heads).map_err(|e| invalid(format!("model {name:?}: {e}")))?;
+    let heads = match main {
+        true => predict::heads(&model, &config.heads).map_err(|e| invalid(format!("model {name:?}: {e}")))?,
+        false => Vec::new(),
+    };
     Ok(Arc::new(AppState {
         heads,
+        token_states,
         model,
         model_name: name,
         encode: config.encode,
@@ -223,7 +251,7 @@ fn start_model(name: String, model: Arc<Model>, config: &ServeConfig) -> std::io
         tokenizing_kib,
         ranges: config.calibration.clone(),
         default_prompt: config.default_prompt_name.clone(),
-        cache: (config.cache_entries > 0).then(|| cache::VectorCache::new(config.cache_entries)),
+        cache: (main && config.cache_entries > 0).then(|| cache::VectorCache::new(config.cache_entries)),
     }))
 }
 
@@ -240,6 +268,7 @@ pub const ROUTES: &[&str] = &[
     "/decode",
     "/similarity",
     "/predict",
+    "/embed_all",
     "/info",
     "/health",
     "/metrics",
@@ -282,6 +311,7 @@ fn router(
         .route("/decode", post(tei_text::decode))
         .route("/similarity", post(tei_text::similarity))
         .route("/predict", post(predict::predict))
+        .route("/embed_all", post(embed_all::embed_all))
         .route("/info", get(tei::info))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
@@ -360,7 +390,11 @@ async fn require_json(request: Request, next: Next) -> Response {
     responses((status = 200, description = "every model is warm"), (status = 503, description = "warming up, or the warm-up failed")))]
 async fn health(State(models): State<Arc<models::Models>>) -> Response {
     // Healthy once every model is; otherwise the first one that is not says why.
-    let Some(state) = models.states.iter().find(|s| !s.is_warm()) else {
+    let every = models
+        .states
+        .iter()
+        .flat_map(|s| std::iter::once(s).chain(&s.token_states));
+    let Some(state) = every.into_iter().find(|s| !s.is_warm()) else {
         return (StatusCode::OK, "ok").into_response();
     };
     let (code, message) = match state.warm.get() {

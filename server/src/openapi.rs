@@ -21,6 +21,7 @@ use utoipa::OpenApi;
         crate::tei_text::decode,
         crate::tei_text::similarity,
         crate::predict::predict,
+        crate::embed_all::embed_all,
         crate::ollama::embed,
         crate::ollama::embeddings,
         crate::health,

@@ -660,3 +660,51 @@ async fn predict_answers_with_the_heads_outputs() {
     assert_eq!(r.status, 400);
     assert!(r.text().contains("--head NAME=FILE"), "{}", r.text());
 }
+
+/// `/embed_all` (with `token_states`, as `--embed-all` loads them): every token's state, bit
+/// for bit the library's per-token head; refused, saying how, when not served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_all_answers_every_tokens_state() {
+    use gemma_graph::{Model, ModelOptions, TokenStatesHead};
+    let states = std::sync::Arc::new(
+        Model::load_with(
+            gemma_graph::default_model_path(),
+            &ModelOptions::default(),
+            &TokenStatesHead,
+        )
+        .unwrap(),
+    );
+    let s = start(ServeConfig {
+        token_states: vec![std::sync::Arc::clone(&states)],
+        ..config()
+    })
+    .await;
+    let texts = ["How do I bake bread?", "hello"];
+    let r = post(s.addr, "/embed_all", &json!({"inputs": texts, "prompt_name": "query"})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got: Vec<Vec<Vec<f32>>> = serde_json::from_slice(&r.body).unwrap();
+    let opts = gemma_graph::EmbedOptions {
+        prompt: Some(gemma_graph::Prompt::Name("query".into())),
+        ..Default::default()
+    };
+    let want = states.embed(&texts, &opts).unwrap();
+    for (i, rows) in got.iter().enumerate() {
+        let tokens = want.items[i].tokens;
+        assert_eq!(rows.len(), tokens, "one row per token, BOS and EOS included");
+        assert_eq!(rows.concat(), want.head(0, i), "text {i}");
+    }
+    let long = "word ".repeat(3000);
+    let r = post(
+        s.addr,
+        "/embed_all",
+        &json!({"inputs": [long.clone(), long.clone(), long.clone(), long.clone(), long]}),
+    )
+    .await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.text().contains("--max-batch-tokens"), "{}", r.text());
+    drop(s);
+    let s = start(config()).await;
+    let r = post(s.addr, "/embed_all", &json!({"inputs": "x"})).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("--embed-all"), "{}", r.text());
+}

@@ -91,6 +91,10 @@ pub struct Args {
     /// `:linear-softmax` (default) for probabilities. Every model gets every head.
     #[arg(long, value_name = "NAME=FILE[:KIND]")]
     head: Vec<String>,
+    /// Serve TEI's /embed_all (every token's state): loads each model a second time with a
+    /// per-token head, its own queue (the file is mapped once; repacked weights are not shared).
+    #[arg(long)]
+    embed_all: bool,
 }
 
 /// `--NAME SECONDS` as a positive duration, or an error naming the flag.
@@ -134,6 +138,7 @@ pub fn run(args: Args) -> Result<()> {
         })
         .collect();
     let mut models = Vec::with_capacity(specs.len());
+    let mut token_states = Vec::new();
     for (name, path) in &specs {
         let model = if linear.is_empty() {
             load_model(path, &options)?
@@ -143,6 +148,13 @@ pub fn run(args: Args) -> Result<()> {
             gemma_graph::Model::load_heads(path, &options, &all)?
         };
         models.push((name.clone(), Arc::new(model)));
+        if args.embed_all {
+            token_states.push(Arc::new(gemma_graph::Model::load_with(
+                path,
+                &options,
+                &gemma_graph::TokenStatesHead,
+            )?));
+        }
     }
     let model_name = specs[0].0.clone();
     let config_has_key = api_key.is_some();
@@ -168,6 +180,7 @@ pub fn run(args: Args) -> Result<()> {
         default_prompt_name: args.default_prompt_name.clone(),
         grpc_addr: args.grpc_port.map(|p| SocketAddr::new(args.host, p)),
         heads,
+        token_states,
     };
     gg_server::fixed_mmap_threshold();
     use std::io::IsTerminal;
