@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::outfile::OutFile;
 use crate::stored::{Encoding, Stored};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::Value;
 
 /// Output format of `run`.
@@ -455,11 +455,4 @@ impl serde::Serialize for JsonRow<'_, '_> {
         }
         m.end()
     }
-}
-
-/// A float32 matrix read back from an `.npy` file `run --format npy` wrote (or numpy saved
-/// as little-endian float32, C order, 2-D).
-pub fn read_npy(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    gemma_graph::npy::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use gemma_graph::{quantize_row, OutputDtype, Ranges};
 
 /// The output dtype and, for int8/uint8, the ranges from `--calibration`.
@@ -31,7 +31,7 @@ impl Encoding {
             (false, Some(_)) => bail!("--calibration applies to --output-dtype int8 and uint8 only, not {dtype}"),
             (false, None) => None,
             (true, Some(path)) => {
-                let (_, cols, values) = crate::output::read_npy(path)?;
+                let (_, cols, values) = read_npy(path)?;
                 if cols != dim {
                     bail!(
                         "--calibration {}: {cols} columns, but the output has {dim} (make it with the same --dim)",
@@ -103,4 +103,11 @@ impl serde::Serialize for Stored {
             None => self.ints().serialize(s),
         }
     }
+}
+
+/// A float32 matrix read back from an `.npy` file `run --format npy` wrote (or numpy saved
+/// as little-endian float32, C order, 2-D).
+pub fn read_npy(path: &Path) -> Result<(usize, usize, Vec<f32>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    gemma_graph::npy::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

@@ -37,7 +37,7 @@ pub struct AppState {
     /// `/embed_all`'s model: the same file with a per-token head (`serve --embed-all`).
     pub token_states: Option<Arc<AppState>>,
     /// The classifier heads `/predict` answers with (`serve --head`).
-    pub heads: Vec<crate::predict::Head>,
+    pub heads: Vec<crate::heads::Head>,
     /// `--cache-entries`: finished vectors by token sequence.
     pub cache: Option<crate::cache::VectorCache>,
     /// `--calibration`: the column ranges of the int8/uint8 `dtype`s.

@@ -149,6 +149,6 @@ mod tests {
         assert_eq!(c.get(&[3]).map(|(_, e)| e.to_vec()), Some(vec![0.5]));
         assert_eq!(v(&[1]), Some(vec![1.0]));
         assert_eq!(c.len(), 2);
-        assert_eq!(c.counts(), (4, 1));
+        assert_eq!(c.counts(), (3, 1));
     }
 }

@@ -103,7 +103,7 @@ fn request_id<T>(request: &Request<T>) -> RequestId {
         .extensions()
         .get::<RequestId>()
         .cloned()
-        .unwrap_or_else(|| RequestId(crate::request_id(None)))
+        .unwrap_or_else(|| RequestId(crate::auth::request_id(None)))
 }
 
 /// A unary answer carrying the request id, as HTTP responses do.
@@ -426,12 +426,12 @@ pub async fn serve(
     let max_message = models.first().limits.max_body_bytes;
     let guard_state = Arc::clone(models.first());
     let guard = move |mut request: Request<()>| -> Result<Request<()>, Status> {
-        let id = RequestId(crate::request_id(
+        let id = RequestId(crate::auth::request_id(
             request.metadata().get("x-request-id").and_then(|v| v.to_str().ok()),
         ));
         if let Some(key) = &api_key {
             let given = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
-            if let Err(message) = crate::check_key(key, given) {
+            if let Err(message) = crate::auth::check_key(key, given) {
                 api::log_request(
                     &guard_state,
                     "grpc",

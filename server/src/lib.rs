@@ -8,6 +8,7 @@
 //! input-count and context limits → 413/400 naming the limit; errors are always JSON.
 
 pub mod api;
+mod auth;
 pub mod batcher;
 mod body;
 mod cache;
@@ -18,6 +19,7 @@ mod dtype;
 mod embed_all;
 pub mod error;
 mod grpc;
+mod heads;
 mod host;
 mod inputs;
 pub mod metrics;
@@ -26,11 +28,11 @@ mod ollama;
 mod openai;
 mod openapi;
 mod predict;
+mod status;
 mod tei;
 mod tei_text;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -47,7 +49,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::api::AppState;
 use crate::batcher::{BatchConfig, Batcher};
-use crate::error::{flavor_of, ApiError, Flavor};
+use crate::error::{flavor_of, ApiError};
 use crate::metrics::Metrics;
 pub use config::{default_max_connections, fixed_mmap_threshold, HeadSpec, Limits, RequestId, ServeConfig};
 pub use conn::ClientGone;
@@ -234,7 +236,7 @@ fn start_model(
     // (the tokenizer holds ~30 bytes per byte of the text it is working on).
     let tokenizing_kib = (2 * gemma_graph::MAX_TEXT_BYTES) / 1024;
     let heads = match main {
-        true => predict::heads(&model, &config.heads).map_err(|e| invalid(format!("model {name:?}: {e}")))?,
+        true => heads::heads(&model, &config.heads).map_err(|e| invalid(format!("model {name:?}: {e}")))?,
         false => Vec::new(),
     };
     Ok(Arc::new(AppState {
@@ -313,8 +315,8 @@ fn router(
         .route("/predict", post(predict::predict))
         .route("/embed_all", post(embed_all::embed_all))
         .route("/info", get(tei::info))
-        .route("/health", get(health))
-        .route("/metrics", get(metrics_text))
+        .route("/health", get(status::health))
+        .route("/metrics", get(status::metrics_text))
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -386,44 +388,6 @@ async fn require_json(request: Request, next: Next) -> Response {
     .into_response()
 }
 
-#[utoipa::path(get, path = "/health", tag = "server",
-    responses((status = 200, description = "every model is warm"), (status = 503, description = "warming up, or the warm-up failed")))]
-async fn health(State(models): State<Arc<models::Models>>) -> Response {
-    // Healthy once every model is; otherwise the first one that is not says why.
-    let every = models
-        .states
-        .iter()
-        .flat_map(|s| std::iter::once(s).chain(&s.token_states));
-    let Some(state) = every.into_iter().find(|s| !s.is_warm()) else {
-        return (StatusCode::OK, "ok").into_response();
-    };
-    let (code, message) = match state.warm.get() {
-        Some(Ok(())) => return (StatusCode::OK, "ok").into_response(),
-        Some(Err(e)) => ("warm_up_failed", format!("the warm-up batch failed: {e}")),
-        None => ("warming_up", "the model is warming up".to_string()),
-    };
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", code, message)
-        .with_flavor(Flavor::Tei)
-        .into_response()
-}
-
-#[utoipa::path(get, path = "/metrics", tag = "server", responses((status = 200, description = "Prometheus text format")))]
-async fn metrics_text(State(models): State<Arc<models::Models>>) -> Response {
-    let per_model: Vec<_> = models
-        .states
-        .iter()
-        .map(|s| {
-            let cache = s.cache.as_ref().map(cache::VectorCache::families).unwrap_or_default();
-            (s.model_name.as_str(), &*s.metrics, cache)
-        })
-        .collect();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        Metrics::render(&per_model),
-    )
-        .into_response()
-}
-
 async fn not_found(request: Request) -> Response {
     let path = request.uri().path().to_string();
     ApiError::new(
@@ -448,31 +412,6 @@ async fn method_not_allowed(request: Request) -> Response {
     .into_response()
 }
 
-/// Equal in time independent of where the strings differ (their lengths may show).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The credentials of an `Authorization: Bearer <token>` header value; the scheme is matched
-/// case-insensitively, as RFC 7235 says (`bearer KEY` is as valid as `Bearer KEY`).
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim_start().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// The `authorization` header (HTTP) or metadata (gRPC) against the API key: `Bearer KEY`,
-/// compared in constant time; the error says what is wrong.
-pub(crate) fn check_key(key: &str, authorization: Option<&str>) -> Result<(), &'static str> {
-    match authorization.and_then(bearer_token) {
-        Some(token) if constant_time_eq(token.as_bytes(), key.as_bytes()) => Ok(()),
-        Some(_) => Err("invalid API key"),
-        None => Err("missing API key: send `Authorization: Bearer <key>`"),
-    }
-}
-
 async fn authorize(State(key): State<Arc<Option<String>>>, request: Request, next: Next) -> Response {
     let Some(key) = key.as_deref() else {
         return next.run(request).await;
@@ -481,7 +420,7 @@ async fn authorize(State(key): State<Arc<Option<String>>>, request: Request, nex
     if path == "/health" || request.method() == Method::OPTIONS {
         return next.run(request).await;
     }
-    match check_key(
+    match auth::check_key(
         key,
         request
             .headers()
@@ -506,23 +445,12 @@ async fn authorize(State(key): State<Arc<Option<String>>>, request: Request, nex
     }
 }
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A request's id: the client's `x-request-id` if it is sane (1–128 visible ASCII), else the
-/// next of a counter. HTTP and gRPC alike.
-pub(crate) fn request_id(given: Option<&str>) -> String {
-    given
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("gg-{:x}", NEXT_ID.fetch_add(1, Ordering::Relaxed)))
-}
-
 /// The outermost layer: gives the request its id (the client's `x-request-id` if sane), tells
 /// the hang-up watch whether it may probe (HTTP/1.1), and logs and counts every request a
 /// route did not: refusals by the layers, and requests whose connection closed before any
 /// response (the future is dropped: logged as 499 by the guard).
 async fn observe(State(metrics): State<Arc<Metrics>>, mut request: Request, next: Next) -> Response {
-    let id = request_id(request.headers().get("x-request-id").and_then(|v| v.to_str().ok()));
+    let id = auth::request_id(request.headers().get("x-request-id").and_then(|v| v.to_str().ok()));
     let http11 = request.version() == axum::http::Version::HTTP_11;
     if let Some(gone) = request.extensions_mut().get_mut::<ClientGone>() {
         gone.may_probe = http11;

@@ -24,8 +24,8 @@ use utoipa::OpenApi;
         crate::embed_all::embed_all,
         crate::ollama::embed,
         crate::ollama::embeddings,
-        crate::health,
-        crate::metrics_text,
+        crate::status::health,
+        crate::status::metrics_text,
         openapi_json,
     )
 )]

@@ -73,7 +73,7 @@ pub fn run(args: Args) -> Result<()> {
 
     let (dim, corpus) = match &args.embeddings {
         Some(npy) => {
-            let (rows, file_dim, mut values) = crate::output::read_npy(npy)?;
+            let (rows, file_dim, mut values) = crate::stored::read_npy(npy)?;
             if rows != docs.len() {
                 bail!(
                     "{}: {rows} rows, but the corpus has {} texts; write it with `run --prompt document --format npy` over the same input",

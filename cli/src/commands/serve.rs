@@ -121,7 +121,7 @@ pub fn run(args: Args) -> Result<()> {
         .calibration
         .as_deref()
         .map(|p| -> Result<gemma_graph::Ranges> {
-            let (_, cols, values) = crate::output::read_npy(p)?;
+            let (_, cols, values) = crate::stored::read_npy(p)?;
             gemma_graph::Ranges::from_calibration(&values, cols)
                 .with_context(|| format!("--calibration {}", p.display()))
         })
