@@ -438,6 +438,21 @@ pub fn log_request(
     total
 }
 
+/// A route's answer: `work` bounded by `--request-timeout` and the client's hang-up
+/// ([`bounded`]), then logged, counted and given its timing headers ([`finish`]).
+pub async fn respond(
+    state: &AppState,
+    route: &'static str,
+    flavor: Flavor,
+    id: &RequestId,
+    gone: Option<axum::extract::Extension<ClientGone>>,
+    work: impl std::future::Future<Output = Result<(Response, Stats), ApiError>>,
+) -> Response {
+    let started = Instant::now();
+    let result = bounded(state, gone.map(|g| g.0), work).await;
+    finish(state, route, flavor, id, started, result)
+}
+
 /// The response of a route: its body, or its error in the route's flavor; logged and counted.
 pub fn finish(
     state: &AppState,

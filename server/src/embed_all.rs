@@ -5,7 +5,6 @@
 //! tokens (8,192: about 25 MB of floats, several times that as JSON).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -71,7 +70,13 @@ pub async fn embed_all(
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let result = api::bounded(&state, gone.map(|g| g.0), embed_all_request(&state, body)).await;
-    api::finish(&state, "/embed_all", Flavor::Tei, &id, started, result)
+    api::respond(
+        &state,
+        "/embed_all",
+        Flavor::Tei,
+        &id,
+        gone,
+        embed_all_request(&state, body),
+    )
+    .await
 }

@@ -58,11 +58,9 @@ fn note_ignored(options: Option<&Map<String, Value>>) {
     }
 }
 
-async fn embed_request(
-    state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-    started: Instant,
-) -> Result<(Response, Stats), ApiError> {
+async fn embed_request(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<(Response, Stats), ApiError> {
+    // Ollama's `total_duration`: from the request's body read to its answer ready.
+    let started = Instant::now();
     let request: EmbedRequest = api::parse_body(body, &state.limits)?;
     note_ignored(request.options.as_ref());
     let dim = api::check_dimensions(request.dimensions, &state.model)?;
@@ -94,9 +92,15 @@ pub async fn embed(
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let result = api::bounded(&state, gone.map(|g| g.0), embed_request(&state, body, started)).await;
-    api::finish(&state, "/api/embed", Flavor::Ollama, &id, started, result)
+    api::respond(
+        &state,
+        "/api/embed",
+        Flavor::Ollama,
+        &id,
+        gone,
+        embed_request(&state, body),
+    )
+    .await
 }
 
 /// Ollama's older embeddings request.
@@ -144,7 +148,13 @@ pub async fn embeddings(
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let result = api::bounded(&state, gone.map(|g| g.0), embeddings_request(&state, body)).await;
-    api::finish(&state, "/api/embeddings", Flavor::Ollama, &id, started, result)
+    api::respond(
+        &state,
+        "/api/embeddings",
+        Flavor::Ollama,
+        &id,
+        gone,
+        embeddings_request(&state, body),
+    )
+    .await
 }

@@ -1,7 +1,6 @@
 //! `POST /v1/embeddings` and `GET /v1/models`: the OpenAI embeddings API.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -140,9 +139,15 @@ pub async fn embeddings(
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let result = api::bounded(&state, gone.map(|g| g.0), handle(&state, body)).await;
-    api::finish(&state, "/v1/embeddings", Flavor::OpenAi, &id, started, result)
+    api::respond(
+        &state,
+        "/v1/embeddings",
+        Flavor::OpenAi,
+        &id,
+        gone,
+        handle(&state, body),
+    )
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/models", tag = "OpenAI", responses((status = 200, description = "the served models")))]

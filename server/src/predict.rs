@@ -4,7 +4,6 @@
 //! the text's vector (one extra matrix product), so they are the numbers `run --head` writes.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -147,7 +146,13 @@ pub async fn predict(
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let result = api::bounded(&state, gone.map(|g| g.0), predict_request(&state, body)).await;
-    api::finish(&state, "/predict", Flavor::Tei, &id, started, result)
+    api::respond(
+        &state,
+        "/predict",
+        Flavor::Tei,
+        &id,
+        gone,
+        predict_request(&state, body),
+    )
+    .await
 }

@@ -2,7 +2,6 @@
 //! `GET /info`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -105,9 +104,7 @@ pub async fn embed(
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let result = api::bounded(&state, gone.map(|g| g.0), embed_request(&state, body)).await;
-    api::finish(&state, "/embed", Flavor::Tei, &id, started, result)
+    api::respond(&state, "/embed", Flavor::Tei, &id, gone, embed_request(&state, body)).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -189,9 +186,15 @@ pub async fn tokenize(
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let result = api::bounded(&state, gone.map(|g| g.0), tokenize_request(&state, body)).await;
-    api::finish(&state, "/tokenize", Flavor::Tei, &id, started, result)
+    api::respond(
+        &state,
+        "/tokenize",
+        Flavor::Tei,
+        &id,
+        gone,
+        tokenize_request(&state, body),
+    )
+    .await
 }
 
 #[utoipa::path(get, path = "/info", tag = "TEI", responses((status = 200, description = "the model, its limits and the server's")))]

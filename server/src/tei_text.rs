@@ -2,7 +2,6 @@
 //! `POST /decode` (token ids back to text).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -94,9 +93,15 @@ pub async fn similarity(
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let result = api::bounded(&state, gone.map(|g| g.0), similarity_request(&state, body)).await;
-    api::finish(&state, "/similarity", Flavor::Tei, &id, started, result)
+    api::respond(
+        &state,
+        "/similarity",
+        Flavor::Tei,
+        &id,
+        gone,
+        similarity_request(&state, body),
+    )
+    .await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -167,7 +172,5 @@ pub async fn decode(
     gone: Option<Extension<ClientGone>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let result = api::bounded(&state, gone.map(|g| g.0), decode_request(&state, body)).await;
-    api::finish(&state, "/decode", Flavor::Tei, &id, started, result)
+    api::respond(&state, "/decode", Flavor::Tei, &id, gone, decode_request(&state, body)).await
 }
