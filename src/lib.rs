@@ -37,7 +37,7 @@ pub use head::{
 pub use inputs::{Input, Prompt, Sequence, Sequencer, Truncation, MAX_TEXT_BYTES};
 pub use model::{BackendChoice, HeadInfo, Model, ModelOptions, MAX_BATCH_TOKENS, MAX_TEXTS_PER_BATCH};
 pub use output::{matryoshka, Embeddings, HeadRows, TextEmbedding};
-pub use output_dtype::{quantize_row, stored_values, OutputDtype, Ranges};
+pub use output_dtype::{quantize_row, stored_values, OutputDtype, Ranges, StoredValues};
 pub use paths::{cache_dir, default_checkpoint_dir, default_model_path};
 pub use user_weights::{UserTensor, UserWeights};
 

@@ -193,20 +193,42 @@ pub fn quantize_row(row: &[f32], dtype: OutputDtype, ranges: Option<&Ranges>, ou
     Ok(())
 }
 
-/// Stored bytes as numbers, for text formats (JSON, CSV): floats as their f32 value, bytes
-/// as integers (signed for `int8`/`binary`).
-pub fn stored_values(bytes: &[u8], dtype: OutputDtype) -> Vec<f64> {
+/// A stored row as numbers, for text formats (JSON, CSV): what every surface writes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoredValues {
+    /// `float32` and `float16`, each value as its f32.
+    Floats(Vec<f32>),
+    /// The byte dtypes, as integers (signed for `int8`/`binary`).
+    Ints(Vec<i16>),
+}
+
+impl StoredValues {
+    /// Every value as f64 (exact for both kinds).
+    pub fn to_f64(&self) -> Vec<f64> {
+        match self {
+            StoredValues::Floats(v) => v.iter().map(|&x| x as f64).collect(),
+            StoredValues::Ints(v) => v.iter().map(|&x| x as f64).collect(),
+        }
+    }
+}
+
+/// Stored bytes ([`quantize_row`]'s) as numbers.
+pub fn stored_values(bytes: &[u8], dtype: OutputDtype) -> StoredValues {
     match dtype {
-        OutputDtype::Float32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
-            .collect(),
-        OutputDtype::Float16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f64())
-            .collect(),
-        d if d.signed_bytes() => bytes.iter().map(|&b| b as i8 as f64).collect(),
-        _ => bytes.iter().map(|&b| b as f64).collect(),
+        OutputDtype::Float32 => StoredValues::Floats(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ),
+        OutputDtype::Float16 => StoredValues::Floats(
+            bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+        ),
+        d if d.signed_bytes() => StoredValues::Ints(bytes.iter().map(|&b| i16::from(b as i8)).collect()),
+        _ => StoredValues::Ints(bytes.iter().map(|&b| i16::from(b)).collect()),
     }
 }
 
@@ -269,6 +291,9 @@ mod tests {
         let mut out = Vec::new();
         // 1 + 2^-11 is halfway between two f16 values: ties to the even one (1.0).
         quantize_row(&[1.0 + 1.0 / 2048.0, 65520.0], OutputDtype::Float16, None, &mut out).unwrap();
-        assert_eq!(stored_values(&out, OutputDtype::Float16), [1.0, f64::INFINITY]);
+        assert_eq!(
+            stored_values(&out, OutputDtype::Float16),
+            StoredValues::Floats(vec![1.0, f32::INFINITY])
+        );
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use gemma_graph::{quantize_row, OutputDtype, Ranges};
+use gemma_graph::{quantize_row, OutputDtype, Ranges, StoredValues};
 
 /// The output dtype and, for int8/uint8, the ranges from `--calibration`.
 pub struct Encoding {
@@ -67,40 +67,25 @@ pub struct Stored {
 }
 
 impl Stored {
+    fn values(&self) -> StoredValues {
+        gemma_graph::stored_values(&self.bytes, self.dtype)
+    }
+
     /// Each element as text: floats as the shortest f32 text, bytes as integers.
     pub fn cells(&self) -> Vec<String> {
-        match self.floats() {
-            Some(f) => f.iter().map(f32::to_string).collect(),
-            None => self.ints().iter().map(i16::to_string).collect(),
+        match self.values() {
+            StoredValues::Floats(f) => f.iter().map(f32::to_string).collect(),
+            StoredValues::Ints(i) => i.iter().map(i16::to_string).collect(),
         }
-    }
-
-    fn floats(&self) -> Option<Vec<f32>> {
-        match self.dtype {
-            OutputDtype::Float32 | OutputDtype::Float16 => Some(
-                gemma_graph::stored_values(&self.bytes, self.dtype)
-                    .into_iter()
-                    .map(|x| x as f32)
-                    .collect(),
-            ),
-            _ => None,
-        }
-    }
-
-    fn ints(&self) -> Vec<i16> {
-        gemma_graph::stored_values(&self.bytes, self.dtype)
-            .into_iter()
-            .map(|x| x as i16)
-            .collect()
     }
 }
 
 impl serde::Serialize for Stored {
     /// A JSON array of numbers (floats for float dtypes, integers for the byte ones).
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.floats() {
-            Some(f) => f.serialize(s),
-            None => self.ints().serialize(s),
+        match self.values() {
+            StoredValues::Floats(f) => f.serialize(s),
+            StoredValues::Ints(i) => i.serialize(s),
         }
     }
 }

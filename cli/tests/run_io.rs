@@ -883,6 +883,7 @@ fn output_dtypes_store_the_float_rows_quantized() {
         let rows = jsonl_rows(&ok(run(&[&args[..], &["--format", "jsonl"]].concat())));
         // (JSON floats are the shortest text of the f32: compared as f32.)
         let values: Vec<f32> = gemma_graph::stored_values(&want, dtype)
+            .to_f64()
             .into_iter()
             .map(|x| x as f32)
             .collect();

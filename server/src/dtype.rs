@@ -3,7 +3,7 @@
 //! `quantize_embeddings`), as JSON numbers or, with base64, as the stored bytes.
 
 use base64::Engine;
-use gemma_graph::OutputDtype;
+use gemma_graph::{OutputDtype, StoredValues};
 use serde::Serialize;
 
 use crate::api::AppState;
@@ -73,20 +73,11 @@ impl Encoding {
             .map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(if self.base64 {
             Stored::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
-        } else if self.dtype == OutputDtype::Float16 {
-            Stored::Floats(
-                gemma_graph::stored_values(&bytes, self.dtype)
-                    .into_iter()
-                    .map(|x| x as f32)
-                    .collect(),
-            )
         } else {
-            Stored::Ints(
-                gemma_graph::stored_values(&bytes, self.dtype)
-                    .into_iter()
-                    .map(|x| x as i16)
-                    .collect(),
-            )
+            match gemma_graph::stored_values(&bytes, self.dtype) {
+                StoredValues::Floats(v) => Stored::Floats(v),
+                StoredValues::Ints(v) => Stored::Ints(v),
+            }
         })
     }
 }

@@ -89,7 +89,7 @@ async fn dtype_stores_vectors_as_run_does_on_both_apis() {
     let v = alone(text, None, Some(256));
     for dtype in OutputDtype::ALL {
         let want = stored(&v, dtype, Some(&ranges));
-        let numbers = gemma_graph::stored_values(&want, dtype);
+        let numbers = gemma_graph::stored_values(&want, dtype).to_f64();
         // TEI: numbers (integers for byte dtypes), or base64 bytes.
         let r = post(
             s.addr,
