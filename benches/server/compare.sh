@@ -28,26 +28,8 @@ mkdir -p "$out"
 
 [ -f "$model" ] || { echo "no model at $model (scripts/fetch-model.sh)" >&2; exit 1; }
 llama_server="$(benches/server/llama-server.sh)"
-cargo build --release --quiet -p gemma-graph-cli
-gg="$root/target/release/gemma-graph"
-load="$(cargo bench -p gg-server --bench load --no-run --message-format=json 2>/dev/null |
-  python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="load" and m.get("executable"):
-        print(m["executable"])')"
-[ -x "$load" ] || { echo "could not build the load generator" >&2; exit 1; }
-
+source benches/server/common.sh
 port=18631
-pid=""
-stop_server() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  pid=""
-}
-trap stop_server EXIT
 
 start_server() { # name workload
   port=$((port + 1))
